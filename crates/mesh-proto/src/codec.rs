@@ -1,0 +1,135 @@
+//! The one codec: every frame on every carrier goes through [`encode`] and [`decode`].
+//!
+//! An encoded frame is one version byte ([`PROTOCOL_VERSION`]) followed by the
+//! [`Frame`] in bincode 2's *standard* configuration (little-endian, variable-length
+//! integers). bincode is an implementation detail of this module: nothing else in the
+//! workspace names it, so the format can be reimplemented or the crate swapped without
+//! touching callers. `docs/protocol.md` specifies the bytes.
+
+use crate::{Error, Frame};
+
+/// The version byte that opens every encoded frame.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// The largest encoded frame of the protocol, in bytes, version byte included. Carriers
+/// may enforce a smaller limit (see [`decode_with_limit`]), never a larger one.
+pub const MAX_FRAME_SIZE: usize = 64 * 1024;
+
+fn config() -> impl bincode::config::Config {
+    // The limit caps what a decode may allocate, whatever lengths the input claims.
+    bincode::config::standard().with_limit::<MAX_FRAME_SIZE>()
+}
+
+/// Encodes `frame`: the version byte, then the frame body.
+///
+/// Fails only if the result would exceed [`MAX_FRAME_SIZE`].
+pub fn encode(frame: &Frame) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(64);
+    out.push(PROTOCOL_VERSION);
+    bincode::serde::encode_into_std_write(frame, &mut out, config())
+        .map_err(|e| Error::Encode(e.to_string()))?;
+    if out.len() > MAX_FRAME_SIZE {
+        return Err(Error::FrameTooLarge {
+            size: out.len(),
+            max: MAX_FRAME_SIZE,
+        });
+    }
+    Ok(out)
+}
+
+/// Decodes one frame that fills `bytes` exactly, with the protocol's [`MAX_FRAME_SIZE`].
+pub fn decode(bytes: &[u8]) -> Result<Frame, Error> {
+    decode_with_limit(bytes, MAX_FRAME_SIZE)
+}
+
+/// Decodes one frame that fills `bytes` exactly, refusing input longer than `max`
+/// (itself capped at [`MAX_FRAME_SIZE`]).
+///
+/// Every malformed input gives a typed [`Error`]; no input panics.
+pub fn decode_with_limit(bytes: &[u8], max: usize) -> Result<Frame, Error> {
+    let max = max.min(MAX_FRAME_SIZE);
+    if bytes.len() > max {
+        return Err(Error::FrameTooLarge {
+            size: bytes.len(),
+            max,
+        });
+    }
+    let (&version, body) = bytes.split_first().ok_or(Error::Empty)?;
+    if version != PROTOCOL_VERSION {
+        return Err(Error::UnsupportedVersion {
+            got: version,
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    let (frame, used) = bincode::serde::decode_from_slice::<Frame, _>(body, config())
+        .map_err(|e| Error::Malformed(e.to_string()))?;
+    if used != body.len() {
+        return Err(Error::TrailingBytes(body.len() - used));
+    }
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorCode, NodeId};
+
+    #[test]
+    fn version_byte_leads() {
+        let bytes = encode(&Frame::GetPeers { max: 5 }).unwrap();
+        assert_eq!(bytes, [PROTOCOL_VERSION, 7, 5]);
+    }
+
+    #[test]
+    fn typed_errors_for_each_kind_of_bad_input() {
+        assert!(matches!(decode(&[]), Err(Error::Empty)));
+        assert!(matches!(
+            decode(&[2, 7, 5]),
+            Err(Error::UnsupportedVersion { got: 2, .. })
+        ));
+        assert!(matches!(decode(&[1, 200]), Err(Error::Malformed(_))));
+        assert!(matches!(decode(&[1, 7]), Err(Error::Malformed(_))));
+        assert!(matches!(
+            decode(&[1, 7, 5, 0]),
+            Err(Error::TrailingBytes(1))
+        ));
+        assert!(matches!(
+            decode_with_limit(&[1, 7, 5], 2),
+            Err(Error::FrameTooLarge { size: 3, max: 2 })
+        ));
+    }
+
+    #[test]
+    fn huge_claimed_lengths_do_not_allocate() {
+        // Unicast to a zero id with a payload claiming u64::MAX bytes.
+        let mut bytes = vec![1, 3];
+        bytes.extend_from_slice(&[0; 16]);
+        bytes.push(253);
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(decode(&bytes), Err(Error::Malformed(_))));
+    }
+
+    #[test]
+    fn oversized_frames_do_not_encode() {
+        let frame = Frame::Broadcast {
+            payload: vec![0; MAX_FRAME_SIZE],
+        };
+        assert!(matches!(encode(&frame), Err(Error::FrameTooLarge { .. })));
+        let frame = Frame::Error {
+            code: ErrorCode::UNKNOWN_PEER,
+            target: Some(NodeId::from_bytes([9; 16])),
+            message: "no such peer".into(),
+        };
+        assert_eq!(decode(&encode(&frame).unwrap()).unwrap(), frame);
+    }
+
+    #[test]
+    fn invalid_room_name_is_malformed() {
+        // Register with a 0-length room name, the rest zeroed.
+        let mut bytes = vec![1, 1];
+        bytes.extend_from_slice(&[0; 32 + 16]);
+        bytes.push(0);
+        bytes.extend_from_slice(&[0; 64]);
+        assert!(matches!(decode(&bytes), Err(Error::Malformed(_))));
+    }
+}

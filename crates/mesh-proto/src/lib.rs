@@ -1,0 +1,77 @@
+//! Wire types and the one codec of the peer-relayed WebRTC mesh overlay.
+//!
+//! - [`NodeId`]: a node's 128-bit identity, shown as a UUID, derived from its Ed25519
+//!   [`identity::PublicKey`]; XOR [`Distance`] between ids.
+//! - [`Frame`]: every message on the bootstrap WebSocket (and, later, on DataChannels).
+//! - [`codec`]: [`encode`] and [`decode`], the only way bytes become frames. Every malformed
+//!   input is a typed [`Error`]; nothing panics.
+//!
+//! The byte layout is specified in `docs/protocol.md`.
+//!
+//! ```
+//! use mesh_proto::{decode, encode, identity::Keypair, Frame};
+//!
+//! let key = Keypair::generate();
+//! let frame = Frame::Unicast { to: key.node_id(), payload: b"offer".to_vec() };
+//! let bytes = encode(&frame)?;
+//! assert_eq!(bytes[0], mesh_proto::PROTOCOL_VERSION);
+//! assert_eq!(decode(&bytes)?, frame);
+//! assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+//! # Ok::<(), mesh_proto::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod frame;
+pub mod id;
+pub mod identity;
+
+pub use codec::{MAX_FRAME_SIZE, PROTOCOL_VERSION, decode, decode_with_limit, encode};
+pub use frame::{ErrorCode, Frame, Limits, RoomName};
+pub use id::{Distance, NodeId};
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A frame was zero bytes long; every frame starts with a version byte.
+    #[error("empty frame: every frame starts with the protocol version byte")]
+    Empty,
+    /// The version byte is not one this implementation speaks.
+    #[error("unsupported protocol version {got}: this implementation speaks version {supported}")]
+    UnsupportedVersion {
+        /// The version byte received.
+        got: u8,
+        /// The version this implementation speaks.
+        supported: u8,
+    },
+    /// A frame exceeds the size limit in force.
+    #[error("frame of {size} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge {
+        /// The frame's size in bytes.
+        size: usize,
+        /// The limit in force.
+        max: usize,
+    },
+    /// The frame body is not a valid encoding of any frame.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A valid frame was followed by extra bytes.
+    #[error("malformed frame: {0} trailing bytes after a complete frame")]
+    TrailingBytes(usize),
+    /// Encoding failed (cannot happen for in-memory frames within the size limit).
+    #[error("cannot encode frame: {0}")]
+    Encode(String),
+    /// Text that is not a UUID was given as a node id.
+    #[error("invalid node id (expected a UUID such as 67e55044-10b1-826f-9247-bb680e5fe0c8): {0}")]
+    InvalidNodeId(String),
+    /// A room name was empty, too long or held control characters.
+    #[error("invalid room name {0:?}: use 1 to 64 bytes of UTF-8 without control characters")]
+    InvalidRoomName(String),
+    /// 32 bytes that are not an Ed25519 public key.
+    #[error("invalid Ed25519 public key")]
+    InvalidPublicKey,
+    /// A signature that does not verify under the claimed key.
+    #[error("signature does not verify under the claimed public key")]
+    BadSignature,
+}
