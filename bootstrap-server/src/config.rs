@@ -1,0 +1,168 @@
+//! Server configuration: every limit, with documented defaults.
+
+use std::time::Duration;
+
+use mesh_proto::{Limits, MAX_FRAME_SIZE};
+
+/// Configuration of a bootstrap server. Every limit has a default suitable for a
+/// public door; set them with the `with_*` builders.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Most simultaneous WebSocket connections (registered or not). Default 10 000.
+    pub max_connections: usize,
+    /// Largest encoded frame accepted, in bytes, at most [`MAX_FRAME_SIZE`]. Default 16 KiB.
+    pub max_frame_size: usize,
+    /// Largest unicast/broadcast payload, in bytes. Default 12 KiB.
+    pub max_payload_size: usize,
+    /// Sustained frames per second per connection. Default 50.
+    pub frames_per_second: u32,
+    /// Frames per connection allowed in a burst. Default 100.
+    pub frame_burst: u32,
+    /// Most peers registered in one room. Default 10 000.
+    pub max_peers_per_room: usize,
+    /// How many peers a `Welcome` samples. Default 8.
+    pub welcome_sample: usize,
+    /// The most peers one `Peers` answer holds, whatever `GetPeers` asked. Default 64.
+    pub max_sample: usize,
+    /// Frames queued towards one connection before further frames to it are dropped
+    /// (with `TARGET_BUSY` to the sender). Default 256.
+    pub outbound_queue: usize,
+    /// Interval between WebSocket pings. Default 15 s.
+    pub ping_interval: Duration,
+    /// A connection that sends nothing (not even a pong) for this long is closed. Default 45 s.
+    pub idle_timeout: Duration,
+    /// A connection must register within this time. Default 10 s.
+    pub register_timeout: Duration,
+    /// On shutdown, how long to wait for sessions to close before returning. Default 5 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_frame_size: 16 * 1024,
+            max_payload_size: 12 * 1024,
+            frames_per_second: 50,
+            frame_burst: 100,
+            max_peers_per_room: 10_000,
+            welcome_sample: 8,
+            max_sample: 64,
+            outbound_queue: 256,
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            register_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+macro_rules! builders {
+    ($($(#[$doc:meta])* $fn:ident => $field:ident: $ty:ty;)*) => {
+        impl Config {
+            $( $(#[$doc])* pub fn $fn(mut self, value: $ty) -> Self {
+                self.$field = value;
+                self
+            } )*
+        }
+    };
+}
+
+builders! {
+    /// Sets [`Config::max_connections`].
+    with_max_connections => max_connections: usize;
+    /// Sets [`Config::max_frame_size`] (capped at [`MAX_FRAME_SIZE`] by [`Config::validate`]).
+    with_max_frame_size => max_frame_size: usize;
+    /// Sets [`Config::max_payload_size`].
+    with_max_payload_size => max_payload_size: usize;
+    /// Sets [`Config::frames_per_second`].
+    with_frames_per_second => frames_per_second: u32;
+    /// Sets [`Config::frame_burst`].
+    with_frame_burst => frame_burst: u32;
+    /// Sets [`Config::max_peers_per_room`].
+    with_max_peers_per_room => max_peers_per_room: usize;
+    /// Sets [`Config::welcome_sample`].
+    with_welcome_sample => welcome_sample: usize;
+    /// Sets [`Config::max_sample`].
+    with_max_sample => max_sample: usize;
+    /// Sets [`Config::outbound_queue`].
+    with_outbound_queue => outbound_queue: usize;
+    /// Sets [`Config::ping_interval`].
+    with_ping_interval => ping_interval: Duration;
+    /// Sets [`Config::idle_timeout`].
+    with_idle_timeout => idle_timeout: Duration;
+    /// Sets [`Config::register_timeout`].
+    with_register_timeout => register_timeout: Duration;
+    /// Sets [`Config::shutdown_grace`].
+    with_shutdown_grace => shutdown_grace: Duration;
+}
+
+impl Config {
+    /// Checks that the limits make sense together.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        let bad = |what: &str| Err(crate::Error::InvalidConfig(what.to_owned()));
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1");
+        }
+        if self.max_frame_size < 64 || self.max_frame_size > MAX_FRAME_SIZE {
+            return bad(&format!(
+                "max_frame_size must be within 64..={MAX_FRAME_SIZE}"
+            ));
+        }
+        if self.max_payload_size == 0 || self.max_payload_size + 32 > self.max_frame_size {
+            return bad("max_payload_size must be at least 1 and 32 bytes below max_frame_size");
+        }
+        if self.frames_per_second == 0 || self.frame_burst == 0 {
+            return bad("frames_per_second and frame_burst must be at least 1");
+        }
+        if self.max_peers_per_room == 0 || self.outbound_queue == 0 {
+            return bad("max_peers_per_room and outbound_queue must be at least 1");
+        }
+        if self.max_sample == 0 || self.max_sample > u16::MAX as usize {
+            return bad("max_sample must be within 1..=65535");
+        }
+        if self.ping_interval.is_zero() || self.idle_timeout <= self.ping_interval {
+            return bad("idle_timeout must be longer than ping_interval, and both non-zero");
+        }
+        if self.register_timeout.is_zero() {
+            return bad("register_timeout must be non-zero");
+        }
+        Ok(())
+    }
+
+    /// The limits announced to clients in the `Challenge` frame.
+    pub fn limits(&self) -> Limits {
+        let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Limits {
+            max_frame_size: clamp(self.max_frame_size),
+            max_payload_size: clamp(self.max_payload_size),
+            frames_per_second: self.frames_per_second,
+            frame_burst: self.frame_burst,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_a_reason() {
+        for config in [
+            Config::default().with_max_connections(0),
+            Config::default().with_max_frame_size(MAX_FRAME_SIZE + 1),
+            Config::default().with_max_payload_size(16 * 1024),
+            Config::default().with_frames_per_second(0),
+            Config::default().with_idle_timeout(Duration::from_secs(1)),
+            Config::default().with_max_sample(0),
+        ] {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("must"), "{err}");
+        }
+    }
+}

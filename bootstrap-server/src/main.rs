@@ -1,0 +1,127 @@
+//! `bootstrap-server`: the WebSocket door into the mesh overlay. See `--help`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use bootstrap_server::Config;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// The bootstrap server of the peer-relayed WebRTC mesh overlay.
+///
+/// New nodes connect to ws://ADDR/ws, prove their identity, join a room and get a random
+/// sample of its peers; the server relays their first signaling (unicast → transfer,
+/// broadcast → transfer-broadcast) and nothing else. `/healthz` and `/metrics` (Prometheus)
+/// are served on the same address. Logs go to stderr; set RUST_LOG (e.g. `debug`) for more.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Address to listen on. Port 0 picks a free port; the bound address is logged.
+    #[arg(long, env = "BOOTSTRAP_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Most simultaneous WebSocket connections.
+    #[arg(long, env = "BOOTSTRAP_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
+    max_connections: usize,
+    /// Largest frame accepted, in bytes (at most 65536).
+    #[arg(long, env = "BOOTSTRAP_MAX_FRAME_SIZE", default_value_t = Config::default().max_frame_size)]
+    max_frame_size: usize,
+    /// Largest unicast/broadcast payload, in bytes.
+    #[arg(long, env = "BOOTSTRAP_MAX_PAYLOAD_SIZE", default_value_t = Config::default().max_payload_size)]
+    max_payload_size: usize,
+    /// Sustained frames per second allowed per connection.
+    #[arg(long, env = "BOOTSTRAP_FRAMES_PER_SECOND", default_value_t = Config::default().frames_per_second)]
+    frames_per_second: u32,
+    /// Frames allowed in a burst above the sustained rate.
+    #[arg(long, env = "BOOTSTRAP_FRAME_BURST", default_value_t = Config::default().frame_burst)]
+    frame_burst: u32,
+    /// Most peers registered in one room.
+    #[arg(long, env = "BOOTSTRAP_MAX_PEERS_PER_ROOM", default_value_t = Config::default().max_peers_per_room)]
+    max_peers_per_room: usize,
+    /// How many peers a newcomer's Welcome lists.
+    #[arg(long, env = "BOOTSTRAP_WELCOME_SAMPLE", default_value_t = Config::default().welcome_sample)]
+    welcome_sample: usize,
+    /// Most peers one GetPeers answer lists.
+    #[arg(long, env = "BOOTSTRAP_MAX_SAMPLE", default_value_t = Config::default().max_sample)]
+    max_sample: usize,
+    /// Frames queued towards one connection before further frames to it are dropped.
+    #[arg(long, env = "BOOTSTRAP_OUTBOUND_QUEUE", default_value_t = Config::default().outbound_queue)]
+    outbound_queue: usize,
+    /// Seconds between WebSocket pings.
+    #[arg(long, env = "BOOTSTRAP_PING_INTERVAL", default_value_t = Config::default().ping_interval.as_secs_f64())]
+    ping_interval: f64,
+    /// Seconds of silence (not even a pong) after which a connection is closed.
+    #[arg(long, env = "BOOTSTRAP_IDLE_TIMEOUT", default_value_t = Config::default().idle_timeout.as_secs_f64())]
+    idle_timeout: f64,
+    /// Seconds a new connection has to register.
+    #[arg(long, env = "BOOTSTRAP_REGISTER_TIMEOUT", default_value_t = Config::default().register_timeout.as_secs_f64())]
+    register_timeout: f64,
+    /// Seconds to wait for sessions to close on shutdown.
+    #[arg(long, env = "BOOTSTRAP_SHUTDOWN_GRACE", default_value_t = Config::default().shutdown_grace.as_secs_f64())]
+    shutdown_grace: f64,
+}
+
+fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .with_context(|| format!("--{name} must be a non-negative number of seconds, got {value}"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = Config::default()
+        .with_max_connections(args.max_connections)
+        .with_max_frame_size(args.max_frame_size)
+        .with_max_payload_size(args.max_payload_size)
+        .with_frames_per_second(args.frames_per_second)
+        .with_frame_burst(args.frame_burst)
+        .with_max_peers_per_room(args.max_peers_per_room)
+        .with_welcome_sample(args.welcome_sample)
+        .with_max_sample(args.max_sample)
+        .with_outbound_queue(args.outbound_queue)
+        .with_ping_interval(seconds("ping-interval", args.ping_interval)?)
+        .with_idle_timeout(seconds("idle-timeout", args.idle_timeout)?)
+        .with_register_timeout(seconds("register-timeout", args.register_timeout)?)
+        .with_shutdown_grace(seconds("shutdown-grace", args.shutdown_grace)?);
+    config.validate()?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening: ws://{addr}/ws, http://{addr}/healthz, http://{addr}/metrics");
+    bootstrap_server::run(listener, config, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

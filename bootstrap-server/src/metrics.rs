@@ -1,0 +1,104 @@
+//! The server's own counters, exposed at `/metrics` in the Prometheus text format.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label of per-kind frame counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Kind {
+    pub kind: &'static str,
+}
+
+/// Label of per-code error counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Code {
+    pub code: &'static str,
+}
+
+/// Every metric the server keeps.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub connections: Gauge,
+    pub peers: Gauge,
+    pub rooms: Gauge,
+    pub registrations: Counter,
+    pub frames_in: Family<Kind, Counter>,
+    pub frames_out: Family<Kind, Counter>,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub errors: Family<Code, Counter>,
+    pub dropped: Counter,
+    pub unicast_latency: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("bootstrap");
+        let connections = Gauge::default();
+        let peers = Gauge::default();
+        let rooms = Gauge::default();
+        let registrations = Counter::default();
+        let frames_in = Family::<Kind, Counter>::default();
+        let frames_out = Family::<Kind, Counter>::default();
+        let bytes_in = Counter::default();
+        let bytes_out = Counter::default();
+        let errors = Family::<Code, Counter>::default();
+        let dropped = Counter::default();
+        // 10 µs .. ~5 s.
+        let unicast_latency = Histogram::new(exponential_buckets(1e-5, 3.0, 13));
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            connections.clone(),
+        );
+        registry.register("peers", "Registered peers, all rooms", peers.clone());
+        registry.register("rooms", "Rooms with at least one peer", rooms.clone());
+        registry.register(
+            "registrations",
+            "Successful registrations",
+            registrations.clone(),
+        );
+        registry.register("frames_in", "Frames received, by kind", frames_in.clone());
+        registry.register("frames_out", "Frames sent, by kind", frames_out.clone());
+        registry.register("bytes_in", "Bytes of frames received", bytes_in.clone());
+        registry.register("bytes_out", "Bytes of frames sent", bytes_out.clone());
+        registry.register("errors", "Error frames sent, by code", errors.clone());
+        registry.register(
+            "frames_dropped",
+            "Frames dropped because the recipient's queue was full",
+            dropped.clone(),
+        );
+        registry.register(
+            "unicast_latency_seconds",
+            "From a unicast's arrival to its transfer being written to the recipient",
+            unicast_latency.clone(),
+        );
+        Self {
+            registry,
+            connections,
+            peers,
+            rooms,
+            registrations,
+            frames_in,
+            frames_out,
+            bytes_in,
+            bytes_out,
+            errors,
+            dropped,
+            unicast_latency,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

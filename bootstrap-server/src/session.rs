@@ -1,0 +1,433 @@
+//! One WebSocket connection: a reader loop that owns the session state, and a writer task
+//! that drains the connection's bounded outgoing queue and sends pings.
+//!
+//! The reader never awaits anything but the socket, its deadlines and its cancellation:
+//! frames to other peers and replies to its own client are queued with `try_send`.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use mesh_proto::{ErrorCode, Frame, NodeId, RoomName, identity};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::time::{Instant, interval_at, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::Shared;
+use crate::metrics::{Code, Kind};
+use crate::registry::{Delivery, Outbound, Registration};
+
+/// How a session ended.
+#[derive(Debug)]
+enum End {
+    /// The client closed the connection, or it broke.
+    Closed,
+    /// The server ends it with an error frame and a close frame.
+    Fatal(ErrorCode, String),
+}
+
+/// Serves a connection that holds a connection permit.
+pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, permit: OwnedSemaphorePermit) {
+    let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
+    let span = info_span!("session", session = id, node = tracing::field::Empty);
+    async move {
+        shared.metrics.connections.inc();
+        let (sink, stream) = socket.split();
+        let (tx, rx) = mpsc::channel(shared.config.outbound_queue);
+        let (fin_tx, fin_rx) = oneshot::channel();
+        let writer = tokio::spawn(write_loop(sink, rx, fin_rx, shared.clone()).in_current_span());
+
+        let mut session = Session::new(id, shared.clone(), tx);
+        let end = session.read_loop(stream).await;
+        match &end {
+            End::Closed => debug!("connection closed"),
+            End::Fatal(code, why) => info!(%code, "closing connection: {why}"),
+        }
+        session.unregister();
+        drop(session); // drops the queue's sender, so the writer drains and stops
+        let _ = fin_tx.send(end);
+        let mut writer = writer;
+        if timeout(shared.config.shutdown_grace, &mut writer)
+            .await
+            .is_err()
+        {
+            debug!("writer stalled on a client that does not read; aborting it");
+            writer.abort();
+        }
+        shared.metrics.connections.dec();
+        drop(permit);
+    }
+    .instrument(span)
+    .await
+}
+
+/// Sends one error frame and closes: for connections refused before a session starts.
+pub(crate) async fn refuse(mut socket: WebSocket, shared: Arc<Shared>, code: ErrorCode, why: &str) {
+    debug!(%code, "refusing connection: {why}");
+    let frame = error_frame(&shared, code, None, why);
+    let _ = socket.send(Message::Binary(frame)).await;
+    let _ = socket
+        .send(Message::Close(Some(close_frame(code, why))))
+        .await;
+}
+
+struct Session {
+    id: u64,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Outbound>,
+    nonce: [u8; 32],
+    registered: Option<(RoomName, NodeId)>,
+    /// Cancelled on shutdown (a child of the server's token) or when replaced.
+    cancel: CancellationToken,
+    limiter: DefaultDirectRateLimiter,
+    started: Instant,
+    last_seen: Instant,
+}
+
+impl Session {
+    fn new(id: u64, shared: Arc<Shared>, tx: mpsc::Sender<Outbound>) -> Self {
+        let config = &shared.config;
+        let nonzero = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_second(nonzero(config.frames_per_second))
+            .allow_burst(nonzero(config.frame_burst));
+        let now = Instant::now();
+        Self {
+            id,
+            cancel: shared.shutdown.child_token(),
+            shared,
+            tx,
+            nonce: rand::random(),
+            registered: None,
+            limiter: RateLimiter::direct(quota),
+            started: now,
+            last_seen: now,
+        }
+    }
+
+    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>) -> End {
+        let challenge = Frame::Challenge {
+            nonce: self.nonce,
+            limits: self.shared.config.limits(),
+        };
+        if let Err(end) = self.reply(&challenge) {
+            return end;
+        }
+        loop {
+            let deadline = match self.registered {
+                None => self.started + self.shared.config.register_timeout,
+                Some(_) => self.last_seen + self.shared.config.idle_timeout,
+            };
+            tokio::select! {
+                _ = self.cancel.cancelled() => {
+                    return if self.shared.shutdown.is_cancelled() {
+                        End::Fatal(ErrorCode::SHUTTING_DOWN, "the server is shutting down".into())
+                    } else {
+                        End::Fatal(ErrorCode::REPLACED, "a new session proved the same key".into())
+                    };
+                }
+                _ = sleep_until(deadline) => {
+                    let why = match self.registered {
+                        None => "no registration within the register timeout",
+                        Some(_) => "nothing received within the idle timeout",
+                    };
+                    return End::Fatal(ErrorCode::IDLE_TIMEOUT, why.into());
+                }
+                msg = stream.next() => {
+                    let Some(Ok(msg)) = msg else { return End::Closed };
+                    self.last_seen = Instant::now();
+                    if let Err(end) = self.on_message(msg) {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, msg: Message) -> Result<(), End> {
+        let bytes = match msg {
+            Message::Binary(bytes) => bytes,
+            Message::Pong(_) => return Ok(()),
+            Message::Close(_) => return Err(End::Closed),
+            Message::Text(_) => {
+                return Err(fatal(
+                    ErrorCode::MALFORMED,
+                    "text messages are not frames: send binary",
+                ));
+            }
+            Message::Ping(_) => {
+                // Answered by the WebSocket layer; still counts against the rate limit.
+                return self.rate_limit();
+            }
+        };
+        self.rate_limit()?;
+        self.shared.metrics.bytes_in.inc_by(bytes.len() as u64);
+        let frame = mesh_proto::decode_with_limit(&bytes, self.shared.config.max_frame_size)
+            .map_err(|e| {
+                let code = match e {
+                    mesh_proto::Error::FrameTooLarge { .. } => ErrorCode::FRAME_TOO_LARGE,
+                    mesh_proto::Error::UnsupportedVersion { .. } => ErrorCode::UNSUPPORTED_VERSION,
+                    _ => ErrorCode::MALFORMED,
+                };
+                End::Fatal(code, e.to_string())
+            })?;
+        self.shared
+            .metrics
+            .frames_in
+            .get_or_create(&Kind { kind: frame.kind() })
+            .inc();
+        match (&self.registered, frame) {
+            (
+                None,
+                Frame::Register {
+                    public_key,
+                    node_id,
+                    room,
+                    signature,
+                },
+            ) => self.register(public_key, node_id, room, signature),
+            (Some(_), Frame::Register { .. }) => Err(fatal(
+                ErrorCode::ALREADY_REGISTERED,
+                "this connection is already registered",
+            )),
+            (Some((room, me)), Frame::Unicast { to, payload }) => {
+                self.check_payload(payload.len())?;
+                let (room, me) = (room.clone(), *me);
+                self.unicast(&room, me, to, payload)
+            }
+            (Some((room, me)), Frame::Broadcast { payload }) => {
+                self.check_payload(payload.len())?;
+                let out = encode(&Frame::TransferBroadcast { from: *me, payload });
+                let (queued, dropped) = self.shared.registry.broadcast(room, me, &out);
+                debug!(queued, dropped, "broadcast");
+                self.shared.metrics.dropped.inc_by(dropped as u64);
+                Ok(())
+            }
+            (Some((room, me)), Frame::GetPeers { max }) => {
+                let k = usize::from(max).min(self.shared.config.max_sample);
+                let peers = self.shared.registry.sample(room, me, k);
+                self.reply(&Frame::Peers { peers })
+            }
+            (None, Frame::Unicast { .. } | Frame::Broadcast { .. } | Frame::GetPeers { .. }) => {
+                Err(fatal(
+                    ErrorCode::NOT_REGISTERED,
+                    "register before sending other frames",
+                ))
+            }
+            (_, other) => Err(End::Fatal(
+                ErrorCode::UNEXPECTED_FRAME,
+                format!("{} frames only travel from server to client", other.kind()),
+            )),
+        }
+    }
+
+    fn rate_limit(&self) -> Result<(), End> {
+        self.limiter.check().map_err(|_| {
+            End::Fatal(
+                ErrorCode::RATE_LIMITED,
+                format!(
+                    "more than {} frames per second (burst {})",
+                    self.shared.config.frames_per_second, self.shared.config.frame_burst
+                ),
+            )
+        })
+    }
+
+    fn check_payload(&self, len: usize) -> Result<(), End> {
+        let max = self.shared.config.max_payload_size;
+        if len > max {
+            return Err(End::Fatal(
+                ErrorCode::PAYLOAD_TOO_LARGE,
+                format!("payload of {len} bytes exceeds the limit of {max} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn register(
+        &mut self,
+        public_key: identity::PublicKey,
+        node_id: NodeId,
+        room: RoomName,
+        signature: identity::Signature,
+    ) -> Result<(), End> {
+        if !node_id.derives_from(&public_key) {
+            return Err(fatal(
+                ErrorCode::AUTH_FAILED,
+                "node id does not derive from the public key",
+            ));
+        }
+        let signed = identity::register_message(&self.nonce, &node_id, &room);
+        if let Err(e) = public_key.verify(&signed, &signature) {
+            return Err(End::Fatal(ErrorCode::AUTH_FAILED, e.to_string()));
+        }
+        let registration = Registration {
+            room: room.clone(),
+            node_id,
+            public_key,
+            session: self.id,
+            tx: self.tx.clone(),
+            replaced: self.cancel.clone(),
+        };
+        if let Err(code) = self.shared.registry.register(registration) {
+            let why = match code {
+                ErrorCode::ROOM_FULL => format!("room {room} is full"),
+                _ => format!("node id {node_id} is registered with another key"),
+            };
+            return Err(End::Fatal(code, why));
+        }
+        tracing::Span::current().record("node", tracing::field::display(node_id));
+        info!(%room, "registered");
+        self.shared.metrics.registrations.inc();
+        let peers = self
+            .shared
+            .registry
+            .sample(&room, &node_id, self.shared.config.welcome_sample);
+        self.registered = Some((room, node_id));
+        self.reply(&Frame::Welcome { node_id, peers })
+    }
+
+    fn unicast(
+        &self,
+        room: &RoomName,
+        me: NodeId,
+        to: NodeId,
+        payload: Vec<u8>,
+    ) -> Result<(), End> {
+        let out = Outbound {
+            bytes: encode(&Frame::Transfer { from: me, payload }),
+            kind: "transfer",
+            received: Some(Instant::now()),
+        };
+        let code = match self.shared.registry.deliver(room, &to, out) {
+            Delivery::Queued => return Ok(()),
+            Delivery::UnknownPeer => ErrorCode::UNKNOWN_PEER,
+            Delivery::Busy => {
+                self.shared.metrics.dropped.inc();
+                ErrorCode::TARGET_BUSY
+            }
+        };
+        let why = format!("unicast to {to} not delivered: {}", code.label());
+        self.send_bytes(error_frame(&self.shared, code, Some(to), &why), "error")
+    }
+
+    /// Queues a frame for this session's own client.
+    fn reply(&self, frame: &Frame) -> Result<(), End> {
+        self.send_bytes(encode(frame), frame.kind())
+    }
+
+    fn send_bytes(&self, bytes: Bytes, kind: &'static str) -> Result<(), End> {
+        self.tx
+            .try_send(Outbound {
+                bytes,
+                kind,
+                received: None,
+            })
+            .map_err(|_| {
+                warn!("outgoing queue full: the client does not read its frames; dropping it");
+                End::Closed
+            })
+    }
+
+    fn unregister(&self) {
+        if let Some((room, node_id)) = &self.registered {
+            self.shared.registry.unregister(room, node_id, self.id);
+        }
+    }
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    fin: oneshot::Receiver<End>,
+    shared: Arc<Shared>,
+) {
+    let every = shared.config.ping_interval;
+    let mut ping = interval_at(Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            out = rx.recv() => {
+                let Some(out) = out else { break };
+                let len = out.bytes.len() as u64;
+                if sink.send(Message::Binary(out.bytes)).await.is_err() {
+                    return;
+                }
+                let metrics = &shared.metrics;
+                metrics.bytes_out.inc_by(len);
+                metrics.frames_out.get_or_create(&Kind { kind: out.kind }).inc();
+                if let Some(received) = out.received {
+                    metrics.unicast_latency.observe(received.elapsed().as_secs_f64());
+                }
+            }
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    // Everything queued before the session ended has been written; now the ending.
+    if let Ok(End::Fatal(code, why)) = fin.await {
+        let frame = error_frame(&shared, code, None, &why);
+        shared
+            .metrics
+            .frames_out
+            .get_or_create(&Kind { kind: "error" })
+            .inc();
+        let _ = sink.send(Message::Binary(frame)).await;
+        let _ = sink
+            .send(Message::Close(Some(close_frame(code, &why))))
+            .await;
+    }
+    let _ = sink.close().await;
+}
+
+fn fatal(code: ErrorCode, why: &str) -> End {
+    End::Fatal(code, why.to_owned())
+}
+
+fn encode(frame: &Frame) -> Bytes {
+    // Frames built here are within the server's limits (payloads were checked, samples
+    // are capped), far below the protocol maximum, so encoding cannot fail.
+    Bytes::from(mesh_proto::encode(frame).expect("server frames fit the protocol limit"))
+}
+
+/// Encodes an error frame and counts it.
+fn error_frame(shared: &Shared, code: ErrorCode, target: Option<NodeId>, why: &str) -> Bytes {
+    shared
+        .metrics
+        .errors
+        .get_or_create(&Code { code: code.label() })
+        .inc();
+    let message: String = why.chars().take(256).collect();
+    encode(&Frame::Error {
+        code,
+        target,
+        message,
+    })
+}
+
+/// The WebSocket close frame that follows a fatal error code (RFC 6455 §7.4.1).
+fn close_frame(code: ErrorCode, why: &str) -> CloseFrame {
+    let ws_code = match code {
+        ErrorCode::SHUTTING_DOWN | ErrorCode::IDLE_TIMEOUT => 1001,
+        ErrorCode::MALFORMED | ErrorCode::UNSUPPORTED_VERSION | ErrorCode::UNEXPECTED_FRAME => 1002,
+        ErrorCode::FRAME_TOO_LARGE | ErrorCode::PAYLOAD_TOO_LARGE => 1009,
+        ErrorCode::SERVER_FULL => 1013,
+        _ => 1008,
+    };
+    // A close reason is limited to 123 bytes.
+    let mut reason = format!("{}: {why}", code.label());
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    CloseFrame {
+        code: ws_code,
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,332 @@
+//! Test support for end-to-end tests: the real bootstrap server on a port-0 loopback
+//! listener, and a real WebSocket client that speaks the protocol through `mesh_proto`.
+//!
+//! Every wait has a deadline ([`DEADLINE`]); nothing sleeps for a fixed time.
+#![warn(missing_docs)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bootstrap_server::Config;
+use futures_util::{SinkExt, StreamExt};
+use mesh_proto::identity::{Keypair, register_message};
+use mesh_proto::{ErrorCode, Frame, Limits, NodeId, RoomName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single wait in a test may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A real bootstrap server on `127.0.0.1:0`.
+#[derive(Debug)]
+pub struct TestServer {
+    /// The bound address.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), bootstrap_server::Error>>,
+}
+
+impl TestServer {
+    /// Starts a server with `config` on a loopback port chosen by the kernel.
+    pub async fn start(config: Config) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(bootstrap_server::run(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// The WebSocket URL of the server.
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Asks the server to shut down and waits (with a deadline) for `run` to return.
+    pub async fn stop(mut self) -> Result<(), bootstrap_server::Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(DEADLINE, &mut self.task)
+            .await
+            .expect("server did not stop within the deadline")
+            .expect("server task panicked")
+    }
+
+    /// A plain HTTP/1.1 GET on the server: (status code, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        let fetch = async {
+            let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                self.addr
+            );
+            stream
+                .write_all(request.as_bytes())
+                .await
+                .expect("write request");
+            let mut response = String::new();
+            stream
+                .read_to_string(&mut response)
+                .await
+                .expect("read response");
+            response
+        };
+        let response = tokio::time::timeout(DEADLINE, fetch)
+            .await
+            .expect("HTTP GET timed out");
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+/// What a client read from the server.
+#[derive(Debug)]
+pub enum Received {
+    /// A decoded frame.
+    Frame(Frame),
+    /// The server closed the connection (with its close frame, if any).
+    Closed(Option<CloseFrame>),
+}
+
+/// A real WebSocket client of the bootstrap protocol.
+#[derive(Debug)]
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// This client's identity.
+    pub key: Keypair,
+    /// The challenge nonce the server sent.
+    pub nonce: [u8; 32],
+    /// The limits the server announced.
+    pub limits: Limits,
+    /// Pings received so far (answered automatically while reading).
+    pub pings: usize,
+}
+
+impl Client {
+    /// Connects with a fresh identity and reads the server's `Challenge`.
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")
+            .expect("WebSocket handshake");
+        let mut client = Self {
+            ws,
+            key: Keypair::generate(),
+            nonce: [0; 32],
+            limits: zero_limits(),
+            pings: 0,
+        };
+        match client.recv().await {
+            Received::Frame(Frame::Challenge { nonce, limits }) => {
+                client.nonce = nonce;
+                client.limits = limits;
+            }
+            other => panic!("expected a Challenge first, got {other:?}"),
+        }
+        client
+    }
+
+    /// Connects and registers in `room`; returns the client and its Welcome sample.
+    pub async fn join(url: &str, room: &str) -> (Self, Vec<NodeId>) {
+        let mut client = Self::connect(url).await;
+        let peers = client.register(room).await;
+        (client, peers)
+    }
+
+    /// This client's node id.
+    pub fn id(&self) -> NodeId {
+        self.key.node_id()
+    }
+
+    /// The correctly signed `Register` frame for `room`.
+    pub fn register_frame(&self, room: &str) -> Frame {
+        let room: RoomName = room.parse().expect("valid room name");
+        let node_id = self.key.node_id();
+        let signature = self
+            .key
+            .sign(&register_message(&self.nonce, &node_id, &room));
+        Frame::Register {
+            public_key: self.key.public(),
+            node_id,
+            room,
+            signature,
+        }
+    }
+
+    /// Registers in `room` and returns the Welcome sample; panics on anything else.
+    pub async fn register(&mut self, room: &str) -> Vec<NodeId> {
+        self.send(&self.register_frame(room)).await;
+        match self.recv().await {
+            Received::Frame(Frame::Welcome { node_id, peers }) => {
+                assert_eq!(node_id, self.id(), "Welcome echoes our id");
+                peers
+            }
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    }
+
+    /// Encodes and sends a frame.
+    pub async fn send(&mut self, frame: &Frame) {
+        let bytes = mesh_proto::encode(frame).expect("encode");
+        self.send_raw(Message::Binary(bytes.into())).await;
+    }
+
+    /// Sends a raw WebSocket message.
+    pub async fn send_raw(&mut self, msg: Message) {
+        tokio::time::timeout(DEADLINE, self.ws.send(msg))
+            .await
+            .expect("send timed out")
+            .expect("send failed");
+    }
+
+    /// Sends a raw message, tolerating a connection the server already closed.
+    pub async fn try_send_raw(&mut self, msg: Message) -> bool {
+        matches!(
+            tokio::time::timeout(DEADLINE, self.ws.send(msg)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// The next frame or close, skipping pings and pongs; panics after [`DEADLINE`].
+    pub async fn recv(&mut self) -> Received {
+        tokio::time::timeout(DEADLINE, self.recv_inner())
+            .await
+            .expect("nothing received within the deadline")
+    }
+
+    async fn recv_inner(&mut self) -> Received {
+        loop {
+            match self.ws.next().await {
+                None | Some(Err(_)) => return Received::Closed(None),
+                Some(Ok(Message::Binary(bytes))) => {
+                    let frame =
+                        mesh_proto::decode(&bytes).expect("server sent an undecodable frame");
+                    return Received::Frame(frame);
+                }
+                Some(Ok(Message::Close(frame))) => return Received::Closed(frame),
+                Some(Ok(Message::Ping(_))) => self.pings += 1,
+                Some(Ok(other)) => panic!("unexpected message {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame, which must be a frame (not a close).
+    pub async fn recv_frame(&mut self) -> Frame {
+        match self.recv().await {
+            Received::Frame(frame) => frame,
+            Received::Closed(close) => panic!("expected a frame, connection closed: {close:?}"),
+        }
+    }
+
+    /// Expects an `Error` frame with `code`; returns its target.
+    pub async fn expect_error(&mut self, code: ErrorCode) -> Option<NodeId> {
+        match self.recv_frame().await {
+            Frame::Error {
+                code: got,
+                target,
+                message,
+            } => {
+                assert_eq!(got, code, "error message: {message}");
+                target
+            }
+            other => panic!("expected error {code}, got {other:?}"),
+        }
+    }
+
+    /// Expects an `Error` frame with `code` followed by the server's close; returns the
+    /// WebSocket close code.
+    pub async fn expect_fatal(&mut self, code: ErrorCode) -> u16 {
+        self.expect_error(code).await;
+        match self.recv().await {
+            Received::Closed(Some(close)) => u16::from(close.code),
+            other => panic!("expected a close after fatal {code}, got {other:?}"),
+        }
+    }
+
+    /// Sends `payload` to `to` and waits for it on `receiver`, which must get it next.
+    pub async fn unicast_to(&mut self, receiver: &mut Client, payload: &[u8]) {
+        self.send(&Frame::Unicast {
+            to: receiver.id(),
+            payload: payload.to_vec(),
+        })
+        .await;
+        match receiver.recv_frame().await {
+            Frame::Transfer { from, payload: got } => {
+                assert_eq!(from, self.id());
+                assert_eq!(got, payload);
+            }
+            other => panic!("expected a Transfer, got {other:?}"),
+        }
+    }
+
+    /// Reads (answering pings) until `n` pings have arrived; panics after [`DEADLINE`].
+    pub async fn wait_for_pings(&mut self, n: usize) {
+        let wait = async {
+            while self.pings < n {
+                match self.ws.next().await {
+                    Some(Ok(Message::Ping(_))) => self.pings += 1,
+                    Some(Ok(Message::Pong(_))) => {}
+                    other => panic!("expected only pings, got {other:?}"),
+                }
+            }
+        };
+        tokio::time::timeout(DEADLINE, wait)
+            .await
+            .expect("pings did not arrive");
+    }
+}
+
+fn zero_limits() -> Limits {
+    Limits {
+        max_frame_size: 0,
+        max_payload_size: 0,
+        frames_per_second: 0,
+        frame_burst: 0,
+    }
+}
+
+/// Polls `check` every few milliseconds until it returns true; panics after [`DEADLINE`].
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The value of a metric sample line `name{labels} value` (or `name value`) in
+/// Prometheus text, if present.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
