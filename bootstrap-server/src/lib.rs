@@ -10,12 +10,20 @@
 //! second per connection, peers per room, and every outgoing queue. `/healthz` answers `ok`;
 //! `/metrics` serves Prometheus text.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), bootstrap_server::Error> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), bootstrap_server::Error> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! println!("listening on {}", listener.local_addr()?);
+//! let addr = listener.local_addr()?; // nodes connect to ws://{addr}/ws
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! let config = bootstrap_server::Config::default().with_welcome_sample(4);
-//! bootstrap_server::run(listener, config, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! let server = tokio::spawn(bootstrap_server::run(listener, config, async {
+//!     let _ = stopped.await;
+//! }));
+//! // ... nodes join through ws://{addr}/ws ...
+//! stop.send(()).unwrap();
+//! server.await.unwrap()?; // returns once every session has been closed
+//! # Ok(())
 //! # }
 //! ```
 //!

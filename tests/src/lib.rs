@@ -126,13 +126,22 @@ pub struct Client {
 impl Client {
     /// Connects with a fresh identity and reads the server's `Challenge`.
     pub async fn connect(url: &str) -> Self {
+        match Self::try_connect(url).await {
+            Ok(client) => client,
+            Err(code) => panic!("connection refused with {code}"),
+        }
+    }
+
+    /// Connects and reads the server's `Challenge`, or the error the server refused with.
+    pub async fn try_connect(url: &str) -> Result<Self, ErrorCode> {
         let (ws, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
             .await
             .expect("connect timed out")
             .expect("WebSocket handshake");
+        let key = Keypair::generate();
         let mut client = Self {
             ws,
-            key: Keypair::generate(),
+            key,
             nonce: [0; 32],
             limits: zero_limits(),
             pings: 0,
@@ -141,10 +150,11 @@ impl Client {
             Received::Frame(Frame::Challenge { nonce, limits }) => {
                 client.nonce = nonce;
                 client.limits = limits;
+                Ok(client)
             }
+            Received::Frame(Frame::Error { code, .. }) => Err(code),
             other => panic!("expected a Challenge first, got {other:?}"),
         }
-        client
     }
 
     /// Connects and registers in `room`; returns the client and its Welcome sample.
@@ -303,19 +313,6 @@ fn zero_limits() -> Limits {
         max_payload_size: 0,
         frames_per_second: 0,
         frame_burst: 0,
-    }
-}
-
-/// Polls `check` every few milliseconds until it returns true; panics after [`DEADLINE`].
-pub async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = tokio::time::Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
