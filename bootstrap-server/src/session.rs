@@ -41,7 +41,8 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, permit: OwnedSem
         let (sink, stream) = socket.split();
         let (tx, rx) = mpsc::channel(shared.config.outbound_queue);
         let (fin_tx, fin_rx) = oneshot::channel();
-        let writer = tokio::spawn(write_loop(sink, rx, fin_rx, shared.clone()).in_current_span());
+        let mut writer =
+            tokio::spawn(write_loop(sink, rx, fin_rx, shared.clone()).in_current_span());
 
         let mut session = Session::new(id, shared.clone(), tx);
         let end = session.read_loop(stream).await;
@@ -52,7 +53,6 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, permit: OwnedSem
         session.unregister();
         drop(session); // drops the queue's sender, so the writer drains and stops
         let _ = fin_tx.send(end);
-        let mut writer = writer;
         if timeout(shared.config.shutdown_grace, &mut writer)
             .await
             .is_err()
@@ -71,6 +71,11 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, permit: OwnedSem
 pub(crate) async fn refuse(mut socket: WebSocket, shared: Arc<Shared>, code: ErrorCode, why: &str) {
     debug!(%code, "refusing connection: {why}");
     let frame = error_frame(&shared, code, None, why);
+    shared
+        .metrics
+        .frames_out
+        .get_or_create(&Kind { kind: "error" })
+        .inc();
     let _ = socket.send(Message::Binary(frame)).await;
     let _ = socket
         .send(Message::Close(Some(close_frame(code, why))))
@@ -139,7 +144,15 @@ impl Session {
                     return End::Fatal(ErrorCode::IDLE_TIMEOUT, why.into());
                 }
                 msg = stream.next() => {
-                    let Some(Ok(msg)) = msg else { return End::Closed };
+                    let msg = match msg {
+                        Some(Ok(msg)) => msg,
+                        None => return End::Closed,
+                        Some(Err(e)) => {
+                            // Includes a message beyond the WebSocket layer's size limit.
+                            info!("connection failed: {e}");
+                            return End::Closed;
+                        }
+                    };
                     self.last_seen = Instant::now();
                     if let Err(end) = self.on_message(msg) {
                         return end;
