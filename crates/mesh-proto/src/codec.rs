@@ -16,8 +16,10 @@ pub const PROTOCOL_VERSION: u8 = 1;
 pub const MAX_FRAME_SIZE: usize = 64 * 1024;
 
 fn config() -> impl bincode::config::Config {
-    // The limit caps what a decode may allocate, whatever lengths the input claims.
-    bincode::config::standard().with_limit::<MAX_FRAME_SIZE>()
+    // The limit caps what a decode may allocate, whatever lengths the input claims. bincode
+    // counts decoded sizes against it (8 per length, 4 per tag, 16 per NodeId...), not wire
+    // bytes, so it sits well above MAX_FRAME_SIZE: the input itself was already capped.
+    bincode::config::standard().with_limit::<{ 4 * MAX_FRAME_SIZE }>()
 }
 
 /// Encodes `frame`: the version byte, then the frame body.
@@ -121,6 +123,54 @@ mod tests {
             message: "no such peer".into(),
         };
         assert_eq!(decode(&encode(&frame).unwrap()).unwrap(), frame);
+    }
+
+    #[test]
+    fn largest_frames_round_trip() {
+        // Fill each variable-size frame up to the largest size that encodes.
+        let fill = |make: &dyn Fn(usize) -> Frame| {
+            // The largest n whose frame still encodes (frames grow with n).
+            let (mut n, mut hi) = (0, MAX_FRAME_SIZE);
+            while n < hi {
+                let mid = (n + hi).div_ceil(2);
+                if encode(&make(mid)).is_ok() {
+                    n = mid
+                } else {
+                    hi = mid - 1
+                }
+            }
+            let frame = make(n);
+            let bytes = encode(&frame).unwrap();
+            assert!(bytes.len() > MAX_FRAME_SIZE - 32, "{} bytes", bytes.len());
+            assert_eq!(decode(&bytes).unwrap(), frame);
+        };
+        let id = NodeId::from_bytes([7; 16]);
+        fill(&|n| Frame::Unicast {
+            to: id,
+            payload: vec![0xAB; n],
+        });
+        fill(&|n| Frame::Broadcast {
+            payload: vec![1; n],
+        });
+        fill(&|n| Frame::Peers {
+            peers: vec![id; n / 16],
+        });
+        fill(&|n| Frame::Welcome {
+            node_id: id,
+            peers: vec![id; n / 16],
+        });
+        fill(&|n| Frame::Error {
+            code: ErrorCode(1),
+            target: Some(id),
+            message: "e".repeat(n),
+        });
+        // And the exact maximum: a Broadcast of 1 + 1 + 3 + 65531 = 65536 bytes.
+        let frame = Frame::Broadcast {
+            payload: vec![9; MAX_FRAME_SIZE - 5],
+        };
+        let bytes = encode(&frame).unwrap();
+        assert_eq!(bytes.len(), MAX_FRAME_SIZE);
+        assert_eq!(decode(&bytes).unwrap(), frame);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! [`crate::codec`] and specified in `docs/protocol.md`.
 //!
 //! The variant order of [`Frame`] is the wire tag: new variants go at the end, never
-//! in between, and a variant is never reordered or removed within a protocol version.
+//! in between, and a variant is never reordered or removed. A decoder refuses tags it does
+//! not know, so once a version is deployed a new kind needs a new version byte
+//! (`docs/protocol.md` §7).
 
 use std::fmt;
 use std::str::FromStr;
