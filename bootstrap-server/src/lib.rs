@@ -45,6 +45,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use mesh_proto::ErrorCode;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -111,6 +112,13 @@ pub async fn run(
         tracing::info!("shutting down: no new connections, closing sessions");
         token.cancel();
     };
+    // Frames are small and latency-bound: disable Nagle, or back-to-back frames wait for the
+    // peer's delayed ACK (~40 ms on Linux).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await?;
@@ -127,6 +135,9 @@ pub async fn run(
     Ok(())
 }
 
+/// Per-connection WebSocket read buffer, in bytes.
+const READ_BUFFER: usize = 8 * 1024;
+
 async fn ws_handler(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
     // Leave room above the limit so an oversized frame gets a FRAME_TOO_LARGE error frame
     // rather than a bare transport error; anything beyond that is cut by the WebSocket layer.
@@ -135,6 +146,9 @@ async fn ws_handler(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> 
     let tracked = shared.sessions.token();
     ws.max_message_size(hard_limit)
         .max_frame_size(hard_limit)
+        // tungstenite's default 128 KiB read buffer is zero-filled before reads and held per
+        // connection; frames here are at most max_frame_size.
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
             let _tracked = tracked;
             if shared.shutdown.is_cancelled() {

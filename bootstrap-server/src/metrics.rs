@@ -33,6 +33,7 @@ pub(crate) struct Metrics {
     pub bytes_out: Counter,
     pub errors: Family<Code, Counter>,
     pub dropped: Counter,
+    pub notices_dropped: Counter,
     pub unicast_latency: Histogram,
 }
 
@@ -49,6 +50,7 @@ impl Metrics {
         let bytes_out = Counter::default();
         let errors = Family::<Code, Counter>::default();
         let dropped = Counter::default();
+        let notices_dropped = Counter::default();
         // 10 µs .. ~5 s.
         let unicast_latency = Histogram::new(exponential_buckets(1e-5, 3.0, 13));
         registry.register(
@@ -74,6 +76,11 @@ impl Metrics {
             dropped.clone(),
         );
         registry.register(
+            "notices_dropped",
+            "Non-fatal error notices (TARGET_BUSY, UNKNOWN_PEER) dropped because the sender's own queue was full",
+            notices_dropped.clone(),
+        );
+        registry.register(
             "unicast_latency_seconds",
             "From a unicast's arrival to its transfer being written to the recipient",
             unicast_latency.clone(),
@@ -90,6 +97,7 @@ impl Metrics {
             bytes_out,
             errors,
             dropped,
+            notices_dropped,
             unicast_latency,
         }
     }

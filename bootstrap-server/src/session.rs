@@ -123,11 +123,11 @@ impl Session {
         if let Err(end) = self.reply(&challenge) {
             return end;
         }
+        // One timer for the connection's deadline, re-armed only when it fires: the deadline
+        // moves with every received message, and re-arming per frame costs.
+        let sleep = sleep_until(self.deadline());
+        tokio::pin!(sleep);
         loop {
-            let deadline = match self.registered {
-                None => self.started + self.shared.config.register_timeout,
-                Some(_) => self.last_seen + self.shared.config.idle_timeout,
-            };
             tokio::select! {
                 _ = self.cancel.cancelled() => {
                     return if self.shared.shutdown.is_cancelled() {
@@ -136,7 +136,12 @@ impl Session {
                         End::Fatal(ErrorCode::REPLACED, "a new session proved the same key".into())
                     };
                 }
-                _ = sleep_until(deadline) => {
+                () = &mut sleep => {
+                    let deadline = self.deadline();
+                    if Instant::now() < deadline {
+                        sleep.as_mut().reset(deadline);
+                        continue;
+                    }
                     let why = match self.registered {
                         None => "no registration within the register timeout",
                         Some(_) => "nothing received within the idle timeout",
@@ -159,6 +164,14 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    /// When the connection times out if nothing more arrives.
+    fn deadline(&self) -> Instant {
+        match self.registered {
+            None => self.started + self.shared.config.register_timeout,
+            Some(_) => self.last_seen + self.shared.config.idle_timeout,
         }
     }
 
@@ -325,8 +338,22 @@ impl Session {
                 ErrorCode::TARGET_BUSY
             }
         };
+        // A notice, not a reply: if the sender's own queue is full (it is outpacing its
+        // recipient), the notice is dropped rather than the sender.
         let why = format!("unicast to {to} not delivered: {}", code.label());
-        self.send_bytes(error_frame(&self.shared, code, Some(to), &why), "error")
+        let bytes = error_frame(&self.shared, code, Some(to), &why);
+        if self
+            .tx
+            .try_send(Outbound {
+                bytes,
+                kind: "error",
+                received: None,
+            })
+            .is_err()
+        {
+            self.shared.metrics.notices_dropped.inc();
+        }
+        Ok(())
     }
 
     /// Queues a frame for this session's own client.
@@ -362,19 +389,32 @@ async fn write_loop(
 ) {
     let every = shared.config.ping_interval;
     let mut ping = interval_at(Instant::now() + every, every);
+    // Arrival times of the unicasts in the batch being written, for the latency histogram.
+    let mut unicasts: Vec<Instant> = Vec::new();
     loop {
         tokio::select! {
             out = rx.recv() => {
                 let Some(out) = out else { break };
-                let len = out.bytes.len() as u64;
-                if sink.send(Message::Binary(out.bytes)).await.is_err() {
+                // Write what is already queued (up to one queue's worth), then flush once:
+                // one syscall per batch rather than per frame.
+                let mut next = Some(out);
+                let mut batch = 0;
+                while let Some(out) = next {
+                    let (len, kind) = (out.bytes.len() as u64, out.kind);
+                    if sink.feed(Message::Binary(out.bytes)).await.is_err() {
+                        return;
+                    }
+                    shared.metrics.bytes_out.inc_by(len);
+                    shared.metrics.frames_out.get_or_create(&Kind { kind }).inc();
+                    unicasts.extend(out.received);
+                    batch += 1;
+                    next = if batch < shared.config.outbound_queue { rx.try_recv().ok() } else { None };
+                }
+                if sink.flush().await.is_err() {
                     return;
                 }
-                let metrics = &shared.metrics;
-                metrics.bytes_out.inc_by(len);
-                metrics.frames_out.get_or_create(&Kind { kind: out.kind }).inc();
-                if let Some(received) = out.received {
-                    metrics.unicast_latency.observe(received.elapsed().as_secs_f64());
+                for received in unicasts.drain(..) {
+                    shared.metrics.unicast_latency.observe(received.elapsed().as_secs_f64());
                 }
             }
             _ = ping.tick() => {

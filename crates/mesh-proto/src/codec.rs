@@ -26,7 +26,7 @@ fn config() -> impl bincode::config::Config {
 ///
 /// Fails only if the result would exceed [`MAX_FRAME_SIZE`].
 pub fn encode(frame: &Frame) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::with_capacity(64);
+    let mut out = Vec::with_capacity(size_hint(frame));
     out.push(PROTOCOL_VERSION);
     bincode::serde::encode_into_std_write(frame, &mut out, config())
         .map_err(|e| Error::Encode(e.to_string()))?;
@@ -37,6 +37,22 @@ pub fn encode(frame: &Frame) -> Result<Vec<u8>, Error> {
         });
     }
     Ok(out)
+}
+
+/// An upper estimate of the encoded size, so that encoding allocates once.
+fn size_hint(frame: &Frame) -> usize {
+    let variable = match frame {
+        Frame::Unicast { payload, .. }
+        | Frame::Transfer { payload, .. }
+        | Frame::Broadcast { payload }
+        | Frame::TransferBroadcast { payload, .. } => payload.len(),
+        Frame::Welcome { peers, .. } | Frame::Peers { peers } => peers.len() * 16,
+        Frame::Error { message, .. } => message.len(),
+        // Fixed-size frames: the largest, Register, is under 200 bytes with its room name.
+        _ => 160,
+    };
+    // Version, tag, length prefixes and fixed fields.
+    (variable + 48).min(MAX_FRAME_SIZE)
 }
 
 /// Decodes one frame that fills `bytes` exactly, with the protocol's [`MAX_FRAME_SIZE`].
@@ -123,6 +139,52 @@ mod tests {
             message: "no such peer".into(),
         };
         assert_eq!(decode(&encode(&frame).unwrap()).unwrap(), frame);
+    }
+
+    #[test]
+    fn size_hint_covers_every_frame() {
+        let id = NodeId::from_bytes([1; 16]);
+        let key = crate::identity::Keypair::from_seed([1; 32]);
+        let frames = [
+            Frame::Challenge {
+                nonce: [0; 32],
+                limits: crate::Limits {
+                    max_frame_size: u32::MAX,
+                    max_payload_size: u32::MAX,
+                    frames_per_second: u32::MAX,
+                    frame_burst: u32::MAX,
+                },
+            },
+            Frame::Register {
+                public_key: key.public(),
+                node_id: id,
+                room: "r".repeat(crate::RoomName::MAX_LEN).parse().unwrap(),
+                signature: key.sign(b"x"),
+            },
+            Frame::Unicast {
+                to: id,
+                payload: vec![0; 70_000.min(MAX_FRAME_SIZE - 64)],
+            },
+            Frame::Welcome {
+                node_id: id,
+                peers: vec![id; 300],
+            },
+            Frame::Error {
+                code: ErrorCode(u16::MAX),
+                target: Some(id),
+                message: "m".repeat(300),
+            },
+            Frame::GetPeers { max: u16::MAX },
+        ];
+        for frame in frames {
+            let len = encode(&frame).unwrap().len();
+            assert!(
+                size_hint(&frame) >= len,
+                "{}: hint {} < {len}",
+                frame.kind(),
+                size_hint(&frame)
+            );
+        }
     }
 
     #[test]
