@@ -6,6 +6,10 @@
 //! workspace names it, so the format can be reimplemented or the crate swapped without
 //! touching callers. `docs/protocol.md` specifies the bytes.
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::signal::Payload;
 use crate::{Error, Frame};
 
 /// The version byte that opens every encoded frame.
@@ -28,7 +32,17 @@ fn config() -> impl bincode::config::Config {
 pub fn encode(frame: &Frame) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(size_hint(frame));
     out.push(PROTOCOL_VERSION);
-    bincode::serde::encode_into_std_write(frame, &mut out, config())
+    encode_into(frame, out)
+}
+
+/// Encodes a [`Payload`] (the content of a `Unicast`, `Transfer`, `Route` or `Flood`
+/// payload). No version byte: the frame that carries it has one.
+pub fn encode_payload(payload: &Payload) -> Result<Vec<u8>, Error> {
+    encode_into(payload, Vec::with_capacity(payload.size_hint()))
+}
+
+fn encode_into<T: Serialize>(value: &T, mut out: Vec<u8>) -> Result<Vec<u8>, Error> {
+    bincode::serde::encode_into_std_write(value, &mut out, config())
         .map_err(|e| Error::Encode(e.to_string()))?;
     if out.len() > MAX_FRAME_SIZE {
         return Err(Error::FrameTooLarge {
@@ -45,8 +59,12 @@ fn size_hint(frame: &Frame) -> usize {
         Frame::Unicast { payload, .. }
         | Frame::Transfer { payload, .. }
         | Frame::Broadcast { payload }
-        | Frame::TransferBroadcast { payload, .. } => payload.len(),
-        Frame::Welcome { peers, .. } | Frame::Peers { peers } => peers.len() * 16,
+        | Frame::TransferBroadcast { payload, .. }
+        | Frame::Route { payload, .. }
+        | Frame::Flood { payload, .. } => payload.len(),
+        Frame::Welcome { peers, .. } | Frame::Peers { peers } | Frame::Neighbours { peers } => {
+            peers.len() * 16
+        }
         Frame::Error { message, .. } => message.len(),
         // Fixed-size frames: the largest, Register, is under 200 bytes with its room name.
         _ => 160,
@@ -79,12 +97,28 @@ pub fn decode_with_limit(bytes: &[u8], max: usize) -> Result<Frame, Error> {
             supported: PROTOCOL_VERSION,
         });
     }
-    let (frame, used) = bincode::serde::decode_from_slice::<Frame, _>(body, config())
-        .map_err(|e| Error::Malformed(e.to_string()))?;
-    if used != body.len() {
-        return Err(Error::TrailingBytes(body.len() - used));
+    decode_exact(body)
+}
+
+/// Decodes a [`Payload`] that fills `bytes` exactly. Every malformed input gives a typed
+/// [`Error`]; no input panics.
+pub fn decode_payload(bytes: &[u8]) -> Result<Payload, Error> {
+    if bytes.len() > MAX_FRAME_SIZE {
+        return Err(Error::FrameTooLarge {
+            size: bytes.len(),
+            max: MAX_FRAME_SIZE,
+        });
     }
-    Ok(frame)
+    decode_exact(bytes)
+}
+
+fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let (value, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config())
+        .map_err(|e| Error::Malformed(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(Error::TrailingBytes(bytes.len() - used));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]

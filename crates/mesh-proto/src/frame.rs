@@ -99,6 +99,43 @@ pub enum Frame {
         /// Human-readable detail, for logs only.
         message: String,
     },
+    /// Tag 10, node→neighbour on a DataChannel: a unicast relayed through the mesh. Each
+    /// relay forwards it towards `to`; the neighbour of `to` delivers it as
+    /// [`Frame::Transfer`] with the same `from` and `payload`.
+    Route {
+        /// The final recipient.
+        to: NodeId,
+        /// The origin, as it claims (relays do not authenticate it; signaling payloads are
+        /// signed end to end, see [`crate::signal`]).
+        from: NodeId,
+        /// Hops left: a relay that receives 0 and is not the neighbour of `to` drops it.
+        ttl: u8,
+        /// An encoded [`crate::signal::Payload`]; relays never parse it.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// Tag 11, node→neighbour on a DataChannel: a broadcast flooded through the mesh. Each
+    /// node delivers it once (deduplicated on `from` and `id`) and forwards it to its other
+    /// neighbours while `ttl` > 0.
+    Flood {
+        /// The origin.
+        from: NodeId,
+        /// Chosen by the origin, unique among its recent broadcasts.
+        id: u64,
+        /// Hops left.
+        ttl: u8,
+        /// An encoded [`crate::signal::Payload`].
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// Tag 12, node→neighbour: ask for the neighbour's current neighbours.
+    GetNeighbours,
+    /// Tag 13, node→neighbour: the answer to [`Frame::GetNeighbours`] (also sent unasked
+    /// when the sender's neighbour set changes).
+    Neighbours {
+        /// The sender's neighbours (never the recipient itself).
+        peers: Vec<NodeId>,
+    },
 }
 
 impl Frame {
@@ -115,6 +152,10 @@ impl Frame {
             Frame::GetPeers { .. } => "get_peers",
             Frame::Peers { .. } => "peers",
             Frame::Error { .. } => "error",
+            Frame::Route { .. } => "route",
+            Frame::Flood { .. } => "flood",
+            Frame::GetNeighbours => "get_neighbours",
+            Frame::Neighbours { .. } => "neighbours",
         }
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! - [`NodeId`]: a node's 128-bit identity, shown as a UUID, derived from its Ed25519
 //!   [`identity::PublicKey`]; XOR [`Distance`] between ids.
-//! - [`Frame`]: every message on the bootstrap WebSocket (and, later, on DataChannels).
+//! - [`Frame`]: every message on the bootstrap WebSocket and on the mesh's DataChannels.
+//! - [`signal::Payload`]: what unicast/route/flood payloads carry: application bytes, or
+//!   WebRTC signaling signed end to end ([`signal::Signal`]).
 //! - [`codec`]: [`encode`] and [`decode`], the only way bytes become frames. Every malformed
 //!   input is a typed [`Error`]; nothing panics.
 //!
@@ -25,8 +27,12 @@ pub mod codec;
 pub mod frame;
 pub mod id;
 pub mod identity;
+pub mod signal;
 
-pub use codec::{MAX_FRAME_SIZE, PROTOCOL_VERSION, decode, decode_with_limit, encode};
+pub use codec::{
+    MAX_FRAME_SIZE, PROTOCOL_VERSION, decode, decode_payload, decode_with_limit, encode,
+    encode_payload,
+};
 pub use frame::{ErrorCode, Frame, Limits, RoomName};
 pub use id::{Distance, NodeId};
 

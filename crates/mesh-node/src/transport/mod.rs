@@ -1,0 +1,114 @@
+//! Transports: how links between nodes carry bytes. The driver (and, through it, the pure
+//! `mesh_core` state machine) decides *what* to send and to whom; a transport only opens
+//! links as told, reports what happens to them, and moves bytes.
+//!
+//! Two implementations: [`webrtc`] (real WebRTC PeerConnections, one reliable ordered
+//! DataChannel per link) and [`memory`] (in-process links for tests and large simulations;
+//! an addition, never a stand-in for the WebRTC tests).
+//!
+//! Contract, common to both:
+//! - Every method returns at once (no `.await`); work happens on the transport's own tasks.
+//! - Everything the transport has to say arrives as a [`TransportEvent`] on the bounded
+//!   channel given to its constructor, in order per session.
+//! - A session is one attempt to open one link to one peer, as [`Role::Offerer`] or
+//!   [`Role::Answerer`]. The offerer emits `LocalSignal(Offer)` and then candidates; the
+//!   answerer waits for the remote offer through [`Transport::remote_signal`], then emits
+//!   `LocalSignal(Answer)` and candidates. Remote signals of a session may arrive in any
+//!   order (a candidate before the offer/answer is kept until it can be applied).
+//! - When the link is usable, `LinkUp`; from then on `Data` for each message received, and
+//!   [`Transport::send`] works. Exactly one `Closed` ends every session that was opened,
+//!   whether it failed, was closed by [`Transport::close`], or the remote went away.
+
+pub mod memory;
+pub mod webrtc;
+
+use bytes::Bytes;
+use mesh_proto::NodeId;
+use mesh_proto::signal::SessionId;
+
+/// Which side of a session this node plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Creates the offer.
+    Offerer,
+    /// Answers the remote offer.
+    Answerer,
+}
+
+/// A signaling step produced locally or to be applied from the remote side. These are
+/// the unsigned bodies; the driver signs and verifies them (`mesh_proto::signal`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignalBody {
+    /// An SDP offer.
+    Offer(String),
+    /// An SDP answer.
+    Answer(String),
+    /// One ICE candidate (the `candidate:` attribute value).
+    Candidate(String),
+    /// No more candidates.
+    EndOfCandidates,
+}
+
+/// What a transport reports.
+#[derive(Debug)]
+pub enum TransportEvent {
+    /// A local signaling step of `session`, to be carried to the remote side.
+    LocalSignal {
+        /// The session.
+        session: SessionId,
+        /// The step.
+        signal: SignalBody,
+    },
+    /// The link of `session` to `peer` is open.
+    LinkUp {
+        /// The session that opened it.
+        session: SessionId,
+        /// The remote node.
+        peer: NodeId,
+    },
+    /// One message received on the link of `session`.
+    Data {
+        /// The session whose link received it.
+        session: SessionId,
+        /// The message.
+        bytes: Bytes,
+    },
+    /// The session ended (failed, closed locally, or closed by the remote). Sent exactly
+    /// once per opened session; nothing follows it for that session.
+    Closed {
+        /// The session.
+        session: SessionId,
+        /// Why, for logs.
+        reason: String,
+    },
+}
+
+/// Why [`Transport::send`] did not take a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The link's send buffer is full: the remote (or the network) is slower than the
+    /// sender. The message was not sent.
+    #[error("the link's send buffer is full")]
+    Full,
+    /// No open link for this session.
+    #[error("the link is not open")]
+    Closed,
+}
+
+/// Opens links and moves bytes. See the [module docs](self) for the contract.
+pub trait Transport: Send + Sync + 'static {
+    /// Starts `session` with `peer` in `role`. Errors only if the session cannot even be
+    /// started (e.g. the transport is at its limit); otherwise the outcome is reported
+    /// through events.
+    fn open(&self, session: SessionId, peer: NodeId, role: Role) -> Result<(), crate::Error>;
+
+    /// Applies a (verified) signaling step from the remote side of `session`. Unknown or
+    /// closed sessions ignore it.
+    fn remote_signal(&self, session: SessionId, signal: SignalBody);
+
+    /// Queues one message on the open link of `session`, without waiting.
+    fn send(&self, session: SessionId, bytes: Bytes) -> Result<(), SendError>;
+
+    /// Closes `session` (its link, if open). A `Closed` event follows.
+    fn close(&self, session: SessionId);
+}

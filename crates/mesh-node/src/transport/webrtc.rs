@@ -1,0 +1,1 @@
+//! WebRTC links. (Being written.)
