@@ -1,2 +1,119 @@
-//! The pure overlay state machine of the mesh. (Being written.)
+//! The pure overlay state machine of the peer-relayed WebRTC mesh: no tokio, no webrtc, no
+//! clock. Time and randomness come in as arguments, so every behaviour can be replayed
+//! deterministically.
+//!
+//! A [`Node`] owns the neighbour table (target/min/max degree), peer discovery (the
+//! server's samples and the neighbours' neighbour sets), unicast forwarding (`Route` →
+//! relays → `Transfer`, with a TTL and no bouncing back), broadcast (`Flood` with a TTL and a
+//! bounded dedup cache), the signaling session state machine (signed offers, answers and
+//! candidates; who offers; glare; timeouts; rejection at maximum degree; replay refusal)
+//! and the replacement of neighbours that leave.
+//!
+//! The contract, after str0m and quinn: feed an [`Input`] with [`Node::handle_input`] (or
+//! call a command such as [`Node::send`]), then drain [`Node::poll_output`] until `None`;
+//! feed [`Input::Timeout`] at [`Node::poll_timeout`].
+//!
+//! ```
+//! use std::time::Instant;
+//! use mesh_core::{Config, Input, Node, Output, Role};
+//! use mesh_proto::identity::Keypair;
+//!
+//! let now = Instant::now();
+//! let mut node = Node::new(Config::default(), Keypair::generate(), now, 7).unwrap();
+//! let door = Keypair::generate().node_id();
+//! // Registered with the bootstrap server, which suggested one peer:
+//! node.handle_input(now, Input::ServerUp { peers: vec![door] });
+//! // With no link yet, the node opens its one door session, as the offerer.
+//! let Some(Output::OpenSession { peer, role, .. }) = node.poll_output() else { panic!() };
+//! assert_eq!((peer, role), (door, Role::Offerer));
+//! assert_eq!(node.stats().sessions_initiated_via_server, 1);
+//! ```
 #![warn(missing_docs)]
+
+mod cache;
+mod config;
+mod node;
+
+pub use config::Config;
+pub use node::{Carrier, Event, Input, MAX_MESSAGE_SIZE, Node, Output, Role};
+
+/// Everything that can go wrong in the overlay logic.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is inconsistent; the message names the setting.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// No neighbour to send towards this node (the node has no link yet).
+    #[error("no route to {0}: this node has no link towards it yet")]
+    NoRoute(mesh_proto::NodeId),
+    /// A message larger than [`MAX_MESSAGE_SIZE`].
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The message size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A message or link addressed to this node itself.
+    #[error("a node cannot send to or link with itself")]
+    SelfAddressed,
+    /// Encoding failed.
+    #[error(transparent)]
+    Proto(#[from] mesh_proto::Error),
+}
+
+/// Counters of what a node did: the figures tests and benchmarks read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Sessions this node started with signaling through the bootstrap server.
+    pub sessions_initiated_via_server: u64,
+    /// Sessions this node started with signaling through the mesh.
+    pub sessions_initiated_via_mesh: u64,
+    /// Offers this node accepted that arrived through the server.
+    pub sessions_answered_via_server: u64,
+    /// Offers this node accepted that arrived through the mesh.
+    pub sessions_answered_via_mesh: u64,
+    /// Sessions that ended without a link (timeout, transport failure).
+    pub sessions_failed: u64,
+    /// Sessions the remote refused.
+    pub sessions_rejected: u64,
+    /// Signaling messages this node sent through the server.
+    pub signals_sent_via_server: u64,
+    /// Signaling messages this node sent through the mesh.
+    pub signals_sent_via_mesh: u64,
+    /// Verified signaling messages received through the server.
+    pub signals_received_via_server: u64,
+    /// Verified signaling messages received through the mesh.
+    pub signals_received_via_mesh: u64,
+    /// Signals refused: bad signature, key/id mismatch, or not addressed to this node.
+    pub bad_signals: u64,
+    /// Offers refused as replays of a session already seen.
+    pub replayed_offers: u64,
+    /// Links that came up.
+    pub links_up: u64,
+    /// Links that went down.
+    pub links_down: u64,
+    /// Frames from a neighbour that did not decode or were not valid on a link (each
+    /// cost that neighbour its link).
+    pub malformed_frames: u64,
+    /// Payloads that did not decode.
+    pub bad_payloads: u64,
+    /// Frames forwarded for others.
+    pub frames_relayed: u64,
+    /// Routed frames dropped with no hop left.
+    pub dropped_ttl: u64,
+    /// Routed frames dropped with no neighbour to forward to.
+    pub dropped_no_route: u64,
+    /// Application messages sent.
+    pub messages_sent: u64,
+    /// Application messages delivered here.
+    pub messages_delivered: u64,
+    /// Broadcasts started here.
+    pub broadcasts_sent: u64,
+    /// Broadcasts delivered here (once each).
+    pub broadcasts_delivered: u64,
+    /// Flood copies dropped as already seen.
+    pub flood_duplicates: u64,
+}

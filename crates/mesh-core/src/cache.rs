@@ -1,0 +1,137 @@
+//! A bounded map whose entries expire: the one structure behind the dedup cache, the
+//! replay guard and the route table. Inserting beyond capacity evicts the oldest entry.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+/// A map of at most `capacity` entries, each living `ttl` after its last insertion.
+#[derive(Debug)]
+pub(crate) struct ExpiringMap<K, V> {
+    entries: HashMap<K, (V, Instant)>,
+    /// Insertion order with the insertion time: an entry is live only if its time still
+    /// matches the map's (re-insertions leave stale records here, skipped on eviction).
+    order: VecDeque<(K, Instant)>,
+    capacity: usize,
+    ttl: Duration,
+}
+
+impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+            ttl,
+        }
+    }
+
+    /// Inserts or refreshes `key`. Returns the previous live value.
+    pub fn insert(&mut self, key: K, value: V, now: Instant) -> Option<V> {
+        self.expire(now);
+        let old = self
+            .entries
+            .insert(key.clone(), (value, now))
+            .map(|(v, _)| v);
+        self.order.push_back((key, now));
+        while self.entries.len() > self.capacity {
+            self.pop_oldest();
+        }
+        // Stale records can pile up under refreshes: compact when they dominate.
+        if self.order.len() > 2 * self.capacity + 16 {
+            let entries = &self.entries;
+            self.order
+                .retain(|(k, t)| entries.get(k).is_some_and(|(_, at)| at == t));
+        }
+        old
+    }
+
+    /// The live value of `key`.
+    pub fn get(&self, key: &K, now: Instant) -> Option<&V> {
+        self.entries
+            .get(key)
+            .filter(|(_, at)| now.saturating_duration_since(*at) < self.ttl)
+            .map(|(v, _)| v)
+    }
+
+    pub fn contains(&self, key: &K, now: Instant) -> bool {
+        self.get(key, now).is_some()
+    }
+
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        self.entries.remove(key).map(|(v, _)| v)
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Drops every entry older than the ttl.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some((_, at)) = self.order.front() {
+            if now.saturating_duration_since(*at) < self.ttl {
+                break;
+            }
+            self.pop_oldest();
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        while let Some((key, at)) = self.order.pop_front() {
+            if self.entries.get(&key).is_some_and(|(_, t)| *t == at) {
+                self.entries.remove(&key);
+                return;
+            }
+        }
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+        self.entries.retain(|k, (v, _)| keep(k, v));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.entries.iter().map(|(k, (v, _))| (k, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_evicts_the_oldest() {
+        let now = Instant::now();
+        let mut map = ExpiringMap::new(2, Duration::from_secs(10));
+        map.insert(1, "a", now);
+        map.insert(2, "b", now);
+        map.insert(1, "a2", now + Duration::from_millis(1)); // refresh 1
+        map.insert(3, "c", now + Duration::from_millis(2)); // evicts 2, the oldest live
+        assert_eq!(map.len(), 2);
+        assert!(map.contains(&1, now));
+        assert!(!map.contains(&2, now));
+        assert!(map.contains(&3, now));
+    }
+
+    #[test]
+    fn entries_expire() {
+        let now = Instant::now();
+        let mut map = ExpiringMap::new(10, Duration::from_secs(1));
+        map.insert("k", 1, now);
+        assert!(map.contains(&"k", now + Duration::from_millis(999)));
+        assert!(!map.contains(&"k", now + Duration::from_secs(1)));
+        map.expire(now + Duration::from_secs(2));
+        assert_eq!(map.len(), 0);
+    }
+
+    #[test]
+    fn refreshes_do_not_grow_the_order_without_bound() {
+        let now = Instant::now();
+        let mut map = ExpiringMap::new(4, Duration::from_secs(100));
+        for i in 0..10_000u32 {
+            map.insert(i % 3, i, now + Duration::from_micros(i.into()));
+        }
+        assert_eq!(map.len(), 3);
+        assert!(map.order.len() <= 2 * 4 + 16 + 1);
+    }
+}

@@ -1,0 +1,125 @@
+//! Overlay configuration: degree bounds, timers and the size of every table.
+
+use std::time::Duration;
+
+/// Configuration of a mesh node's overlay logic. Defaults suit a mesh of tens to thousands
+/// of nodes; set fields with the `with_*` builders.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Links the node tries to keep. Default 8.
+    pub target_degree: usize,
+    /// Below this many links the node is "under-connected" and tops up first. Default 3.
+    pub min_degree: usize,
+    /// The node refuses sessions (`Reject FULL`) at this many links plus pending inbound
+    /// sessions. Default 12.
+    pub max_degree: usize,
+    /// Most outgoing sessions under way at once. Default 3.
+    pub max_pending_sessions: usize,
+    /// A session not linked within this time is abandoned. Default 15 s.
+    pub session_timeout: Duration,
+    /// A peer whose session failed is not tried again for this long. Default 10 s.
+    pub retry_backoff: Duration,
+    /// Period of the maintenance tick (timeouts, degree top-up, announcements). Default 200 ms.
+    pub tick_interval: Duration,
+    /// Period at which neighbours are told our neighbour set. Default 5 s.
+    pub announce_interval: Duration,
+    /// Hops a routed unicast or a flood may take. Default 16.
+    pub ttl: u8,
+    /// Remembered (origin, id) pairs of floods, to deliver each once. Default 4096.
+    pub dedup_capacity: usize,
+    /// How long a flood id is remembered. Default 60 s.
+    pub dedup_ttl: Duration,
+    /// Learned routes kept. Default 1024.
+    pub route_capacity: usize,
+    /// How long a learned route lives. Default 60 s.
+    pub route_ttl: Duration,
+    /// Known peers (candidates for links) kept. Default 1024.
+    pub known_capacity: usize,
+    /// Remembered (origin, session) pairs of offers, to refuse replays. Default 4096.
+    pub replay_capacity: usize,
+    /// How long an offer's session id is remembered. Default 10 min.
+    pub replay_ttl: Duration,
+    /// Most sessions (in and out, not yet linked) tracked at once. Default 32.
+    pub max_sessions: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            target_degree: 8,
+            min_degree: 3,
+            max_degree: 12,
+            max_pending_sessions: 3,
+            session_timeout: Duration::from_secs(15),
+            retry_backoff: Duration::from_secs(10),
+            tick_interval: Duration::from_millis(200),
+            announce_interval: Duration::from_secs(5),
+            ttl: 16,
+            dedup_capacity: 4096,
+            dedup_ttl: Duration::from_secs(60),
+            route_capacity: 1024,
+            route_ttl: Duration::from_secs(60),
+            known_capacity: 1024,
+            replay_capacity: 4096,
+            replay_ttl: Duration::from_secs(600),
+            max_sessions: 32,
+        }
+    }
+}
+
+macro_rules! builders {
+    ($($fn:ident => $field:ident: $ty:ty;)*) => {
+        impl Config {
+            $(
+                #[doc = concat!("Sets [`Config::", stringify!($field), "`].")]
+                pub fn $fn(mut self, value: $ty) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+builders! {
+    with_target_degree => target_degree: usize;
+    with_min_degree => min_degree: usize;
+    with_max_degree => max_degree: usize;
+    with_max_pending_sessions => max_pending_sessions: usize;
+    with_session_timeout => session_timeout: Duration;
+    with_retry_backoff => retry_backoff: Duration;
+    with_tick_interval => tick_interval: Duration;
+    with_announce_interval => announce_interval: Duration;
+    with_ttl => ttl: u8;
+    with_dedup_capacity => dedup_capacity: usize;
+    with_dedup_ttl => dedup_ttl: Duration;
+    with_route_capacity => route_capacity: usize;
+    with_route_ttl => route_ttl: Duration;
+    with_known_capacity => known_capacity: usize;
+    with_replay_capacity => replay_capacity: usize;
+    with_replay_ttl => replay_ttl: Duration;
+    with_max_sessions => max_sessions: usize;
+}
+
+impl Config {
+    /// Checks that the settings make sense together.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        let bad = |what: &str| Err(crate::Error::InvalidConfig(what.to_owned()));
+        if self.min_degree == 0 || self.min_degree > self.target_degree {
+            return bad("min_degree must be within 1..=target_degree");
+        }
+        if self.target_degree > self.max_degree {
+            return bad("target_degree must be at most max_degree");
+        }
+        if self.max_pending_sessions == 0 || self.max_sessions < self.max_pending_sessions {
+            return bad("max_pending_sessions must be at least 1 and at most max_sessions");
+        }
+        if self.tick_interval.is_zero() || self.session_timeout <= self.tick_interval {
+            return bad("tick_interval must be non-zero and shorter than session_timeout");
+        }
+        if self.ttl == 0 {
+            return bad("ttl must be at least 1");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1007 @@
+//! The overlay state machine: one [`Node`], driven by [`Input`]s, producing [`Output`]s.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+use mesh_proto::identity::Keypair;
+use mesh_proto::signal::{Payload, RejectReason, SessionId, Signal, SignalKind};
+use mesh_proto::{ErrorCode, Frame, MAX_FRAME_SIZE, NodeId};
+use rand::rngs::StdRng;
+use rand::seq::IteratorRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::cache::ExpiringMap;
+use crate::{Config, Error, Stats};
+
+/// Bytes of a routed frame that are not the application's: version, tag, ids, ttl, the
+/// payload's own tag and length prefixes.
+const FRAME_OVERHEAD: usize = 64;
+
+/// The largest application message [`Node::send`] and [`Node::broadcast`] accept.
+pub const MAX_MESSAGE_SIZE: usize = MAX_FRAME_SIZE - FRAME_OVERHEAD;
+
+/// How a signaling session's messages travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carrier {
+    /// Through the bootstrap server (`Unicast` → `Transfer`): only for a node's door session
+    /// and for answering a newcomer that has no other way in.
+    Server,
+    /// Through the mesh (`Route` → … → `Transfer`).
+    Mesh,
+}
+
+/// Which side of a session this node plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The initiator: creates the offer.
+    Offerer,
+    /// Answers the remote offer.
+    Answerer,
+}
+
+/// Something that happened, for the node to react to.
+#[derive(Debug)]
+pub enum Input {
+    /// Registered with the bootstrap server; `peers` is the Welcome sample.
+    ServerUp {
+        /// Other peers of the room.
+        peers: Vec<NodeId>,
+    },
+    /// A `Peers` answer from the server.
+    ServerPeers {
+        /// Other peers of the room.
+        peers: Vec<NodeId>,
+    },
+    /// A `Transfer` from the server.
+    ServerTransfer {
+        /// The registered sender.
+        from: NodeId,
+        /// Its payload (an encoded [`Payload`]).
+        payload: Vec<u8>,
+    },
+    /// A non-fatal `Error` from the server (e.g. a unicast target that left).
+    ServerError {
+        /// The code.
+        code: ErrorCode,
+        /// The peer it is about.
+        target: Option<NodeId>,
+    },
+    /// The server connection is gone.
+    ServerDown,
+    /// The transport opened the link of `session`.
+    LinkUp {
+        /// The session.
+        session: SessionId,
+    },
+    /// One message received on the link of `session`: an encoded frame.
+    LinkData {
+        /// The session whose link received it.
+        session: SessionId,
+        /// The encoded frame.
+        bytes: Bytes,
+    },
+    /// The transport ended `session` (failed, closed, or the remote left).
+    LinkClosed {
+        /// The session.
+        session: SessionId,
+        /// Why, for logs.
+        reason: String,
+    },
+    /// The transport produced a signaling step for `session` (offer, answer, candidate,
+    /// end of candidates) to carry to the remote side.
+    LocalSignal {
+        /// The session.
+        session: SessionId,
+        /// The step.
+        signal: SignalKind,
+    },
+    /// The time returned by [`Node::poll_timeout`] has come.
+    Timeout,
+}
+
+/// Something for the driver to do.
+#[derive(Debug)]
+pub enum Output {
+    /// Send this frame to the bootstrap server.
+    SendServer(Frame),
+    /// Send these bytes (one encoded frame) on the link of `session`.
+    SendLink {
+        /// The session whose link carries it.
+        session: SessionId,
+        /// The encoded frame.
+        bytes: Bytes,
+    },
+    /// Start a transport session with `peer`.
+    OpenSession {
+        /// The new session.
+        session: SessionId,
+        /// The remote node.
+        peer: NodeId,
+        /// Our side.
+        role: Role,
+    },
+    /// Apply a verified signaling step from the remote side of `session`.
+    RemoteSignal {
+        /// The session.
+        session: SessionId,
+        /// The step (never `Reject`: rejections are handled here).
+        signal: SignalKind,
+    },
+    /// Close `session` and its link.
+    CloseSession {
+        /// The session.
+        session: SessionId,
+    },
+    /// Tell the application.
+    Event(Event),
+}
+
+/// What the application hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A link to `peer` is up.
+    LinkUp {
+        /// The new neighbour.
+        peer: NodeId,
+    },
+    /// The link to `peer` is gone.
+    LinkDown {
+        /// The former neighbour.
+        peer: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// A unicast message for this node.
+    Message {
+        /// The origin (as it claims; see `docs/protocol.md`).
+        from: NodeId,
+        /// The application bytes.
+        data: Vec<u8>,
+    },
+    /// A broadcast, delivered once.
+    Broadcast {
+        /// The origin.
+        from: NodeId,
+        /// The application bytes.
+        data: Vec<u8>,
+    },
+}
+
+#[derive(Debug)]
+struct Session {
+    peer: NodeId,
+    role: Role,
+    carrier: Carrier,
+    started: Instant,
+    linked: bool,
+}
+
+/// The overlay state machine of one node. It performs no I/O and never reads the clock:
+/// feed it [`Input`]s with the current time, then drain [`Node::poll_output`] until it
+/// returns `None`, and call [`Node::handle_input`] with [`Input::Timeout`] at
+/// [`Node::poll_timeout`].
+#[derive(Debug)]
+pub struct Node {
+    config: Config,
+    key: Keypair,
+    id: NodeId,
+    rng: StdRng,
+    server_up: bool,
+    leaving: bool,
+    sessions: BTreeMap<SessionId, Session>,
+    /// Neighbour → the session of its link.
+    links: BTreeMap<NodeId, SessionId>,
+    /// What each neighbour says its neighbours are.
+    neighbour_sets: BTreeMap<NodeId, Vec<NodeId>>,
+    /// Peers we could link to (value: unused).
+    known: ExpiringMap<NodeId, ()>,
+    /// Peers not to try again yet.
+    backoff: ExpiringMap<NodeId, ()>,
+    /// Origin → the neighbour its traffic last came through.
+    routes: ExpiringMap<NodeId, NodeId>,
+    /// Floods already delivered.
+    dedup: ExpiringMap<(NodeId, u64), ()>,
+    /// Offers already seen.
+    replay: ExpiringMap<(NodeId, SessionId), ()>,
+    next_tick: Instant,
+    next_announce: Instant,
+    next_peer_request: Instant,
+    outputs: VecDeque<Output>,
+    stats: Stats,
+}
+
+impl Node {
+    /// A node with identity `key`, starting at `now`. `seed` seeds every random choice, so
+    /// two nodes built with the same inputs behave identically.
+    pub fn new(config: Config, key: Keypair, now: Instant, seed: u64) -> Result<Self, Error> {
+        config.validate()?;
+        let long = config.replay_ttl.max(config.route_ttl);
+        Ok(Self {
+            id: key.node_id(),
+            key,
+            rng: StdRng::seed_from_u64(seed),
+            server_up: false,
+            leaving: false,
+            sessions: BTreeMap::new(),
+            links: BTreeMap::new(),
+            neighbour_sets: BTreeMap::new(),
+            known: ExpiringMap::new(config.known_capacity, long),
+            backoff: ExpiringMap::new(config.known_capacity, config.retry_backoff),
+            routes: ExpiringMap::new(config.route_capacity, config.route_ttl),
+            dedup: ExpiringMap::new(config.dedup_capacity, config.dedup_ttl),
+            replay: ExpiringMap::new(config.replay_capacity, config.replay_ttl),
+            next_tick: now,
+            next_announce: now + config.announce_interval,
+            next_peer_request: now,
+            outputs: VecDeque::new(),
+            stats: Stats::default(),
+            config,
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The current neighbours.
+    pub fn neighbours(&self) -> Vec<NodeId> {
+        self.links.keys().copied().collect()
+    }
+
+    /// Counters of what this node did.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The next thing for the driver to do, if any. Drain it after every input or call.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When to feed [`Input::Timeout`] next.
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// Feeds one input.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        if self.leaving {
+            return;
+        }
+        match input {
+            Input::ServerUp { peers } => {
+                self.server_up = true;
+                self.learn_peers(&peers, now);
+                self.top_up(now);
+            }
+            Input::ServerPeers { peers } => {
+                self.learn_peers(&peers, now);
+                self.top_up(now);
+            }
+            Input::ServerTransfer { from, payload } => {
+                self.deliver_payload(from, &payload, Carrier::Server, now)
+            }
+            Input::ServerError { code, target } => self.on_server_error(code, target, now),
+            Input::ServerDown => self.server_up = false,
+            Input::LinkUp { session } => self.on_link_up(session),
+            Input::LinkData { session, bytes } => self.on_link_data(session, &bytes, now),
+            Input::LinkClosed { session, reason } => self.on_link_closed(session, reason, now),
+            Input::LocalSignal { session, signal } => self.send_signal(session, signal, now),
+            Input::Timeout => {
+                if now >= self.next_tick {
+                    self.next_tick = now + self.config.tick_interval;
+                    self.on_tick(now);
+                }
+            }
+        }
+    }
+
+    /// Sends `data` to `to` through the mesh.
+    pub fn send(&mut self, now: Instant, to: NodeId, data: Vec<u8>) -> Result<(), Error> {
+        check_size(data.len())?;
+        if to == self.id {
+            return Err(Error::SelfAddressed);
+        }
+        let payload = mesh_proto::encode_payload(&Payload::App(data))?;
+        self.route_out(to, payload, now)?;
+        self.stats.messages_sent += 1;
+        Ok(())
+    }
+
+    /// Floods `data` to every node of the mesh; returns how many neighbours it went to.
+    pub fn broadcast(&mut self, now: Instant, data: Vec<u8>) -> Result<usize, Error> {
+        check_size(data.len())?;
+        let payload = mesh_proto::encode_payload(&Payload::App(data))?;
+        let id = self.rng.random::<u64>();
+        self.dedup.insert((self.id, id), (), now);
+        let frame = Frame::Flood {
+            from: self.id,
+            id,
+            ttl: self.config.ttl,
+            payload,
+        };
+        let sent = self.send_to_links(&frame, None)?;
+        self.stats.broadcasts_sent += 1;
+        Ok(sent)
+    }
+
+    /// Opens a direct link to `peer` (signaled through the mesh, or the server if this node
+    /// has no link yet).
+    pub fn connect(&mut self, now: Instant, peer: NodeId) -> Result<(), Error> {
+        if peer == self.id {
+            return Err(Error::SelfAddressed);
+        }
+        if self.links.contains_key(&peer) || self.session_with(peer).is_some() {
+            return Ok(());
+        }
+        let carrier = if self.links.is_empty() {
+            Carrier::Server
+        } else {
+            Carrier::Mesh
+        };
+        if carrier == Carrier::Server && !self.server_up {
+            return Err(Error::NoRoute(peer));
+        }
+        self.learn_peers(&[peer], now);
+        self.start_session(peer, carrier, now);
+        Ok(())
+    }
+
+    /// Closes the link to `peer` (if any); the node will not pick `peer` again for a while.
+    pub fn disconnect(&mut self, now: Instant, peer: NodeId) {
+        if let Some(session) = self.links.get(&peer).copied() {
+            self.drop_link(session, "closed locally".to_owned(), now);
+        }
+    }
+
+    /// Closes every session and link; the node does nothing more.
+    pub fn leave(&mut self) {
+        for session in self.sessions.keys().copied().collect::<Vec<_>>() {
+            self.outputs.push_back(Output::CloseSession { session });
+        }
+        self.sessions.clear();
+        self.links.clear();
+        self.leaving = true;
+    }
+
+    // --- inputs ---------------------------------------------------------------------
+
+    fn on_tick(&mut self, now: Instant) {
+        // Sessions that did not link in time.
+        let timeout = self.config.session_timeout;
+        let expired: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| !s.linked && now.saturating_duration_since(s.started) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for session in expired {
+            if let Some(s) = self.sessions.remove(&session) {
+                self.stats.sessions_failed += 1;
+                self.backoff.insert(s.peer, (), now);
+                self.outputs.push_back(Output::CloseSession { session });
+            }
+        }
+        self.top_up(now);
+        if now >= self.next_announce {
+            self.next_announce = now + self.config.announce_interval;
+            self.announce();
+        }
+    }
+
+    fn on_server_error(&mut self, code: ErrorCode, target: Option<NodeId>, now: Instant) {
+        // A door session to a peer that left the server cannot complete.
+        let Some(target) = target else { return };
+        if code != ErrorCode::UNKNOWN_PEER {
+            return;
+        }
+        self.known.remove(&target);
+        let failed: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.peer == target && !s.linked && s.carrier == Carrier::Server)
+            .map(|(id, _)| *id)
+            .collect();
+        for session in failed {
+            self.sessions.remove(&session);
+            self.stats.sessions_failed += 1;
+            self.backoff.insert(target, (), now);
+            self.outputs.push_back(Output::CloseSession { session });
+        }
+    }
+
+    fn on_link_up(&mut self, session: SessionId) {
+        let Some(s) = self.sessions.get(&session) else {
+            // A session we already gave up on.
+            self.outputs.push_back(Output::CloseSession { session });
+            return;
+        };
+        if s.linked {
+            return;
+        }
+        let peer = s.peer;
+        if let Some(&existing) = self.links.get(&peer) {
+            // Both sides opened a link at once: keep the lower session id (both agree).
+            if existing.0 < session.0 {
+                self.sessions.remove(&session);
+                self.outputs.push_back(Output::CloseSession { session });
+                return;
+            }
+            self.sessions.remove(&existing);
+            self.links.remove(&peer);
+            self.outputs
+                .push_back(Output::CloseSession { session: existing });
+        } else if self.links.len() >= self.config.max_degree {
+            self.sessions.remove(&session);
+            self.outputs.push_back(Output::CloseSession { session });
+            return;
+        }
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.linked = true;
+        }
+        self.links.insert(peer, session);
+        self.backoff.remove(&peer);
+        self.stats.links_up += 1;
+        self.outputs
+            .push_back(Output::Event(Event::LinkUp { peer }));
+        self.send_frame(session, &Frame::GetNeighbours);
+        self.announce();
+    }
+
+    fn on_link_closed(&mut self, session: SessionId, reason: String, now: Instant) {
+        let Some(s) = self.sessions.get(&session) else {
+            return;
+        };
+        if s.linked {
+            self.drop_link(session, reason, now);
+        } else {
+            let peer = s.peer;
+            self.sessions.remove(&session);
+            self.stats.sessions_failed += 1;
+            self.backoff.insert(peer, (), now);
+        }
+    }
+
+    fn on_link_data(&mut self, session: SessionId, bytes: &[u8], now: Instant) {
+        let Some(peer) = self
+            .sessions
+            .get(&session)
+            .filter(|s| s.linked)
+            .map(|s| s.peer)
+        else {
+            return;
+        };
+        let frame = match mesh_proto::decode(bytes) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.stats.malformed_frames += 1;
+                self.drop_link(session, format!("malformed frame: {e}"), now);
+                return;
+            }
+        };
+        match frame {
+            Frame::Route {
+                to,
+                from,
+                ttl,
+                payload,
+            } => {
+                self.learn_route(from, peer, now);
+                if to == self.id {
+                    self.deliver_payload(from, &payload, Carrier::Mesh, now);
+                } else {
+                    self.forward(to, from, ttl, payload, peer, now);
+                }
+            }
+            Frame::Transfer { from, payload } => {
+                self.learn_route(from, peer, now);
+                self.deliver_payload(from, &payload, Carrier::Mesh, now);
+            }
+            Frame::Flood {
+                from,
+                id,
+                ttl,
+                payload,
+            } => {
+                if self.dedup.contains(&(from, id), now) {
+                    self.stats.flood_duplicates += 1;
+                    return;
+                }
+                self.dedup.insert((from, id), (), now);
+                self.learn_route(from, peer, now);
+                if ttl > 0 {
+                    let frame = Frame::Flood {
+                        from,
+                        id,
+                        ttl: ttl - 1,
+                        payload: payload.clone(),
+                    };
+                    if let Ok(n) = self.send_to_links(&frame, Some(peer)) {
+                        self.stats.frames_relayed += n as u64;
+                    }
+                }
+                match mesh_proto::decode_payload(&payload) {
+                    Ok(Payload::App(data)) => {
+                        self.stats.broadcasts_delivered += 1;
+                        self.outputs
+                            .push_back(Output::Event(Event::Broadcast { from, data }));
+                    }
+                    _ => self.stats.bad_payloads += 1,
+                }
+            }
+            Frame::GetNeighbours => {
+                let peers: Vec<NodeId> =
+                    self.links.keys().filter(|n| **n != peer).copied().collect();
+                self.send_frame(session, &Frame::Neighbours { peers });
+            }
+            Frame::Neighbours { mut peers } => {
+                peers.retain(|p| *p != self.id);
+                peers.truncate(2 * self.config.max_degree);
+                self.learn_peers(&peers, now);
+                self.neighbour_sets.insert(peer, peers);
+            }
+            other => {
+                self.stats.malformed_frames += 1;
+                let reason = format!("{} frames are not valid on a link", other.kind());
+                self.drop_link(session, reason, now);
+            }
+        }
+    }
+
+    // --- signaling ------------------------------------------------------------------
+
+    fn start_session(&mut self, peer: NodeId, carrier: Carrier, now: Instant) {
+        if self.sessions.len() >= self.config.max_sessions {
+            return;
+        }
+        let session = SessionId(self.rng.random());
+        self.sessions.insert(
+            session,
+            Session {
+                peer,
+                role: Role::Offerer,
+                carrier,
+                started: now,
+                linked: false,
+            },
+        );
+        match carrier {
+            Carrier::Server => self.stats.sessions_initiated_via_server += 1,
+            Carrier::Mesh => self.stats.sessions_initiated_via_mesh += 1,
+        }
+        self.outputs.push_back(Output::OpenSession {
+            session,
+            peer,
+            role: Role::Offerer,
+        });
+    }
+
+    /// Signs a local signaling step and sends it on the session's carrier.
+    fn send_signal(&mut self, session: SessionId, kind: SignalKind, now: Instant) {
+        let Some(s) = self.sessions.get(&session) else {
+            return;
+        };
+        let (peer, carrier) = (s.peer, s.carrier);
+        self.send_signal_to(peer, carrier, session, kind, now);
+    }
+
+    fn send_signal_to(
+        &mut self,
+        peer: NodeId,
+        carrier: Carrier,
+        session: SessionId,
+        kind: SignalKind,
+        now: Instant,
+    ) {
+        let signal = Signal::sign(&self.key, session, peer, kind);
+        let Ok(payload) = mesh_proto::encode_payload(&Payload::Signal(signal)) else {
+            return;
+        };
+        match carrier {
+            Carrier::Server => {
+                if self.server_up {
+                    self.stats.signals_sent_via_server += 1;
+                    self.outputs
+                        .push_back(Output::SendServer(Frame::Unicast { to: peer, payload }));
+                }
+            }
+            Carrier::Mesh => {
+                if self.route_out(peer, payload, now).is_ok() {
+                    self.stats.signals_sent_via_mesh += 1;
+                }
+            }
+        }
+    }
+
+    fn on_signal(&mut self, signal: Signal, carrier: Carrier, now: Instant) {
+        if signal.to != self.id || signal.verify().is_err() {
+            self.stats.bad_signals += 1;
+            return;
+        }
+        match carrier {
+            Carrier::Server => self.stats.signals_received_via_server += 1,
+            Carrier::Mesh => self.stats.signals_received_via_mesh += 1,
+        }
+        let Signal {
+            session,
+            from,
+            kind,
+            ..
+        } = signal;
+        match kind {
+            SignalKind::Offer(sdp) => self.on_offer(session, from, sdp, carrier, now),
+            SignalKind::Reject(reason) => {
+                if self
+                    .sessions
+                    .get(&session)
+                    .is_some_and(|s| s.peer == from && !s.linked)
+                {
+                    self.sessions.remove(&session);
+                    self.stats.sessions_rejected += 1;
+                    self.backoff.insert(from, (), now);
+                    if reason == RejectReason::FULL {
+                        self.known.remove(&from);
+                    }
+                    self.outputs.push_back(Output::CloseSession { session });
+                }
+            }
+            step => {
+                if self.sessions.get(&session).is_some_and(|s| s.peer == from) {
+                    self.outputs.push_back(Output::RemoteSignal {
+                        session,
+                        signal: step,
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_offer(
+        &mut self,
+        session: SessionId,
+        from: NodeId,
+        sdp: String,
+        carrier: Carrier,
+        now: Instant,
+    ) {
+        if self.replay.contains(&(from, session), now) || self.sessions.contains_key(&session) {
+            self.stats.replayed_offers += 1;
+            return;
+        }
+        self.replay.insert((from, session), (), now);
+        self.learn_peers(&[from], now);
+        if self.links.contains_key(&from) {
+            self.send_signal_to(
+                from,
+                carrier,
+                session,
+                SignalKind::Reject(RejectReason::ALREADY_LINKED),
+                now,
+            );
+            return;
+        }
+        if let Some(mine) = self.session_with(from) {
+            // Glare: both sides offered. The offer of the lower id wins.
+            if self.id < from {
+                return; // ours wins; the other side yields and answers it
+            }
+            self.sessions.remove(&mine);
+            self.outputs
+                .push_back(Output::CloseSession { session: mine });
+        }
+        let inbound_pending = self
+            .sessions
+            .values()
+            .filter(|s| !s.linked && s.role == Role::Answerer)
+            .count();
+        if self.links.len() + inbound_pending >= self.config.max_degree
+            || self.sessions.len() >= self.config.max_sessions
+        {
+            self.send_signal_to(
+                from,
+                carrier,
+                session,
+                SignalKind::Reject(RejectReason::FULL),
+                now,
+            );
+            return;
+        }
+        self.sessions.insert(
+            session,
+            Session {
+                peer: from,
+                role: Role::Answerer,
+                carrier,
+                started: now,
+                linked: false,
+            },
+        );
+        match carrier {
+            Carrier::Server => self.stats.sessions_answered_via_server += 1,
+            Carrier::Mesh => self.stats.sessions_answered_via_mesh += 1,
+        }
+        self.outputs.push_back(Output::OpenSession {
+            session,
+            peer: from,
+            role: Role::Answerer,
+        });
+        self.outputs.push_back(Output::RemoteSignal {
+            session,
+            signal: SignalKind::Offer(sdp),
+        });
+    }
+
+    fn session_with(&self, peer: NodeId) -> Option<SessionId> {
+        self.sessions
+            .iter()
+            .find(|(_, s)| s.peer == peer && !s.linked)
+            .map(|(id, _)| *id)
+    }
+
+    // --- routing --------------------------------------------------------------------
+
+    fn deliver_payload(&mut self, from: NodeId, payload: &[u8], carrier: Carrier, now: Instant) {
+        match mesh_proto::decode_payload(payload) {
+            Ok(Payload::App(data)) => {
+                self.stats.messages_delivered += 1;
+                self.outputs
+                    .push_back(Output::Event(Event::Message { from, data }));
+            }
+            Ok(Payload::Signal(signal)) => self.on_signal(signal, carrier, now),
+            Ok(_) | Err(_) => self.stats.bad_payloads += 1,
+        }
+    }
+
+    /// Sends a payload originating here towards `to`.
+    fn route_out(&mut self, to: NodeId, payload: Vec<u8>, now: Instant) -> Result<(), Error> {
+        if let Some(&session) = self.links.get(&to) {
+            self.send_frame(
+                session,
+                &Frame::Transfer {
+                    from: self.id,
+                    payload,
+                },
+            );
+            return Ok(());
+        }
+        let hop = self.next_hop(to, None, now).ok_or(Error::NoRoute(to))?;
+        let frame = Frame::Route {
+            to,
+            from: self.id,
+            ttl: self.config.ttl,
+            payload,
+        };
+        self.send_frame(self.links[&hop], &frame);
+        Ok(())
+    }
+
+    /// Relays a `Route` frame that arrived from neighbour `came_from`.
+    fn forward(
+        &mut self,
+        to: NodeId,
+        from: NodeId,
+        ttl: u8,
+        payload: Vec<u8>,
+        came_from: NodeId,
+        now: Instant,
+    ) {
+        if let Some(&session) = self.links.get(&to) {
+            self.stats.frames_relayed += 1;
+            self.send_frame(session, &Frame::Transfer { from, payload });
+            return;
+        }
+        if ttl == 0 {
+            self.stats.dropped_ttl += 1;
+            return;
+        }
+        let Some(hop) = self
+            .next_hop(to, Some(came_from), now)
+            .filter(|h| *h != from)
+        else {
+            self.stats.dropped_no_route += 1;
+            return;
+        };
+        self.stats.frames_relayed += 1;
+        self.send_frame(
+            self.links[&hop],
+            &Frame::Route {
+                to,
+                from,
+                ttl: ttl - 1,
+                payload,
+            },
+        );
+    }
+
+    /// The neighbour to send traffic for `to` through: one that has `to` as a neighbour,
+    /// else the neighbour its traffic came from, else the neighbour closest to it by XOR.
+    fn next_hop(&self, to: NodeId, exclude: Option<NodeId>, now: Instant) -> Option<NodeId> {
+        let usable = |n: &NodeId| Some(*n) != exclude && self.links.contains_key(n);
+        let mut via_set: Vec<NodeId> = self
+            .neighbour_sets
+            .iter()
+            .filter(|(n, set)| usable(n) && set.contains(&to))
+            .map(|(n, _)| *n)
+            .collect();
+        via_set.sort();
+        if let Some(n) = via_set.first() {
+            return Some(*n);
+        }
+        if let Some(n) = self.routes.get(&to, now).filter(|n| usable(n)) {
+            return Some(*n);
+        }
+        self.links
+            .keys()
+            .filter(|n| usable(n))
+            .min_by_key(|n| n.distance(&to))
+            .copied()
+    }
+
+    fn learn_route(&mut self, origin: NodeId, via: NodeId, now: Instant) {
+        if origin != via && origin != self.id {
+            self.routes.insert(origin, via, now);
+        }
+    }
+
+    fn learn_peers(&mut self, peers: &[NodeId], now: Instant) {
+        for p in peers {
+            if *p != self.id {
+                self.known.insert(*p, (), now);
+            }
+        }
+    }
+
+    // --- links ----------------------------------------------------------------------
+
+    fn top_up(&mut self, now: Instant) {
+        let pending = self
+            .sessions
+            .values()
+            .filter(|s| !s.linked && s.role == Role::Offerer)
+            .count();
+        if self.links.is_empty() {
+            // The door: one server-signaled session at a time, only with no link at all.
+            if !self.server_up || pending > 0 {
+                return;
+            }
+            match self.pick_candidate(false, now) {
+                Some(peer) => self.start_session(peer, Carrier::Server, now),
+                None => self.request_peers_from_server(now),
+            }
+            return;
+        }
+        let want = self
+            .config
+            .target_degree
+            .saturating_sub(self.links.len() + pending);
+        let slots = self.config.max_pending_sessions.saturating_sub(pending);
+        for _ in 0..want.min(slots) {
+            match self.pick_candidate(true, now) {
+                Some(peer) => self.start_session(peer, Carrier::Mesh, now),
+                None => {
+                    self.request_neighbours(now);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A random known peer that is not linked, not in a session and not backing off;
+    /// with `prefer_routable`, one a neighbour has as its neighbour if there is any.
+    fn pick_candidate(&mut self, prefer_routable: bool, now: Instant) -> Option<NodeId> {
+        // Sorted, so that the choice depends on the seed only, not on hash order.
+        let mut eligible: Vec<NodeId> = self
+            .known
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| {
+                *p != self.id
+                    && !self.links.contains_key(p)
+                    && !self.backoff.contains(p, now)
+                    && !self.sessions.values().any(|s| s.peer == *p)
+            })
+            .collect();
+        eligible.sort();
+        if prefer_routable {
+            let routable = eligible
+                .iter()
+                .filter(|p| self.neighbour_sets.values().any(|set| set.contains(p)))
+                .copied();
+            if let Some(p) = routable.choose(&mut self.rng) {
+                return Some(p);
+            }
+        }
+        eligible.into_iter().choose(&mut self.rng)
+    }
+
+    fn request_peers_from_server(&mut self, now: Instant) {
+        if self.server_up && now >= self.next_peer_request {
+            self.next_peer_request = now + self.config.retry_backoff;
+            self.outputs
+                .push_back(Output::SendServer(Frame::GetPeers { max: 16 }));
+        }
+    }
+
+    fn request_neighbours(&mut self, now: Instant) {
+        if now < self.next_peer_request {
+            return;
+        }
+        self.next_peer_request = now + self.config.announce_interval;
+        let sessions: Vec<SessionId> = self.links.values().copied().collect();
+        for session in sessions {
+            self.send_frame(session, &Frame::GetNeighbours);
+        }
+    }
+
+    /// Tells every neighbour our neighbour set.
+    fn announce(&mut self) {
+        let all: Vec<(NodeId, SessionId)> = self.links.iter().map(|(p, s)| (*p, *s)).collect();
+        for (peer, session) in &all {
+            let peers = all.iter().map(|(p, _)| *p).filter(|p| p != peer).collect();
+            self.send_frame(*session, &Frame::Neighbours { peers });
+        }
+    }
+
+    fn drop_link(&mut self, session: SessionId, reason: String, now: Instant) {
+        let Some(s) = self.sessions.remove(&session) else {
+            return;
+        };
+        let peer = s.peer;
+        self.outputs.push_back(Output::CloseSession { session });
+        // Whatever ended the link (a bad frame, a close, a departure), do not re-link at once.
+        self.backoff.insert(peer, (), now);
+        if self.links.get(&peer) == Some(&session) {
+            self.links.remove(&peer);
+            self.neighbour_sets.remove(&peer);
+            self.routes.retain(|_, via| *via != peer);
+            self.stats.links_down += 1;
+            self.outputs
+                .push_back(Output::Event(Event::LinkDown { peer, reason }));
+            self.announce();
+            self.top_up(now);
+        }
+    }
+
+    fn send_frame(&mut self, session: SessionId, frame: &Frame) {
+        match mesh_proto::encode(frame) {
+            Ok(bytes) => self.outputs.push_back(Output::SendLink {
+                session,
+                bytes: bytes.into(),
+            }),
+            Err(_) => self.stats.bad_payloads += 1,
+        }
+    }
+
+    /// Sends `frame` on every link but `except`'s; returns how many.
+    fn send_to_links(&mut self, frame: &Frame, except: Option<NodeId>) -> Result<usize, Error> {
+        let bytes = Bytes::from(mesh_proto::encode(frame)?);
+        let mut n = 0;
+        for (peer, session) in &self.links {
+            if Some(*peer) != except {
+                n += 1;
+                self.outputs.push_back(Output::SendLink {
+                    session: *session,
+                    bytes: bytes.clone(),
+                });
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn check_size(len: usize) -> Result<(), Error> {
+    if len > MAX_MESSAGE_SIZE {
+        return Err(Error::TooLarge {
+            size: len,
+            max: MAX_MESSAGE_SIZE,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! Bad input: a malformed frame costs the sender its link and nothing else; a tampered
+//! signal is refused and the honest path still works; replays are refused.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use mesh_core::Event;
+use mesh_proto::Frame;
+use mesh_proto::signal::{Payload, SignalKind};
+use support::{Net, grown_mesh, test_config};
+
+#[test]
+fn a_malformed_frame_drops_that_link_only() {
+    let mut net = grown_mesh(6, test_config());
+    let victim = 0;
+    let neighbours = net.nodes[victim].neighbours();
+    let offender = net.index[&neighbours[0]];
+    let others: Vec<_> = neighbours[1..].to_vec();
+    net.inject(victim, offender, vec![1, 0xFF, 0xFF, 0xFF]);
+    assert!(!net.nodes[victim].neighbours().contains(&net.id(offender)));
+    for other in &others {
+        assert!(
+            net.nodes[victim].neighbours().contains(other),
+            "other links stay"
+        );
+    }
+    assert_eq!(net.nodes[victim].stats().malformed_frames, 1);
+    assert!(net.events.iter().any(|(k, e)| *k == victim
+        && matches!(e, Event::LinkDown { reason, .. } if reason.contains("malformed"))));
+    // A server frame on a link is a violation too.
+    let neighbours = net.nodes[victim].neighbours();
+    if let Some(next) = neighbours.first() {
+        let j = net.index[next];
+        net.inject(
+            victim,
+            j,
+            mesh_proto::encode(&Frame::GetPeers { max: 1 }).unwrap(),
+        );
+        assert!(!net.nodes[victim].neighbours().contains(next));
+    }
+    // The victim still works.
+    let (to, now) = (net.id(5), net.now);
+    if net.id(victim) != to {
+        net.run_for(Duration::from_secs(10));
+        net.nodes[victim].send(now, to, b"ok".to_vec()).unwrap();
+        net.drain(victim);
+        net.settle();
+        assert_eq!(
+            net.messages(5).last().map(|m| m.1.clone()),
+            Some(b"ok".to_vec())
+        );
+    }
+}
+
+/// Rewrites the DTLS fingerprint in every offer relayed by a node other than `honest`.
+fn tamper_offers(honest: [usize; 2]) -> support::Tamper {
+    Box::new(move |sender, bytes: &mut Bytes| {
+        if honest.contains(&sender) {
+            return;
+        }
+        let Ok(frame) = mesh_proto::decode(bytes) else {
+            return;
+        };
+        let (payload, route) = match frame {
+            Frame::Route {
+                to,
+                from,
+                ttl,
+                payload,
+            } => (payload, Some((to, from, ttl))),
+            Frame::Transfer { from, payload } => (payload, Some((from, from, u8::MAX))),
+            _ => return,
+        };
+        let Ok(Payload::Signal(mut signal)) = mesh_proto::decode_payload(&payload) else {
+            return;
+        };
+        let SignalKind::Offer(sdp) = &signal.kind else {
+            return;
+        };
+        signal.kind = SignalKind::Offer(sdp.replace("fingerprint:", "fingerprint:EVIL"));
+        let payload = mesh_proto::encode_payload(&Payload::Signal(signal)).unwrap();
+        let frame = match route {
+            Some((_, from, u8::MAX)) => Frame::Transfer { from, payload },
+            Some((to, from, ttl)) => Frame::Route {
+                to,
+                from,
+                ttl,
+                payload,
+            },
+            None => return,
+        };
+        *bytes = mesh_proto::encode(&frame).unwrap().into();
+    })
+}
+
+#[test]
+fn a_tampered_offer_is_refused_and_the_honest_path_still_works() {
+    let config = test_config()
+        .with_target_degree(2)
+        .with_min_degree(1)
+        .with_max_degree(4);
+    let n = 8;
+    let mut net = grown_mesh(n, config);
+    // Two nodes that are not neighbours, so their signaling needs relays.
+    let (x, t) = (0..n)
+        .flat_map(|x| (0..n).map(move |t| (x, t)))
+        .find(|(x, t)| x != t && !net.nodes[*x].neighbours().contains(&net.id(*t)))
+        .expect("a sparse mesh has non-adjacent nodes");
+    let bad_before = net.nodes[t].stats().bad_signals;
+    let answered_before = net.nodes[t].stats().sessions_answered_via_mesh;
+
+    net.tamper = Some(tamper_offers([x, t]));
+    let (tid, now) = (net.id(t), net.now);
+    net.nodes[x].connect(now, tid).unwrap();
+    net.drain(x);
+    net.run_for(Duration::from_secs(6)); // past the session timeout
+    assert!(
+        net.nodes[t].stats().bad_signals > bad_before,
+        "the altered offer failed verification"
+    );
+    assert_eq!(
+        net.nodes[t].stats().sessions_answered_via_mesh,
+        answered_before,
+        "and was not answered"
+    );
+    assert!(!net.nodes[x].neighbours().contains(&tid));
+
+    // Honest relays: the same connection now succeeds.
+    net.tamper = None;
+    let now = net.now;
+    net.nodes[x].connect(now, tid).unwrap();
+    net.drain(x);
+    assert!(net.run_until(Duration::from_secs(10), |net| {
+        net.nodes[x].neighbours().contains(&tid)
+    }));
+}
+
+#[test]
+fn a_replayed_offer_is_refused() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    let mut net = grown_mesh(6, test_config());
+    // Capture every frame carrying an offer.
+    let captured: Rc<RefCell<Vec<(usize, Bytes)>>> = Rc::default();
+    let sink = captured.clone();
+    net.tamper = Some(Box::new(move |sender, bytes: &mut Bytes| {
+        let payload = match mesh_proto::decode(bytes) {
+            Ok(Frame::Transfer { payload, .. }) => payload,
+            _ => return,
+        };
+        if let Ok(Payload::Signal(s)) = mesh_proto::decode_payload(&payload) {
+            if matches!(s.kind, SignalKind::Offer(_)) {
+                sink.borrow_mut().push((sender, bytes.clone()));
+            }
+        }
+    }));
+    // Force new sessions: everyone drops a neighbour.
+    for i in 0..6 {
+        if let Some(p) = net.nodes[i].neighbours().first().copied() {
+            let now = net.now;
+            net.nodes[i].disconnect(now, p);
+            net.drain(i);
+        }
+    }
+    net.run_for(Duration::from_secs(10));
+    net.tamper = None;
+    let (sender, bytes) = captured
+        .borrow()
+        .first()
+        .cloned()
+        .expect("an offer was relayed");
+    // Deliver it again to its recipient, over any of the recipient's links.
+    let Ok(Frame::Transfer { payload, .. }) = mesh_proto::decode(&bytes) else {
+        unreachable!()
+    };
+    let Ok(Payload::Signal(signal)) = mesh_proto::decode_payload(&payload) else {
+        unreachable!()
+    };
+    let recipient = net.index[&signal.to];
+    let via = net.index[&net.nodes[recipient].neighbours()[0]];
+    let _ = sender;
+    let before = net.nodes[recipient].stats().clone();
+    net.inject(recipient, via, bytes.to_vec());
+    let after = net.nodes[recipient].stats();
+    assert_eq!(after.replayed_offers, before.replayed_offers + 1);
+    assert_eq!(
+        after.sessions_answered_via_mesh,
+        before.sessions_answered_via_mesh
+    );
+    assert_eq!(
+        after.sessions_answered_via_server,
+        before.sessions_answered_via_server
+    );
+}
+
+#[test]
+fn glare_resolves_to_one_link() {
+    let mut net = Net::new(2, test_config());
+    // Both register at once, each told about the other: both open a door session.
+    net.join_together(&[0, 1]);
+    assert!(
+        net.run_until(Duration::from_secs(10), |net| net.degree(0) == 1
+            && net.degree(1) == 1)
+    );
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.nodes[0].stats().links_up, 1);
+    assert_eq!(net.nodes[1].stats().links_up, 1);
+    let initiated: u64 = (0..2)
+        .map(|i| net.nodes[i].stats().sessions_initiated_via_server)
+        .sum();
+    assert_eq!(initiated, 2, "both offered");
+}
+
+#[test]
+fn a_full_node_rejects_and_the_newcomer_is_told() {
+    let config = test_config()
+        .with_target_degree(1)
+        .with_min_degree(1)
+        .with_max_degree(1);
+    let mut net = Net::new(3, config);
+    net.join(0);
+    net.join(1);
+    assert!(
+        net.run_until(Duration::from_secs(10), |net| net.degree(0) == 1
+            && net.degree(1) == 1)
+    );
+    net.join(2);
+    assert!(net.run_until(
+        Duration::from_secs(10),
+        |net| net.nodes[2].stats().sessions_rejected >= 1
+    ));
+    assert_eq!(net.degree(0), 1);
+    assert_eq!(net.degree(1), 1);
+    assert_eq!(net.degree(2), 0);
+}

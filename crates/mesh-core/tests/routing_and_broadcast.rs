@@ -1,0 +1,98 @@
+//! Unicast reaches any node through relays; broadcast reaches every node exactly once.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{grown_mesh, test_config};
+
+#[test]
+fn any_node_reaches_any_other_intact() {
+    let n = 12;
+    let mut net = grown_mesh(n, test_config());
+    for a in 0..n {
+        for b in 0..n {
+            if a != b {
+                let to = net.id(b);
+                let now = net.now;
+                net.nodes[a]
+                    .send(now, to, format!("{a}->{b}").into_bytes())
+                    .unwrap();
+                net.drain(a);
+            }
+        }
+    }
+    net.settle();
+    for b in 0..n {
+        let mut got: Vec<String> = net
+            .messages(b)
+            .into_iter()
+            .map(|(_, d)| String::from_utf8(d).unwrap())
+            .collect();
+        got.sort();
+        let mut want: Vec<String> = (0..n)
+            .filter(|a| *a != b)
+            .map(|a| format!("{a}->{b}"))
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "node {b}");
+        for (from, data) in net.messages(b) {
+            let a: usize = String::from_utf8(data)
+                .unwrap()
+                .split("->")
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(from, net.id(a), "the origin is reported");
+        }
+    }
+    let relayed: u64 = (0..n).map(|i| net.nodes[i].stats().frames_relayed).sum();
+    assert!(relayed > 0, "some messages needed relays");
+}
+
+#[test]
+fn broadcast_reaches_every_node_exactly_once() {
+    let n = 12;
+    let mut net = grown_mesh(n, test_config());
+    let now = net.now;
+    for origin in [0, 5, 11] {
+        net.nodes[origin]
+            .broadcast(now, format!("hello from {origin}").into_bytes())
+            .unwrap();
+        net.drain(origin);
+    }
+    net.settle();
+    for i in 0..n {
+        let got = net.broadcasts(i);
+        let expected = [0, 5, 11].iter().filter(|o| **o != i).count();
+        assert_eq!(got.len(), expected, "node {i} got {got:?}");
+        for (from, data) in got {
+            let origin = net.index[&from];
+            assert_eq!(data, format!("hello from {origin}").into_bytes());
+        }
+    }
+    let dups: u64 = (0..n).map(|i| net.nodes[i].stats().flood_duplicates).sum();
+    assert!(
+        dups > 0,
+        "a mesh has cycles: duplicates were seen and suppressed"
+    );
+}
+
+#[test]
+fn oversized_messages_are_refused_up_front() {
+    let mut net = grown_mesh(3, test_config());
+    let (to, now) = (net.id(1), net.now);
+    let err = net.nodes[0]
+        .send(now, to, vec![0; mesh_core::MAX_MESSAGE_SIZE + 1])
+        .unwrap_err();
+    assert!(err.to_string().contains("exceeds"), "{err}");
+    assert!(
+        net.nodes[0]
+            .send(now, to, vec![0; mesh_core::MAX_MESSAGE_SIZE])
+            .is_ok()
+    );
+    net.drain(0);
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.messages(1).len(), 1);
+}
