@@ -327,3 +327,94 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// One real node of a test mesh, with its event stream.
+#[derive(Debug)]
+pub struct MeshNode {
+    /// The node.
+    pub node: mesh_node::Node,
+    /// Its events.
+    pub events: tokio::sync::mpsc::Receiver<mesh_node::Event>,
+}
+
+/// The overlay settings of the end-to-end meshes: small degrees and quick timers.
+pub fn e2e_overlay() -> mesh_core::Config {
+    mesh_core::Config::default()
+        .with_target_degree(4)
+        .with_min_degree(2)
+        .with_max_degree(8)
+        .with_tick_interval(Duration::from_millis(50))
+        .with_announce_interval(Duration::from_millis(500))
+        .with_session_timeout(Duration::from_secs(5))
+        .with_retry_backoff(Duration::from_secs(1))
+}
+
+/// Joins one real WebRTC node (UDP on 127.0.0.1 only) through `server`.
+pub async fn join_webrtc(server: &TestServer, overlay: mesh_core::Config) -> MeshNode {
+    let config = mesh_node::Config::new(server.url()).with_overlay(overlay);
+    let transport = mesh_node::transport::webrtc::Config::new()
+        .with_bind_addrs(vec![SocketAddr::from(([127, 0, 0, 1], 0))]);
+    let node = mesh_node::Node::join(config, Keypair::generate(), transport)
+        .await
+        .expect("join");
+    let events = node.events().expect("events");
+    MeshNode { node, events }
+}
+
+/// `n` real WebRTC nodes joining one after another (each once the previous one has a
+/// link), then waiting until every node has at least the minimum degree.
+pub async fn webrtc_mesh(
+    server: &TestServer,
+    n: usize,
+    overlay: mesh_core::Config,
+) -> Vec<MeshNode> {
+    let min = overlay.min_degree;
+    let mut nodes: Vec<MeshNode> = Vec::with_capacity(n);
+    for i in 0..n {
+        let node = join_webrtc(server, overlay.clone()).await;
+        if i > 0 {
+            wait_for_degree(&node, 1, Duration::from_secs(30)).await;
+        }
+        nodes.push(node);
+    }
+    for node in &nodes {
+        wait_for_degree(node, min, Duration::from_secs(60)).await;
+    }
+    nodes
+}
+
+/// Waits until `node` has at least `degree` neighbours.
+pub async fn wait_for_degree(node: &MeshNode, degree: usize, deadline: Duration) {
+    let start = tokio::time::Instant::now();
+    loop {
+        let now = node.node.neighbors().await.expect("node running").len();
+        if now >= degree {
+            return;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "node {} stuck at degree {now} < {degree}",
+            node.node.id()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (with a deadline) for the next application message or broadcast on `node`,
+/// skipping link events.
+pub async fn next_message(node: &mut MeshNode) -> mesh_node::Event {
+    let wait = async {
+        loop {
+            let event = node.events.recv().await.expect("node running");
+            if matches!(
+                event,
+                mesh_node::Event::Message { .. } | mesh_node::Event::Broadcast { .. }
+            ) {
+                return event;
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, wait)
+        .await
+        .expect("no message within the deadline")
+}

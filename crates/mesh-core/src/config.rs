@@ -13,6 +13,10 @@ pub struct Config {
     /// The node refuses sessions (`Reject FULL`) at this many links plus pending inbound
     /// sessions. Default 12.
     pub max_degree: usize,
+    /// Links kept free for newcomers: an offer that arrives through the mesh is refused at
+    /// `max_degree - door_slots` links, one through the server (a newcomer's door session)
+    /// only at `max_degree`. Default 2.
+    pub door_slots: usize,
     /// Most outgoing sessions under way at once. Default 3.
     pub max_pending_sessions: usize,
     /// A session not linked within this time is abandoned. Default 15 s.
@@ -49,6 +53,7 @@ impl Default for Config {
             target_degree: 8,
             min_degree: 3,
             max_degree: 12,
+            door_slots: 2,
             max_pending_sessions: 3,
             session_timeout: Duration::from_secs(15),
             retry_backoff: Duration::from_secs(10),
@@ -85,6 +90,7 @@ builders! {
     with_target_degree => target_degree: usize;
     with_min_degree => min_degree: usize;
     with_max_degree => max_degree: usize;
+    with_door_slots => door_slots: usize;
     with_max_pending_sessions => max_pending_sessions: usize;
     with_session_timeout => session_timeout: Duration;
     with_retry_backoff => retry_backoff: Duration;
@@ -108,8 +114,8 @@ impl Config {
         if self.min_degree == 0 || self.min_degree > self.target_degree {
             return bad("min_degree must be within 1..=target_degree");
         }
-        if self.target_degree > self.max_degree {
-            return bad("target_degree must be at most max_degree");
+        if self.target_degree + self.door_slots > self.max_degree {
+            return bad("target_degree + door_slots must be at most max_degree");
         }
         if self.max_pending_sessions == 0 || self.max_sessions < self.max_pending_sessions {
             return bad("max_pending_sessions must be at least 1 and at most max_sessions");

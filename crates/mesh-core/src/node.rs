@@ -250,6 +250,11 @@ impl Node {
         self.links.keys().copied().collect()
     }
 
+    /// The session of the link to neighbour `peer`.
+    pub fn link_session(&self, peer: NodeId) -> Option<SessionId> {
+        self.links.get(&peer).copied()
+    }
+
     /// Counters of what this node did.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -701,7 +706,11 @@ impl Node {
             .values()
             .filter(|s| !s.linked && s.role == Role::Answerer)
             .count();
-        if self.links.len() + inbound_pending >= self.config.max_degree
+        let limit = match carrier {
+            Carrier::Server => self.config.max_degree,
+            Carrier::Mesh => self.config.max_degree - self.config.door_slots,
+        };
+        if self.links.len() + inbound_pending >= limit
             || self.sessions.len() >= self.config.max_sessions
         {
             self.send_signal_to(

@@ -219,7 +219,8 @@ fn a_full_node_rejects_and_the_newcomer_is_told() {
     let config = test_config()
         .with_target_degree(1)
         .with_min_degree(1)
-        .with_max_degree(1);
+        .with_max_degree(1)
+        .with_door_slots(0);
     let mut net = Net::new(3, config);
     net.join(0);
     net.join(1);

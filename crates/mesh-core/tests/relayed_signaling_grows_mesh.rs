@@ -51,6 +51,7 @@ fn degree_never_exceeds_the_maximum() {
     let config = test_config()
         .with_target_degree(3)
         .with_max_degree(3)
+        .with_door_slots(0)
         .with_min_degree(1);
     let mut net = grown_mesh(10, config);
     net.run_for(Duration::from_secs(20));

@@ -341,7 +341,7 @@ pub fn test_config() -> Config {
     Config::default()
         .with_target_degree(4)
         .with_min_degree(2)
-        .with_max_degree(6)
+        .with_max_degree(8)
         .with_session_timeout(Duration::from_secs(5))
         .with_retry_backoff(Duration::from_secs(2))
         .with_announce_interval(Duration::from_secs(1))

@@ -24,16 +24,9 @@ pub mod webrtc;
 
 use bytes::Bytes;
 use mesh_proto::NodeId;
-use mesh_proto::signal::SessionId;
+use mesh_proto::signal::{SessionId, SignalKind};
 
-/// Which side of a session this node plays.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Creates the offer.
-    Offerer,
-    /// Answers the remote offer.
-    Answerer,
-}
+pub use mesh_core::Role;
 
 /// A signaling step produced locally or to be applied from the remote side. These are
 /// the unsigned bodies; the driver signs and verifies them (`mesh_proto::signal`).
@@ -47,6 +40,30 @@ pub enum SignalBody {
     Candidate(String),
     /// No more candidates.
     EndOfCandidates,
+}
+
+impl SignalBody {
+    /// The wire form of this step.
+    pub fn into_kind(self) -> SignalKind {
+        match self {
+            SignalBody::Offer(sdp) => SignalKind::Offer(sdp),
+            SignalBody::Answer(sdp) => SignalKind::Answer(sdp),
+            SignalBody::Candidate(c) => SignalKind::Candidate(c),
+            SignalBody::EndOfCandidates => SignalKind::EndOfCandidates,
+        }
+    }
+
+    /// The step a wire signal asks the transport to apply (`None` for a rejection, which
+    /// the overlay handles itself).
+    pub fn from_kind(kind: SignalKind) -> Option<Self> {
+        match kind {
+            SignalKind::Offer(sdp) => Some(SignalBody::Offer(sdp)),
+            SignalKind::Answer(sdp) => Some(SignalBody::Answer(sdp)),
+            SignalKind::Candidate(c) => Some(SignalBody::Candidate(c)),
+            SignalKind::EndOfCandidates => Some(SignalBody::EndOfCandidates),
+            _ => None,
+        }
+    }
 }
 
 /// What a transport reports.

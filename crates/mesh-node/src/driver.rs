@@ -1,0 +1,358 @@
+//! The driver: one task that owns the overlay state machine and connects it to the world.
+//! It selects over application commands, transport events, frames from the bootstrap
+//! server, a reconnection attempt and the core's timer; after every input it drains the
+//! core's outputs into the transport, the server and the application.
+
+use std::time::{Duration, Instant};
+
+use mesh_core::{Input, Output};
+use mesh_proto::identity::Keypair;
+use mesh_proto::{Frame, NodeId};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::Error;
+use crate::node::{Config, Event, NodeStats};
+use crate::server::{self, ServerLink};
+use crate::transport::{SignalBody, Transport, TransportEvent};
+
+/// What the [`crate::Node`] handle asks of the driver.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Send {
+        to: NodeId,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Broadcast {
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<usize, Error>>,
+    },
+    Connect {
+        peer: NodeId,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Disconnect {
+        peer: NodeId,
+        reply: oneshot::Sender<()>,
+    },
+    Neighbours {
+        reply: oneshot::Sender<Vec<NodeId>>,
+    },
+    Stats {
+        reply: oneshot::Sender<NodeStats>,
+    },
+    Raw {
+        peer: NodeId,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Leave,
+}
+
+pub(crate) struct Driver<T> {
+    config: Config,
+    seed: [u8; 32],
+    core: mesh_core::Node,
+    transport: T,
+    transport_rx: mpsc::Receiver<TransportEvent>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    server: Option<ServerLink>,
+    connecting: Option<JoinHandle<Result<ServerLink, Error>>>,
+    next_reconnect: Instant,
+    backoff: Duration,
+    stats: NodeStats,
+}
+
+impl<T: Transport> Driver<T> {
+    pub fn new(
+        config: Config,
+        key: Keypair,
+        transport: T,
+        transport_rx: mpsc::Receiver<TransportEvent>,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
+        server: ServerLink,
+    ) -> Result<Self, Error> {
+        let now = Instant::now();
+        let seed = key.to_seed();
+        let core = mesh_core::Node::new(config.overlay.clone(), key, now, rand::random())?;
+        let mut driver = Self {
+            seed,
+            core,
+            transport,
+            transport_rx,
+            commands,
+            events,
+            server: None,
+            connecting: None,
+            next_reconnect: now,
+            backoff: config.reconnect_min,
+            stats: NodeStats::default(),
+            config,
+        };
+        driver.server_up(server);
+        Ok(driver)
+    }
+
+    pub async fn run(mut self) {
+        info!("joined");
+        loop {
+            self.flush();
+            self.maybe_reconnect();
+            let wake = tokio::time::Instant::from_std(self.next_wake());
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    None | Some(Command::Leave) => break,
+                    Some(command) => self.on_command(command),
+                },
+                event = self.transport_rx.recv() => {
+                    // The transport holds a sender for as long as the driver lives.
+                    if let Some(event) = event {
+                        self.on_transport(event);
+                    }
+                }
+                frame = recv_server(&mut self.server) => match frame {
+                    Some(frame) => self.on_server_frame(frame),
+                    None => self.server_down(),
+                },
+                result = join_connecting(&mut self.connecting) => {
+                    self.connecting = None;
+                    match result {
+                        Ok(link) => self.server_up(link),
+                        Err(e) => {
+                            debug!("reconnecting to the bootstrap server failed: {e}");
+                            self.next_reconnect = Instant::now() + self.backoff;
+                            self.backoff = (self.backoff * 2).min(self.config.reconnect_max);
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {
+                    self.core.handle_input(Instant::now(), Input::Timeout);
+                }
+            }
+        }
+        info!("leaving");
+        self.core.leave();
+        self.flush();
+        if let Some(task) = self.connecting.take() {
+            task.abort();
+        }
+        self.server = None;
+    }
+
+    fn next_wake(&self) -> Instant {
+        let core = self.core.poll_timeout();
+        if self.wants_server() && self.connecting.is_none() {
+            core.min(self.next_reconnect)
+        } else {
+            core
+        }
+    }
+
+    /// The node reconnects to the bootstrap server only while it has no neighbour.
+    fn wants_server(&self) -> bool {
+        self.server.is_none() && self.core.neighbours().is_empty()
+    }
+
+    fn maybe_reconnect(&mut self) {
+        if !self.wants_server() || self.connecting.is_some() || Instant::now() < self.next_reconnect
+        {
+            return;
+        }
+        let key = Keypair::from_seed(self.seed);
+        let (url, room, timeout) = (
+            self.config.bootstrap.clone(),
+            self.config.room.clone(),
+            self.config.bootstrap_timeout,
+        );
+        debug!(%url, "reconnecting to the bootstrap server");
+        self.connecting = Some(tokio::spawn(async move {
+            server::connect(&url, &room, &key, timeout).await
+        }));
+    }
+
+    fn server_up(&mut self, link: ServerLink) {
+        let peers = link.peers.clone();
+        self.server = Some(link);
+        self.backoff = self.config.reconnect_min;
+        self.stats.server_registrations += 1;
+        self.emit(Event::ServerConnected);
+        self.core
+            .handle_input(Instant::now(), Input::ServerUp { peers });
+    }
+
+    fn server_down(&mut self) {
+        if self.server.take().is_some() {
+            info!("the bootstrap connection is gone");
+            self.core.handle_input(Instant::now(), Input::ServerDown);
+            self.emit(Event::ServerDisconnected);
+            self.next_reconnect = Instant::now() + self.backoff;
+        }
+    }
+
+    fn on_server_frame(&mut self, frame: Frame) {
+        let now = Instant::now();
+        match frame {
+            Frame::Transfer { from, payload } => self
+                .core
+                .handle_input(now, Input::ServerTransfer { from, payload }),
+            Frame::Peers { peers } => self.core.handle_input(now, Input::ServerPeers { peers }),
+            Frame::Error {
+                code,
+                target,
+                message,
+            } => {
+                if code.is_fatal() {
+                    warn!(%code, "the bootstrap server ends the session: {message}");
+                } else {
+                    debug!(%code, ?target, "bootstrap server: {message}");
+                    self.core
+                        .handle_input(now, Input::ServerError { code, target });
+                }
+            }
+            other => debug!(
+                kind = other.kind(),
+                "ignoring a frame from the bootstrap server"
+            ),
+        }
+    }
+
+    fn on_transport(&mut self, event: TransportEvent) {
+        let now = Instant::now();
+        let input = match event {
+            TransportEvent::LocalSignal { session, signal } => Input::LocalSignal {
+                session,
+                signal: signal.into_kind(),
+            },
+            TransportEvent::LinkUp { session, .. } => Input::LinkUp { session },
+            TransportEvent::Data { session, bytes } => Input::LinkData { session, bytes },
+            TransportEvent::Closed { session, reason } => Input::LinkClosed { session, reason },
+        };
+        self.core.handle_input(now, input);
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Send { to, data, reply } => {
+                let _ = reply.send(self.core.send(now, to, data).map_err(Error::from));
+            }
+            Command::Broadcast { data, reply } => {
+                let _ = reply.send(self.core.broadcast(now, data).map_err(Error::from));
+            }
+            Command::Connect { peer, reply } => {
+                let _ = reply.send(self.core.connect(now, peer).map_err(Error::from));
+            }
+            Command::Disconnect { peer, reply } => {
+                self.core.disconnect(now, peer);
+                let _ = reply.send(());
+            }
+            Command::Neighbours { reply } => {
+                let _ = reply.send(self.core.neighbours());
+            }
+            Command::Stats { reply } => {
+                let mut stats = self.stats.clone();
+                stats.overlay = self.core.stats().clone();
+                stats.degree = self.core.neighbours().len();
+                stats.server_connected = self.server.is_some();
+                let _ = reply.send(stats);
+            }
+            Command::Raw { peer, bytes, reply } => {
+                let result = match self.core.link_session(peer) {
+                    Some(session) => self
+                        .transport
+                        .send(session, bytes.into())
+                        .map_err(|e| Error::Transport(e.to_string())),
+                    None => Err(Error::Core(mesh_core::Error::NoRoute(peer))),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Leave => {}
+        }
+    }
+
+    /// Carries out everything the core asked for.
+    fn flush(&mut self) {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::SendServer(frame) => match &self.server {
+                    Some(server) => {
+                        if server.tx.try_send(frame).is_err() {
+                            warn!("bootstrap connection queue full: frame dropped");
+                        }
+                    }
+                    None => debug!("no bootstrap connection: frame dropped"),
+                },
+                Output::SendLink { session, bytes } => {
+                    if let Err(crate::transport::SendError::Full) =
+                        self.transport.send(session, bytes)
+                    {
+                        self.stats.link_send_dropped += 1;
+                    }
+                }
+                Output::OpenSession {
+                    session,
+                    peer,
+                    role,
+                } => {
+                    if let Err(e) = self.transport.open(session, peer, role) {
+                        let reason = e.to_string();
+                        self.core
+                            .handle_input(Instant::now(), Input::LinkClosed { session, reason });
+                    }
+                }
+                Output::RemoteSignal { session, signal } => {
+                    if let Some(body) = SignalBody::from_kind(signal) {
+                        self.transport.remote_signal(session, body);
+                    }
+                }
+                Output::CloseSession { session } => self.transport.close(session),
+                Output::Event(event) => {
+                    let event = match event {
+                        mesh_core::Event::LinkUp { peer } => {
+                            info!(%peer, "link up");
+                            Event::LinkUp { peer }
+                        }
+                        mesh_core::Event::LinkDown { peer, reason } => {
+                            info!(%peer, "link down: {reason}");
+                            Event::LinkDown { peer, reason }
+                        }
+                        mesh_core::Event::Message { from, data } => Event::Message { from, data },
+                        mesh_core::Event::Broadcast { from, data } => {
+                            Event::Broadcast { from, data }
+                        }
+                    };
+                    self.emit(event);
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        if self.events.try_send(event).is_err() {
+            self.stats.events_dropped += 1;
+        }
+    }
+}
+
+async fn recv_server(server: &mut Option<ServerLink>) -> Option<Frame> {
+    match server {
+        Some(link) => link.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn join_connecting(
+    task: &mut Option<JoinHandle<Result<ServerLink, Error>>>,
+) -> Result<ServerLink, Error> {
+    match task {
+        Some(handle) => match handle.await {
+            Ok(result) => result,
+            Err(e) => Err(Error::Transport(format!("reconnection task failed: {e}"))),
+        },
+        None => std::future::pending().await,
+    }
+}

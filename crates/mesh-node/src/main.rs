@@ -1,0 +1,176 @@
+//! `mesh-node`: join a mesh and chat over it from the terminal. See `--help`.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use mesh_node::transport::webrtc::{self, IceServer};
+use mesh_node::{Config, Event, Node};
+use mesh_proto::identity::Keypair;
+use mesh_proto::{NodeId, RoomName};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tracing_subscriber::EnvFilter;
+
+/// A node of the peer-relayed WebRTC mesh overlay.
+///
+/// Joins the mesh through a bootstrap server (the door), opens its first WebRTC link with
+/// signaling carried by the server, and every further link with signaling carried by the
+/// mesh. Prints its own NodeId on the first line of stdout.
+///
+/// Then reads lines from stdin: a plain line is broadcast to every node; `/to <node-id>
+/// <text>` sends to one node; `/peers` lists the neighbours; `/stats` prints counters;
+/// `/quit` (or end of input) leaves. Received messages are printed as
+/// `<sender> <text>` (`<sender> [broadcast] <text>` for broadcasts). Logs go to stderr
+/// (set RUST_LOG, e.g. `debug`).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// The bootstrap server's WebSocket URL.
+    #[arg(long, env = "MESH_BOOTSTRAP", default_value = "ws://127.0.0.1:8080/ws")]
+    bootstrap: String,
+    /// The room (independent mesh) to join.
+    #[arg(long, env = "MESH_ROOM", default_value = "default")]
+    room: RoomName,
+    /// Links to keep (the target degree); the minimum is min(3, degree) and the maximum
+    /// degree + max(2, degree/2), two of which are kept for newcomers.
+    #[arg(long, env = "MESH_DEGREE", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    degree: u16,
+    /// A file holding this node's identity (created if missing). Without it each run uses
+    /// a fresh key, so many nodes can run side by side.
+    #[arg(long, env = "MESH_KEY")]
+    key: Option<PathBuf>,
+    /// Local address(es) for WebRTC's UDP sockets. A wildcard does not include loopback:
+    /// name the interfaces you mean (e.g. 127.0.0.1:0 for a single-machine mesh).
+    #[arg(
+        long = "bind",
+        env = "MESH_BIND",
+        value_delimiter = ',',
+        default_value = "0.0.0.0:0"
+    )]
+    bind: Vec<SocketAddr>,
+    /// A STUN server URL (repeatable), e.g. stun:stun.example.org:3478.
+    #[arg(long = "stun", env = "MESH_STUN", value_delimiter = ',')]
+    stun: Vec<String>,
+    /// A TURN server URL (repeatable), e.g. turn:turn.example.org:3478?transport=udp.
+    #[arg(long = "turn", env = "MESH_TURN", value_delimiter = ',')]
+    turn: Vec<String>,
+    /// The TURN username.
+    #[arg(long, env = "MESH_TURN_USER", default_value = "")]
+    turn_user: String,
+    /// The TURN credential.
+    #[arg(long, env = "MESH_TURN_PASSWORD", default_value = "")]
+    turn_password: String,
+}
+
+/// The node's own logs at info; webrtc-rs's (chatty at info) only from warnings on.
+const DEFAULT_LOG: &str = "warn,rtc_ice=error,rtc_dtls=error,mesh_node=info,mesh_core=info";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let args = Args::parse();
+
+    let key = match &args.key {
+        Some(path) => mesh_node::keyfile::load_or_create(path)?,
+        None => Keypair::generate(),
+    };
+    println!("{}", key.node_id());
+
+    let degree = usize::from(args.degree);
+    let overlay = mesh_core::Config::default()
+        .with_target_degree(degree)
+        .with_min_degree(degree.min(3))
+        .with_max_degree(degree + (degree / 2).max(2));
+    let config = Config::new(&args.bootstrap)
+        .with_room(args.room.clone())
+        .with_overlay(overlay);
+    let mut ice = Vec::new();
+    if !args.stun.is_empty() {
+        ice.push(IceServer {
+            urls: args.stun.clone(),
+            username: String::new(),
+            credential: String::new(),
+        });
+    }
+    if !args.turn.is_empty() {
+        ice.push(IceServer {
+            urls: args.turn.clone(),
+            username: args.turn_user.clone(),
+            credential: args.turn_password.clone(),
+        });
+    }
+    let transport = webrtc::Config::new()
+        .with_bind_addrs(args.bind.clone())
+        .with_ice_servers(ice);
+    let node = Node::join(config, key, transport)
+        .await
+        .with_context(|| format!("cannot join the mesh through {}", args.bootstrap))?;
+    let mut events = node.events().context("events already taken")?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(Event::Message { from, data }) => println!("{from} {}", String::from_utf8_lossy(&data)),
+                Some(Event::Broadcast { from, data }) => {
+                    println!("{from} [broadcast] {}", String::from_utf8_lossy(&data))
+                }
+                Some(Event::LinkUp { peer }) => tracing::info!(%peer, "neighbour up"),
+                Some(Event::LinkDown { peer, reason }) => tracing::info!(%peer, "neighbour down: {reason}"),
+                Some(_) => {}
+                None => break,
+            },
+            line = lines.next_line() => {
+                let Some(line) = line.context("reading stdin")? else { break };
+                if !command(&node, line.trim()).await {
+                    break;
+                }
+            }
+        }
+    }
+    node.leave().await?;
+    Ok(())
+}
+
+/// Runs one stdin line; false to quit.
+async fn command(node: &Node, line: &str) -> bool {
+    if line.is_empty() {
+        return true;
+    }
+    let result = if line == "/quit" {
+        return false;
+    } else if line == "/peers" {
+        node.neighbors().await.map(|peers| {
+            for peer in peers {
+                println!("neighbour {peer}");
+            }
+        })
+    } else if line == "/stats" {
+        node.stats().await.map(|s| println!("{s:#?}"))
+    } else if let Some(rest) = line.strip_prefix("/to ") {
+        let (to, text) = rest.split_once(' ').unwrap_or((rest, ""));
+        match to.parse::<NodeId>() {
+            Ok(to) => node.send(to, text.as_bytes().to_vec()).await,
+            Err(e) => {
+                eprintln!("usage: /to <node-id> <text> ({e})");
+                return true;
+            }
+        }
+    } else if line.starts_with('/') {
+        eprintln!("unknown command; try /to <node-id> <text>, /peers, /stats, /quit");
+        return true;
+    } else {
+        node.broadcast(line.as_bytes().to_vec()).await.map(|_| ())
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+    }
+    true
+}

@@ -1,0 +1,287 @@
+//! The [`Node`] handle applications hold, its [`Config`] and its [`Event`]s.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use mesh_proto::identity::Keypair;
+use mesh_proto::{NodeId, RoomName};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::Error;
+use crate::driver::{Command, Driver};
+use crate::transport::{Transport, TransportEvent};
+
+/// Configuration of a node. Build with [`Config::new`] and the `with_*` builders.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The bootstrap server's WebSocket URL, e.g. `ws://127.0.0.1:8080/ws`.
+    pub bootstrap: String,
+    /// The room (mesh) to join. Default `default`.
+    pub room: RoomName,
+    /// The overlay's settings (degree, timers, table sizes).
+    pub overlay: mesh_core::Config,
+    /// Time allowed to connect and register with the bootstrap server. Default 10 s.
+    pub bootstrap_timeout: Duration,
+    /// First delay before reconnecting to the bootstrap server (doubles up to
+    /// `reconnect_max`). Default 500 ms.
+    pub reconnect_min: Duration,
+    /// Longest delay between reconnection attempts. Default 30 s.
+    pub reconnect_max: Duration,
+    /// Events queued for the application before further events are dropped (and counted
+    /// in [`NodeStats::events_dropped`]). Default 1024.
+    pub event_queue: usize,
+    /// Transport events queued towards the driver. Default 4096.
+    pub transport_queue: usize,
+}
+
+impl Config {
+    /// A configuration that joins through the bootstrap server at `bootstrap`.
+    pub fn new(bootstrap: impl Into<String>) -> Self {
+        Self {
+            bootstrap: bootstrap.into(),
+            room: RoomName::default(),
+            overlay: mesh_core::Config::default(),
+            bootstrap_timeout: Duration::from_secs(10),
+            reconnect_min: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(30),
+            event_queue: 1024,
+            transport_queue: 4096,
+        }
+    }
+
+    /// Sets [`Config::room`].
+    pub fn with_room(mut self, room: RoomName) -> Self {
+        self.room = room;
+        self
+    }
+
+    /// Sets [`Config::overlay`].
+    pub fn with_overlay(mut self, overlay: mesh_core::Config) -> Self {
+        self.overlay = overlay;
+        self
+    }
+
+    /// Sets [`Config::bootstrap_timeout`].
+    pub fn with_bootstrap_timeout(mut self, d: Duration) -> Self {
+        self.bootstrap_timeout = d;
+        self
+    }
+
+    /// Sets [`Config::reconnect_min`] and [`Config::reconnect_max`].
+    pub fn with_reconnect(mut self, min: Duration, max: Duration) -> Self {
+        self.reconnect_min = min;
+        self.reconnect_max = max;
+        self
+    }
+
+    /// Sets [`Config::event_queue`].
+    pub fn with_event_queue(mut self, n: usize) -> Self {
+        self.event_queue = n;
+        self
+    }
+}
+
+/// What a node tells its application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A link to a neighbour is up.
+    LinkUp {
+        /// The neighbour.
+        peer: NodeId,
+    },
+    /// A link to a neighbour is gone.
+    LinkDown {
+        /// The former neighbour.
+        peer: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// A message sent to this node.
+    Message {
+        /// The origin.
+        from: NodeId,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// A broadcast (delivered once).
+    Broadcast {
+        /// The origin.
+        from: NodeId,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Registered with the bootstrap server.
+    ServerConnected,
+    /// The bootstrap connection is gone (the node reconnects only while it has no link).
+    ServerDisconnected,
+}
+
+/// What a node did: the overlay's counters plus the driver's own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// The overlay state machine's counters.
+    pub overlay: mesh_core::Stats,
+    /// Current neighbours.
+    pub degree: usize,
+    /// Successful registrations with the bootstrap server (1 + reconnections).
+    pub server_registrations: u64,
+    /// Whether the node is registered with the bootstrap server now.
+    pub server_connected: bool,
+    /// Frames dropped because a link's send buffer was full.
+    pub link_send_dropped: u64,
+    /// Events dropped because the application did not read them.
+    pub events_dropped: u64,
+}
+
+/// A running node. Dropping it (or [`Node::leave`]) stops the node.
+#[derive(Debug)]
+pub struct Node {
+    id: NodeId,
+    commands: mpsc::Sender<Command>,
+    events: Mutex<Option<mpsc::Receiver<Event>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Commands queued towards the driver.
+const COMMAND_QUEUE: usize = 256;
+
+impl Node {
+    /// Joins the mesh over real WebRTC links: registers with the bootstrap server and
+    /// starts the node. Fails if the first registration fails (a wrong URL, a refusal).
+    pub async fn join(
+        config: Config,
+        key: Keypair,
+        webrtc: crate::transport::webrtc::Config,
+    ) -> Result<Node, Error> {
+        Self::join_with(config, key, move |events| {
+            crate::transport::webrtc::WebRtcTransport::new(webrtc, events)
+        })
+        .await
+    }
+
+    /// Joins with any transport, built by `make` from the channel it reports to.
+    pub async fn join_with<T, F>(config: Config, key: Keypair, make: F) -> Result<Node, Error>
+    where
+        T: Transport,
+        F: FnOnce(mpsc::Sender<TransportEvent>) -> T,
+    {
+        let id = key.node_id();
+        let server = crate::server::connect(
+            &config.bootstrap,
+            &config.room,
+            &key,
+            config.bootstrap_timeout,
+        )
+        .await?;
+        let (transport_tx, transport_rx) = mpsc::channel(config.transport_queue);
+        let transport = make(transport_tx);
+        let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (event_tx, event_rx) = mpsc::channel(config.event_queue);
+        let driver = Driver::new(
+            config,
+            key,
+            transport,
+            transport_rx,
+            command_rx,
+            event_tx,
+            server,
+        )?;
+        let span = tracing::info_span!("node", node = %id);
+        let task = tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
+        Ok(Node {
+            id,
+            commands,
+            events: Mutex::new(Some(event_rx)),
+            task: Some(task),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The stream of events. It can be taken once; later calls return `None`.
+    pub fn events(&self) -> Option<mpsc::Receiver<Event>> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Sends `data` to `to` through the mesh.
+    pub async fn send(&self, to: NodeId, data: impl Into<Vec<u8>>) -> Result<(), Error> {
+        self.ask(|reply| Command::Send {
+            to,
+            data: data.into(),
+            reply,
+        })
+        .await?
+    }
+
+    /// Broadcasts `data` to every node of the mesh; returns how many neighbours it left on.
+    pub async fn broadcast(&self, data: impl Into<Vec<u8>>) -> Result<usize, Error> {
+        self.ask(|reply| Command::Broadcast {
+            data: data.into(),
+            reply,
+        })
+        .await?
+    }
+
+    /// Opens a direct link to `peer`, signaled through the mesh.
+    pub async fn connect_direct(&self, peer: NodeId) -> Result<(), Error> {
+        self.ask(|reply| Command::Connect { peer, reply }).await?
+    }
+
+    /// Closes the link to `peer`, if any; the node replaces it with another.
+    pub async fn disconnect(&self, peer: NodeId) -> Result<(), Error> {
+        self.ask(|reply| Command::Disconnect { peer, reply }).await
+    }
+
+    /// The current neighbours.
+    pub async fn neighbors(&self) -> Result<Vec<NodeId>, Error> {
+        self.ask(|reply| Command::Neighbours { reply }).await
+    }
+
+    /// What the node did so far.
+    pub async fn stats(&self) -> Result<NodeStats, Error> {
+        self.ask(|reply| Command::Stats { reply }).await
+    }
+
+    /// Sends raw bytes on the link to neighbour `peer`, bypassing the codec: for tests of
+    /// how peers handle malformed input. Not part of the stable API.
+    #[doc(hidden)]
+    pub async fn send_raw_to_neighbour(&self, peer: NodeId, bytes: Vec<u8>) -> Result<(), Error> {
+        self.ask(|reply| Command::Raw { peer, bytes, reply })
+            .await?
+    }
+
+    /// Leaves the mesh: closes every link and the bootstrap connection, and waits for the
+    /// node to stop.
+    pub async fn leave(mut self) -> Result<(), Error> {
+        let _ = self.commands.send(Command::Leave).await;
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        Ok(())
+    }
+
+    async fn ask<R>(&self, make: impl FnOnce(oneshot::Sender<R>) -> Command) -> Result<R, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            // Best effort: ask the driver to close links; abort if it cannot take commands.
+            if self.commands.try_send(Command::Leave).is_err() {
+                task.abort();
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The bootstrap server client: connect, prove the key, register, then bridge frames
+//! between the WebSocket and two bounded channels for the driver.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use mesh_proto::identity::{Keypair, register_message};
+use mesh_proto::{Frame, NodeId, RoomName};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{debug, info, warn};
+
+use crate::Error;
+
+/// Frames queued towards the server.
+const TO_SERVER: usize = 256;
+/// Frames queued from the server towards the driver.
+const FROM_SERVER: usize = 256;
+
+/// A registered connection to the bootstrap server.
+#[derive(Debug)]
+pub(crate) struct ServerLink {
+    /// The Welcome sample.
+    pub peers: Vec<NodeId>,
+    /// Frames to send to the server.
+    pub tx: mpsc::Sender<Frame>,
+    /// Frames from the server; `None` once the connection is gone.
+    pub rx: mpsc::Receiver<Frame>,
+}
+
+/// Connects to `url`, registers `key`'s id in `room`, and starts bridging.
+pub(crate) async fn connect(
+    url: &str,
+    room: &RoomName,
+    key: &Keypair,
+    deadline: Duration,
+) -> Result<ServerLink, Error> {
+    let bootstrap = |why: String| Error::Bootstrap {
+        url: url.to_owned(),
+        why,
+    };
+    let (mut ws, _) = tokio::time::timeout(deadline, tokio_tungstenite::connect_async(url))
+        .await
+        .map_err(|_| bootstrap(format!("no WebSocket connection within {deadline:?}")))?
+        .map_err(|e| bootstrap(e.to_string()))?;
+    let nonce = match next_frame(&mut ws, deadline, url).await? {
+        Frame::Challenge { nonce, .. } => nonce,
+        Frame::Error { code, message, .. } => return Err(Error::Refused { code, message }),
+        other => {
+            return Err(bootstrap(format!(
+                "expected a Challenge, got {}",
+                other.kind()
+            )));
+        }
+    };
+    let node_id = key.node_id();
+    let signature = key.sign(&register_message(&nonce, &node_id, room));
+    let register = Frame::Register {
+        public_key: key.public(),
+        node_id,
+        room: room.clone(),
+        signature,
+    };
+    let bytes = mesh_proto::encode(&register).map_err(|e| bootstrap(e.to_string()))?;
+    ws.send(Message::Binary(bytes.into()))
+        .await
+        .map_err(|e| bootstrap(e.to_string()))?;
+    let peers = match next_frame(&mut ws, deadline, url).await? {
+        Frame::Welcome { peers, .. } => peers,
+        Frame::Error { code, message, .. } => return Err(Error::Refused { code, message }),
+        other => {
+            return Err(bootstrap(format!(
+                "expected a Welcome, got {}",
+                other.kind()
+            )));
+        }
+    };
+    info!(%url, %room, peers = peers.len(), "registered with the bootstrap server");
+
+    let (tx, mut to_server) = mpsc::channel::<Frame>(TO_SERVER);
+    let (from_server, rx) = mpsc::channel::<Frame>(FROM_SERVER);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                frame = to_server.recv() => {
+                    let Some(frame) = frame else { break };
+                    let Ok(bytes) = mesh_proto::encode(&frame) else { continue };
+                    if ws.send(Message::Binary(bytes.into())).await.is_err() {
+                        break;
+                    }
+                }
+                msg = ws.next() => match msg {
+                    Some(Ok(Message::Binary(bytes))) => match mesh_proto::decode(&bytes) {
+                        Ok(frame) => {
+                            if from_server.send(frame).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            warn!("undecodable frame from the bootstrap server, disconnecting: {e}");
+                            break;
+                        }
+                    },
+                    Some(Ok(Message::Close(close))) => {
+                        debug!(?close, "the bootstrap server closed the connection");
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        debug!("bootstrap connection failed: {e}");
+                        break;
+                    }
+                    None => break,
+                },
+            }
+        }
+        let _ = ws.close(None).await;
+    });
+    Ok(ServerLink { peers, tx, rx })
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next frame during the handshake, skipping pings.
+async fn next_frame(ws: &mut Ws, deadline: Duration, url: &str) -> Result<Frame, Error> {
+    let bootstrap = |why: String| Error::Bootstrap {
+        url: url.to_owned(),
+        why,
+    };
+    loop {
+        let msg = tokio::time::timeout(deadline, ws.next())
+            .await
+            .map_err(|_| bootstrap("the server did not answer in time".into()))?;
+        match msg {
+            Some(Ok(Message::Binary(bytes))) => {
+                return mesh_proto::decode(&bytes)
+                    .map_err(|e| bootstrap(format!("undecodable frame from the server: {e}")));
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(other)) => return Err(bootstrap(format!("unexpected message {other:?}"))),
+            Some(Err(e)) => return Err(bootstrap(e.to_string())),
+            None => return Err(bootstrap("the server closed the connection".into())),
+        }
+    }
+}

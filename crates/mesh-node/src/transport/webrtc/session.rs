@@ -1,0 +1,426 @@
+//! One session: the task that owns a PeerConnection and its DataChannel, applies remote
+//! signals, and is the only producer of the session's events.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use mesh_proto::NodeId;
+use mesh_proto::signal::SessionId;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, RTCIceCandidateInit,
+    RTCIceConnectionState, RTCIceServer, RTCPeerConnectionState, RTCSessionDescription,
+    SettingEngineBuilder,
+};
+
+use super::handler::{Handler, PcEvent};
+use super::{Config, Shared};
+use crate::transport::{Role, SignalBody, TransportEvent};
+
+/// Label of the link's DataChannel (informational: the channel is pre-negotiated).
+const CHANNEL_LABEL: &str = "mesh";
+/// SCTP stream id of the pre-negotiated DataChannel, the same on both sides.
+const CHANNEL_ID: u16 = 0;
+/// Driver events queued towards the session task.
+const PC_EVENT_QUEUE_LEN: usize = 32;
+
+/// A session task, ready to run.
+pub(super) struct Session {
+    pub(super) id: SessionId,
+    pub(super) peer: NodeId,
+    pub(super) role: Role,
+    pub(super) serial: u64,
+    pub(super) shared: Arc<Shared>,
+    pub(super) signals: mpsc::Receiver<SignalBody>,
+    pub(super) close: oneshot::Receiver<()>,
+}
+
+/// Why a session ended, for the `Closed` event.
+type Reason = String;
+
+/// The session's state once its PeerConnection exists.
+struct Link {
+    pc: Arc<dyn PeerConnection>,
+    dc: Arc<dyn DataChannel>,
+    /// Remote description applied.
+    remote_set: bool,
+    /// Remote candidates received before the remote description.
+    early_candidates: Vec<String>,
+    /// Local `EndOfCandidates` sent.
+    gathering_done: bool,
+    /// The channel is open (`LinkUp` sent).
+    up: bool,
+    /// When the link must be open by, once ICE has connected.
+    dtls_deadline: Option<tokio::time::Instant>,
+    writer: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl Session {
+    /// Runs the session to its end and reports `Closed`, exactly once.
+    pub(super) async fn run(mut self) {
+        let span = tracing::debug_span!("webrtc_session", session = %self.id, peer = %self.peer);
+        let (reason, link) = self.drive().instrument(span).await;
+        // Unpublish first: once `Closed` is out, `send` and `remote_signal` must see nothing.
+        self.shared.remove(self.id, self.serial);
+        if let Some(link) = link {
+            if let Some(writer) = &link.writer {
+                writer.abort();
+            }
+            if let Err(err) = link.pc.close().await {
+                tracing::debug!(session = %self.id, "closing the peer connection: {err}");
+            }
+        }
+        tracing::debug!(session = %self.id, peer = %self.peer, %reason, "session closed");
+        let _ = self
+            .shared
+            .events
+            .send(TransportEvent::Closed {
+                session: self.id,
+                reason,
+            })
+            .await;
+    }
+
+    /// Builds the connection and runs it; returns why it ended and what to tear down.
+    async fn drive(&mut self) -> (Reason, Option<Link>) {
+        let (pc_events_tx, mut pc_events) = mpsc::channel(PC_EVENT_QUEUE_LEN);
+        let handler = Arc::new(Handler::new(pc_events_tx, self.shared.config.fast_open));
+        let pc = match build_peer_connection(&self.shared.config, Arc::clone(&handler)).await {
+            Ok(pc) => pc,
+            Err(err) => return (format!("could not create the peer connection: {err}"), None),
+        };
+        let init = RTCDataChannelInit {
+            negotiated: Some(CHANNEL_ID),
+            ..Default::default()
+        };
+        let dc = match pc.create_data_channel(CHANNEL_LABEL, Some(init)).await {
+            Ok(dc) => dc,
+            Err(err) => {
+                let _ = pc.close().await;
+                return (format!("could not create the data channel: {err}"), None);
+            }
+        };
+        handler.set_data_channel(Arc::downgrade(&dc));
+        let mut link = Link {
+            pc,
+            dc,
+            remote_set: false,
+            early_candidates: Vec::new(),
+            gathering_done: false,
+            up: false,
+            dtls_deadline: None,
+            writer: None,
+        };
+        let reason = match self.run_link(&mut link, &mut pc_events).await {
+            Ok(never) => match never {},
+            Err(reason) => reason,
+        };
+        (reason, Some(link))
+    }
+
+    /// Drives an existing link until it ends. Returns only with the reason it ended.
+    async fn run_link(
+        &mut self,
+        link: &mut Link,
+        pc_events: &mut mpsc::Receiver<PcEvent>,
+    ) -> Result<std::convert::Infallible, Reason> {
+        if self.role == Role::Offerer {
+            let offer = link
+                .pc
+                .create_offer(None)
+                .await
+                .map_err(|e| format!("could not create the offer: {e}"))?;
+            link.pc
+                .set_local_description(offer.clone())
+                .await
+                .map_err(|e| format!("could not apply the local offer: {e}"))?;
+            self.emit_signal(SignalBody::Offer(offer.sdp)).await?;
+        }
+        let dc = Arc::clone(&link.dc);
+        loop {
+            let dtls_deadline = link.dtls_deadline;
+            tokio::select! {
+                biased;
+                _ = &mut self.close => return Err("closed locally".to_owned()),
+                () = sleep_until(dtls_deadline) => {
+                    return Err(format!(
+                        "the DTLS handshake did not complete within {:?} of ICE connecting \
+                         (the remote certificate does not match the signed fingerprint, or the \
+                         path lost every handshake flight)",
+                        self.shared.config.dtls_timeout
+                    ));
+                }
+                Some(signal) = self.signals.recv() => self.on_signal(link, signal).await?,
+                Some(event) = pc_events.recv() => self.on_pc_event(link, event).await?,
+                event = dc.poll() => self.on_channel_event(link, event).await?,
+                result = wait_writer(&mut link.writer) => {
+                    return Err(match result {
+                        Ok(Ok(())) => "the link's writer stopped".to_owned(),
+                        Ok(Err(err)) => format!("sending on the data channel failed: {err}"),
+                        Err(err) => format!("the link's writer failed: {err}"),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn on_signal(&mut self, link: &mut Link, signal: SignalBody) -> Result<(), Reason> {
+        match (signal, self.role) {
+            (SignalBody::Offer(sdp), Role::Answerer) => {
+                if link.remote_set {
+                    tracing::debug!("duplicate offer ignored");
+                    return Ok(());
+                }
+                let offer = RTCSessionDescription::offer(sdp)
+                    .map_err(|e| format!("the remote offer is not valid SDP: {e}"))?;
+                link.pc
+                    .set_remote_description(offer)
+                    .await
+                    .map_err(|e| format!("could not apply the remote offer: {e}"))?;
+                link.remote_set = true;
+                let answer = link
+                    .pc
+                    .create_answer(None)
+                    .await
+                    .map_err(|e| format!("could not create the answer: {e}"))?;
+                link.pc
+                    .set_local_description(answer.clone())
+                    .await
+                    .map_err(|e| format!("could not apply the local answer: {e}"))?;
+                self.emit_signal(SignalBody::Answer(answer.sdp)).await?;
+                self.apply_early_candidates(link).await;
+            }
+            (SignalBody::Answer(sdp), Role::Offerer) => {
+                if link.remote_set {
+                    tracing::debug!("duplicate answer ignored");
+                    return Ok(());
+                }
+                let answer = RTCSessionDescription::answer(sdp)
+                    .map_err(|e| format!("the remote answer is not valid SDP: {e}"))?;
+                link.pc
+                    .set_remote_description(answer)
+                    .await
+                    .map_err(|e| format!("could not apply the remote answer: {e}"))?;
+                link.remote_set = true;
+                self.apply_early_candidates(link).await;
+            }
+            (SignalBody::Offer(_), Role::Offerer) => {
+                return Err("the remote sent an offer to the offering side".to_owned());
+            }
+            (SignalBody::Answer(_), Role::Answerer) => {
+                return Err("the remote sent an answer to the answering side".to_owned());
+            }
+            (SignalBody::Candidate(candidate), _) => {
+                if link.remote_set {
+                    add_candidate(&*link.pc, candidate).await;
+                } else if link.early_candidates.len() < self.shared.config.max_early_candidates {
+                    link.early_candidates.push(candidate);
+                } else {
+                    tracing::warn!(
+                        limit = self.shared.config.max_early_candidates,
+                        "remote candidate dropped: too many before the remote description"
+                    );
+                }
+            }
+            // Nothing to do: webrtc-rs does not use the remote end of candidates.
+            (SignalBody::EndOfCandidates, _) => {}
+        }
+        Ok(())
+    }
+
+    async fn apply_early_candidates(&self, link: &mut Link) {
+        for candidate in std::mem::take(&mut link.early_candidates) {
+            add_candidate(&*link.pc, candidate).await;
+        }
+    }
+
+    async fn on_pc_event(&mut self, link: &mut Link, event: PcEvent) -> Result<(), Reason> {
+        match event {
+            PcEvent::Candidate(candidate) => {
+                self.emit_signal(SignalBody::Candidate(candidate)).await?;
+            }
+            PcEvent::GatheringComplete => {
+                if !link.gathering_done {
+                    link.gathering_done = true;
+                    self.emit_signal(SignalBody::EndOfCandidates).await?;
+                }
+            }
+            PcEvent::Ice(state) => {
+                tracing::trace!(%state, "ice state");
+                match state {
+                    RTCIceConnectionState::Failed => {
+                        return Err("ICE failed: no candidate pair works".to_owned());
+                    }
+                    RTCIceConnectionState::Connected
+                        if !link.up && link.dtls_deadline.is_none() =>
+                    {
+                        link.dtls_deadline =
+                            Some(tokio::time::Instant::now() + self.shared.config.dtls_timeout);
+                    }
+                    _ => {}
+                }
+            }
+            PcEvent::Connection(state) => {
+                tracing::trace!(%state, "connection state");
+                match state {
+                    RTCPeerConnectionState::Failed => {
+                        return Err(
+                            "the connection failed (ICE, or the DTLS handshake: wrong fingerprint?)"
+                                .to_owned(),
+                        );
+                    }
+                    RTCPeerConnectionState::Closed => {
+                        return Err("the connection was closed".to_owned());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_channel_event(
+        &mut self,
+        link: &mut Link,
+        event: Option<DataChannelEvent>,
+    ) -> Result<(), Reason> {
+        match event {
+            Some(DataChannelEvent::OnOpen) => {
+                if link.up {
+                    return Ok(());
+                }
+                link.up = true;
+                link.dtls_deadline = None;
+                let (queue_tx, queue_rx) = mpsc::channel(self.shared.config.send_queue_len);
+                link.writer = Some(tokio::spawn(write_link(Arc::clone(&link.dc), queue_rx)));
+                self.shared.set_link(self.id, self.serial, queue_tx);
+                self.emit(TransportEvent::LinkUp {
+                    session: self.id,
+                    peer: self.peer,
+                })
+                .await
+            }
+            Some(DataChannelEvent::OnMessage(message)) => {
+                self.emit(TransportEvent::Data {
+                    session: self.id,
+                    bytes: message.data.freeze(),
+                })
+                .await
+            }
+            Some(DataChannelEvent::OnClosing | DataChannelEvent::OnClose) => {
+                Err("the remote closed the link".to_owned())
+            }
+            Some(DataChannelEvent::OnError) => Err("the data channel failed".to_owned()),
+            Some(_) => Ok(()),
+            None => Err("the connection stopped".to_owned()),
+        }
+    }
+
+    async fn emit_signal(&self, signal: SignalBody) -> Result<(), Reason> {
+        self.emit(TransportEvent::LocalSignal {
+            session: self.id,
+            signal,
+        })
+        .await
+    }
+
+    async fn emit(&self, event: TransportEvent) -> Result<(), Reason> {
+        self.shared
+            .events
+            .send(event)
+            .await
+            .map_err(|_| "the transport's event receiver is gone".to_owned())
+    }
+}
+
+/// Builds a PeerConnection as `config` says, reporting to `handler`.
+async fn build_peer_connection(
+    config: &Config,
+    handler: Arc<Handler>,
+) -> webrtc::error::Result<Arc<dyn PeerConnection>> {
+    let mut settings = SettingEngineBuilder::new()
+        // Each mDNS-enabled connection binds a second (multicast) socket; candidates are
+        // plain addresses here.
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
+    if config.fast_open {
+        let interval = config.ice_check_interval;
+        let checks = Config::ICE_PAIR_CHECK_BUDGET.as_millis() / interval.as_millis().max(1);
+        let checks = u16::try_from(checks).unwrap_or(u16::MAX).max(7);
+        settings = settings.with_ice_connection_attempts(Some(interval), Some(checks));
+    }
+    let ice_servers = config
+        .ice_servers
+        .iter()
+        .map(|server| RTCIceServer {
+            urls: server.urls.clone(),
+            username: server.username.clone(),
+            credential: server.credential.clone(),
+        })
+        .collect();
+    let configuration = RTCConfigurationBuilder::new()
+        .with_ice_servers(ice_servers)
+        .build();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(configuration)
+        .with_setting_engine(settings.build())
+        .with_handler(handler)
+        .with_udp_addrs(config.bind_addrs.clone())
+        .with_data_channel_send_buffer_limit(config.send_buffer_limit)
+        .build()
+        .await?;
+    Ok(Arc::new(pc))
+}
+
+/// Applies one remote candidate; a bad one is logged and skipped.
+async fn add_candidate(pc: &dyn PeerConnection, candidate: String) {
+    let init = RTCIceCandidateInit {
+        candidate,
+        // The single media section (the data channel's).
+        sdp_mid: Some("0".to_owned()),
+        sdp_mline_index: Some(0),
+        ..Default::default()
+    };
+    if let Err(err) = pc.add_ice_candidate(init).await {
+        tracing::debug!("remote candidate skipped: {err}");
+    }
+}
+
+/// Waits until `deadline`; pending forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the link's writer to end; pending forever while there is none.
+async fn wait_writer(
+    writer: &mut Option<JoinHandle<Result<(), String>>>,
+) -> Result<Result<(), String>, tokio::task::JoinError> {
+    match writer {
+        Some(handle) => {
+            let result = handle.await;
+            *writer = None;
+            result
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Drains the link's send queue into the DataChannel, waiting while its send buffer is
+/// full. Ends when the queue closes (the session ended) or a send fails.
+async fn write_link(
+    dc: Arc<dyn DataChannel>,
+    mut queue: mpsc::Receiver<Bytes>,
+) -> Result<(), String> {
+    while let Some(bytes) = queue.recv().await {
+        let message = bytes
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        dc.send(message).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
