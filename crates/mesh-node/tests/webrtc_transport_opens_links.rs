@@ -464,3 +464,24 @@ async fn the_session_limit_is_enforced() {
         .open(SessionId(3), b.id, Role::Offerer)
         .expect("room again after a Closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zz_debug_outliers() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_ansi(false)
+        .try_init();
+    let (mut a, mut b) = pair(loopback(), loopback(), Carry::AsIs);
+    for i in 0..100u64 {
+        let session = SessionId(1000 + i);
+        let t = std::time::Instant::now();
+        open(&a, &b, session);
+        link_up(&mut a, session).await;
+        link_up(&mut b, session).await;
+        let el = t.elapsed();
+        eprintln!("MARK session {session} took {el:?}");
+        a.transport.close(session);
+        closed(&mut a, session).await;
+        closed(&mut b, session).await;
+    }
+}

@@ -1,0 +1,179 @@
+//! The `mesh-node` binary: three real processes on loopback join through a real bootstrap
+//! server and chat: `/to <id> text` and broadcast lines, printed with their sender.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::TcpListener;
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mesh-node");
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Proc {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+    id: String,
+}
+
+async fn spawn(url: &str) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(["--bootstrap", url, "--bind", "127.0.0.1:0", "--degree", "2"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn mesh-node");
+    let stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let id = tokio::time::timeout(DEADLINE, stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        id.parse::<mesh_proto::NodeId>().is_ok(),
+        "the first line is the NodeId: {id}"
+    );
+    Proc {
+        child,
+        stdin,
+        stdout,
+        id,
+    }
+}
+
+impl Proc {
+    async fn say(&mut self, line: &str) {
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+
+    /// Reads lines until one equals `want`, with a deadline.
+    async fn expect_line(&mut self, want: &str) {
+        let read = async {
+            while let Some(line) = self.stdout.next_line().await.unwrap() {
+                if line == want {
+                    return;
+                }
+            }
+            panic!("stdout closed before {want:?}");
+        };
+        tokio::time::timeout(DEADLINE, read)
+            .await
+            .unwrap_or_else(|_| panic!("no line {want:?}"));
+    }
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = std::process::Command::new(BIN)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--bootstrap",
+        "--room",
+        "--degree",
+        "--key",
+        "--bind",
+        "--stun",
+        "--turn",
+        "/to",
+    ] {
+        assert!(help.contains(flag), "--help does not mention {flag}");
+    }
+}
+
+#[test]
+fn an_unreachable_bootstrap_server_is_a_clear_error() {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "--bootstrap",
+            "ws://127.0.0.1:1/ws",
+            "--bind",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot join the mesh through ws://127.0.0.1:1/ws"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_chat_with_unicast_and_broadcast() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(bootstrap_server::run(
+        listener,
+        Default::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut a = spawn(&url).await;
+    let mut b = spawn(&url).await;
+    let mut c = spawn(&url).await;
+
+    // Until the mesh has formed a send may find no route: retry on a schedule, each
+    // message numbered, and wait for any of them to arrive.
+    let (bid, aid) = (b.id.clone(), a.id.clone());
+    let sender = async {
+        for k in 0.. {
+            a.say(&format!("/to {bid} hello {k}")).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let receiver = async {
+        let read = async {
+            while let Some(line) = b.stdout.next_line().await.unwrap() {
+                if line.starts_with(&format!("{aid} hello ")) {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(DEADLINE, read)
+            .await
+            .expect("b never got a's message");
+    };
+    tokio::select! {
+        () = receiver => {}
+        () = sender => unreachable!(),
+    }
+
+    c.say("hi all").await;
+    let line = format!("{} [broadcast] hi all", c.id);
+    a.expect_line(&line).await;
+    b.expect_line(&line).await;
+
+    for p in [&mut a, &mut b, &mut c] {
+        p.say("/quit").await;
+    }
+    for p in [&mut a, &mut b, &mut c] {
+        let status = tokio::time::timeout(DEADLINE, p.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mesh-node exits cleanly on /quit: {status:?}"
+        );
+    }
+    let _ = stop.send(());
+    let _ = server.await;
+}
