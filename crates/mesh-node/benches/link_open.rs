@@ -32,22 +32,6 @@ fn main() {
 }
 
 async fn run() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_ansi(false)
-        .try_init();
-    {
-        let mut harness = Harness::new(loopback());
-        for _ in 0..50 {
-            let opened = harness.open_links(1).await;
-            for (s, t) in &opened {
-                eprintln!("MARK {s} {t:?}");
-            }
-            let sessions: Vec<SessionId> = opened.keys().copied().collect();
-            harness.close_links(&sessions).await;
-        }
-        return;
-    }
     let started = Instant::now();
     println!("link_open: WebRtcTransport over 127.0.0.1 (webrtc-rs 0.21.1), 2 tokio workers");
     println!();

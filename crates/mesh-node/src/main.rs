@@ -28,8 +28,12 @@ use tracing_subscriber::EnvFilter;
 #[command(version, about, long_about)]
 struct Args {
     /// The bootstrap server's WebSocket URL.
-    #[arg(long, env = "MESH_BOOTSTRAP", default_value = "ws://127.0.0.1:8080/ws")]
+    #[arg(long, env = "MESH_BOOTSTRAP", default_value = "ws://127.0.0.1:8080/ws", conflicts_with = "serve")]
     bootstrap: String,
+    /// Also run a bootstrap server (the door for other nodes) at this address, with default
+    /// limits, and join through it: one command, no external service.
+    #[arg(long, env = "MESH_SERVE")]
+    serve: Option<SocketAddr>,
     /// The room (independent mesh) to join.
     #[arg(long, env = "MESH_ROOM", default_value = "default")]
     room: RoomName,
@@ -78,6 +82,22 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
 
+    let mut bootstrap = args.bootstrap.clone();
+    if let Some(addr) = args.serve {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let addr = listener.local_addr()?;
+        bootstrap = format!("ws://{addr}/ws");
+        tracing::info!("bootstrap server for other nodes: --bootstrap {bootstrap}");
+        tokio::spawn(async move {
+            let config = bootstrap_server::Config::default();
+            if let Err(e) = bootstrap_server::run(listener, config, std::future::pending()).await {
+                tracing::error!("embedded bootstrap server failed: {e}");
+            }
+        });
+    }
+
     let key = match &args.key {
         Some(path) => mesh_node::keyfile::load_or_create(path)?,
         None => Keypair::generate(),
@@ -89,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
         .with_target_degree(degree)
         .with_min_degree(degree.min(3))
         .with_max_degree(degree + (degree / 2).max(2));
-    let config = Config::new(&args.bootstrap)
+    let config = Config::new(&bootstrap)
         .with_room(args.room.clone())
         .with_overlay(overlay);
     let mut ice = Vec::new();
@@ -112,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ice_servers(ice);
     let node = Node::join(config, key, transport)
         .await
-        .with_context(|| format!("cannot join the mesh through {}", args.bootstrap))?;
+        .with_context(|| format!("cannot join the mesh through {bootstrap}"))?;
     let mut events = node.events().context("events already taken")?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {

@@ -5,7 +5,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mesh-node");
@@ -19,15 +18,25 @@ struct Proc {
 }
 
 async fn spawn(url: &str) -> Proc {
+    let (proc, mut log) = spawn_with(&["--bootstrap", url]).await;
+    // Drain the log so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    proc
+}
+
+/// Spawns `mesh-node` with `args` (plus loopback binding); returns it and its stderr lines.
+async fn spawn_with(args: &[&str]) -> (Proc, Lines<BufReader<tokio::process::ChildStderr>>) {
     let mut child = Command::new(BIN)
-        .args(["--bootstrap", url, "--bind", "127.0.0.1:0", "--degree", "2"])
-        .env("RUST_LOG", "warn")
+        .args(args)
+        .args(["--bind", "127.0.0.1:0", "--degree", "2"])
+        .env("RUST_LOG", "info")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("spawn mesh-node");
+    let stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let id = tokio::time::timeout(DEADLINE, stdout.next_line())
@@ -39,12 +48,7 @@ async fn spawn(url: &str) -> Proc {
         id.parse::<mesh_proto::NodeId>().is_ok(),
         "the first line is the NodeId: {id}"
     );
-    Proc {
-        child,
-        stdin,
-        stdout,
-        id,
-    }
+    (Proc { child, stdin, stdout, id }, stderr)
 }
 
 impl Proc {
@@ -116,17 +120,19 @@ fn an_unreachable_bootstrap_server_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_chat_with_unicast_and_broadcast() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(bootstrap_server::run(
-        listener,
-        Default::default(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let mut a = spawn(&url).await;
+    // The first node runs the door itself (--serve) and logs the URL for the others.
+    let (mut a, mut a_log) = spawn_with(&["--serve", "127.0.0.1:0"]).await;
+    let find_url = async {
+        while let Some(line) = a_log.next_line().await.unwrap() {
+            if let Some((_, rest)) = line.split_once("--bootstrap ") {
+                return rest.trim().to_owned();
+            }
+        }
+        panic!("no bootstrap URL logged");
+    };
+    let url = tokio::time::timeout(DEADLINE, find_url).await.expect("the URL is logged");
+    // Keep draining the log so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = a_log.next_line().await {} });
     let mut b = spawn(&url).await;
     let mut c = spawn(&url).await;
 
@@ -174,6 +180,4 @@ async fn three_processes_chat_with_unicast_and_broadcast() {
             "mesh-node exits cleanly on /quit: {status:?}"
         );
     }
-    let _ = stop.send(());
-    let _ = server.await;
 }

@@ -2,6 +2,7 @@
 //! signals, and is the only producer of the session's events.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use mesh_proto::NodeId;
@@ -349,7 +350,13 @@ async fn build_peer_connection(
         let interval = config.ice_check_interval;
         let checks = Config::ICE_PAIR_CHECK_BUDGET.as_millis() / interval.as_millis().max(1);
         let checks = u16::try_from(checks).unwrap_or(u16::MAX).max(7);
-        settings = settings.with_ice_connection_attempts(Some(interval), Some(checks));
+        settings = settings
+            .with_ice_connection_attempts(Some(interval), Some(checks))
+            // A remote's check that beats its signaled candidate makes the candidate
+            // peer-reflexive, and webrtc-rs then waits 1 s before nominating it (even once the
+            // host candidate arrives: responses are matched to the first candidate with their
+            // address). With relayed signaling that race is the common case.
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO));
     }
     let ice_servers = config
         .ice_servers
