@@ -247,7 +247,10 @@ impl Session {
             }
             (_, other) => Err(End::Fatal(
                 ErrorCode::UNEXPECTED_FRAME,
-                format!("{} frames only travel from server to client", other.kind()),
+                format!(
+                    "{} frames are not valid from a bootstrap client",
+                    other.kind()
+                ),
             )),
         }
     }

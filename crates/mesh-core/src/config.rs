@@ -43,7 +43,8 @@ pub struct Config {
     pub replay_capacity: usize,
     /// How long an offer's session id is remembered. Default 10 min.
     pub replay_ttl: Duration,
-    /// Most sessions (in and out, not yet linked) tracked at once. Default 32.
+    /// Most sessions tracked at once: linked ones and those under way, in and out. An
+    /// offer beyond it is refused `FULL`. Default 32.
     pub max_sessions: usize,
 }
 

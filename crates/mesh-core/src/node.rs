@@ -467,10 +467,15 @@ impl Node {
         if s.linked {
             self.drop_link(session, reason, now);
         } else {
-            let peer = s.peer;
+            let (peer, role, carrier) = (s.peer, s.role, s.carrier);
             self.sessions.remove(&session);
             self.stats.sessions_failed += 1;
             self.backoff.insert(peer, (), now);
+            if role == Role::Answerer {
+                // Do not leave the offerer waiting for its timeout.
+                let reject = SignalKind::Reject(RejectReason::FAILED);
+                self.send_signal_to(peer, carrier, session, reject, now);
+            }
         }
     }
 
@@ -692,14 +697,17 @@ impl Node {
             );
             return;
         }
-        if let Some(mine) = self.session_with(from) {
-            // Glare: both sides offered. The offer of the lower id wins.
-            if self.id < from {
-                return; // ours wins; the other side yields and answers it
+        if let Some((mine, role)) = self.pending_with(from) {
+            match role {
+                // Glare: both sides offered. The offer of the lower id wins.
+                Role::Offerer if self.id < from => return, // the other side yields
+                // We yield; or the peer gave up an earlier session with us and starts anew.
+                Role::Offerer | Role::Answerer => {
+                    self.sessions.remove(&mine);
+                    self.outputs
+                        .push_back(Output::CloseSession { session: mine });
+                }
             }
-            self.sessions.remove(&mine);
-            self.outputs
-                .push_back(Output::CloseSession { session: mine });
         }
         let inbound_pending = self
             .sessions
@@ -748,10 +756,16 @@ impl Node {
     }
 
     fn session_with(&self, peer: NodeId) -> Option<SessionId> {
-        self.sessions
+        self.pending_with(peer).map(|(id, _)| id)
+    }
+
+    /// The session under way (not linked) with `peer`, and our role in it.
+    fn pending_with(&self, peer: NodeId) -> Option<(SessionId, Role)> {
+        let mut pending = self
+            .sessions
             .iter()
-            .find(|(_, s)| s.peer == peer && !s.linked)
-            .map(|(id, _)| *id)
+            .filter(|(_, s)| s.peer == peer && !s.linked);
+        pending.next().map(|(id, s)| (*id, s.role))
     }
 
     // --- routing --------------------------------------------------------------------
@@ -780,7 +794,7 @@ impl Node {
             );
             return Ok(());
         }
-        let hop = self.next_hop(to, None, now).ok_or(Error::NoRoute(to))?;
+        let hop = self.next_hop(to, &[], now).ok_or(Error::NoRoute(to))?;
         let frame = Frame::Route {
             to,
             from: self.id,
@@ -810,10 +824,7 @@ impl Node {
             self.stats.dropped_ttl += 1;
             return;
         }
-        let Some(hop) = self
-            .next_hop(to, Some(came_from), now)
-            .filter(|h| *h != from)
-        else {
+        let Some(hop) = self.next_hop(to, &[came_from, from], now) else {
             self.stats.dropped_no_route += 1;
             return;
         };
@@ -831,8 +842,8 @@ impl Node {
 
     /// The neighbour to send traffic for `to` through: one that has `to` as a neighbour,
     /// else the neighbour its traffic came from, else the neighbour closest to it by XOR.
-    fn next_hop(&self, to: NodeId, exclude: Option<NodeId>, now: Instant) -> Option<NodeId> {
-        let usable = |n: &NodeId| Some(*n) != exclude && self.links.contains_key(n);
+    fn next_hop(&self, to: NodeId, exclude: &[NodeId], now: Instant) -> Option<NodeId> {
+        let usable = |n: &NodeId| !exclude.contains(n) && self.links.contains_key(n);
         let mut via_set: Vec<NodeId> = self
             .neighbour_sets
             .iter()

@@ -237,3 +237,16 @@ fn a_full_node_rejects_and_the_newcomer_is_told() {
     assert_eq!(net.degree(1), 1);
     assert_eq!(net.degree(2), 0);
 }
+
+#[test]
+fn an_answerer_whose_transport_fails_tells_the_offerer_at_once() {
+    let mut net = Net::new(2, test_config());
+    net.failing_answerers = vec![0];
+    net.join(0);
+    net.join(1); // its door session goes to node 0, whose transport fails
+    assert!(net.run_until(Duration::from_millis(100), |net| {
+        net.nodes[1].stats().sessions_rejected >= 1
+    }));
+    assert_eq!(net.nodes[0].stats().sessions_failed, 1);
+    assert_eq!(net.degree(1), 0);
+}

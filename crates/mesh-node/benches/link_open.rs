@@ -5,8 +5,11 @@
 //! `cargo bench -p mesh-node --bench link_open` (harness = false; about 30 s).
 //!
 //! A link's open time is from `open` on both transports to `LinkUp` on both. RSS and file
-//! descriptors come from /proc/self; CPU time from /proc/self/task/*/schedstat. One link is
-//! two PeerConnections in this process, so "per connection" is per PeerConnection.
+//! descriptors come from /proc/self; CPU time from /proc/self/task/*/schedstat; UDP
+//! receive-buffer drops from the `RcvbufErrors` counter of /proc/net/snmp (system-wide). One
+//! link is two PeerConnections in this process, so "per connection" is per PeerConnection.
+//! Memory is measured in a fresh child process per configuration: in a process that has
+//! already opened and closed links, new ones mostly reuse freed heap and look cheaper.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -22,18 +25,29 @@ use tokio::sync::mpsc;
 /// Longest any one wait in the bench may take.
 const DEADLINE: Duration = Duration::from_secs(20);
 
+/// Argument that makes the bench a child measuring the cost of open links.
+const COST_CHILD: &str = "--cost-child=";
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(run());
+    match std::env::args().find_map(|arg| arg.strip_prefix(COST_CHILD).map(str::to_owned)) {
+        Some(mode) => {
+            let config = loopback().with_fast_open(mode == "fast");
+            runtime.block_on(cost_per_connection(&mode, config, 100));
+        }
+        None => runtime.block_on(run()),
+    }
 }
 
 async fn run() {
     let started = Instant::now();
     println!("link_open: WebRtcTransport over 127.0.0.1 (webrtc-rs 0.21.1), 2 tokio workers");
+    let rmem = std::fs::read_to_string("/proc/sys/net/core/rmem_default").unwrap_or_default();
+    println!("net.core.rmem_default = {} bytes", rmem.trim());
     println!();
 
     let fast = || loopback().with_fast_open(true);
@@ -67,9 +81,12 @@ async fn run() {
     );
     println!();
 
-    println!("cost of open links (100 links = 200 PeerConnections, each bound to 1 address):");
-    for (name, config) in [("fast open", fast()), ("stock timers", stock())] {
-        cost_per_connection(name, config, 100).await;
+    println!(
+        "cost of open links (100 links = 200 PeerConnections, 1 bound address each; \
+         fresh process per line):"
+    );
+    for mode in ["fast", "stock"] {
+        cost_in_child(mode);
     }
     println!();
 
@@ -107,6 +124,25 @@ async fn open_times(config: Config, n: usize, batch: usize) -> Vec<Duration> {
         harness.close_links(&sessions).await;
     }
     times
+}
+
+/// Runs [`cost_per_connection`] in a fresh process and prints its report.
+fn cost_in_child(mode: &str) {
+    let output = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .arg(format!("{COST_CHILD}{mode}"))
+            .output()
+    });
+    match output {
+        Ok(output) if output.status.success() => {
+            print!("{}", String::from_utf8_lossy(&output.stdout));
+        }
+        Ok(output) => println!(
+            "  {mode}: child failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(err) => println!("  {mode}: could not start the child: {err}"),
+    }
 }
 
 /// Opens `links` links, reports RSS and fds per PeerConnection and idle CPU, closes them
@@ -154,6 +190,7 @@ async fn burst(name: &str, config: Config, count: usize, size: usize) {
     let opened = harness.open_links(1).await;
     let session = *opened.keys().next().expect("one link");
     let message = Bytes::from(vec![0x5a; size]);
+    let drops_before = udp_rcvbuf_errors();
     let started = Instant::now();
     let sender = Arc::clone(&harness.a);
     let send_all = tokio::spawn(async move {
@@ -187,13 +224,15 @@ async fn burst(name: &str, config: Config, count: usize, size: usize) {
         }
     };
     let full = send_all.await.unwrap_or(0);
+    let drops = udp_rcvbuf_errors().saturating_sub(drops_before);
     match outcome {
         Ok(elapsed) => println!(
-            "  {name:<36} {:>7.1} ms, {:>6.1} MB/s (send queue full {full}×)",
+            "  {name:<36} {:>7.1} ms, {:>6.1} MB/s, {drops:>4} UDP receive-buffer drops \
+             (send queue full {full}×)",
             elapsed.as_secs_f64() * 1e3,
             (count * size) as f64 / elapsed.as_secs_f64() / 1e6,
         ),
-        Err(err) => println!("  {name:<36} {err}"),
+        Err(err) => println!("  {name:<36} {err}, {drops} UDP receive-buffer drops"),
     }
     harness.close_links(&[session]).await;
 }
@@ -369,4 +408,19 @@ fn cpu_time() -> Duration {
         .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
         .sum();
     Duration::from_nanos(nanos)
+}
+
+/// The system's count of UDP datagrams dropped for a full socket receive buffer.
+fn udp_rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|line| line.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "RcvbufErrors")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0)
 }

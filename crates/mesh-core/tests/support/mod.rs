@@ -33,6 +33,8 @@ pub struct Net {
     queue: VecDeque<(usize, Input)>,
     pub events: Vec<(usize, Event)>,
     pub tamper: Option<Tamper>,
+    /// Nodes whose transport fails every session they answer.
+    pub failing_answerers: Vec<usize>,
     /// Unicasts the simulated server relayed.
     pub server_unicasts: usize,
     left: Vec<bool>,
@@ -60,6 +62,7 @@ impl Net {
             queue: VecDeque::new(),
             events: Vec::new(),
             tamper: None,
+            failing_answerers: Vec::new(),
             server_unicasts: 0,
             left: vec![false; n],
         }
@@ -247,6 +250,11 @@ impl Net {
                                 signal: SignalKind::Offer(sdp),
                             },
                         ));
+                    }
+                    Role::Answerer if self.failing_answerers.contains(&i) => {
+                        let reason = "transport failed".to_owned();
+                        self.queue
+                            .push_back((i, Input::LinkClosed { session, reason }));
                     }
                     Role::Answerer => pair.answerer = Some(i),
                 }

@@ -105,6 +105,7 @@ impl Session {
             }
         };
         handler.set_data_channel(Arc::downgrade(&dc));
+        tracing::trace!("peer connection built");
         let mut link = Link {
             pc,
             dc,
