@@ -62,6 +62,12 @@ struct Link {
 impl Session {
     /// Runs the session to its end and reports `Closed`, exactly once.
     pub(super) async fn run(mut self) {
+        let mut guard = Unfinished {
+            shared: Arc::clone(&self.shared),
+            id: self.id,
+            serial: self.serial,
+            armed: true,
+        };
         let span = tracing::debug_span!("webrtc_session", session = %self.id, peer = %self.peer);
         let (reason, link) = self.drive().instrument(span).await;
         // Unpublish first: once `Closed` is out, `send` and `remote_signal` must see nothing.
@@ -75,6 +81,7 @@ impl Session {
             }
         }
         tracing::debug!(session = %self.id, peer = %self.peer, %reason, "session closed");
+        guard.armed = false;
         let _ = self
             .shared
             .events
@@ -338,6 +345,28 @@ impl Session {
     }
 }
 
+/// Keeps the promise of one `Closed` per session if the session task dies early (a panic
+/// in code it calls, or the runtime shutting down): unpublishes the session and reports it
+/// closed, without waiting.
+struct Unfinished {
+    shared: Arc<Shared>,
+    id: SessionId,
+    serial: u64,
+    armed: bool,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.remove(self.id, self.serial);
+            let _ = self.shared.events.try_send(TransportEvent::Closed {
+                session: self.id,
+                reason: "the session's task stopped unexpectedly".to_owned(),
+            });
+        }
+    }
+}
+
 /// Builds a PeerConnection as `config` says, reporting to `handler`.
 async fn build_peer_connection(
     config: &Config,
@@ -349,10 +378,8 @@ async fn build_peer_connection(
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
     if config.fast_open {
         let interval = config.ice_check_interval;
-        let checks = Config::ICE_PAIR_CHECK_BUDGET.as_millis() / interval.as_millis().max(1);
-        let checks = u16::try_from(checks).unwrap_or(u16::MAX).max(7);
         settings = settings
-            .with_ice_connection_attempts(Some(interval), Some(checks))
+            .with_ice_connection_attempts(Some(interval), Some(checks_per_pair(interval)))
             // A remote's check that beats its signaled candidate makes the candidate
             // peer-reflexive, and webrtc-rs then waits 1 s before nominating it (even once the
             // host candidate arrives: responses are matched to the first candidate with their
@@ -380,6 +407,14 @@ async fn build_peer_connection(
         .build()
         .await?;
     Ok(Arc::new(pc))
+}
+
+/// How many binding requests ICE may send one candidate pair, checking every `interval`,
+/// so that it gives the pair up after [`Config::ICE_PAIR_CHECK_BUDGET`] like webrtc-rs's
+/// defaults do (webrtc-rs fails a pair after this many requests, whatever the interval).
+fn checks_per_pair(interval: Duration) -> u16 {
+    let checks = Config::ICE_PAIR_CHECK_BUDGET.as_millis() / interval.as_millis().max(1);
+    u16::try_from(checks).unwrap_or(u16::MAX).max(7)
 }
 
 /// Applies one remote candidate; a bad one is logged and skipped.
@@ -431,4 +466,18 @@ async fn write_link(
         dc.send(message).await.map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_faster_check_interval_keeps_the_per_pair_budget() {
+        assert_eq!(checks_per_pair(Duration::from_millis(5)), 320);
+        assert_eq!(checks_per_pair(Duration::from_millis(1)), 1600);
+        // webrtc-rs's own default: 7 requests 200 ms apart.
+        assert_eq!(checks_per_pair(Duration::from_millis(200)), 8);
+        assert_eq!(checks_per_pair(Duration::from_secs(1)), 7);
+    }
 }
