@@ -28,7 +28,12 @@ use tracing_subscriber::EnvFilter;
 #[command(version, about, long_about)]
 struct Args {
     /// The bootstrap server's WebSocket URL.
-    #[arg(long, env = "MESH_BOOTSTRAP", default_value = "ws://127.0.0.1:8080/ws", conflicts_with = "serve")]
+    #[arg(
+        long,
+        env = "MESH_BOOTSTRAP",
+        default_value = "ws://127.0.0.1:8080/ws",
+        conflicts_with = "serve"
+    )]
     bootstrap: String,
     /// Also run a bootstrap server (the door for other nodes) at this address, with default
     /// limits, and join through it: one command, no external service.

@@ -48,7 +48,15 @@ async fn spawn_with(args: &[&str]) -> (Proc, Lines<BufReader<tokio::process::Chi
         id.parse::<mesh_proto::NodeId>().is_ok(),
         "the first line is the NodeId: {id}"
     );
-    (Proc { child, stdin, stdout, id }, stderr)
+    (
+        Proc {
+            child,
+            stdin,
+            stdout,
+            id,
+        },
+        stderr,
+    )
 }
 
 impl Proc {
@@ -130,7 +138,9 @@ async fn three_processes_chat_with_unicast_and_broadcast() {
         }
         panic!("no bootstrap URL logged");
     };
-    let url = tokio::time::timeout(DEADLINE, find_url).await.expect("the URL is logged");
+    let url = tokio::time::timeout(DEADLINE, find_url)
+        .await
+        .expect("the URL is logged");
     // Keep draining the log so the process never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = a_log.next_line().await {} });
     let mut b = spawn(&url).await;
