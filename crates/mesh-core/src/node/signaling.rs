@@ -1,0 +1,213 @@
+//! Signaling sessions: starting them, signing and carrying their steps, verifying what
+//! arrives, and deciding on offers (replay, glare, room).
+
+use std::time::Instant;
+
+use mesh_proto::signal::{Payload, RejectReason, SessionId, Signal, SignalKind};
+use mesh_proto::{Frame, NodeId};
+use rand::Rng;
+
+use super::{Carrier, Node, Output, Role, Session};
+
+impl Node {
+    pub(super) fn start_session(&mut self, peer: NodeId, carrier: Carrier, now: Instant) {
+        if self.sessions.len() >= self.config.max_sessions {
+            return;
+        }
+        let session = SessionId(self.rng.random());
+        self.sessions.insert(
+            session,
+            Session {
+                peer,
+                role: Role::Offerer,
+                carrier,
+                started: now,
+                linked: false,
+            },
+        );
+        match carrier {
+            Carrier::Server => self.stats.sessions_initiated_via_server += 1,
+            Carrier::Mesh => self.stats.sessions_initiated_via_mesh += 1,
+        }
+        self.outputs.push_back(Output::OpenSession {
+            session,
+            peer,
+            role: Role::Offerer,
+        });
+    }
+
+    /// Signs a local signaling step and sends it on the session's carrier.
+    pub(super) fn send_signal(&mut self, session: SessionId, kind: SignalKind, now: Instant) {
+        let Some(s) = self.sessions.get(&session) else {
+            return;
+        };
+        let (peer, carrier) = (s.peer, s.carrier);
+        self.send_signal_to(peer, carrier, session, kind, now);
+    }
+
+    pub(super) fn send_signal_to(
+        &mut self,
+        peer: NodeId,
+        carrier: Carrier,
+        session: SessionId,
+        kind: SignalKind,
+        now: Instant,
+    ) {
+        let signal = Signal::sign(&self.key, session, peer, kind);
+        let Ok(payload) = mesh_proto::encode_payload(&Payload::Signal(signal)) else {
+            return;
+        };
+        match carrier {
+            Carrier::Server => {
+                if self.server_up {
+                    self.stats.signals_sent_via_server += 1;
+                    self.outputs
+                        .push_back(Output::SendServer(Frame::Unicast { to: peer, payload }));
+                }
+            }
+            Carrier::Mesh => {
+                if self.route_out(peer, payload, now).is_ok() {
+                    self.stats.signals_sent_via_mesh += 1;
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_signal(&mut self, signal: Signal, carrier: Carrier, now: Instant) {
+        if signal.to != self.id || signal.verify().is_err() {
+            self.stats.bad_signals += 1;
+            return;
+        }
+        match carrier {
+            Carrier::Server => self.stats.signals_received_via_server += 1,
+            Carrier::Mesh => self.stats.signals_received_via_mesh += 1,
+        }
+        let Signal {
+            session,
+            from,
+            kind,
+            ..
+        } = signal;
+        match kind {
+            SignalKind::Offer(sdp) => self.on_offer(session, from, sdp, carrier, now),
+            SignalKind::Reject(reason) => {
+                if self
+                    .sessions
+                    .get(&session)
+                    .is_some_and(|s| s.peer == from && !s.linked)
+                {
+                    self.sessions.remove(&session);
+                    self.stats.sessions_rejected += 1;
+                    self.backoff.insert(from, (), now);
+                    if reason == RejectReason::FULL {
+                        self.known.remove(&from);
+                    }
+                    self.outputs.push_back(Output::CloseSession { session });
+                }
+            }
+            step => {
+                if self.sessions.get(&session).is_some_and(|s| s.peer == from) {
+                    self.outputs.push_back(Output::RemoteSignal {
+                        session,
+                        signal: step,
+                    });
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_offer(
+        &mut self,
+        session: SessionId,
+        from: NodeId,
+        sdp: String,
+        carrier: Carrier,
+        now: Instant,
+    ) {
+        if self.replay.contains(&(from, session), now) || self.sessions.contains_key(&session) {
+            self.stats.replayed_offers += 1;
+            return;
+        }
+        self.replay.insert((from, session), (), now);
+        self.learn_peers(&[from], now);
+        if self.links.contains_key(&from) {
+            self.send_signal_to(
+                from,
+                carrier,
+                session,
+                SignalKind::Reject(RejectReason::ALREADY_LINKED),
+                now,
+            );
+            return;
+        }
+        if let Some((mine, role)) = self.pending_with(from) {
+            match role {
+                // Glare: both sides offered. The offer of the lower id wins.
+                Role::Offerer if self.id < from => return, // the other side yields
+                // We yield; or the peer gave up an earlier session with us and starts anew.
+                Role::Offerer | Role::Answerer => {
+                    self.sessions.remove(&mine);
+                    self.outputs
+                        .push_back(Output::CloseSession { session: mine });
+                }
+            }
+        }
+        let inbound_pending = self
+            .sessions
+            .values()
+            .filter(|s| !s.linked && s.role == Role::Answerer)
+            .count();
+        let limit = match carrier {
+            Carrier::Server => self.config.max_degree,
+            Carrier::Mesh => self.config.max_degree - self.config.door_slots,
+        };
+        if self.links.len() + inbound_pending >= limit
+            || self.sessions.len() >= self.config.max_sessions
+        {
+            self.send_signal_to(
+                from,
+                carrier,
+                session,
+                SignalKind::Reject(RejectReason::FULL),
+                now,
+            );
+            return;
+        }
+        self.sessions.insert(
+            session,
+            Session {
+                peer: from,
+                role: Role::Answerer,
+                carrier,
+                started: now,
+                linked: false,
+            },
+        );
+        match carrier {
+            Carrier::Server => self.stats.sessions_answered_via_server += 1,
+            Carrier::Mesh => self.stats.sessions_answered_via_mesh += 1,
+        }
+        self.outputs.push_back(Output::OpenSession {
+            session,
+            peer: from,
+            role: Role::Answerer,
+        });
+        self.outputs.push_back(Output::RemoteSignal {
+            session,
+            signal: SignalKind::Offer(sdp),
+        });
+    }
+
+    pub(super) fn session_with(&self, peer: NodeId) -> Option<SessionId> {
+        self.pending_with(peer).map(|(id, _)| id)
+    }
+
+    /// The session under way (not linked) with `peer`, and our role in it.
+    pub(super) fn pending_with(&self, peer: NodeId) -> Option<(SessionId, Role)> {
+        let mut pending = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.peer == peer && !s.linked);
+        pending.next().map(|(id, s)| (*id, s.role))
+    }
+}
