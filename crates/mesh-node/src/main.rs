@@ -20,7 +20,8 @@ use tracing_subscriber::EnvFilter;
 /// mesh. Prints its own NodeId on the first line of stdout.
 ///
 /// Then reads lines from stdin: a plain line is broadcast to every node; `/to <node-id>
-/// <text>` sends to one node; `/peers` lists the neighbours; `/stats` prints counters;
+/// <text>` sends to one node; `/peers` lists the neighbours (`neighbours: N`, then one
+/// `neighbour <id>` line each); `/stats` prints counters;
 /// `/quit` (or end of input) leaves. Received messages are printed as
 /// `<sender> <text>` (`<sender> [broadcast] <text>` for broadcasts). Logs go to stderr
 /// (set RUST_LOG, e.g. `debug`).
@@ -173,6 +174,7 @@ async fn command(node: &Node, line: &str) -> bool {
         return false;
     } else if line == "/peers" {
         node.neighbors().await.map(|peers| {
+            println!("neighbours: {}", peers.len());
             for peer in peers {
                 println!("neighbour {peer}");
             }
@@ -192,7 +194,11 @@ async fn command(node: &Node, line: &str) -> bool {
         eprintln!("unknown command; try /to <node-id> <text>, /peers, /stats, /quit");
         return true;
     } else {
-        node.broadcast(line.as_bytes().to_vec()).await.map(|_| ())
+        node.broadcast(line.as_bytes().to_vec()).await.map(|reached| {
+            if reached == 0 {
+                eprintln!("not sent: no neighbour yet (the node is still joining)");
+            }
+        })
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

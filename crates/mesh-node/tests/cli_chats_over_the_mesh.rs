@@ -172,6 +172,23 @@ async fn three_processes_chat_with_unicast_and_broadcast() {
         () = sender => unreachable!(),
     }
 
+    // c broadcasts once it has a neighbour (`/peers` lists them, one line each).
+    let linked = async {
+        loop {
+            c.say("/peers").await;
+            loop {
+                let line = c.stdout.next_line().await.unwrap().expect("c is running");
+                if let Some(n) = line.strip_prefix("neighbours: ") {
+                    if n != "0" {
+                        return;
+                    }
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, linked).await.expect("c never got a neighbour");
     c.say("hi all").await;
     let line = format!("{} [broadcast] hi all", c.id);
     a.expect_line(&line).await;
