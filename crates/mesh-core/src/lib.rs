@@ -95,6 +95,8 @@ pub struct Stats {
     pub links_up: u64,
     /// Links that went down.
     pub links_down: u64,
+    /// Links this node dropped to make room for a newcomer's door session.
+    pub links_shed: u64,
     /// Frames from a neighbour that did not decode or were not valid on a link (each
     /// cost that neighbour its link).
     pub malformed_frames: u64,

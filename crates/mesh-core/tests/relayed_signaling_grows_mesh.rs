@@ -71,3 +71,33 @@ fn a_lone_first_node_waits_without_spinning() {
         0
     );
 }
+
+#[test]
+fn a_full_door_makes_room_for_a_newcomer() {
+    let config = test_config()
+        .with_target_degree(2)
+        .with_min_degree(1)
+        .with_max_degree(3)
+        .with_door_slots(1);
+    let mut net = Net::new(5, config);
+    net.join_knowing(0, &[]);
+    for i in 1..4 {
+        net.join_knowing(i, &[0]);
+        assert!(net.run_until(Duration::from_secs(10), |net| net.degree(i) >= 1));
+    }
+    // Node 0 was the door of three nodes: it is at its maximum degree, and they have linked
+    // among themselves through the mesh.
+    assert!(
+        net.run_until(Duration::from_secs(30), |net| net.degree(0) == 3
+            && (1..4).all(|i| net.degree(i) >= 2))
+    );
+    // A newcomer that only knows node 0 still gets in through it, at the first try.
+    net.join_knowing(4, &[0]);
+    assert!(net.run_until(Duration::from_secs(10), |net| net.degree(4) >= 1));
+    let newcomer = net.nodes[4].stats();
+    assert_eq!(newcomer.sessions_initiated_via_server, 1);
+    assert_eq!(newcomer.sessions_rejected, 0);
+    assert_eq!(net.nodes[0].stats().links_shed, 1);
+    assert!(net.nodes[0].neighbours().contains(&net.id(4)));
+    assert!(net.degree(0) <= 3);
+}

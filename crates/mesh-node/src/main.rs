@@ -194,11 +194,13 @@ async fn command(node: &Node, line: &str) -> bool {
         eprintln!("unknown command; try /to <node-id> <text>, /peers, /stats, /quit");
         return true;
     } else {
-        node.broadcast(line.as_bytes().to_vec()).await.map(|reached| {
-            if reached == 0 {
-                eprintln!("not sent: no neighbour yet (the node is still joining)");
-            }
-        })
+        node.broadcast(line.as_bytes().to_vec())
+            .await
+            .map(|reached| {
+                if reached == 0 {
+                    eprintln!("not sent: no neighbour yet (the node is still joining)");
+                }
+            })
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

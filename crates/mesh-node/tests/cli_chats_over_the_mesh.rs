@@ -188,7 +188,9 @@ async fn three_processes_chat_with_unicast_and_broadcast() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    tokio::time::timeout(DEADLINE, linked).await.expect("c never got a neighbour");
+    tokio::time::timeout(DEADLINE, linked)
+        .await
+        .expect("c never got a neighbour");
     c.say("hi all").await;
     let line = format!("{} [broadcast] hi all", c.id);
     a.expect_line(&line).await;

@@ -161,6 +161,12 @@ impl Node {
             Carrier::Server => self.config.max_degree,
             Carrier::Mesh => self.config.max_degree - self.config.door_slots,
         };
+        if carrier == Carrier::Server && self.links.len() + inbound_pending >= limit {
+            // The door is the newcomer's only way in: make room by dropping the link to
+            // the best-connected neighbour, if losing it leaves that neighbour above its
+            // minimum.
+            self.make_room_for_newcomer(now);
+        }
         if self.links.len() + inbound_pending >= limit
             || self.sessions.len() >= self.config.max_sessions
         {
@@ -209,5 +215,25 @@ impl Node {
             .iter()
             .filter(|(_, s)| s.peer == peer && !s.linked);
         pending.next().map(|(id, s)| (*id, s.role))
+    }
+
+    /// Drops the link to the neighbour with the most announced neighbours, if it has more
+    /// than the minimum degree; returns whether it did.
+    pub(super) fn make_room_for_newcomer(&mut self, now: Instant) -> bool {
+        let min = self.config.min_degree;
+        let victim = self
+            .links
+            .iter()
+            .filter_map(|(peer, session)| {
+                let degree = self.neighbour_sets.get(peer).map_or(0, Vec::len) + 1;
+                (degree > min).then_some((degree, *peer, *session))
+            })
+            .max();
+        let Some((_, _, session)) = victim else {
+            return false;
+        };
+        self.stats.links_shed += 1;
+        self.drop_link(session, "making room for a newcomer".to_owned(), now);
+        true
     }
 }

@@ -86,6 +86,14 @@ impl Net {
         self.settle();
     }
 
+    /// Registers node `i`; the Welcome lists exactly `peers`.
+    pub fn join_knowing(&mut self, i: usize, peers: &[usize]) {
+        let peers = peers.iter().map(|j| self.id(*j)).collect();
+        self.registered.push(i);
+        self.queue.push_back((i, Input::ServerUp { peers }));
+        self.settle();
+    }
+
     /// Registers several nodes at once, each told about the others, then lets them act.
     pub fn join_together(&mut self, nodes: &[usize]) {
         for &i in nodes {
