@@ -1,0 +1,22 @@
+//! The simulation harness of the mesh overlay: starts an embedded bootstrap server and N
+//! nodes in one process (real WebRTC), or N pure overlay cores in a deterministic emulator
+//! (memory transport, virtual time), runs a [`Scenario`], and writes a [`Report`]:
+//! `report.json`, a markdown summary and SVG plots.
+#![warn(missing_docs)]
+
+pub mod memory;
+pub mod plot;
+pub mod report;
+pub mod scenario;
+pub mod webrtc;
+
+pub use report::Report;
+pub use scenario::{Kill, Scenario, TransportKind};
+
+/// Runs `scenario` to completion.
+pub async fn run(scenario: &Scenario, progress: bool) -> anyhow::Result<Report> {
+    match scenario.transport {
+        TransportKind::Webrtc => webrtc::run(scenario, progress).await,
+        TransportKind::Memory => Ok(memory::run(scenario, progress)),
+    }
+}

@@ -1,0 +1,3 @@
+//! `mesh-sim`: run a simulation scenario and write its report. (Being written.)
+
+fn main() {}

@@ -1,0 +1,241 @@
+//! The report of a run: `report.json` (field names fixed, so reports compare across
+//! versions), a markdown summary, and the time series the plots are drawn from.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::scenario::TransportKind;
+
+/// p50/p90/p99 of a sample, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+impl Percentiles {
+    /// The percentiles of `values` (all zero if empty).
+    pub fn of(values: &[f64]) -> Self {
+        Self { p50: quantile(values, 0.5), p90: quantile(values, 0.9), p99: quantile(values, 0.99) }
+    }
+}
+
+/// The `q` quantile (nearest rank) of `values`; 0 if empty.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+/// The mean of `values`; 0 if empty.
+pub fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() { 0.0 } else { values.iter().sum::<f64>() / values.len() as f64 }
+}
+
+/// p50/p99 of link setup times.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LinkSetup {
+    /// Median, ms.
+    pub p50: f64,
+    /// 99th percentile, ms.
+    pub p99: f64,
+}
+
+/// Signaling sessions by carrier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Signaling {
+    /// Sessions started.
+    pub sessions: u64,
+    /// Of which signaled through the bootstrap server (door sessions).
+    pub via_server: u64,
+    /// Of which signaled through the mesh.
+    pub via_mesh: u64,
+}
+
+/// Unicast traffic of the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Unicast {
+    /// Sent by the scenario's traffic.
+    pub sent: u64,
+    /// Delivered to the addressee.
+    pub delivered: u64,
+    /// Mean links crossed by a delivered unicast.
+    pub hops_mean: f64,
+    /// 99th percentile of links crossed.
+    pub hops_p99: f64,
+    /// Median send → delivery, ms.
+    pub latency_ms_p50: f64,
+}
+
+/// Broadcast traffic of the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Broadcast {
+    /// Broadcasts sent.
+    pub sent: u64,
+    /// The lowest share of the nodes alive at the time that received a broadcast.
+    pub min_coverage: f64,
+    /// Mean duplicate copies a node received (and suppressed) per broadcast.
+    pub duplicates_per_node_mean: f64,
+}
+
+/// A point of the time series.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Sample {
+    /// Seconds since the start of the run.
+    pub t: f64,
+    /// Nodes alive.
+    pub nodes_alive: usize,
+    /// Signaling messages sent through the server so far.
+    pub signals_via_server: u64,
+    /// Signaling messages sent through the mesh so far.
+    pub signals_via_mesh: u64,
+    /// Resident memory of the process, MB (webrtc) or 0 (memory transport, virtual time).
+    pub rss_mb: f64,
+}
+
+/// Everything a run measured. Field names are fixed; add fields freely.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// Nodes that joined.
+    pub nodes: usize,
+    /// `webrtc` or `memory`.
+    pub transport: Option<TransportKind>,
+    /// The target degree.
+    pub degree_target: usize,
+    /// Node start → first link open, ms.
+    pub join_ms: Percentiles,
+    /// Node start → degree ≥ min, ms.
+    pub full_degree_ms: Percentiles,
+    /// First offer sent → channel open, ms.
+    pub link_setup_ms: LinkSetup,
+    /// Sessions by carrier.
+    pub signaling: Signaling,
+    /// Unicast traffic.
+    pub unicast: Unicast,
+    /// Broadcast traffic.
+    pub broadcast: Broadcast,
+    /// Connected components of the link graph at the end.
+    pub components: usize,
+    /// Nodes alive at the end.
+    pub nodes_alive: usize,
+    /// Peak resident memory of the process, MB.
+    pub rss_mb_peak: f64,
+    /// CPU used while idle at the end, % of one core.
+    pub cpu_idle_pct_of_one_core: f64,
+    /// Wall-clock duration of the run, s.
+    pub wall_s: f64,
+    /// The seed.
+    pub seed: u64,
+    /// Degree of every live node at the end (for the histogram).
+    pub degrees: Vec<usize>,
+    /// Join latencies, ms (for the CDF).
+    pub join_samples_ms: Vec<f64>,
+    /// Hops of every delivered unicast (for the histogram; empty when not measured).
+    pub hop_samples: Vec<u32>,
+    /// The time series.
+    pub timeline: Vec<Sample>,
+}
+
+impl Report {
+    /// The markdown summary.
+    pub fn summary(&self) -> String {
+        let transport = match self.transport {
+            Some(TransportKind::Webrtc) => "webrtc",
+            Some(TransportKind::Memory) => "memory",
+            None => "?",
+        };
+        let mut s = String::new();
+        s.push_str(&format!(
+            "| {} nodes, {transport}, degree {} | value |\n|---|---|\n",
+            self.nodes, self.degree_target
+        ));
+        let mut row = |k: &str, v: String| s.push_str(&format!("| {k} | {v} |\n"));
+        let p = |x: &Percentiles| format!("p50 {:.1}, p90 {:.1}, p99 {:.1}", x.p50, x.p90, x.p99);
+        row("join → first link (ms)", p(&self.join_ms));
+        row("join → min degree (ms)", p(&self.full_degree_ms));
+        row("link setup (ms)", format!("p50 {:.1}, p99 {:.1}", self.link_setup_ms.p50, self.link_setup_ms.p99));
+        row(
+            "sessions: via server / via mesh",
+            format!("{} / {} (of {})", self.signaling.via_server, self.signaling.via_mesh, self.signaling.sessions),
+        );
+        row(
+            "unicast delivered / sent",
+            format!("{} / {}", self.unicast.delivered, self.unicast.sent),
+        );
+        row("unicast hops: mean, p99", format!("{:.2}, {:.0}", self.unicast.hops_mean, self.unicast.hops_p99));
+        row("unicast latency p50 (ms)", format!("{:.2}", self.unicast.latency_ms_p50));
+        row(
+            "broadcasts: sent, min coverage, duplicates/node",
+            format!(
+                "{}, {:.3}, {:.2}",
+                self.broadcast.sent, self.broadcast.min_coverage, self.broadcast.duplicates_per_node_mean
+            ),
+        );
+        row("components, nodes alive", format!("{}, {}", self.components, self.nodes_alive));
+        row("RSS peak (MB)", format!("{:.0}", self.rss_mb_peak));
+        row("idle CPU (% of one core)", format!("{:.1}", self.cpu_idle_pct_of_one_core));
+        row("wall time (s)", format!("{:.1}", self.wall_s));
+        s
+    }
+
+    /// Writes `report.json`, `summary.md` and the plots into `dir` (created if needed).
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(self)?)?;
+        std::fs::write(dir.join("summary.md"), self.summary())?;
+        crate::plot::all(self, dir)?;
+        Ok(())
+    }
+}
+
+/// Connected components of an undirected graph given as adjacency lists over `0..n`.
+pub fn components(n: usize, edges: impl IntoIterator<Item = (usize, usize)>) -> usize {
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(p: &mut [usize], mut x: usize) -> usize {
+        while p[x] != x {
+            p[x] = p[p[x]];
+            x = p[x];
+        }
+        x
+    }
+    let mut count = n;
+    for (a, b) in edges {
+        let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+        if ra != rb {
+            parent[ra] = rb;
+            count -= 1;
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), 50.0);
+        assert_eq!(quantile(&v, 0.99), 99.0);
+        assert_eq!(quantile(&v, 1.0), 100.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+        assert_eq!(mean(&[1.0, 3.0]), 2.0);
+    }
+
+    #[test]
+    fn components_counts_islands() {
+        assert_eq!(components(4, [(0, 1), (2, 3)]), 2);
+        assert_eq!(components(4, [(0, 1), (1, 2), (2, 3)]), 1);
+        assert_eq!(components(3, []), 3);
+    }
+}

@@ -1,0 +1,87 @@
+//! What a simulation run does: how many nodes, over which transport, joining how fast, with
+//! which churn, failures and traffic.
+
+use std::time::Duration;
+
+/// Which links the simulated nodes use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// Real webrtc-rs PeerConnections on 127.0.0.1, real bootstrap server, wall-clock time.
+    Webrtc,
+    /// The pure overlay cores in one deterministic emulator: virtual time, seeded.
+    Memory,
+}
+
+/// A fraction of the nodes killed at once at a point of the run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Kill {
+    /// Share of the live nodes killed, in (0, 1].
+    pub fraction: f64,
+    /// When, from the start of the run.
+    pub at: Duration,
+}
+
+/// A scenario. Build with [`Scenario::default`] and the public fields; the `mesh-sim` CLI
+/// maps its flags onto these one to one.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Nodes that join. Default 100.
+    pub nodes: usize,
+    /// Links used. Default webrtc.
+    pub transport: TransportKind,
+    /// Target degree; min is min(3, degree), max degree + max(2, degree / 2). Default 8.
+    pub degree: usize,
+    /// Joins per second. Default 50.
+    pub join_rate: f64,
+    /// How long the run lasts after the first join (it ends earlier once everything
+    /// scheduled is done and the mesh is stable). Default 20 s.
+    pub duration: Duration,
+    /// Seed of every random choice (memory transport: same seed, same report). Default 1.
+    pub seed: u64,
+    /// Churn: percent of the nodes replaced per minute (a node leaves, a new one joins).
+    /// Default 0.
+    pub churn_per_min: f64,
+    /// Kill a fraction of the nodes at once. Default none.
+    pub kill: Option<Kill>,
+    /// Stop the bootstrap server at this time. Default never.
+    pub kill_bootstrap_at: Option<Duration>,
+    /// Unicasts per second between random pairs of live nodes, once all have joined.
+    /// Default 20.
+    pub unicast_rate: f64,
+    /// A broadcast from a random node this often, once all have joined. Default every 2 s.
+    pub broadcast_every: Option<Duration>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Self {
+            nodes: 100,
+            transport: TransportKind::Webrtc,
+            degree: 8,
+            join_rate: 50.0,
+            duration: Duration::from_secs(20),
+            seed: 1,
+            churn_per_min: 0.0,
+            kill: None,
+            kill_bootstrap_at: None,
+            unicast_rate: 20.0,
+            broadcast_every: Some(Duration::from_secs(2)),
+        }
+    }
+}
+
+impl Scenario {
+    /// The overlay configuration of every node of the run.
+    pub fn overlay(&self) -> mesh_core::Config {
+        let d = self.degree.max(1);
+        mesh_core::Config::default()
+            .with_target_degree(d)
+            .with_min_degree(d.min(3))
+            .with_max_degree(d + (d / 2).max(2))
+            .with_tick_interval(Duration::from_millis(50))
+            .with_announce_interval(Duration::from_secs(1))
+            .with_session_timeout(Duration::from_secs(5))
+            .with_retry_backoff(Duration::from_secs(1))
+    }
+}
