@@ -8,10 +8,14 @@ use std::time::{Duration, Instant};
 /// A map of at most `capacity` entries, each living `ttl` after its last insertion.
 #[derive(Debug)]
 pub(crate) struct ExpiringMap<K, V> {
-    entries: HashMap<K, (V, Instant)>,
-    /// Insertion order with the insertion time: an entry is live only if its time still
-    /// matches the map's (re-insertions leave stale records here, skipped on eviction).
-    order: VecDeque<(K, Instant)>,
+    /// Key → (value, insertion time, insertion number).
+    entries: HashMap<K, (V, Instant, u64)>,
+    /// Insertions in order: (key, insertion time, insertion number). A record is live only
+    /// if its number is still the entry's: a refresh leaves a stale record behind, skipped
+    /// on eviction and dropped by compaction. Numbers, not times, tell them apart: many
+    /// insertions can share one `Instant` (a virtual clock, a coarse one).
+    order: VecDeque<(K, Instant, u64)>,
+    next: u64,
     capacity: usize,
     ttl: Duration,
 }
@@ -21,6 +25,7 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
         Self {
             entries: HashMap::new(),
             order: VecDeque::new(),
+            next: 0,
             capacity: capacity.max(1),
             ttl,
         }
@@ -29,19 +34,22 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
     /// Inserts or refreshes `key`. Returns the previous live value.
     pub fn insert(&mut self, key: K, value: V, now: Instant) -> Option<V> {
         self.expire(now);
+        let n = self.next;
+        self.next += 1;
         let old = self
             .entries
-            .insert(key.clone(), (value, now))
-            .map(|(v, _)| v);
-        self.order.push_back((key, now));
+            .insert(key.clone(), (value, now, n))
+            .map(|(v, _, _)| v);
+        self.order.push_back((key, now, n));
         while self.entries.len() > self.capacity {
             self.pop_oldest();
         }
-        // Stale records can pile up under refreshes: compact when they dominate.
+        // Stale records pile up under refreshes: compact when they dominate. Each compaction
+        // leaves at most `capacity` records, so its cost is amortised over as many inserts.
         if self.order.len() > 2 * self.capacity + 16 {
             let entries = &self.entries;
             self.order
-                .retain(|(k, t)| entries.get(k).is_some_and(|(_, at)| at == t));
+                .retain(|(k, _, n)| entries.get(k).is_some_and(|(_, _, m)| m == n));
         }
         old
     }
@@ -50,8 +58,8 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
     pub fn get(&self, key: &K, now: Instant) -> Option<&V> {
         self.entries
             .get(key)
-            .filter(|(_, at)| now.saturating_duration_since(*at) < self.ttl)
-            .map(|(v, _)| v)
+            .filter(|(_, at, _)| now.saturating_duration_since(*at) < self.ttl)
+            .map(|(v, _, _)| v)
     }
 
     pub fn contains(&self, key: &K, now: Instant) -> bool {
@@ -59,7 +67,7 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
     }
 
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        self.entries.remove(key).map(|(v, _)| v)
+        self.entries.remove(key).map(|(v, _, _)| v)
     }
 
     #[cfg(test)]
@@ -69,7 +77,7 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
 
     /// Drops every entry older than the ttl.
     pub fn expire(&mut self, now: Instant) {
-        while let Some((_, at)) = self.order.front() {
+        while let Some((_, at, _)) = self.order.front() {
             if now.saturating_duration_since(*at) < self.ttl {
                 break;
             }
@@ -78,8 +86,8 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
     }
 
     fn pop_oldest(&mut self) {
-        while let Some((key, at)) = self.order.pop_front() {
-            if self.entries.get(&key).is_some_and(|(_, t)| *t == at) {
+        while let Some((key, _, n)) = self.order.pop_front() {
+            if self.entries.get(&key).is_some_and(|(_, _, m)| *m == n) {
                 self.entries.remove(&key);
                 return;
             }
@@ -87,11 +95,11 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
-        self.entries.retain(|k, (v, _)| keep(k, v));
+        self.entries.retain(|k, (v, _, _)| keep(k, v));
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.entries.iter().map(|(k, (v, _))| (k, v))
+        self.entries.iter().map(|(k, (v, _, _))| (k, v))
     }
 }
 
@@ -122,6 +130,19 @@ mod tests {
         assert!(!map.contains(&"k", now + Duration::from_secs(1)));
         map.expire(now + Duration::from_secs(2));
         assert_eq!(map.len(), 0);
+    }
+
+    #[test]
+    fn refreshes_at_one_instant_do_not_grow_the_order() {
+        // A virtual clock gives many insertions the same time.
+        let now = Instant::now();
+        let mut map = ExpiringMap::new(4, Duration::from_secs(100));
+        for i in 0..10_000u32 {
+            map.insert(i % 3, i, now);
+        }
+        assert_eq!(map.len(), 3);
+        assert!(map.order.len() <= 2 * 4 + 16 + 1, "{}", map.order.len());
+        assert_eq!(map.get(&0, now), Some(&9999));
     }
 
     #[test]
