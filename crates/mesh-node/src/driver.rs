@@ -3,10 +3,12 @@
 //! server, a reconnection attempt and the core's timer; after every input it drains the
 //! core's outputs into the transport, the server and the application.
 
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use mesh_core::{Input, Output};
+use mesh_core::{Input, Output, Role};
 use mesh_proto::identity::Keypair;
+use mesh_proto::signal::SessionId;
 use mesh_proto::{Frame, NodeId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -64,6 +66,7 @@ pub(crate) struct Driver<T> {
     next_reconnect: Instant,
     backoff: Duration,
     stats: NodeStats,
+    link_setup: LinkSetupTimes,
 }
 
 impl<T: Transport> Driver<T> {
@@ -91,6 +94,7 @@ impl<T: Transport> Driver<T> {
             next_reconnect: now,
             backoff: config.reconnect_min,
             stats: NodeStats::default(),
+            link_setup: LinkSetupTimes::default(),
             config,
         };
         driver.server_up(server);
@@ -227,9 +231,15 @@ impl<T: Transport> Driver<T> {
                 session,
                 signal: signal.into_kind(),
             },
-            TransportEvent::LinkUp { session, .. } => Input::LinkUp { session },
+            TransportEvent::LinkUp { session, .. } => {
+                self.link_setup.up(session, now);
+                Input::LinkUp { session }
+            }
             TransportEvent::Data { session, bytes } => Input::LinkData { session, bytes },
-            TransportEvent::Closed { session, reason } => Input::LinkClosed { session, reason },
+            TransportEvent::Closed { session, reason } => {
+                self.link_setup.closed(session);
+                Input::LinkClosed { session, reason }
+            }
         };
         self.core.handle_input(now, input);
     }
@@ -258,6 +268,7 @@ impl<T: Transport> Driver<T> {
                 stats.overlay = self.core.stats().clone();
                 stats.degree = self.core.neighbours().len();
                 stats.server_connected = self.server.is_some();
+                stats.link_setup = self.link_setup.recent.iter().copied().collect();
                 let _ = reply.send(stats);
             }
             Command::Raw { peer, bytes, reply } => {
@@ -298,6 +309,9 @@ impl<T: Transport> Driver<T> {
                     peer,
                     role,
                 } => {
+                    if role == Role::Offerer {
+                        self.link_setup.opened(session, Instant::now());
+                    }
                     if let Err(e) = self.transport.open(session, peer, role) {
                         let reason = e.to_string();
                         self.core
@@ -338,6 +352,41 @@ impl<T: Transport> Driver<T> {
     }
 }
 
+/// How many link setup times a node keeps ([`NodeStats::link_setup`]), and how many
+/// offerer sessions under way it times at once.
+const LINK_SETUP_KEPT: usize = 256;
+
+/// Setup times of the links this node opened as offerer: `OpenSession` → `LinkUp`.
+#[derive(Debug, Default)]
+struct LinkSetupTimes {
+    /// Offerer sessions under way and when they were opened (at most [`LINK_SETUP_KEPT`];
+    /// sessions beyond that are not timed).
+    pending: HashMap<SessionId, Instant>,
+    /// The last [`LINK_SETUP_KEPT`] setup times, oldest first.
+    recent: VecDeque<Duration>,
+}
+
+impl LinkSetupTimes {
+    fn opened(&mut self, session: SessionId, now: Instant) {
+        if self.pending.len() < LINK_SETUP_KEPT {
+            self.pending.insert(session, now);
+        }
+    }
+
+    fn up(&mut self, session: SessionId, now: Instant) {
+        if let Some(opened) = self.pending.remove(&session) {
+            if self.recent.len() == LINK_SETUP_KEPT {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(now.saturating_duration_since(opened));
+        }
+    }
+
+    fn closed(&mut self, session: SessionId) {
+        self.pending.remove(&session);
+    }
+}
+
 async fn recv_server(server: &mut Option<ServerLink>) -> Option<Frame> {
     match server {
         Some(link) => link.rx.recv().await,
@@ -354,5 +403,37 @@ async fn join_connecting(
             Err(e) => Err(Error::Transport(format!("reconnection task failed: {e}"))),
         },
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_setup_times_offerer_sessions_and_keeps_the_last_ones() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut times = LinkSetupTimes::default();
+        // An answerer's session is never opened here, so its LinkUp is not timed.
+        times.up(SessionId(99), t0 + ms(5));
+        assert!(times.recent.is_empty());
+        times.opened(SessionId(1), t0);
+        times.opened(SessionId(2), t0);
+        times.closed(SessionId(2));
+        times.up(SessionId(1), t0 + ms(7));
+        times.up(SessionId(2), t0 + ms(9));
+        assert_eq!(times.recent, [ms(7)]);
+        assert!(times.pending.is_empty());
+        // Bounded: pending sessions and kept times.
+        for i in 0..2 * LINK_SETUP_KEPT as u64 {
+            times.opened(SessionId(1000 + i), t0);
+        }
+        assert_eq!(times.pending.len(), LINK_SETUP_KEPT);
+        for i in 0..2 * LINK_SETUP_KEPT as u64 {
+            times.up(SessionId(1000 + i), t0 + ms(i));
+        }
+        assert_eq!(times.recent.len(), LINK_SETUP_KEPT);
+        assert_eq!(times.recent.back(), Some(&ms(LINK_SETUP_KEPT as u64 - 1)));
     }
 }

@@ -133,6 +133,9 @@ pub struct NodeStats {
     pub link_send_dropped: u64,
     /// Events dropped because the application did not read them.
     pub events_dropped: u64,
+    /// Setup times of the last 256 links this node opened as the offerer, oldest first:
+    /// from the session's start (`OpenSession`) to its link being up (`LinkUp`).
+    pub link_setup: Vec<Duration>,
 }
 
 /// A running node. Dropping it (or [`Node::leave`]) stops the node.

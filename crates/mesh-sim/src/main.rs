@@ -1,3 +1,263 @@
-//! `mesh-sim`: run a simulation scenario and write its report. (Being written.)
+//! `mesh-sim`: run a simulation scenario of the mesh overlay and write its report.
+//!
+//! `mesh-sim demo` runs about 100 real WebRTC nodes through an embedded bootstrap server in
+//! well under a minute; `mesh-sim run` takes every knob of a [`Scenario`] as a flag.
+//! Both print the markdown summary at the end and write `report.json`, `summary.md` and
+//! the plots into `--out`.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use mesh_sim::{Kill, Scenario, TransportKind};
+use tracing_subscriber::EnvFilter;
+
+/// Logs shown by default: warnings, but webrtc-rs's ICE and DTLS only for errors (they
+/// warn about every closed connection).
+const DEFAULT_LOG: &str = "warn,rtc_ice=error,rtc_dtls=error";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mesh-sim",
+    version,
+    about = "Simulate the mesh overlay: real WebRTC nodes on 127.0.0.1, or thousands of \
+             overlay cores in memory, and report how it behaves",
+    after_help = "Logs go to stderr (warnings by default; RUST_LOG overrides, e.g. \
+                  RUST_LOG=mesh_sim=info). The progress bar is drawn on stderr when it \
+                  is a terminal."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a scenario and write its report.
+    Run(RunArgs),
+    /// About 100 real WebRTC nodes with an embedded bootstrap server, joining at 50/s,
+    /// with unicast and broadcast traffic for 10 s: a run of well under a minute.
+    Demo(Output),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Nodes that join.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    nodes: u32,
+    /// Links between the nodes: `webrtc` (real PeerConnections on 127.0.0.1, real server,
+    /// wall-clock time) or `memory` (the overlay cores in a seeded emulator, virtual time).
+    #[arg(long, value_enum, default_value_t = TransportKind::Webrtc)]
+    transport: TransportKind,
+    /// Target degree: links each node aims for (minimum min(3, D), maximum
+    /// D + max(2, D/2)).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    degree: u32,
+    /// Nodes joining per second.
+    #[arg(long, value_name = "R", default_value_t = 50.0, value_parser = positive)]
+    join_rate: f64,
+    /// Length of the run in seconds from the first join (traffic runs until then).
+    #[arg(long, value_name = "SECS", default_value = "20", value_parser = seconds)]
+    duration: Duration,
+    /// Seed of every random choice the harness makes (keys, pairs, victims).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Churn: percent of the nodes replaced per minute (a node leaves, a new one joins),
+    /// once the initial nodes have joined. 0 = none.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = non_negative)]
+    churn: f64,
+    /// Kill a fraction of the live nodes at once at a time from the start, e.g. `0.2@10`
+    /// (20 % at 10 s). Default: none.
+    #[arg(long, value_name = "FRACTION@SECS", value_parser = kill)]
+    kill: Option<Kill>,
+    /// Stop the bootstrap server at this many seconds from the start. Default: never.
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    kill_bootstrap_at: Option<Duration>,
+    /// Unicasts per second between random pairs of live nodes, once all have joined.
+    #[arg(long, value_name = "R", default_value_t = 20.0, value_parser = non_negative)]
+    unicast_rate: f64,
+    /// A broadcast from a random node every this many seconds, once all have joined.
+    /// 0 = none.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds_or_zero)]
+    broadcast_every: Duration,
+    #[command(flatten)]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
+struct Output {
+    /// Directory for report.json, summary.md and the plots (created if needed).
+    #[arg(long, value_name = "DIR", default_value = "sim-out")]
+    out: PathBuf,
+    /// Do not draw the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl RunArgs {
+    fn scenario(&self) -> Scenario {
+        Scenario {
+            nodes: self.nodes as usize,
+            transport: self.transport,
+            degree: self.degree as usize,
+            join_rate: self.join_rate,
+            duration: self.duration,
+            seed: self.seed,
+            churn_per_min: self.churn,
+            kill: self.kill,
+            kill_bootstrap_at: self.kill_bootstrap_at,
+            unicast_rate: self.unicast_rate,
+            broadcast_every: (!self.broadcast_every.is_zero()).then_some(self.broadcast_every),
+        }
+    }
+}
+
+/// The demo: ~100 real WebRTC nodes, done in well under a minute.
+fn demo() -> Scenario {
+    Scenario {
+        nodes: 100,
+        transport: TransportKind::Webrtc,
+        degree: 8,
+        join_rate: 50.0,
+        duration: Duration::from_secs(10),
+        unicast_rate: 20.0,
+        broadcast_every: Some(Duration::from_secs(1)),
+        ..Scenario::default()
+    }
+}
+
+fn number(s: &str) -> Result<f64, String> {
+    let x: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(format!("`{s}` is not a finite number"))
+    }
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    match number(s)? {
+        x if x > 0.0 => Ok(x),
+        _ => Err(format!("must be greater than 0, got `{s}`")),
+    }
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    match number(s)? {
+        x if x >= 0.0 => Ok(x),
+        _ => Err(format!("must be 0 or more, got `{s}`")),
+    }
+}
+
+fn seconds_or_zero(s: &str) -> Result<Duration, String> {
+    let x = non_negative(s).map_err(|e| format!("seconds: {e}"))?;
+    Duration::try_from_secs_f64(x).map_err(|_| format!("`{s}` seconds is too long"))
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    match seconds_or_zero(s)? {
+        d if d.is_zero() => Err(format!("must be more than 0 seconds, got `{s}`")),
+        d => Ok(d),
+    }
+}
+
+/// `FRACTION@SECS`, e.g. `0.2@10`.
+fn kill(s: &str) -> Result<Kill, String> {
+    let usage = "expected FRACTION@SECS: the share of live nodes to kill (more than 0, at \
+                 most 1) and when, in seconds from the start; e.g. 0.2@10";
+    let (fraction, at) = s
+        .split_once('@')
+        .ok_or_else(|| format!("no `@` in `{s}`: {usage}"))?;
+    let fraction = number(fraction).map_err(|e| format!("fraction: {e}; {usage}"))?;
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(format!("fraction {fraction} is outside (0, 1]; {usage}"));
+    }
+    let at = seconds_or_zero(at).map_err(|e| format!("time: {e}; {usage}"))?;
+    Ok(Kill { fraction, at })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
+        )
+        .init();
+    let (scenario, output) = match &cli.command {
+        Command::Run(args) => (args.scenario(), &args.output),
+        Command::Demo(output) => (demo(), output),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mesh-sim: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let report = mesh_sim::run(&scenario, !output.no_progress).await?;
+        report.write(&output.out)?;
+        anyhow::Ok(report)
+    });
+    // Tasks of nodes still closing are not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(report) => {
+            println!("{}", report.summary());
+            println!(
+                "report written to {} (report.json, summary.md, plots)",
+                output.out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mesh-sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_values_parse_or_say_why_not() {
+        let k = kill("0.2@10").unwrap();
+        assert_eq!((k.fraction, k.at), (0.2, Duration::from_secs(10)));
+        assert!(kill("0.2").unwrap_err().contains("no `@`"));
+        assert!(kill("1.5@3").unwrap_err().contains("outside (0, 1]"));
+        assert!(kill("x@3").unwrap_err().contains("not a number"));
+        assert!(kill("0.5@-1").unwrap_err().contains("0 or more"));
+    }
+
+    #[test]
+    fn flags_map_onto_the_scenario() {
+        let cli = Cli::try_parse_from([
+            "mesh-sim",
+            "run",
+            "--nodes",
+            "7",
+            "--broadcast-every",
+            "0",
+            "--kill",
+            "0.5@2",
+            "--duration",
+            "1.5",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let s = args.scenario();
+        assert_eq!((s.nodes, s.broadcast_every), (7, None));
+        assert_eq!(s.duration, Duration::from_millis(1500));
+        assert_eq!(s.kill.map(|k| k.fraction), Some(0.5));
+        assert!(Cli::try_parse_from(["mesh-sim", "run", "--duration", "0"]).is_err());
+    }
+}

@@ -21,7 +21,11 @@ pub struct Percentiles {
 impl Percentiles {
     /// The percentiles of `values` (all zero if empty).
     pub fn of(values: &[f64]) -> Self {
-        Self { p50: quantile(values, 0.5), p90: quantile(values, 0.9), p99: quantile(values, 0.99) }
+        Self {
+            p50: quantile(values, 0.5),
+            p90: quantile(values, 0.9),
+            p99: quantile(values, 0.99),
+        }
     }
 }
 
@@ -38,7 +42,11 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
 
 /// The mean of `values`; 0 if empty.
 pub fn mean(values: &[f64]) -> f64 {
-    if values.is_empty() { 0.0 } else { values.iter().sum::<f64>() / values.len() as f64 }
+    if values.is_empty() {
+        0.0
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
 }
 
 /// p50/p99 of link setup times.
@@ -162,27 +170,53 @@ impl Report {
         let p = |x: &Percentiles| format!("p50 {:.1}, p90 {:.1}, p99 {:.1}", x.p50, x.p90, x.p99);
         row("join → first link (ms)", p(&self.join_ms));
         row("join → min degree (ms)", p(&self.full_degree_ms));
-        row("link setup (ms)", format!("p50 {:.1}, p99 {:.1}", self.link_setup_ms.p50, self.link_setup_ms.p99));
+        row(
+            "link setup (ms)",
+            format!(
+                "p50 {:.1}, p99 {:.1}",
+                self.link_setup_ms.p50, self.link_setup_ms.p99
+            ),
+        );
         row(
             "sessions: via server / via mesh",
-            format!("{} / {} (of {})", self.signaling.via_server, self.signaling.via_mesh, self.signaling.sessions),
+            format!(
+                "{} / {} (of {})",
+                self.signaling.via_server, self.signaling.via_mesh, self.signaling.sessions
+            ),
         );
         row(
             "unicast delivered / sent",
             format!("{} / {}", self.unicast.delivered, self.unicast.sent),
         );
-        row("unicast hops: mean, p99", format!("{:.2}, {:.0}", self.unicast.hops_mean, self.unicast.hops_p99));
-        row("unicast latency p50 (ms)", format!("{:.2}", self.unicast.latency_ms_p50));
+        row(
+            "unicast hops: mean, p99",
+            format!(
+                "{:.2}, {:.0}",
+                self.unicast.hops_mean, self.unicast.hops_p99
+            ),
+        );
+        row(
+            "unicast latency p50 (ms)",
+            format!("{:.2}", self.unicast.latency_ms_p50),
+        );
         row(
             "broadcasts: sent, min coverage, duplicates/node",
             format!(
                 "{}, {:.3}, {:.2}",
-                self.broadcast.sent, self.broadcast.min_coverage, self.broadcast.duplicates_per_node_mean
+                self.broadcast.sent,
+                self.broadcast.min_coverage,
+                self.broadcast.duplicates_per_node_mean
             ),
         );
-        row("components, nodes alive", format!("{}, {}", self.components, self.nodes_alive));
+        row(
+            "components, nodes alive",
+            format!("{}, {}", self.components, self.nodes_alive),
+        );
         row("RSS peak (MB)", format!("{:.0}", self.rss_mb_peak));
-        row("idle CPU (% of one core)", format!("{:.1}", self.cpu_idle_pct_of_one_core));
+        row(
+            "idle CPU (% of one core)",
+            format!("{:.1}", self.cpu_idle_pct_of_one_core),
+        );
         row("wall time (s)", format!("{:.1}", self.wall_s));
         s
     }

@@ -1,0 +1,340 @@
+//! What a run measures (from the emulator's timestamps and the nodes' own counters), and
+//! the [`Report`] built from it.
+
+use mesh_core::{Event, Stats};
+use mesh_proto::Frame;
+use mesh_proto::signal::Payload;
+
+use super::Ns;
+use super::emulator::{Life, Sim};
+use crate::TransportKind;
+use crate::report::{self, LinkSetup, Percentiles, Report, Sample, Signaling};
+
+/// Opens the application bytes of a scenario unicast; the message id follows.
+pub(super) const UNICAST_MARK: [u8; 8] = *b"msim/uc\0";
+/// Opens the application bytes of a scenario broadcast; the broadcast id follows.
+pub(super) const BROADCAST_MARK: [u8; 8] = *b"msim/bc\0";
+
+/// The application bytes of scenario message `id`: 8 bytes of mark, 8 of id.
+pub(super) fn app_data(mark: [u8; 8], id: u64) -> Vec<u8> {
+    let mut data = Vec::with_capacity(16);
+    data.extend_from_slice(&mark);
+    data.extend_from_slice(&id.to_le_bytes());
+    data
+}
+
+/// The id in application bytes made by [`app_data`] with `mark`.
+fn parse_app(mark: [u8; 8], data: &[u8]) -> Option<u64> {
+    let (head, id) = data.split_first_chunk::<8>()?;
+    let id: [u8; 8] = id.try_into().ok()?;
+    (*head == mark).then(|| u64::from_le_bytes(id))
+}
+
+/// The id of the scenario unicast an encoded link frame carries, if it carries one.
+///
+/// The application bytes end the frame (a `Route` or `Transfer` ends with its payload, an
+/// `App` payload with its bytes), so a suffix check rejects every other frame without
+/// decoding it; the few that pass are decoded in full.
+pub(super) fn unicast_in_frame(bytes: &[u8]) -> Option<u64> {
+    let tail = bytes.len().checked_sub(16).map(|at| &bytes[at..])?;
+    parse_app(UNICAST_MARK, tail)?;
+    let payload = match mesh_proto::decode(bytes).ok()? {
+        Frame::Route { payload, .. } | Frame::Transfer { payload, .. } => payload,
+        _ => return None,
+    };
+    match mesh_proto::decode_payload(&payload).ok()? {
+        Payload::App(data) => parse_app(UNICAST_MARK, &data),
+        _ => None,
+    }
+}
+
+/// The counters the report sums over every node that ran.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Totals {
+    pub sessions_via_server: u64,
+    pub sessions_via_mesh: u64,
+    pub signals_via_server: u64,
+    pub signals_via_mesh: u64,
+    pub messages_delivered: u64,
+    pub flood_duplicates: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, s: &Stats) {
+        self.sessions_via_server += s.sessions_initiated_via_server;
+        self.sessions_via_mesh += s.sessions_initiated_via_mesh;
+        self.signals_via_server += s.signals_sent_via_server;
+        self.signals_via_mesh += s.signals_sent_via_mesh;
+        self.messages_delivered += s.messages_delivered;
+        self.flood_duplicates += s.flood_duplicates;
+    }
+}
+
+/// One unicast of the scenario.
+#[derive(Debug)]
+pub(super) struct UnicastRecord {
+    pub sent_at: Ns,
+    /// Link transmissions seen so far.
+    pub transmissions: u32,
+    /// When it was delivered, and the transmissions it took.
+    pub delivered: Option<(Ns, u32)>,
+}
+
+/// One broadcast of the scenario.
+#[derive(Debug)]
+pub(super) struct BroadcastRecord {
+    pub sent_at: Ns,
+    pub origin: u32,
+    /// Nodes alive at the send, the origin included.
+    pub alive: usize,
+    /// Nodes alive at the send that delivered it.
+    pub covered: usize,
+}
+
+/// Everything measured during the run.
+#[derive(Debug, Default)]
+pub(super) struct Measure {
+    /// Counters of the nodes that are gone.
+    pub retired: Totals,
+    pub link_setup_ms: Vec<f64>,
+    pub unicasts: Vec<UnicastRecord>,
+    pub broadcasts: Vec<BroadcastRecord>,
+    pub timeline: Vec<Sample>,
+    /// Nodes that got a first link.
+    pub linked: usize,
+    /// Nodes that reached the minimum degree.
+    pub full: usize,
+}
+
+impl Measure {
+    /// Counts a link transmission of a scenario unicast.
+    pub fn observe_link_frame(&mut self, bytes: &[u8]) {
+        if let Some(record) =
+            unicast_in_frame(bytes).and_then(|id| self.unicasts.get_mut(id as usize))
+        {
+            record.transmissions += 1;
+        }
+    }
+}
+
+impl Sim<'_> {
+    /// What node `i` told its application.
+    pub(super) fn on_event(&mut self, i: u32, event: Event) {
+        let now = self.now;
+        match event {
+            Event::LinkUp { .. } => {
+                let min = self.config.min_degree;
+                let slot = &mut self.slots[i as usize];
+                let first = slot.first_link.is_none();
+                if first {
+                    slot.first_link = Some(now);
+                    self.measure.linked += 1;
+                }
+                if slot.full_degree.is_none()
+                    && slot
+                        .node
+                        .as_ref()
+                        .is_some_and(|n| n.neighbours().len() >= min)
+                {
+                    slot.full_degree = Some(now);
+                    self.measure.full += 1;
+                }
+                if first {
+                    self.on_linked(i);
+                }
+            }
+            Event::Message { data, .. } => {
+                let record = parse_app(UNICAST_MARK, &data)
+                    .and_then(|id| self.measure.unicasts.get_mut(id as usize));
+                if let Some(record) = record {
+                    record.delivered.get_or_insert((now, record.transmissions));
+                }
+            }
+            Event::Broadcast { data, .. } => {
+                let start = self.slots[i as usize].start;
+                let record = parse_app(BROADCAST_MARK, &data)
+                    .and_then(|id| self.measure.broadcasts.get_mut(id as usize));
+                if let Some(record) = record
+                    && start <= record.sent_at
+                    && record.origin != i
+                {
+                    record.covered += 1;
+                }
+            }
+            Event::LinkDown { .. } => {}
+        }
+    }
+
+    /// The counters summed over every node that ran.
+    pub(super) fn totals(&self) -> Totals {
+        let mut t = self.measure.retired;
+        for &i in self.live.items() {
+            if let Some(node) = &self.slots[i as usize].node {
+                t.add(node.stats());
+            }
+        }
+        t
+    }
+
+    /// Appends a point to the timeline.
+    pub(super) fn sample(&mut self) {
+        let t = self.totals();
+        self.measure.timeline.push(Sample {
+            t: self.now as f64 / 1e9,
+            nodes_alive: self.live.len(),
+            signals_via_server: t.signals_via_server,
+            signals_via_mesh: t.signals_via_mesh,
+            rss_mb: 0.0,
+        });
+    }
+
+    /// The report of the run (without `wall_s` and `rss_mb_peak`, which the caller adds).
+    pub(crate) fn report(&self) -> Report {
+        let ms = |d: Ns| d as f64 / 1e6;
+        let alive: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|i| self.slots[*i as usize].life == Life::Alive)
+            .collect();
+        let mut dense = vec![u32::MAX; self.slots.len()];
+        for (k, &i) in alive.iter().enumerate() {
+            dense[i as usize] = k as u32;
+        }
+        let mut degrees = Vec::with_capacity(alive.len());
+        let mut edges = Vec::new();
+        for (k, &i) in alive.iter().enumerate() {
+            let Some(node) = &self.slots[i as usize].node else {
+                continue;
+            };
+            let neighbours = node.neighbours();
+            degrees.push(neighbours.len());
+            for peer in neighbours {
+                if let Some(&j) = self.index.get(&peer)
+                    && dense[j as usize] != u32::MAX
+                {
+                    edges.push((k, dense[j as usize] as usize));
+                }
+            }
+        }
+        let join_samples_ms: Vec<f64> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.first_link.map(|t| ms(t - s.start)))
+            .collect();
+        let full_degree_ms: Vec<f64> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.full_degree.map(|t| ms(t - s.start)))
+            .collect();
+        let totals = self.totals();
+        let delivered: Vec<(Ns, u32)> = self
+            .measure
+            .unicasts
+            .iter()
+            .filter_map(|u| u.delivered.map(|(at, hops)| (at - u.sent_at, hops)))
+            .collect();
+        let hop_samples: Vec<u32> = delivered.iter().map(|(_, h)| *h).collect();
+        let hops: Vec<f64> = hop_samples.iter().map(|h| f64::from(*h)).collect();
+        let latencies: Vec<f64> = delivered.iter().map(|(d, _)| ms(*d)).collect();
+        let bcasts = &self.measure.broadcasts;
+        let min_coverage = bcasts
+            .iter()
+            .map(|b| match b.alive.saturating_sub(1) {
+                0 => 1.0,
+                others => b.covered as f64 / others as f64,
+            })
+            .reduce(f64::min)
+            .unwrap_or(0.0);
+        let alive_at_sends: usize = bcasts.iter().map(|b| b.alive).sum();
+        let duplicates_per_node_mean = if alive_at_sends == 0 {
+            0.0
+        } else {
+            totals.flood_duplicates as f64 / alive_at_sends as f64
+        };
+        Report {
+            nodes: self.slots.len(),
+            transport: Some(TransportKind::Memory),
+            degree_target: self.scenario.degree,
+            join_ms: Percentiles::of(&join_samples_ms),
+            full_degree_ms: Percentiles::of(&full_degree_ms),
+            link_setup_ms: LinkSetup {
+                p50: report::quantile(&self.measure.link_setup_ms, 0.5),
+                p99: report::quantile(&self.measure.link_setup_ms, 0.99),
+            },
+            signaling: Signaling {
+                sessions: totals.sessions_via_server + totals.sessions_via_mesh,
+                via_server: totals.sessions_via_server,
+                via_mesh: totals.sessions_via_mesh,
+            },
+            unicast: report::Unicast {
+                sent: self.measure.unicasts.len() as u64,
+                delivered: totals.messages_delivered,
+                hops_mean: report::mean(&hops),
+                hops_p99: report::quantile(&hops, 0.99),
+                latency_ms_p50: report::quantile(&latencies, 0.5),
+            },
+            broadcast: report::Broadcast {
+                sent: bcasts.len() as u64,
+                min_coverage,
+                duplicates_per_node_mean,
+            },
+            components: report::components(alive.len(), edges),
+            nodes_alive: alive.len(),
+            rss_mb_peak: 0.0,
+            cpu_idle_pct_of_one_core: 0.0,
+            wall_s: 0.0,
+            seed: self.scenario.seed,
+            degrees,
+            join_samples_ms,
+            hop_samples,
+            timeline: self.measure.timeline.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_proto::identity::Keypair;
+
+    #[test]
+    fn unicast_ids_are_found_in_route_and_transfer_frames_only() {
+        let (a, b) = (
+            Keypair::from_seed([1; 32]).node_id(),
+            Keypair::from_seed([2; 32]).node_id(),
+        );
+        let payload =
+            mesh_proto::encode_payload(&Payload::App(app_data(UNICAST_MARK, 42))).unwrap();
+        let route = Frame::Route {
+            to: a,
+            from: b,
+            ttl: 16,
+            payload: payload.clone(),
+        };
+        let transfer = Frame::Transfer {
+            from: b,
+            payload: payload.clone(),
+        };
+        let flood = Frame::Flood {
+            from: b,
+            id: 7,
+            ttl: 16,
+            payload,
+        };
+        assert_eq!(
+            unicast_in_frame(&mesh_proto::encode(&route).unwrap()),
+            Some(42)
+        );
+        assert_eq!(
+            unicast_in_frame(&mesh_proto::encode(&transfer).unwrap()),
+            Some(42)
+        );
+        assert_eq!(unicast_in_frame(&mesh_proto::encode(&flood).unwrap()), None);
+        let broadcast =
+            mesh_proto::encode_payload(&Payload::App(app_data(BROADCAST_MARK, 42))).unwrap();
+        let other = Frame::Transfer {
+            from: b,
+            payload: broadcast,
+        };
+        assert_eq!(unicast_in_frame(&mesh_proto::encode(&other).unwrap()), None);
+        assert_eq!(unicast_in_frame(b"short"), None);
+    }
+}

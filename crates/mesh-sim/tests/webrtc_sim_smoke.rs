@@ -1,0 +1,57 @@
+//! Twenty real WebRTC nodes (UDP on 127.0.0.1) through the embedded bootstrap server, a
+//! few seconds of traffic: the report's invariants hold. Timings are not asserted.
+
+use std::time::Duration;
+
+use mesh_sim::{Scenario, TransportKind};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_webrtc_nodes_join_one_mesh_and_deliver_everything() {
+    let scenario = Scenario {
+        nodes: 20,
+        transport: TransportKind::Webrtc,
+        degree: 4,
+        join_rate: 20.0,
+        duration: Duration::from_secs(5),
+        seed: 7,
+        unicast_rate: 20.0,
+        broadcast_every: Some(Duration::from_secs(1)),
+        ..Scenario::default()
+    };
+    let run = mesh_sim::webrtc::run(&scenario, false);
+    let report = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the run ended within its bound")
+        .expect("the run succeeded");
+    let summary = report.summary();
+
+    assert_eq!(report.nodes_alive, 20, "{summary}");
+    assert_eq!(
+        report.join_samples_ms.len(),
+        20,
+        "everyone linked:\n{summary}"
+    );
+    assert_eq!(report.components, 1, "{summary}");
+    assert_eq!(report.degrees.len(), 20);
+    assert!(
+        report.degrees.iter().all(|&d| d >= 3),
+        "{:?}",
+        report.degrees
+    );
+    // Traffic: everything sent arrived, every broadcast reached every node.
+    assert!(report.unicast.sent > 0, "{summary}");
+    assert_eq!(report.unicast.delivered, report.unicast.sent, "{summary}");
+    assert!(report.broadcast.sent > 0, "{summary}");
+    assert_eq!(report.broadcast.min_coverage, 1.0, "{summary}");
+    // Every node but the first opened its door session through the server; links came from
+    // the driver's own record; hops from the probes.
+    assert!(report.signaling.via_server >= 19, "{summary}");
+    assert!(report.signaling.via_mesh > 0, "{summary}");
+    assert!(report.link_setup_ms.p50 > 0.0, "{summary}");
+    assert!(report.unicast.hops_mean >= 1.0, "{summary}");
+    assert!(report.hop_samples.is_empty());
+    assert!(
+        report.rss_mb_peak > 0.0 && !report.timeline.is_empty(),
+        "{summary}"
+    );
+}
