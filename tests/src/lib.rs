@@ -400,6 +400,34 @@ pub async fn wait_for_degree(node: &MeshNode, degree: usize, deadline: Duration)
     }
 }
 
+/// Waits until no node's links changed for `quiet` (links opened and closed, summed over
+/// the nodes, stayed the same), within `deadline`. The overlay keeps improving its shape
+/// for a while after the nodes reach their degree, and a link it sheds loses what was in
+/// flight on it (unicast is best-effort): tests that count every message wait for this.
+pub async fn wait_for_settled(nodes: &[MeshNode], quiet: Duration, deadline: Duration) {
+    let start = tokio::time::Instant::now();
+    let mut last = None;
+    let mut since = start;
+    loop {
+        let mut changes = 0;
+        for node in nodes {
+            let stats = node.node.stats().await.expect("node running");
+            changes += stats.overlay.links_up + stats.overlay.links_down;
+        }
+        if last != Some(changes) {
+            last = Some(changes);
+            since = tokio::time::Instant::now();
+        } else if since.elapsed() >= quiet {
+            return;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "links still changing after {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits (with a deadline) for the next application message or broadcast on `node`,
 /// skipping link events.
 pub async fn next_message(node: &mut MeshNode) -> mesh_node::Event {

@@ -3,9 +3,10 @@
 //! reaches any other, and a broadcast reaches every node exactly once.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use bootstrap_server::Config;
-use mesh_e2e::{TestServer, e2e_overlay, next_message, webrtc_mesh};
+use mesh_e2e::{TestServer, e2e_overlay, next_message, wait_for_settled, webrtc_mesh};
 use mesh_node::Event;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +47,10 @@ async fn twelve_nodes_one_server_session_each_then_unicast_and_broadcast() {
     );
     assert!(mesh > 0, "further links were signaled through the mesh");
 
-    // Any node to any other, payload intact.
+    // Once the shape has settled (nodes shed and rewire links for a while after reaching
+    // their degree, and a shed link loses what is in flight), any node reaches any other,
+    // payload intact.
+    wait_for_settled(&nodes, Duration::from_secs(1), Duration::from_secs(30)).await;
     let ids: Vec<_> = nodes.iter().map(|m| m.node.id()).collect();
     for (a, node) in nodes.iter().enumerate() {
         for (b, to) in ids.iter().enumerate() {

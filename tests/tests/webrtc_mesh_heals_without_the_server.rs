@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use bootstrap_server::Config;
-use mesh_e2e::{TestServer, e2e_overlay, next_message, wait_for_degree, webrtc_mesh};
+use mesh_e2e::{
+    TestServer, e2e_overlay, next_message, wait_for_degree, wait_for_settled, webrtc_mesh,
+};
 use mesh_node::Event;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +61,8 @@ async fn links_still_form_and_messages_route_with_the_server_gone() {
         "replacement links were signaled through the mesh"
     );
 
-    // Messages still route.
+    // Once the repaired shape has settled, messages still route.
+    wait_for_settled(&nodes, Duration::from_secs(1), Duration::from_secs(30)).await;
     let to = nodes[n - 1].node.id();
     nodes[0]
         .node
@@ -107,7 +110,9 @@ async fn a_leaving_node_is_replaced_and_a_malformed_frame_drops_one_link() {
         assert!(!node.node.neighbors().await.unwrap().contains(&gone));
     }
 
-    // A neighbour sends garbage: the victim drops that link only.
+    // A neighbour sends garbage: the victim drops that link only. (Once the shape has
+    // settled, so that no link is being shed as redundant meanwhile.)
+    wait_for_settled(&nodes, Duration::from_secs(1), Duration::from_secs(30)).await;
     let victim = &nodes[0];
     let neighbours = victim.node.neighbors().await.unwrap();
     let offender_id = neighbours[0];

@@ -13,6 +13,9 @@ pub struct Config {
     /// The node refuses sessions (`Reject FULL`) at this many links plus pending inbound
     /// sessions. Default 12.
     pub max_degree: usize,
+    /// Links kept to the nodes closest by XOR distance (at most `target_degree` of them;
+    /// see `docs/architecture.md`, neighbour selection). Default 3.
+    pub closest_links: usize,
     /// Links kept free for newcomers: an offer that arrives through the mesh is refused at
     /// `max_degree - door_slots` links, one through the server (a newcomer's door session)
     /// only at `max_degree`. Default 2.
@@ -54,6 +57,7 @@ impl Default for Config {
             target_degree: 8,
             min_degree: 3,
             max_degree: 12,
+            closest_links: 3,
             door_slots: 2,
             max_pending_sessions: 3,
             session_timeout: Duration::from_secs(15),
@@ -91,6 +95,7 @@ builders! {
     with_target_degree => target_degree: usize;
     with_min_degree => min_degree: usize;
     with_max_degree => max_degree: usize;
+    with_closest_links => closest_links: usize;
     with_door_slots => door_slots: usize;
     with_max_pending_sessions => max_pending_sessions: usize;
     with_session_timeout => session_timeout: Duration;

@@ -95,8 +95,12 @@ pub struct Stats {
     pub links_up: u64,
     /// Links that went down.
     pub links_down: u64,
-    /// Links this node dropped to make room for a newcomer's door session.
+    /// Links this node dropped: to make room for a newcomer's door session, or because
+    /// they were redundant above the target degree.
     pub links_shed: u64,
+    /// Sessions opened above the target degree to a better-placed peer (a closer one, or
+    /// one in a distance bucket no neighbour covered).
+    pub links_rewired: u64,
     /// Frames from a neighbour that did not decode or were not valid on a link (each
     /// cost that neighbour its link).
     pub malformed_frames: u64,

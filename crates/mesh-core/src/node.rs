@@ -8,13 +8,13 @@ use mesh_proto::identity::Keypair;
 use mesh_proto::signal::{Payload, RejectReason, SessionId, SignalKind};
 use mesh_proto::{ErrorCode, Frame, MAX_FRAME_SIZE, NodeId};
 use rand::rngs::StdRng;
-use rand::seq::IteratorRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::cache::ExpiringMap;
 
 mod routing;
 mod signaling;
+mod topology;
 use crate::{Config, Error, Stats};
 
 /// Bytes of a routed frame that are not the application's: version, tag, ids, ttl, the
@@ -207,6 +207,10 @@ pub struct Node {
     dedup: ExpiringMap<(NodeId, u64), ()>,
     /// Offers already seen.
     replay: ExpiringMap<(NodeId, SessionId), ()>,
+    /// Something that bears on the choice of neighbours changed since the last
+    /// [`Node::rewire`]: a link, a neighbour set, a newly known peer, or the periodic
+    /// refresh (backoffs end).
+    topology_dirty: bool,
     next_tick: Instant,
     next_announce: Instant,
     next_peer_request: Instant,
@@ -234,6 +238,7 @@ impl Node {
             routes: ExpiringMap::new(config.route_capacity, config.route_ttl),
             dedup: ExpiringMap::new(config.dedup_capacity, config.dedup_ttl),
             replay: ExpiringMap::new(config.replay_capacity, config.replay_ttl),
+            topology_dirty: true,
             next_tick: now,
             next_announce: now + config.announce_interval,
             next_peer_request: now,
@@ -398,8 +403,13 @@ impl Node {
             }
         }
         self.top_up(now);
+        if self.links.len() >= self.config.target_degree && self.topology_dirty {
+            self.topology_dirty = !self.rewire(now);
+            self.shed_redundant(now);
+        }
         if now >= self.next_announce {
             self.next_announce = now + self.config.announce_interval;
+            self.topology_dirty = true;
             self.announce();
         }
     }
@@ -455,6 +465,7 @@ impl Node {
             s.linked = true;
         }
         self.links.insert(peer, session);
+        self.topology_dirty = true;
         self.backoff.remove(&peer);
         self.stats.links_up += 1;
         self.outputs
@@ -559,6 +570,7 @@ impl Node {
                 peers.truncate(2 * self.config.max_degree);
                 self.learn_peers(&peers, now);
                 self.neighbour_sets.insert(peer, peers);
+                self.topology_dirty = true;
             }
             other => {
                 self.stats.malformed_frames += 1;
@@ -603,34 +615,6 @@ impl Node {
         }
     }
 
-    /// A random known peer that is not linked, not in a session and not backing off;
-    /// with `prefer_routable`, one a neighbour has as its neighbour if there is any.
-    fn pick_candidate(&mut self, prefer_routable: bool, now: Instant) -> Option<NodeId> {
-        // Sorted, so that the choice depends on the seed only, not on hash order.
-        let mut eligible: Vec<NodeId> = self
-            .known
-            .iter()
-            .map(|(p, _)| *p)
-            .filter(|p| {
-                *p != self.id
-                    && !self.links.contains_key(p)
-                    && !self.backoff.contains(p, now)
-                    && !self.sessions.values().any(|s| s.peer == *p)
-            })
-            .collect();
-        eligible.sort();
-        if prefer_routable {
-            let routable = eligible
-                .iter()
-                .filter(|p| self.neighbour_sets.values().any(|set| set.contains(p)))
-                .copied();
-            if let Some(p) = routable.choose(&mut self.rng) {
-                return Some(p);
-            }
-        }
-        eligible.into_iter().choose(&mut self.rng)
-    }
-
     fn request_peers_from_server(&mut self, now: Instant) {
         if self.server_up && now >= self.next_peer_request {
             self.next_peer_request = now + self.config.retry_backoff;
@@ -668,6 +652,7 @@ impl Node {
         // Whatever ended the link (a bad frame, a close, a departure), do not re-link at once.
         self.backoff.insert(peer, (), now);
         if self.links.get(&peer) == Some(&session) {
+            self.topology_dirty = true;
             self.links.remove(&peer);
             self.neighbour_sets.remove(&peer);
             self.routes.retain(|_, via| *via != peer);

@@ -74,11 +74,12 @@ fn a_lone_first_node_waits_without_spinning() {
 
 #[test]
 fn a_full_door_makes_room_for_a_newcomer() {
+    // Target = max: nobody sheds links as redundant, so the door fills up.
     let config = test_config()
-        .with_target_degree(2)
+        .with_target_degree(3)
         .with_min_degree(1)
         .with_max_degree(3)
-        .with_door_slots(1);
+        .with_door_slots(0);
     let mut net = Net::new(5, config);
     net.join_knowing(0, &[]);
     for i in 1..4 {

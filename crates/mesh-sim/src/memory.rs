@@ -19,7 +19,7 @@
 //! | `Welcome` / `Peers` | a uniform random sample, without repetition, of up to 8 (`Peers`: up to min(`max`, 16)) other registered nodes |
 //! | server `Unicast` | `Transfer` to the target after the sender's plus the target's latency, or `Error UNKNOWN_PEER` back if the target is not registered |
 //! | link latency | each link (session) gets a one-way latency drawn once, uniform in [`LINK_LATENCY_NS`] (0.5–1.5 ms, i.e. 1 ms ± 0.5 ms of jitter between links); every message on it takes exactly that, so each direction is FIFO, as a reliable ordered DataChannel is; no bandwidth limit, no loss |
-//! | transport signaling | `OpenSession` (offerer) → `LocalSignal(Offer)` at once and `EndOfCandidates` [`GATHER_NS`] (1 ms) later; `RemoteSignal(Offer)` (answerer) → `Answer`, then `EndOfCandidates` 1 ms later; the tokens are tiny strings, not real SDP |
+//! | transport signaling | `OpenSession` (offerer) → `LocalSignal(Offer)` at once; `RemoteSignal(Offer)` (answerer) → `Answer` at once. The emulated transport does not trickle: its offer and answer carry their candidates, as a WebRTC agent that waits for gathering does, so a session costs two signed messages, not four (the real transport trickles; signing and verifying are most of the emulator's CPU time). The tokens are tiny strings, not real SDP |
 //! | link setup | when the offerer applies the answer, both ends get `LinkUp` 10 one-way latencies later (5 round trips: ICE check, DTLS, SCTP), so 5–15 ms, if both ends are still alive and the session still open |
 //! | close | `CloseSession` → `LinkClosed` to the closer at once and to the other end after the link latency (also for a session not yet up: the emulator tells both ends, as `tests/support` does) |
 //! | leave (churn) | [`mesh_core::Node::leave`]: the node closes its sessions (above) and its server connection |
@@ -83,7 +83,6 @@ use crate::{Report, Scenario};
 /// A virtual duration or instant, in nanoseconds since the first start.
 type Ns = u64;
 
-const MS: Ns = 1_000_000;
 const S: Ns = 1_000_000_000;
 
 /// One-way latency of a link, drawn once per session (inclusive range, ns).
@@ -92,8 +91,6 @@ pub const LINK_LATENCY_NS: (u64, u64) = (500_000, 1_500_000);
 pub const SERVER_LATENCY_NS: (u64, u64) = (1_000_000, 3_000_000);
 /// Link setup after the offerer applies the answer, in one-way link latencies.
 pub const LINK_SETUP_LATENCIES: u64 = 10;
-/// Delay between a transport's offer (or answer) and its `EndOfCandidates`, ns.
-pub const GATHER_NS: u64 = MS;
 /// Delay between a kill and the survivors' `LinkClosed`, ns.
 pub const KILL_DETECTION_NS: u64 = 5 * S;
 /// The longest wait, after the last initial start, for every initial node to link, ns.

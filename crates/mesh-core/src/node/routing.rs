@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use mesh_proto::signal::Payload;
-use mesh_proto::{Frame, NodeId};
+use mesh_proto::{Distance, Frame, NodeId};
 
 use super::{Carrier, Event, Node, Output};
 use crate::Error;
@@ -91,40 +91,61 @@ impl Node {
         );
     }
 
-    /// The neighbour to send traffic for `to` through: one that has `to` as a neighbour,
-    /// else the neighbour its traffic came from, else the neighbour closest to it by XOR.
+    /// The neighbour to send traffic for `to` through, excluding `exclude`: one that has
+    /// `to` as its neighbour; else the neighbour the traffic of `to` last came through (a
+    /// path known to work, which a node with few links yet needs); else greedy by XOR
+    /// distance over the two-hop view: the neighbour through which the node closest to
+    /// `to` is reached, among the neighbours and their neighbours (ties: the lowest id).
+    /// `None`: no usable neighbour at all.
     pub(super) fn next_hop(&self, to: NodeId, exclude: &[NodeId], now: Instant) -> Option<NodeId> {
         let usable = |n: &NodeId| !exclude.contains(n) && self.links.contains_key(n);
-        let mut via_set: Vec<NodeId> = self
+        if let Some((n, _)) = self
             .neighbour_sets
             .iter()
-            .filter(|(n, set)| usable(n) && set.contains(&to))
-            .map(|(n, _)| *n)
-            .collect();
-        via_set.sort();
-        if let Some(n) = via_set.first() {
+            .find(|(n, set)| usable(n) && set.contains(&to))
+        {
             return Some(*n);
         }
         if let Some(n) = self.routes.get(&to, now).filter(|n| usable(n)) {
             return Some(*n);
         }
-        self.links
-            .keys()
-            .filter(|n| usable(n))
-            .min_by_key(|n| n.distance(&to))
-            .copied()
+        let mut best: Option<(Distance, NodeId)> = None;
+        let mut consider = |d: Distance, via: NodeId| {
+            if best.is_none_or(|b| (d, via) < b) {
+                best = Some((d, via));
+            }
+        };
+        for n in self.links.keys().filter(|n| usable(n)) {
+            consider(n.distance(&to), *n);
+            if let Some(set) = self.neighbour_sets.get(n) {
+                for m in set {
+                    consider(m.distance(&to), *n);
+                }
+            }
+        }
+        // No strict progress: still hand it to the best-placed neighbour (never back where
+        // it came from, nor to its origin), and let the TTL bound the detour. Interim:
+        // lookups that find peers in every distance bucket make this rare (issue 5).
+        best.map(|(_, via)| via)
     }
 
     pub(super) fn learn_route(&mut self, origin: NodeId, via: NodeId, now: Instant) {
         if origin != via && origin != self.id {
             self.routes.insert(origin, via, now);
+            // Known, but not a reason to look at the shape again: origins come with every
+            // frame, and the periodic announce looks anyway. Not refreshed if known (an
+            // insert costs more than a lookup, and this runs for every frame).
+            if !self.known.contains(&origin, now) {
+                self.known.insert(origin, (), now);
+            }
         }
     }
 
     pub(super) fn learn_peers(&mut self, peers: &[NodeId], now: Instant) {
         for p in peers {
-            if *p != self.id {
+            if *p != self.id && !self.known.contains(p, now) {
                 self.known.insert(*p, (), now);
+                self.topology_dirty = true;
             }
         }
     }

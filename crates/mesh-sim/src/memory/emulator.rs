@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 
 use super::measure::Measure;
 use super::scenario_plan::{Action, PlanState};
-use super::{GATHER_NS, LINK_LATENCY_NS, LINK_SETUP_LATENCIES, Ns, SERVER_LATENCY_NS};
+use super::{LINK_LATENCY_NS, LINK_SETUP_LATENCIES, Ns, SERVER_LATENCY_NS};
 use crate::Scenario;
 
 /// Peers in a `Welcome`.
@@ -447,7 +447,8 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// The transport's offer or answer at once, then its end of candidates.
+    /// The transport's offer or answer, at once. It carries its candidates: the emulated
+    /// transport does not trickle (see the model in [`super`]).
     fn local_signals(&mut self, i: u32, session: SessionId, first: SignalKind) {
         self.queue.push(
             self.now,
@@ -456,16 +457,6 @@ impl<'a> Sim<'a> {
                 Input::LocalSignal {
                     session,
                     signal: first,
-                },
-            ),
-        );
-        self.queue.push(
-            self.now + GATHER_NS,
-            Event::Deliver(
-                i,
-                Input::LocalSignal {
-                    session,
-                    signal: SignalKind::EndOfCandidates,
                 },
             ),
         );

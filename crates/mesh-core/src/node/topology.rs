@@ -1,0 +1,196 @@
+//! Neighbour selection in the Kademlia style: which known peer to link to next, when a
+//! better-placed peer is worth an extra link, and which link is redundant.
+//!
+//! The shape the node works towards, within its degree bounds:
+//! - links to the [`Config::closest_links`](crate::Config::closest_links) nodes closest to
+//!   it by XOR distance, so that the nodes near any id know each other;
+//! - every distance bucket (the length of the id prefix a peer shares with this node) in
+//!   which it knows a peer is *covered*: some neighbour, or some neighbour's neighbour, is
+//!   in it. A unicast for an id in bucket `b` then always has a next hop strictly closer to
+//!   it (anyone in bucket `b` is closer to that id than this node is), one or two links
+//!   away: greedy routing over the two-hop view makes progress at every step.
+//!
+//! Links beyond the target degree that add neither closeness nor coverage, to a neighbour
+//! that is itself above its target, are shed, so that nodes keep room for newcomers.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use mesh_proto::{Distance, NodeId};
+use rand::seq::IteratorRandom;
+
+use super::{Carrier, Node, Role};
+
+/// The distance bucket of `peer` as seen from `me`: the length of the prefix they share
+/// (0: they differ in the first bit, the farthest half of the id space).
+pub(super) fn bucket(me: &NodeId, peer: &NodeId) -> u32 {
+    me.distance(peer).leading_zeros()
+}
+
+impl Node {
+    /// How many closest links to keep.
+    fn closest_links(&self) -> usize {
+        self.config.closest_links.min(self.config.target_degree)
+    }
+
+    /// Peers we could open a session with now: known, not linked, not in a session, not
+    /// backing off; in no particular order.
+    fn eligible(&self, now: Instant) -> Vec<NodeId> {
+        let in_session: BTreeSet<NodeId> = self.sessions.values().map(|s| s.peer).collect();
+        self.known
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| {
+                *p != self.id
+                    && !self.links.contains_key(p)
+                    && !in_session.contains(p)
+                    && !self.backoff.contains(p, now)
+            })
+            .collect()
+    }
+
+    /// The distance of our `closest_links`-th closest neighbour (`None`: fewer links).
+    fn closest_link_bound(&self) -> Option<Distance> {
+        let k = self.closest_links();
+        let mut d: Vec<_> = self.links.keys().map(|p| self.id.distance(p)).collect();
+        if d.len() < k {
+            return None;
+        }
+        d.sort_unstable();
+        d.get(k.checked_sub(1)?).copied()
+    }
+
+    /// Buckets in which we have a neighbour or a neighbour's neighbour.
+    fn covered_buckets(&self) -> BTreeSet<u32> {
+        let mut covered: BTreeSet<u32> = self.links.keys().map(|p| bucket(&self.id, p)).collect();
+        for set in self.neighbour_sets.values() {
+            covered.extend(
+                set.iter()
+                    .filter(|p| **p != self.id)
+                    .map(|p| bucket(&self.id, p)),
+            );
+        }
+        covered
+    }
+
+    /// A peer whose link would improve the shape: one closer than our
+    /// `closest_links`-th closest neighbour, else one in a bucket nobody we can reach in
+    /// two links is in (the farthest such bucket first: it holds the most ids; in it, the
+    /// peer closest to us). Depends on the set `eligible`, not its order.
+    ///
+    /// With `coarse` (an extra link, above the target), "closer" means closer than our
+    /// closest neighbour, or in a deeper bucket than that `closest_links`-th one: every
+    /// newcomer a little closer would otherwise cost a session and a shed link.
+    fn structural_candidate(&self, eligible: &[NodeId], coarse: bool) -> Option<NodeId> {
+        let closest = eligible.iter().min_by_key(|p| self.id.distance(p)).copied();
+        if let Some(p) = closest.filter(|_| self.closest_links() > 0) {
+            let d = self.id.distance(&p);
+            match self.closest_link_bound() {
+                None => return Some(p),
+                Some(bound)
+                    if coarse
+                        && (d.leading_zeros() > bound.leading_zeros()
+                            || self.links.keys().all(|l| d < self.id.distance(l))) =>
+                {
+                    return Some(p);
+                }
+                Some(bound) if !coarse && d < bound => return Some(p),
+                Some(_) => {}
+            }
+        }
+        let covered = self.covered_buckets();
+        let uncovered = eligible
+            .iter()
+            .map(|p| bucket(&self.id, p))
+            .filter(|b| !covered.contains(b))
+            .min()?;
+        eligible
+            .iter()
+            .filter(|p| bucket(&self.id, p) == uncovered)
+            .min_by_key(|p| self.id.distance(p))
+            .copied()
+    }
+
+    /// The next peer to link to while under the target degree: a structural improvement
+    /// if there is one, else (`prefer_routable`) a random peer a neighbour knows (its
+    /// signaling is sure to find a way), else any.
+    pub(super) fn pick_candidate(&mut self, prefer_routable: bool, now: Instant) -> Option<NodeId> {
+        let mut eligible = self.eligible(now);
+        if let Some(p) = self.structural_candidate(&eligible, false) {
+            return Some(p);
+        }
+        // Sorted, so that the random choice depends on the seed only.
+        eligible.sort_unstable();
+        if prefer_routable {
+            let two_hop: BTreeSet<&NodeId> = self.neighbour_sets.values().flatten().collect();
+            let routable = eligible.iter().filter(|p| two_hop.contains(p)).copied();
+            if let Some(p) = routable.choose(&mut self.rng) {
+                return Some(p);
+            }
+        }
+        eligible.into_iter().choose(&mut self.rng)
+    }
+
+    /// At or above the target degree: opens one session to a structurally better peer, if
+    /// there is one and room for it (below `max_degree - door_slots`, nothing else under
+    /// way). Returns whether it looked (`false`: not now, try again).
+    pub(super) fn rewire(&mut self, now: Instant) -> bool {
+        let pending = self.sessions.values().filter(|s| !s.linked).count();
+        let room = self.config.max_degree - self.config.door_slots;
+        if self.links.is_empty() || pending > 0 || self.links.len() + 1 > room {
+            return false;
+        }
+        let eligible = self.eligible(now);
+        if let Some(peer) = self.structural_candidate(&eligible, true) {
+            self.stats.links_rewired += 1;
+            self.start_session(peer, Carrier::Mesh, now);
+        }
+        true
+    }
+
+    /// Above the target degree: drops one link that is not among the closest, shares its
+    /// bucket with another link, and goes to a neighbour that announced more than the
+    /// target degree itself. Only the offerer of a link considers dropping it, so the two
+    /// ends never both drop a link on the same grounds.
+    pub(super) fn shed_redundant(&mut self, now: Instant) {
+        let target = self.config.target_degree;
+        if self.links.len() <= target {
+            return;
+        }
+        let mut by_distance: Vec<NodeId> = self.links.keys().copied().collect();
+        by_distance.sort_by_key(|p| self.id.distance(p));
+        let keep: BTreeSet<NodeId> = by_distance
+            .iter()
+            .take(self.closest_links())
+            .copied()
+            .collect();
+        let victim = by_distance.iter().rev().find(|p| {
+            let their_degree = self.neighbour_sets.get(*p).map_or(0, Vec::len) + 1;
+            !keep.contains(*p)
+                && their_degree > target
+                && self.role_of(**p) == Some(Role::Offerer)
+                && self.still_covered_without(**p)
+        });
+        if let Some(&peer) = victim {
+            let session = self.links[&peer];
+            self.stats.links_shed += 1;
+            self.drop_link(session, "redundant link shed".to_owned(), now);
+        }
+    }
+
+    /// Our role in the session of the link to `peer`.
+    fn role_of(&self, peer: NodeId) -> Option<Role> {
+        let session = self.links.get(&peer)?;
+        self.sessions.get(session).map(|s| s.role)
+    }
+
+    /// Whether another link is in the bucket of `peer`. (Coverage through neighbours'
+    /// neighbours does not count here: two nodes that each counted on the other's link
+    /// would both drop theirs.)
+    fn still_covered_without(&self, peer: NodeId) -> bool {
+        let b = bucket(&self.id, &peer);
+        self.links
+            .keys()
+            .any(|p| *p != peer && bucket(&self.id, p) == b)
+    }
+}

@@ -1,0 +1,129 @@
+//! Neighbour selection: nodes link to the peers closest to them by XOR distance, cover
+//! the distance buckets they know of, shed only redundant links, and keep room for
+//! newcomers. Deterministic, in virtual time.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use mesh_proto::NodeId;
+use support::{Net, grown_mesh, test_config};
+
+fn bucket(a: &NodeId, b: &NodeId) -> u32 {
+    a.distance(b).leading_zeros()
+}
+
+/// The `k` nodes of the net closest to node `i`.
+fn closest(net: &Net, i: usize, k: usize) -> Vec<NodeId> {
+    let me = net.id(i);
+    let mut others: Vec<NodeId> = (0..net.nodes.len())
+        .filter(|j| *j != i)
+        .map(|j| net.id(j))
+        .collect();
+    others.sort_by_key(|p| me.distance(p));
+    others.truncate(k);
+    others
+}
+
+fn settled(n: usize) -> Net {
+    let mut net = grown_mesh(n, test_config());
+    // Several announcement rounds (1 s in the test config) for the shape to settle.
+    net.run_for(Duration::from_secs(20));
+    net
+}
+
+#[test]
+fn every_node_with_room_links_to_its_closest_peer() {
+    let n = 24;
+    let net = settled(n);
+    let config = net.nodes[0].config().clone();
+    let limit = config.max_degree - config.door_slots;
+    let mut with_room = 0;
+    for i in 0..n {
+        // A node at the mesh limit cannot open another session (and may have no link it can
+        // shed without uncovering a bucket); every other one must have found its closest.
+        if net.degree(i) >= limit {
+            continue;
+        }
+        with_room += 1;
+        let nearest = closest(&net, i, 1)[0];
+        assert!(
+            net.nodes[i].neighbours().contains(&nearest),
+            "node {i} (degree {}) is not linked to its closest peer",
+            net.degree(i)
+        );
+    }
+    assert!(
+        with_room > n / 2,
+        "most nodes have room: {with_room} of {n}"
+    );
+}
+
+#[test]
+fn every_bucket_a_node_could_use_is_reachable_in_two_links() {
+    let n = 24;
+    let net = settled(n);
+    for i in 0..n {
+        let me = net.id(i);
+        // The buckets that hold some node of the net...
+        let exist: BTreeSet<u32> = (0..n)
+            .filter(|j| *j != i)
+            .map(|j| bucket(&me, &net.id(j)))
+            .collect();
+        // ...and those a neighbour or a neighbour's neighbour is in.
+        let mut seen = BTreeSet::new();
+        for p in net.nodes[i].neighbours() {
+            seen.insert(bucket(&me, &p));
+            for q in net.nodes[net.index[&p]].neighbours() {
+                if q != me {
+                    seen.insert(bucket(&me, &q));
+                }
+            }
+        }
+        let missing: Vec<u32> = exist.difference(&seen).copied().collect();
+        assert!(
+            missing.is_empty(),
+            "node {i} cannot reach buckets {missing:?}"
+        );
+    }
+}
+
+#[test]
+fn degrees_settle_between_the_target_and_the_mesh_limit() {
+    let n = 24;
+    let net = settled(n);
+    let config = net.nodes[0].config().clone();
+    let limit = config.max_degree - config.door_slots;
+    for i in 0..n {
+        let d = net.degree(i);
+        assert!(
+            (config.target_degree..=limit).contains(&d),
+            "node {i} has degree {d} (target {}, limit {limit})",
+            config.target_degree
+        );
+    }
+    // Some links were opened for a better shape, and some shed as redundant.
+    let rewired: u64 = (0..n).map(|i| net.nodes[i].stats().links_rewired).sum();
+    assert!(rewired > 0);
+}
+
+#[test]
+fn shedding_never_splits_the_mesh() {
+    let n = 24;
+    let mut net = settled(n);
+    // Another long stretch of maintenance: links shed and opened must keep one component
+    // and every node reachable from every other.
+    net.run_for(Duration::from_secs(30));
+    let mut seen = BTreeSet::from([0usize]);
+    let mut stack = vec![0usize];
+    while let Some(i) = stack.pop() {
+        for p in net.nodes[i].neighbours() {
+            let j = net.index[&p];
+            if seen.insert(j) {
+                stack.push(j);
+            }
+        }
+    }
+    assert_eq!(seen.len(), n, "one component");
+}
