@@ -1,0 +1,313 @@
+//! The readings at the end of a run and the report built from them: traffic drained, hop
+//! probes, every node's neighbours and counters, idle CPU; and the timeline samples taken
+//! during the run.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use mesh_node::NodeStats;
+use mesh_proto::NodeId;
+use tracing::{info, warn};
+
+use super::observe::lock;
+use super::sim::{Sim, Slot, query};
+use super::{DRAIN, IDLE_WINDOW, procfs};
+use crate::report::{self, Percentiles, Sample};
+use crate::{Report, TransportKind};
+
+/// Counters of the nodes that ran, added up.
+#[derive(Debug, Default)]
+pub(super) struct Totals {
+    pub(super) sessions_via_server: u64,
+    pub(super) sessions_via_mesh: u64,
+    pub(super) signals_via_server: u64,
+    pub(super) signals_via_mesh: u64,
+    pub(super) flood_duplicates: u64,
+    pub(super) dropped_ttl: u64,
+    pub(super) dropped_no_route: u64,
+    pub(super) link_send_dropped: u64,
+    pub(super) links_up: u64,
+    pub(super) links_shed: u64,
+    pub(super) sessions_failed: u64,
+    pub(super) sessions_rejected: u64,
+    pub(super) link_setup_ms: Vec<f64>,
+}
+
+impl Totals {
+    pub(super) fn add(&mut self, s: &NodeStats) {
+        self.sessions_via_server += s.overlay.sessions_initiated_via_server;
+        self.sessions_via_mesh += s.overlay.sessions_initiated_via_mesh;
+        self.signals_via_server += s.overlay.signals_sent_via_server;
+        self.signals_via_mesh += s.overlay.signals_sent_via_mesh;
+        self.flood_duplicates += s.overlay.flood_duplicates;
+        self.dropped_ttl += s.overlay.dropped_ttl;
+        self.dropped_no_route += s.overlay.dropped_no_route;
+        self.link_send_dropped += s.link_send_dropped;
+        self.links_up += s.overlay.links_up;
+        self.links_shed += s.overlay.links_shed;
+        self.sessions_failed += s.overlay.sessions_failed;
+        self.sessions_rejected += s.overlay.sessions_rejected;
+        self.link_setup_ms
+            .extend(s.link_setup.iter().map(|d| d.as_secs_f64() * 1e3));
+    }
+}
+
+/// What the end of a run read.
+struct Final {
+    totals: Totals,
+    components: usize,
+    /// Degree of every live node that answered.
+    degrees: Vec<usize>,
+    nodes_alive: usize,
+    /// Hops of each probe that counted.
+    hops: Vec<u32>,
+    /// % of one core.
+    cpu_idle: f64,
+    wall_s: f64,
+}
+
+impl Sim<'_> {
+    /// After the scenario: drain, hop probes, the final reading, idle CPU; the report.
+    pub(super) async fn finish(&mut self) -> anyhow::Result<Report> {
+        let finishing = |bar: &ProgressBar, msg: &'static str| {
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .expect("valid template"),
+            );
+            bar.set_message(msg);
+            bar.enable_steady_tick(Duration::from_millis(200));
+        };
+        finishing(&self.bar, "traffic stopped: waiting for what is in flight");
+        // Joins still under way are abandoned (their nodes leave as they are dropped).
+        self.joins.abort_all();
+        while let Some(joined) = self.joins.join_next().await {
+            if let Ok(joined) = joined {
+                self.on_joined(joined);
+            }
+        }
+        let deadline = Instant::now() + DRAIN;
+        while !self.traffic_arrived() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.sample(true).await;
+
+        finishing(&self.bar, "counting hops with probe messages");
+        let hops = self.probe_hops().await;
+        self.sample(true).await;
+
+        finishing(&self.bar, "reading every node's neighbours and counters");
+        let live = self.live(false);
+        let ids: Vec<NodeId> = live.iter().map(|&(i, _)| self.slots[i].id).collect();
+        let neighbours = query(&live, |node| async move { node.neighbors().await }).await;
+        let stats = query(&live, |node| async move { node.stats().await }).await;
+        let index_of: HashMap<NodeId, usize> =
+            ids.iter().enumerate().map(|(k, id)| (*id, k)).collect();
+        let mut edges = Vec::new();
+        let mut degrees = Vec::new();
+        for (k, &(i, _)) in live.iter().enumerate() {
+            let Some(peers) = neighbours.get(&i) else {
+                continue;
+            };
+            degrees.push(peers.len());
+            edges.extend(
+                peers
+                    .iter()
+                    .filter_map(|p| index_of.get(p))
+                    .map(|&j| (k, j)),
+            );
+        }
+        let components = report::components(live.len(), edges);
+        let mut totals = std::mem::take(&mut self.retired);
+        for s in stats.values() {
+            totals.add(s);
+        }
+
+        finishing(&self.bar, "measuring idle CPU");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (cpu0, t0) = (procfs::cpu_seconds(), Instant::now());
+        tokio::time::sleep(IDLE_WINDOW / 2).await;
+        self.sample(false).await;
+        tokio::time::sleep(IDLE_WINDOW / 2).await;
+        let (cpu1, t1) = (procfs::cpu_seconds(), Instant::now());
+        self.sample(false).await;
+        let cpu_idle = match (cpu0, cpu1) {
+            (Some(a), Some(b)) => 100.0 * (b - a) / (t1 - t0).as_secs_f64(),
+            _ => 0.0,
+        };
+        let wall_s = self.shared.start.elapsed().as_secs_f64();
+        Ok(self.report(Final {
+            totals,
+            components,
+            degrees,
+            nodes_alive: live.len(),
+            hops,
+            cpu_idle,
+            wall_s,
+        }))
+    }
+
+    /// The report: the final readings, the records of every node, the traffic counted.
+    fn report(&self, end: Final) -> Report {
+        let Final {
+            totals,
+            components,
+            degrees,
+            nodes_alive,
+            hops,
+            cpu_idle,
+            wall_s,
+        } = end;
+        let s = self.scenario;
+        let (join_ms, full_ms) = self.join_samples();
+        let traffic = lock(&self.shared.traffic);
+        let coverage = traffic
+            .broadcast_receipts
+            .iter()
+            .zip(&self.broadcast_alive)
+            .filter(|&(_, &alive)| alive > 1)
+            .map(|(&got, &alive)| (f64::from(got) / (alive - 1) as f64).min(1.0))
+            .fold(None, |min: Option<f64>, c| {
+                Some(min.map_or(c, |m| m.min(c)))
+            });
+        let copies: usize = self.broadcast_alive.iter().sum();
+        let hops_f: Vec<f64> = hops.iter().map(|&h| f64::from(h)).collect();
+        info!(
+            links_up = totals.links_up,
+            links_shed = totals.links_shed,
+            sessions_failed = totals.sessions_failed,
+            sessions_rejected = totals.sessions_rejected,
+            dropped_ttl = totals.dropped_ttl,
+            dropped_no_route = totals.dropped_no_route,
+            link_send_dropped = totals.link_send_dropped,
+            "overlay counters of every node"
+        );
+        for (id, &(from, to, at)) in self.unicast_log.iter().enumerate() {
+            if !traffic.unicast_arrived.get(id).copied().unwrap_or(true) {
+                info!(id, from, to, ?at, "unicast never arrived");
+            }
+        }
+        if traffic.unicast_duplicates > 0 {
+            warn!(
+                n = traffic.unicast_duplicates,
+                "unicasts delivered more than once"
+            );
+        }
+        if self.send_errors > 0 || self.join_failures > 0 {
+            warn!(
+                send_errors = self.send_errors,
+                join_failures = self.join_failures,
+                "some sends or joins failed"
+            );
+        }
+        Report {
+            nodes: s.nodes,
+            transport: Some(TransportKind::Webrtc),
+            degree_target: self.overlay.target_degree,
+            join_ms: Percentiles::of(&join_ms),
+            full_degree_ms: Percentiles::of(&full_ms),
+            link_setup_ms: report::LinkSetup {
+                p50: report::quantile(&totals.link_setup_ms, 0.5),
+                p99: report::quantile(&totals.link_setup_ms, 0.99),
+            },
+            signaling: report::Signaling {
+                sessions: totals.sessions_via_server + totals.sessions_via_mesh,
+                via_server: totals.sessions_via_server,
+                via_mesh: totals.sessions_via_mesh,
+            },
+            unicast: report::Unicast {
+                sent: self.unicast_sent,
+                delivered: traffic.unicast_delivered,
+                hops_mean: report::mean(&hops_f),
+                hops_p99: report::quantile(&hops_f, 0.99),
+                latency_ms_p50: report::quantile(&traffic.unicast_latency_ms, 0.5),
+            },
+            broadcast: report::Broadcast {
+                sent: self.broadcast_alive.len() as u64,
+                min_coverage: coverage.unwrap_or(0.0),
+                duplicates_per_node_mean: if copies == 0 {
+                    0.0
+                } else {
+                    totals.flood_duplicates as f64 / copies as f64
+                },
+            },
+            components,
+            nodes_alive,
+            rss_mb_peak: procfs::peak_rss_mb(),
+            cpu_idle_pct_of_one_core: cpu_idle,
+            wall_s,
+            seed: s.seed,
+            degrees,
+            join_samples_ms: join_ms,
+            hop_samples: Vec::new(),
+            timeline: self.timeline.clone(),
+        }
+    }
+
+    /// Join and full-degree times, ms. For the first nodes the clock starts when there is
+    /// somebody to link to (see the module docs).
+    fn join_samples(&self) -> (Vec<f64>, Vec<f64>) {
+        let initial: Vec<Instant> = self
+            .slots
+            .iter()
+            .take(self.scenario.nodes)
+            .map(|s| s.started)
+            .collect();
+        let since = |i: usize, k: usize, slot: &Slot| match initial.get(k) {
+            Some(&kth) if i < k => slot.started.max(kth),
+            _ => slot.started,
+        };
+        let ms =
+            |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1e3;
+        let (mut join, mut full) = (Vec::new(), Vec::new());
+        for (i, slot) in self.slots.iter().enumerate() {
+            let r = lock(&slot.record);
+            if let Some(t) = r.first_link {
+                join.push(ms(since(i, 1, slot), t));
+            }
+            if let Some(t) = r.full_degree {
+                full.push(ms(since(i, self.shared.min_degree, slot), t));
+            }
+        }
+        (join, full)
+    }
+
+    /// A point of the timeline; with `counters`, the signaling counts are read from the
+    /// nodes, otherwise carried over (to keep idle measurements quiet).
+    pub(super) async fn sample(&mut self, counters: bool) {
+        let live = self.live(false);
+        let (mut server, mut mesh) = match self.timeline.last() {
+            Some(last) if !counters => (last.signals_via_server, last.signals_via_mesh),
+            _ => (
+                self.retired.signals_via_server,
+                self.retired.signals_via_mesh,
+            ),
+        };
+        if counters {
+            for s in query(&live, |node| async move { node.stats().await })
+                .await
+                .values()
+            {
+                server += s.overlay.signals_sent_via_server;
+                mesh += s.overlay.signals_sent_via_mesh;
+            }
+        }
+        self.timeline.push(Sample {
+            t: self.shared.start.elapsed().as_secs_f64(),
+            nodes_alive: live.len(),
+            signals_via_server: server,
+            signals_via_mesh: mesh,
+            rss_mb: procfs::rss_mb(),
+        });
+    }
+
+    /// Whether every unicast sent arrived and every broadcast reached every node.
+    pub(super) fn traffic_arrived(&self) -> bool {
+        let t = lock(&self.shared.traffic);
+        t.unicast_delivered == self.unicast_sent
+            && t.broadcast_receipts
+                .iter()
+                .zip(&self.broadcast_alive)
+                .all(|(&got, &alive)| got as usize + 1 >= alive)
+    }
+}

@@ -1,0 +1,274 @@
+//! The run's state and its life: the embedded bootstrap server, one [`Slot`] per node, the
+//! progress bar; starting the server and the nodes, asking every node at once, and the
+//! teardown. The scenario's steps are in `traffic`, the readings at the end in `measure`.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mesh_node::Node;
+use mesh_proto::NodeId;
+use mesh_proto::identity::Keypair;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{info, warn};
+
+use super::measure::Totals;
+use super::observe::{self, Record, Shared, Traffic, lock};
+use super::{QUERY_TIMEOUT, TEARDOWN};
+use crate::Scenario;
+use crate::report::Sample;
+
+/// One node of the run, from the moment it starts joining.
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub(super) id: NodeId,
+    /// When `Node::join` was called.
+    pub(super) started: Instant,
+    /// The node while it runs (`None` while joining and once gone).
+    pub(super) node: Option<Arc<Node>>,
+    pub(super) gone: bool,
+    pub(super) record: Arc<Mutex<Record>>,
+}
+
+/// A join under way ends with the slot index and the node (or why it failed).
+pub(super) type JoinResult = (usize, Result<Node, mesh_node::Error>);
+
+/// Everything a run holds, from the start of the server to the teardown.
+pub(super) struct Sim<'a> {
+    pub(super) scenario: &'a Scenario,
+    pub(super) overlay: mesh_core::Config,
+    pub(super) url: String,
+    pub(super) server_stop: Option<oneshot::Sender<()>>,
+    pub(super) server: Option<JoinHandle<Result<(), bootstrap_server::Error>>>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) slots: Vec<Slot>,
+    pub(super) joins: JoinSet<JoinResult>,
+    pub(super) keys: StdRng,
+    pub(super) picks: StdRng,
+    /// Counters of the nodes that are gone, read just before they went.
+    pub(super) retired: Totals,
+    pub(super) initial_failed: usize,
+    pub(super) join_failures: u64,
+    pub(super) unicast_sent: u64,
+    /// Per unicast sent: (from, to) slot indices and the send time, for the log of those
+    /// that did not arrive.
+    pub(super) unicast_log: Vec<(usize, usize, Duration)>,
+    pub(super) send_errors: u64,
+    /// Per broadcast sent: the linked nodes alive when it was sent (origin included).
+    pub(super) broadcast_alive: Vec<usize>,
+    pub(super) timeline: Vec<Sample>,
+    pub(super) bar: ProgressBar,
+}
+
+impl<'a> Sim<'a> {
+    /// Starts the server on `127.0.0.1:0`; no node yet.
+    pub(super) async fn start(scenario: &'a Scenario, progress: bool) -> anyhow::Result<Sim<'a>> {
+        let n = scenario.nodes;
+        let overlay = scenario.overlay();
+        overlay
+            .validate()
+            .context("the scenario's overlay configuration")?;
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("binding the embedded bootstrap server to 127.0.0.1")?;
+        let url = format!("ws://{}/ws", listener.local_addr()?);
+        // Room for every node, churn's newcomers and reconnections.
+        let limit = (4 * n + 64).max(10_000);
+        let config = bootstrap_server::Config::default()
+            .with_max_connections(limit)
+            .with_max_peers_per_room(limit)
+            .with_shutdown_grace(Duration::from_secs(2));
+        let (server_stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(bootstrap_server::run(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        let shared = Arc::new(Shared {
+            start: Instant::now(),
+            initial: n,
+            min_degree: overlay.min_degree,
+            joined_initial: Default::default(),
+            joined_total: Default::default(),
+            traffic: Mutex::new(Traffic::default()),
+        });
+        let bar = if progress {
+            ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr())
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "joining  [{bar:40}] {pos}/{len} nodes have a link ({elapsed})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        let seed = scenario.seed;
+        Ok(Sim {
+            scenario,
+            overlay,
+            url,
+            server_stop: Some(server_stop),
+            server: Some(server),
+            shared,
+            slots: Vec::with_capacity(n),
+            joins: JoinSet::new(),
+            keys: StdRng::seed_from_u64(seed),
+            picks: StdRng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed),
+            retired: Totals::default(),
+            initial_failed: 0,
+            join_failures: 0,
+            unicast_sent: 0,
+            unicast_log: Vec::new(),
+            send_errors: 0,
+            broadcast_alive: Vec::new(),
+            timeline: Vec::new(),
+            bar,
+        })
+    }
+
+    /// Starts node `slots.len()` joining; [`Sim::on_joined`] takes the outcome.
+    pub(super) fn start_join(&mut self) {
+        let index = self.slots.len();
+        let key = Keypair::from_seed(self.keys.random());
+        let record = Arc::new(Mutex::new(Record::default()));
+        let config = mesh_node::Config::new(&self.url).with_overlay(self.overlay.clone());
+        let transport = mesh_node::transport::webrtc::Config::new()
+            .with_bind_addrs(vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))]);
+        self.slots.push(Slot {
+            id: key.node_id(),
+            started: Instant::now(),
+            node: None,
+            gone: false,
+            record: record.clone(),
+        });
+        let shared = self.shared.clone();
+        self.joins.spawn(async move {
+            let joined = Node::join(config, key, transport).await.inspect(|node| {
+                // Taken here, at once, so no event waits for the run's loop.
+                if let Some(events) = node.events() {
+                    tokio::spawn(observe::observe(index, events, record, shared));
+                }
+            });
+            (index, joined)
+        });
+    }
+
+    /// Takes the outcome of a join.
+    pub(super) fn on_joined(&mut self, (index, joined): JoinResult) {
+        let slot = &mut self.slots[index];
+        match joined {
+            Ok(node) => slot.node = Some(Arc::new(node)),
+            Err(e) => {
+                warn!(node = index, "join failed: {e}");
+                slot.gone = true;
+                self.join_failures += 1;
+                if index < self.scenario.nodes {
+                    self.initial_failed += 1;
+                }
+            }
+        }
+    }
+
+    /// Running nodes (with `linked`, only those that have had a link): (index, node).
+    pub(super) fn live(&self, linked: bool) -> Vec<(usize, Arc<Node>)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.gone)
+            .filter_map(|(i, s)| Some((i, s.node.clone()?)))
+            .filter(|&(i, _)| !linked || lock(&self.slots[i].record).first_link.is_some())
+            .collect()
+    }
+
+    /// Microseconds since the run started (the send time a payload carries).
+    pub(super) fn now_us(&self) -> u64 {
+        self.shared.start.elapsed().as_micros() as u64
+    }
+
+    /// Updates the bar: joins while joining, then seconds and traffic while `running`.
+    pub(super) fn show_progress(&self, running: bool) {
+        if self.bar.is_hidden() {
+            return;
+        }
+        if running {
+            let t = lock(&self.shared.traffic);
+            self.bar.set_position(self.shared.start.elapsed().as_secs());
+            self.bar.set_message(format!(
+                "{} nodes, unicasts {}/{} delivered, {} broadcasts",
+                self.live(false).len(),
+                t.unicast_delivered,
+                self.unicast_sent,
+                self.broadcast_alive.len()
+            ));
+        } else {
+            self.bar
+                .set_position(self.shared.joined_initial.load(Ordering::Relaxed) as u64);
+        }
+    }
+
+    /// Leaves with every node, stops the server.
+    pub(super) async fn teardown(&mut self) {
+        self.bar.finish_and_clear();
+        self.joins.abort_all();
+        let mut leaving = JoinSet::new();
+        for slot in &mut self.slots {
+            if let Some(node) = slot.node.take() {
+                match Arc::try_unwrap(node) {
+                    Ok(node) => {
+                        leaving.spawn(node.leave());
+                    }
+                    Err(node) => drop(node),
+                }
+            }
+        }
+        let t = Instant::now();
+        let left = tokio::time::timeout(TEARDOWN, async {
+            while leaving.join_next().await.is_some() {}
+        })
+        .await;
+        if left.is_err() {
+            warn!("nodes still leaving after {TEARDOWN:?}");
+        }
+        if let Some(stop) = self.server_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            match tokio::time::timeout(TEARDOWN, server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => warn!("the bootstrap server failed: {e}"),
+                Ok(Err(e)) => warn!("the bootstrap server task failed: {e}"),
+                Err(_) => warn!("the bootstrap server did not stop within {TEARDOWN:?}"),
+            }
+        }
+        info!(took = ?t.elapsed(), "teardown");
+    }
+}
+
+/// Asks every node at once; the answers by index (nodes that stopped or took longer than
+/// [`QUERY_TIMEOUT`] are left out).
+pub(super) async fn query<T, F, Fut>(nodes: &[(usize, Arc<Node>)], ask: F) -> HashMap<usize, T>
+where
+    T: Send + 'static,
+    F: Fn(Arc<Node>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, mesh_node::Error>> + Send + 'static,
+{
+    let mut set = JoinSet::new();
+    for (i, node) in nodes {
+        let (i, asked) = (*i, ask(node.clone()));
+        set.spawn(async move { (i, tokio::time::timeout(QUERY_TIMEOUT, asked).await) });
+    }
+    let mut answers = HashMap::with_capacity(nodes.len());
+    while let Some(answer) = set.join_next().await {
+        if let Ok((i, Ok(Ok(value)))) = answer {
+            answers.insert(i, value);
+        }
+    }
+    answers
+}

@@ -1,0 +1,210 @@
+//! The scenario in wall-clock time: nodes start at the join rate, then unicasts, broadcasts,
+//! churn, the kill and the server's stop happen when they are due, until the end.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::ProgressStyle;
+use mesh_node::Node;
+use rand::Rng;
+use tracing::{debug, info};
+
+use super::JOIN_GRACE;
+use super::observe::{self, Kind, lock};
+use super::sim::{Sim, query};
+use crate::Report;
+
+impl Sim<'_> {
+    /// The scenario, then the measurements at the end.
+    pub(super) async fn run(&mut self) -> anyhow::Result<Report> {
+        let s = self.scenario;
+        let start = self.shared.start;
+        let end = start + s.duration;
+        let join_every = Duration::from_secs_f64(1.0 / s.join_rate);
+        let unicast_every =
+            (s.unicast_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / s.unicast_rate));
+        let churn_rate = s.churn_per_min / 100.0 * s.nodes as f64 / 60.0;
+        let churn_every = (churn_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / churn_rate));
+
+        let mut started = 0;
+        let mut next_join = start;
+        let mut traffic_from: Option<Instant> = None;
+        let (mut next_unicast, mut next_broadcast, mut next_churn) = (None, None, None);
+        let mut kill_at = s.kill.map(|k| (start + k.at, k.fraction));
+        let mut server_kill_at = s.kill_bootstrap_at.map(|d| start + d);
+        let mut next_sample = start + Duration::from_secs(1);
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            while started < s.nodes && next_join <= now {
+                self.start_join();
+                started += 1;
+                next_join += join_every;
+            }
+            if traffic_from.is_none() && started == s.nodes {
+                let joined = self.shared.joined_initial.load(Ordering::Relaxed);
+                let last_start = self.slots[s.nodes - 1].started;
+                if joined + self.initial_failed >= s.nodes || now >= last_start + JOIN_GRACE {
+                    info!(joined, "initial joins done: traffic starts");
+                    traffic_from = Some(now);
+                    next_unicast = unicast_every.map(|d| now + d);
+                    next_broadcast = s.broadcast_every.map(|d| now + d);
+                    next_churn = churn_every.map(|d| now + d);
+                    self.bar.set_style(
+                        ProgressStyle::with_template("running  [{bar:40}] {pos}/{len} s  {msg}")
+                            .expect("valid template")
+                            .progress_chars("=> "),
+                    );
+                    self.bar.set_length(s.duration.as_secs());
+                }
+            }
+            if let Some((at, fraction)) = kill_at {
+                if at <= now {
+                    self.kill(fraction).await;
+                    kill_at = None;
+                }
+            }
+            if server_kill_at.is_some_and(|at| at <= now) {
+                info!("stopping the bootstrap server");
+                if let Some(stop) = self.server_stop.take() {
+                    let _ = stop.send(());
+                }
+                server_kill_at = None;
+            }
+            if let (Some(next), Some(every)) = (next_unicast.as_mut(), unicast_every) {
+                while *next <= now {
+                    self.unicast().await;
+                    *next += every;
+                }
+            }
+            if let (Some(next), Some(every)) = (next_broadcast.as_mut(), s.broadcast_every) {
+                while *next <= now {
+                    self.broadcast().await;
+                    *next += every;
+                }
+            }
+            if let (Some(next), Some(every)) = (next_churn.as_mut(), churn_every) {
+                while *next <= now {
+                    self.churn().await;
+                    *next += every;
+                }
+            }
+            if next_sample <= now {
+                self.sample(true).await;
+                while next_sample <= Instant::now() {
+                    next_sample += Duration::from_secs(1);
+                }
+            }
+            self.show_progress(traffic_from.is_some());
+
+            let mut wake = end.min(next_sample).min(now + Duration::from_millis(100));
+            if started < s.nodes {
+                wake = wake.min(next_join);
+            }
+            for t in [next_unicast, next_broadcast, next_churn, server_kill_at]
+                .into_iter()
+                .flatten()
+                .chain(kill_at.map(|(at, _)| at))
+            {
+                wake = wake.min(t);
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(wake.into()) => {}
+                Some(joined) = self.joins.join_next(), if !self.joins.is_empty() => {
+                    self.on_joined(joined.context("a join task failed")?);
+                }
+            }
+        }
+        self.finish().await
+    }
+
+    /// A unicast between two random linked nodes.
+    pub(super) async fn unicast(&mut self) {
+        let live = self.live(true);
+        if live.len() < 2 {
+            return;
+        }
+        let a = self.picks.random_range(0..live.len());
+        let b = (a + self.picks.random_range(1..live.len())) % live.len();
+        let id = self.unicast_sent;
+        lock(&self.shared.traffic).unicast_arrived.push(false);
+        self.unicast_sent += 1;
+        self.unicast_log
+            .push((live[a].0, live[b].0, self.shared.start.elapsed()));
+        let to = self.slots[live[b].0].id;
+        let data = observe::payload(Kind::Unicast, id, self.now_us());
+        if let Err(e) = live[a].1.send(to, data).await {
+            debug!(from = live[a].0, to = live[b].0, "unicast not sent: {e}");
+            self.send_errors += 1;
+        }
+    }
+
+    /// A broadcast from a random linked node.
+    pub(super) async fn broadcast(&mut self) {
+        let live = self.live(true);
+        if live.len() < 2 {
+            return;
+        }
+        let origin = self.picks.random_range(0..live.len());
+        let id = self.broadcast_alive.len() as u64;
+        lock(&self.shared.traffic).broadcast_receipts.push(0);
+        self.broadcast_alive.push(live.len());
+        let data = observe::payload(Kind::Broadcast, id, self.now_us());
+        if let Err(e) = live[origin].1.broadcast(data).await {
+            debug!(from = live[origin].0, "broadcast not sent: {e}");
+            self.send_errors += 1;
+        }
+    }
+
+    /// Stops the nodes at `indices` (dropping their handles), after reading their counters.
+    pub(super) async fn retire(&mut self, indices: &[usize]) {
+        let nodes: Vec<(usize, Arc<Node>)> = indices
+            .iter()
+            .filter_map(|&i| Some((i, self.slots[i].node.clone()?)))
+            .collect();
+        for stats in query(&nodes, |node| async move { node.stats().await })
+            .await
+            .values()
+        {
+            self.retired.add(stats);
+        }
+        drop(nodes);
+        for &i in indices {
+            let slot = &mut self.slots[i];
+            slot.gone = true;
+            // The last handle: dropping it makes the driver leave.
+            slot.node = None;
+        }
+    }
+
+    /// Kills `fraction` of the live nodes, chosen at random.
+    pub(super) async fn kill(&mut self, fraction: f64) {
+        let live = self.live(false);
+        let n = ((fraction * live.len() as f64).round() as usize).clamp(1, live.len().max(1));
+        if live.is_empty() {
+            return;
+        }
+        let victims: Vec<usize> = rand::seq::index::sample(&mut self.picks, live.len(), n)
+            .into_iter()
+            .map(|k| live[k].0)
+            .collect();
+        drop(live);
+        info!(n, "killing nodes");
+        self.retire(&victims).await;
+    }
+
+    /// A random linked node leaves; a new one joins.
+    pub(super) async fn churn(&mut self) {
+        let live = self.live(true);
+        if let Some(&(i, _)) = live.get(self.picks.random_range(0..live.len().max(1))) {
+            drop(live);
+            debug!(node = i, "churn: a node leaves, a new one joins");
+            self.retire(&[i]).await;
+        }
+        self.start_join();
+    }
+}
