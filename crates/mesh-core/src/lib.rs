@@ -101,6 +101,8 @@ pub struct Stats {
     /// Sessions opened above the target degree to a better-placed peer (a closer one, or
     /// one in a distance bucket no neighbour covered).
     pub links_rewired: u64,
+    /// `FindNodes` sent (lookups for peers in a part of the id space we know nobody in).
+    pub lookups_sent: u64,
     /// Frames from a neighbour that did not decode or were not valid on a link (each
     /// cost that neighbour its link).
     pub malformed_frames: u64,

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
+use mesh_proto::frame::MAX_NODES;
 use mesh_proto::identity::Keypair;
 use mesh_proto::signal::{Payload, RejectReason, SessionId, SignalKind};
 use mesh_proto::{ErrorCode, Frame, MAX_FRAME_SIZE, NodeId};
@@ -211,6 +212,7 @@ pub struct Node {
     /// [`Node::rewire`]: a link, a neighbour set, a newly known peer, or the periodic
     /// refresh (backoffs end).
     topology_dirty: bool,
+    next_lookup: Instant,
     next_tick: Instant,
     next_announce: Instant,
     next_peer_request: Instant,
@@ -239,6 +241,7 @@ impl Node {
             dedup: ExpiringMap::new(config.dedup_capacity, config.dedup_ttl),
             replay: ExpiringMap::new(config.replay_capacity, config.replay_ttl),
             topology_dirty: true,
+            next_lookup: now,
             next_tick: now,
             next_announce: now + config.announce_interval,
             next_peer_request: now,
@@ -403,6 +406,7 @@ impl Node {
             }
         }
         self.top_up(now);
+        self.lookup(now);
         if self.links.len() >= self.config.target_degree && self.topology_dirty {
             self.topology_dirty = !self.rewire(now);
             self.shed_redundant(now);
@@ -571,6 +575,15 @@ impl Node {
                 self.learn_peers(&peers, now);
                 self.neighbour_sets.insert(peer, peers);
                 self.topology_dirty = true;
+            }
+            Frame::FindNodes { target } => {
+                let peers = self.closest_known(target, peer, MAX_NODES);
+                self.send_frame(session, &Frame::Nodes { target, peers });
+            }
+            Frame::Nodes { mut peers, .. } => {
+                peers.truncate(MAX_NODES);
+                peers.retain(|p| *p != self.id);
+                self.learn_peers(&peers, now);
             }
             other => {
                 self.stats.malformed_frames += 1;

@@ -136,7 +136,25 @@ pub enum Frame {
         /// The sender's neighbours (never the recipient itself).
         peers: Vec<NodeId>,
     },
+    /// Tag 14, node→neighbour: ask for the peers the neighbour knows closest to `target`
+    /// (a one-link lookup: how a node finds peers in a part of the id space it knows
+    /// nobody in).
+    FindNodes {
+        /// The id to find peers near.
+        target: NodeId,
+    },
+    /// Tag 15, node→neighbour: the answer to [`Frame::FindNodes`].
+    Nodes {
+        /// The `target` of the request.
+        target: NodeId,
+        /// Peers the sender knows, closest to `target` first, at most [`MAX_NODES`]; never
+        /// the recipient itself.
+        peers: Vec<NodeId>,
+    },
 }
+
+/// The most peers a [`Frame::Nodes`] carries.
+pub const MAX_NODES: usize = 16;
 
 impl Frame {
     /// A short static name of the frame kind, for logs and metric labels.
@@ -156,6 +174,8 @@ impl Frame {
             Frame::Flood { .. } => "flood",
             Frame::GetNeighbours => "get_neighbours",
             Frame::Neighbours { .. } => "neighbours",
+            Frame::FindNodes { .. } => "find_nodes",
+            Frame::Nodes { .. } => "nodes",
         }
     }
 }

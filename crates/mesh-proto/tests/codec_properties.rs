@@ -16,7 +16,39 @@ fn room() -> impl Strategy<Value = RoomName> {
     "[^\\p{Cc}]{1,16}".prop_filter_map("fits a room name", |s| s.parse().ok())
 }
 
+/// The frames of a DataChannel link.
+fn mesh_frame() -> impl Strategy<Value = Frame> {
+    prop_oneof![
+        (node_id(), node_id(), any::<u8>(), payload()).prop_map(|(to, from, ttl, payload)| {
+            Frame::Route {
+                to,
+                from,
+                ttl,
+                payload,
+            }
+        }),
+        (node_id(), any::<u64>(), any::<u8>(), payload()).prop_map(|(from, id, ttl, payload)| {
+            Frame::Flood {
+                from,
+                id,
+                ttl,
+                payload,
+            }
+        }),
+        Just(Frame::GetNeighbours),
+        prop::collection::vec(node_id(), 0..30).prop_map(|peers| Frame::Neighbours { peers }),
+        node_id().prop_map(|target| Frame::FindNodes { target }),
+        (node_id(), prop::collection::vec(node_id(), 0..20))
+            .prop_map(|(target, peers)| Frame::Nodes { target, peers }),
+    ]
+}
+
 fn frame() -> impl Strategy<Value = Frame> {
+    prop_oneof![bootstrap_frame(), mesh_frame()]
+}
+
+/// The frames of the bootstrap WebSocket.
+fn bootstrap_frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
         (any::<[u8; 32]>(), any::<[u32; 4]>()).prop_map(|(nonce, l)| Frame::Challenge {
             nonce,

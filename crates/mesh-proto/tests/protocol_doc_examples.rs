@@ -207,6 +207,14 @@ fn frame_examples() -> Vec<(&'static str, Frame)> {
                 peers: vec![id(PEER_A), id(PEER_B)],
             },
         ),
+        ("find_nodes", Frame::FindNodes { target: id(PEER_A) }),
+        (
+            "nodes",
+            Frame::Nodes {
+                target: id(PEER_A),
+                peers: vec![id(PEER_B)],
+            },
+        ),
     ]
 }
 
@@ -247,6 +255,7 @@ fn conformance_examples() -> Vec<(&'static str, Option<Frame>)> {
         ("02 07 05", None),
         ("01 0c", Some(Frame::GetNeighbours)),
         ("01 0e", None),
+        ("01 10", None),
         ("01 09 0c 02 00", None),
         ("01 09 0f 00 02 c3 28", None),
         (

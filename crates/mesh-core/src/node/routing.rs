@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use mesh_proto::signal::Payload;
 use mesh_proto::{Distance, Frame, NodeId};
+use rand::seq::IteratorRandom;
 
 use super::{Carrier, Event, Node, Output};
 use crate::Error;
@@ -97,7 +98,12 @@ impl Node {
     /// distance over the two-hop view: the neighbour through which the node closest to
     /// `to` is reached, among the neighbours and their neighbours (ties: the lowest id).
     /// `None`: no usable neighbour at all.
-    pub(super) fn next_hop(&self, to: NodeId, exclude: &[NodeId], now: Instant) -> Option<NodeId> {
+    pub(super) fn next_hop(
+        &mut self,
+        to: NodeId,
+        exclude: &[NodeId],
+        now: Instant,
+    ) -> Option<NodeId> {
         let usable = |n: &NodeId| !exclude.contains(n) && self.links.contains_key(n);
         if let Some((n, _)) = self
             .neighbour_sets
@@ -123,10 +129,18 @@ impl Node {
                 }
             }
         }
-        // No strict progress: still hand it to the best-placed neighbour (never back where
-        // it came from, nor to its origin), and let the TTL bound the detour. Interim:
-        // lookups that find peers in every distance bucket make this rare (issue 5).
-        best.map(|(_, via)| via)
+        match best {
+            Some((d, via)) if d < self.id.distance(&to) => Some(via),
+            // No strict progress from here over two links: a random step (never back where
+            // it came from, nor to its origin) to get out of the region that lacks the way,
+            // the TTL bounding the walk.
+            _ => self
+                .links
+                .keys()
+                .filter(|n| usable(n))
+                .copied()
+                .choose(&mut self.rng),
+        }
     }
 
     pub(super) fn learn_route(&mut self, origin: NodeId, via: NodeId, now: Instant) {

@@ -16,7 +16,8 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use mesh_proto::{Distance, NodeId};
+use mesh_proto::{Distance, Frame, NodeId};
+use rand::Rng;
 use rand::seq::IteratorRandom;
 
 use super::{Carrier, Node, Role};
@@ -176,6 +177,66 @@ impl Node {
             self.stats.links_shed += 1;
             self.drop_link(session, "redundant link shed".to_owned(), now);
         }
+    }
+
+    /// Up to `max` peers we know (linked or not), closest to `target` first, never `asker`.
+    pub(super) fn closest_known(&self, target: NodeId, asker: NodeId, max: usize) -> Vec<NodeId> {
+        let mut all: Vec<(Distance, NodeId)> = self
+            .links
+            .keys()
+            .copied()
+            .chain(self.known.iter().map(|(p, _)| *p))
+            .filter(|p| *p != asker && *p != self.id)
+            .map(|p| (p.distance(&target), p))
+            .collect();
+        if all.len() > max {
+            all.select_nth_unstable(max);
+            all.truncate(max);
+        }
+        all.sort_unstable();
+        all.dedup();
+        all.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// At most once per `announce_interval`: asks the neighbour closest to it for peers near
+    /// an id in the farthest bucket (above the bucket of our closest neighbour) that no
+    /// neighbour nor neighbour's neighbour is in and we know nobody in; with no such bucket,
+    /// for peers near our own id (closer ones than we have).
+    pub(super) fn lookup(&mut self, now: Instant) {
+        if now < self.next_lookup || self.links.is_empty() {
+            return;
+        }
+        self.next_lookup = now + self.config.announce_interval;
+        let deepest = self
+            .links
+            .keys()
+            .map(|p| bucket(&self.id, p))
+            .max()
+            .unwrap_or(0);
+        let covered = self.covered_buckets();
+        let mut known = covered.clone();
+        known.extend(self.known.iter().map(|(p, _)| bucket(&self.id, p)));
+        let target = match (0..deepest).find(|b| !known.contains(b)) {
+            Some(b) => {
+                // Our id with bit `b` flipped and random bits below: an id in bucket `b`.
+                let me = u128::from_be_bytes(*self.id.as_bytes());
+                let below = if b >= 127 { 0 } else { u128::MAX >> (b + 1) };
+                let flipped = me ^ (1u128 << (127 - b));
+                let id = (flipped & !below) | (self.rng.random::<u128>() & below);
+                NodeId::from_bytes(id.to_be_bytes())
+            }
+            None => self.id,
+        };
+        let Some(&session) = self
+            .links
+            .iter()
+            .min_by_key(|(p, _)| p.distance(&target))
+            .map(|(_, s)| s)
+        else {
+            return;
+        };
+        self.stats.lookups_sent += 1;
+        self.send_frame(session, &Frame::FindNodes { target });
     }
 
     /// Our role in the session of the link to `peer`.

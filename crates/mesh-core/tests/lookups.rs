@@ -1,0 +1,122 @@
+//! One-link lookups: a node answers `FindNodes` with the peers it knows closest to the
+//! target (never the asker, at most 16), and learns what a `Nodes` answer tells it (at most
+//! 16 entries). Deterministic, in virtual time.
+
+mod support;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use mesh_proto::frame::MAX_NODES;
+use mesh_proto::identity::Keypair;
+use mesh_proto::{Frame, NodeId};
+use support::{Net, grown_mesh, test_config};
+
+/// The `Nodes` frames a node sent: (target, peers).
+type Answers = Rc<RefCell<Vec<(NodeId, Vec<NodeId>)>>>;
+
+/// Records every `Nodes` frame node `a` sends.
+fn tap_nodes(net: &mut Net, a: usize) -> Answers {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let sink = seen.clone();
+    net.tamper = Some(Box::new(move |sender, bytes| {
+        if sender == a
+            && let Ok(Frame::Nodes { target, peers }) = mesh_proto::decode(bytes)
+        {
+            sink.borrow_mut().push((target, peers));
+        }
+    }));
+    seen
+}
+
+fn ask(net: &mut Net, a: usize, b: usize, target: NodeId) {
+    let bytes = mesh_proto::encode(&Frame::FindNodes { target }).unwrap();
+    net.inject(a, b, bytes);
+}
+
+#[test]
+fn find_nodes_is_answered_with_the_closest_known_peers_never_the_asker() {
+    let n = 12;
+    let mut net = grown_mesh(n, test_config());
+    let a = 0;
+    let b = net.index[&net.nodes[a].neighbours()[0]];
+    let seen = tap_nodes(&mut net, a);
+    let target = net.id(b); // the asker's own id: the asker must still be left out
+    ask(&mut net, a, b, target);
+
+    let answers = seen.borrow();
+    let (t, peers) = answers.last().expect("a Nodes answer");
+    assert_eq!(*t, target);
+    assert!(!peers.is_empty() && peers.len() <= MAX_NODES);
+    assert!(!peers.contains(&net.id(b)), "never the asker");
+    assert!(!peers.contains(&net.id(a)), "never itself");
+    let distances: Vec<_> = peers.iter().map(|p| p.distance(&target)).collect();
+    assert!(distances.windows(2).all(|w| w[0] < w[1]), "closest first");
+    // Every node of this small mesh is known to `a`; the closest one to the target (the
+    // asker aside) leads the answer.
+    let best = (0..n)
+        .filter(|j| *j != a && *j != b)
+        .map(|j| net.id(j))
+        .min_by_key(|p| p.distance(&target))
+        .unwrap();
+    assert_eq!(peers[0], best);
+    assert!(
+        net.nodes[a].neighbours().contains(&net.id(b)),
+        "a valid frame"
+    );
+}
+
+#[test]
+fn a_nodes_answer_teaches_at_most_sixteen_peers() {
+    let n = 8;
+    let mut net = grown_mesh(n, test_config());
+    let a = 0;
+    let b = net.index[&net.nodes[a].neighbours()[0]];
+    let fresh: Vec<NodeId> = (0..40u8)
+        .map(|i| Keypair::from_seed([200u8.wrapping_add(i); 32]).node_id())
+        .collect();
+    let frame = Frame::Nodes {
+        target: fresh[0],
+        peers: fresh.clone(),
+    };
+    net.inject(a, b, mesh_proto::encode(&frame).unwrap());
+    let seen = tap_nodes(&mut net, a);
+
+    // The first entry is known now: asked for it, `a` names it first.
+    ask(&mut net, a, b, fresh[0]);
+    assert_eq!(seen.borrow().last().unwrap().1[0], fresh[0]);
+    // Entries past the 16th were dropped.
+    for far in &fresh[MAX_NODES..] {
+        ask(&mut net, a, b, *far);
+        let answers = seen.borrow();
+        assert_ne!(answers.last().unwrap().1[0], *far, "{far} was kept");
+    }
+    assert_eq!(net.nodes[a].stats().malformed_frames, 0, "valid frames");
+}
+
+#[test]
+fn nodes_with_lookups_find_their_way_in_a_larger_mesh() {
+    let n = 40;
+    // The library's default degrees (8, at most 12).
+    let config = test_config()
+        .with_target_degree(8)
+        .with_min_degree(3)
+        .with_max_degree(12);
+    let mut net = grown_mesh(n, config);
+    net.run_for(Duration::from_secs(10));
+    let lookups: u64 = (0..n).map(|i| net.nodes[i].stats().lookups_sent).sum();
+    assert!(lookups > 0, "nodes looked up peers");
+    // Any node reaches any other.
+    for a in 0..n {
+        for b in (0..n).filter(|b| *b != a) {
+            let (to, now) = (net.id(b), net.now);
+            net.nodes[a].send(now, to, vec![a as u8, b as u8]).unwrap();
+            net.drain(a);
+        }
+    }
+    net.settle();
+    for b in 0..n {
+        assert_eq!(net.messages(b).len(), n - 1, "node {b}");
+    }
+}
