@@ -84,6 +84,16 @@ pub struct Unicast {
     pub latency_ms_p50: f64,
 }
 
+/// What the relays dropped, summed over the nodes that ran: unicasts and signaling alike
+/// (a unicast of the scenario that is not delivered was dropped somewhere).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Routing {
+    /// Frames whose TTL ran out.
+    pub dropped_ttl: u64,
+    /// Frames with no neighbour to go to.
+    pub dropped_no_route: u64,
+}
+
 /// Broadcast traffic of the run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Broadcast {
@@ -131,6 +141,8 @@ pub struct Report {
     pub unicast: Unicast,
     /// Broadcast traffic.
     pub broadcast: Broadcast,
+    /// Frames the relays dropped.
+    pub routing: Routing,
     /// Connected components of the link graph at the end.
     pub components: usize,
     /// Nodes alive at the end.
@@ -147,7 +159,8 @@ pub struct Report {
     pub degrees: Vec<usize>,
     /// Join latencies, ms (for the CDF).
     pub join_samples_ms: Vec<f64>,
-    /// Hops of every delivered unicast (for the histogram; empty when not measured).
+    /// Hops of every delivered unicast (memory transport) or of every hop probe (webrtc),
+    /// for the histogram.
     pub hop_samples: Vec<u32>,
     /// The time series.
     pub timeline: Vec<Sample>,
@@ -187,6 +200,13 @@ impl Report {
         row(
             "unicast delivered / sent",
             format!("{} / {}", self.unicast.delivered, self.unicast.sent),
+        );
+        row(
+            "relay drops: TTL / no route",
+            format!(
+                "{} / {}",
+                self.routing.dropped_ttl, self.routing.dropped_no_route
+            ),
         );
         row(
             "unicast hops: mean, p99",

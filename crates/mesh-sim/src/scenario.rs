@@ -30,7 +30,7 @@ pub struct Scenario {
     pub nodes: usize,
     /// Links used. Default webrtc.
     pub transport: TransportKind,
-    /// Target degree; min is min(3, degree), max degree + max(2, degree / 2). Default 8.
+    /// Target degree; see [`Scenario::overlay`] for the minimum and maximum. Default 8.
     pub degree: usize,
     /// Joins per second. Default 50.
     pub join_rate: f64,

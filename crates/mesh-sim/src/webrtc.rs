@@ -32,8 +32,8 @@
 //!   up to [`PROBES`] probe unicasts between random pairs are sent one at a time, each
 //!   between two readings of every live node's counters: hops = 1 + the relays counted in
 //!   between. A probe whose window also saw a signaling message or a flood copy (which
-//!   relays too) is discarded. `hops_mean`/`hops_p99` are over the probes; `hop_samples`
-//!   (every delivered unicast) stays empty.
+//!   relays too) is discarded. `hops_mean`/`hops_p99` and `hop_samples` (the histogram)
+//!   are the probes'.
 //! - **link_setup_ms**: `NodeStats::link_setup`, the driver's own record of offerer
 //!   sessions (`OpenSession` → `LinkUp`), the last 256 per node.
 //! - **Signaling**: sessions initiated via the server / via the mesh, summed over every node

@@ -57,6 +57,8 @@ pub(super) struct Totals {
     pub signals_via_mesh: u64,
     pub messages_delivered: u64,
     pub flood_duplicates: u64,
+    pub dropped_ttl: u64,
+    pub dropped_no_route: u64,
 }
 
 impl Totals {
@@ -67,6 +69,8 @@ impl Totals {
         self.signals_via_mesh += s.signals_sent_via_mesh;
         self.messages_delivered += s.messages_delivered;
         self.flood_duplicates += s.flood_duplicates;
+        self.dropped_ttl += s.dropped_ttl;
+        self.dropped_no_route += s.dropped_no_route;
     }
 }
 
@@ -270,6 +274,10 @@ impl Sim<'_> {
                 hops_mean: report::mean(&hops),
                 hops_p99: report::quantile(&hops, 0.99),
                 latency_ms_p50: report::quantile(&latencies, 0.5),
+            },
+            routing: report::Routing {
+                dropped_ttl: totals.dropped_ttl,
+                dropped_no_route: totals.dropped_no_route,
             },
             broadcast: report::Broadcast {
                 sent: bcasts.len() as u64,

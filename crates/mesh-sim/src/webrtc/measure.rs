@@ -222,6 +222,10 @@ impl Sim<'_> {
                 hops_p99: report::quantile(&hops_f, 0.99),
                 latency_ms_p50: report::quantile(&traffic.unicast_latency_ms, 0.5),
             },
+            routing: report::Routing {
+                dropped_ttl: totals.dropped_ttl,
+                dropped_no_route: totals.dropped_no_route,
+            },
             broadcast: report::Broadcast {
                 sent: self.broadcast_alive.len() as u64,
                 min_coverage: coverage.unwrap_or(0.0),
@@ -239,7 +243,7 @@ impl Sim<'_> {
             seed: s.seed,
             degrees,
             join_samples_ms: join_ms,
-            hop_samples: Vec::new(),
+            hop_samples: hops,
             timeline: self.timeline.clone(),
         }
     }
