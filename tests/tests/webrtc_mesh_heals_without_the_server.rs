@@ -17,6 +17,17 @@ async fn links_still_form_and_messages_route_with_the_server_gone() {
     let min = overlay.min_degree;
     let mut nodes = webrtc_mesh(&server, n, overlay).await;
     server.stop().await.unwrap();
+    // Every node notices the server is gone (its WebSocket closes).
+    for node in &nodes {
+        let start = tokio::time::Instant::now();
+        while node.node.stats().await.unwrap().server_connected {
+            assert!(
+                start.elapsed() < mesh_e2e::DEADLINE,
+                "a node never noticed the server stop"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     let mut before = Vec::new();
     for node in &nodes {
