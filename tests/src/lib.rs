@@ -402,8 +402,8 @@ pub async fn wait_for_degree(node: &MeshNode, degree: usize, deadline: Duration)
 
 /// Waits until no node's links changed for `quiet` (links opened and closed, summed over
 /// the nodes, stayed the same), within `deadline`. The overlay keeps improving its shape
-/// for a while after the nodes reach their degree, and a link it sheds loses what was in
-/// flight on it (unicast is best-effort): tests that count every message wait for this.
+/// for a while after the nodes reach their degree; tests that count every message wait
+/// for this, so that what they measure is a settled mesh.
 pub async fn wait_for_settled(nodes: &[MeshNode], quiet: Duration, deadline: Duration) {
     let start = tokio::time::Instant::now();
     let mut last = None;

@@ -196,6 +196,9 @@ pub struct Node {
     sessions: BTreeMap<SessionId, Session>,
     /// Neighbour → the session of its link.
     links: BTreeMap<NodeId, SessionId>,
+    /// Links being closed (`Frame::Closing` sent or received) → when to close them at the
+    /// latest. They carry what still arrives, but nothing new, and count for nothing.
+    draining: BTreeMap<NodeId, Instant>,
     /// What each neighbour says its neighbours are.
     neighbour_sets: BTreeMap<NodeId, Vec<NodeId>>,
     /// Peers we could link to (value: unused).
@@ -234,6 +237,7 @@ impl Node {
             leaving: false,
             sessions: BTreeMap::new(),
             links: BTreeMap::new(),
+            draining: BTreeMap::new(),
             neighbour_sets: BTreeMap::new(),
             known: ExpiringMap::new(config.known_capacity, long),
             backoff: ExpiringMap::new(config.known_capacity, config.retry_backoff),
@@ -256,9 +260,29 @@ impl Node {
         self.id
     }
 
-    /// The current neighbours.
+    /// The current neighbours (not those whose link is being closed).
     pub fn neighbours(&self) -> Vec<NodeId> {
-        self.links.keys().copied().collect()
+        self.live_links().map(|(p, _)| *p).collect()
+    }
+
+    /// The links that count: all but those being closed.
+    fn live_links(&self) -> impl Iterator<Item = (&NodeId, &SessionId)> {
+        self.links
+            .iter()
+            .filter(|(p, _)| !self.draining.contains_key(p))
+    }
+
+    /// The session of the link to `peer`, unless it is being closed.
+    fn live_link(&self, peer: &NodeId) -> Option<SessionId> {
+        self.links
+            .get(peer)
+            .copied()
+            .filter(|_| !self.draining.contains_key(peer))
+    }
+
+    /// How many links count towards the degree.
+    fn degree(&self) -> usize {
+        self.live_links().count()
     }
 
     /// The session of the link to neighbour `peer`.
@@ -405,9 +429,10 @@ impl Node {
                 self.outputs.push_back(Output::CloseSession { session });
             }
         }
+        self.close_drained(now);
         self.top_up(now);
         self.lookup(now);
-        if self.links.len() >= self.config.target_degree && self.topology_dirty {
+        if self.degree() >= self.config.target_degree && self.topology_dirty {
             self.topology_dirty = !self.rewire(now);
             self.shed_redundant(now);
         }
@@ -460,7 +485,7 @@ impl Node {
             self.links.remove(&peer);
             self.outputs
                 .push_back(Output::CloseSession { session: existing });
-        } else if self.links.len() >= self.config.max_degree {
+        } else if self.degree() >= self.config.max_degree {
             self.sessions.remove(&session);
             self.outputs.push_back(Output::CloseSession { session });
             return;
@@ -565,8 +590,11 @@ impl Node {
                 }
             }
             Frame::GetNeighbours => {
-                let peers: Vec<NodeId> =
-                    self.links.keys().filter(|n| **n != peer).copied().collect();
+                let peers: Vec<NodeId> = self
+                    .live_links()
+                    .map(|(n, _)| *n)
+                    .filter(|n| *n != peer)
+                    .collect();
                 self.send_frame(session, &Frame::Neighbours { peers });
             }
             Frame::Neighbours { mut peers } => {
@@ -585,6 +613,7 @@ impl Node {
                 peers.retain(|p| *p != self.id);
                 self.learn_peers(&peers, now);
             }
+            Frame::Closing => self.on_closing(peer, now),
             other => {
                 self.stats.malformed_frames += 1;
                 let reason = format!("{} frames are not valid on a link", other.kind());
@@ -601,7 +630,7 @@ impl Node {
             .values()
             .filter(|s| !s.linked && s.role == Role::Offerer)
             .count();
-        if self.links.is_empty() {
+        if self.degree() == 0 {
             // The door: one server-signaled session at a time, only with no link at all.
             if !self.server_up || pending > 0 {
                 return;
@@ -615,7 +644,7 @@ impl Node {
         let want = self
             .config
             .target_degree
-            .saturating_sub(self.links.len() + pending);
+            .saturating_sub(self.degree() + pending);
         let slots = self.config.max_pending_sessions.saturating_sub(pending);
         for _ in 0..want.min(slots) {
             match self.pick_candidate(true, now) {
@@ -649,7 +678,7 @@ impl Node {
 
     /// Tells every neighbour our neighbour set.
     fn announce(&mut self) {
-        let all: Vec<(NodeId, SessionId)> = self.links.iter().map(|(p, s)| (*p, *s)).collect();
+        let all: Vec<(NodeId, SessionId)> = self.live_links().map(|(p, s)| (*p, *s)).collect();
         for (peer, session) in &all {
             let peers = all.iter().map(|(p, _)| *p).filter(|p| p != peer).collect();
             self.send_frame(*session, &Frame::Neighbours { peers });
@@ -665,6 +694,7 @@ impl Node {
         // Whatever ended the link (a bad frame, a close, a departure), do not re-link at once.
         self.backoff.insert(peer, (), now);
         if self.links.get(&peer) == Some(&session) {
+            self.draining.remove(&peer);
             self.topology_dirty = true;
             self.links.remove(&peer);
             self.neighbour_sets.remove(&peer);
@@ -692,7 +722,7 @@ impl Node {
         let bytes = Bytes::from(mesh_proto::encode(frame)?);
         let mut n = 0;
         for (peer, session) in &self.links {
-            if Some(*peer) != except {
+            if Some(*peer) != except && !self.draining.contains_key(peer) {
                 n += 1;
                 self.outputs.push_back(Output::SendLink {
                     session: *session,

@@ -127,3 +127,64 @@ fn shedding_never_splits_the_mesh() {
     }
     assert_eq!(seen.len(), n, "one component");
 }
+
+#[test]
+fn a_link_closed_with_notice_stops_counting_at_once_and_closes_after_its_grace() {
+    let n = 8;
+    let mut net = grown_mesh(n, test_config());
+    let a = 0;
+    let b = net.index[&net.nodes[a].neighbours()[0]];
+    let closing = mesh_proto::encode(&mesh_proto::Frame::Closing).unwrap();
+    net.inject(a, b, closing);
+    // At once: `a` no longer counts `b` as a neighbour, though the link is still open for
+    // what `b` had in flight.
+    assert!(!net.nodes[a].neighbours().contains(&net.id(b)));
+    assert!(net.link_session(a, b).is_some(), "still open");
+    assert_eq!(net.nodes[a].stats().malformed_frames, 0);
+    // `b` never closes it in this test (it did not really mean to): `a` does, after twice
+    // the grace.
+    assert!(net.run_until(Duration::from_secs(5), |net| {
+        net.link_session(a, b).is_none()
+    }));
+}
+
+#[test]
+fn shedding_closes_with_notice_and_loses_nothing() {
+    let n = 24;
+    // The library's default degrees (8, at most 12).
+    let config = test_config()
+        .with_target_degree(8)
+        .with_min_degree(3)
+        .with_max_degree(12);
+    let mut net = grown_mesh(n, config);
+    // Traffic while the shape settles, links being shed meanwhile.
+    let mut sent = 0;
+    for round in 0..20 {
+        for a in 0..n {
+            let b = (a + 1 + round) % n;
+            if a != b {
+                let (to, now) = (net.id(b), net.now);
+                if net.nodes[a].send(now, to, vec![round as u8]).is_ok() {
+                    sent += 1;
+                }
+                net.drain(a);
+            }
+        }
+        net.run_for(Duration::from_millis(500));
+    }
+    net.settle();
+    let shed: u64 = (0..n).map(|i| net.nodes[i].stats().links_shed).sum();
+    let got: usize = (0..n).map(|b| net.messages(b).len()).sum();
+    let dropped: u64 = (0..n)
+        .map(|i| net.nodes[i].stats().dropped_ttl + net.nodes[i].stats().dropped_no_route)
+        .sum();
+    assert!(shed > 0, "links were shed meanwhile");
+    // What did not arrive was dropped by a relay (a routing dead end while the mesh grows,
+    // counted), never lost unseen with a closing link.
+    assert!(got <= sent);
+    assert!(
+        (sent - got) as u64 <= dropped,
+        "{} lost, {dropped} dropped by relays",
+        sent - got
+    );
+}

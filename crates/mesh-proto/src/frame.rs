@@ -151,6 +151,10 @@ pub enum Frame {
         /// the recipient itself.
         peers: Vec<NodeId>,
     },
+    /// Tag 16, node→neighbour: the sender is about to close this link. The recipient stops
+    /// sending on it and stops counting it; the sender closes it once what is in flight
+    /// has arrived.
+    Closing,
 }
 
 /// The most peers a [`Frame::Nodes`] carries.
@@ -176,6 +180,7 @@ impl Frame {
             Frame::Neighbours { .. } => "neighbours",
             Frame::FindNodes { .. } => "find_nodes",
             Frame::Nodes { .. } => "nodes",
+            Frame::Closing => "closing",
         }
     }
 }

@@ -40,6 +40,7 @@ fn mesh_frame() -> impl Strategy<Value = Frame> {
         node_id().prop_map(|target| Frame::FindNodes { target }),
         (node_id(), prop::collection::vec(node_id(), 0..20))
             .prop_map(|(target, peers)| Frame::Nodes { target, peers }),
+        Just(Frame::Closing),
     ]
 }
 

@@ -215,6 +215,7 @@ fn frame_examples() -> Vec<(&'static str, Frame)> {
                 peers: vec![id(PEER_B)],
             },
         ),
+        ("closing", Frame::Closing),
     ]
 }
 
@@ -255,7 +256,8 @@ fn conformance_examples() -> Vec<(&'static str, Option<Frame>)> {
         ("02 07 05", None),
         ("01 0c", Some(Frame::GetNeighbours)),
         ("01 0e", None),
-        ("01 10", None),
+        ("01 10", Some(Frame::Closing)),
+        ("01 11", None),
         ("01 09 0c 02 00", None),
         ("01 09 0f 00 02 c3 28", None),
         (

@@ -36,7 +36,7 @@ impl Node {
         payload: Vec<u8>,
         now: Instant,
     ) -> Result<(), Error> {
-        if let Some(&session) = self.links.get(&to) {
+        if let Some(session) = self.live_link(&to) {
             self.send_frame(
                 session,
                 &Frame::Transfer {
@@ -67,7 +67,7 @@ impl Node {
         came_from: NodeId,
         now: Instant,
     ) {
-        if let Some(&session) = self.links.get(&to) {
+        if let Some(session) = self.live_link(&to) {
             self.stats.frames_relayed += 1;
             self.send_frame(session, &Frame::Transfer { from, payload });
             return;
@@ -104,7 +104,9 @@ impl Node {
         exclude: &[NodeId],
         now: Instant,
     ) -> Option<NodeId> {
-        let usable = |n: &NodeId| !exclude.contains(n) && self.links.contains_key(n);
+        let usable = |n: &NodeId| {
+            !exclude.contains(n) && self.links.contains_key(n) && !self.draining.contains_key(n)
+        };
         if let Some((n, _)) = self
             .neighbour_sets
             .iter()

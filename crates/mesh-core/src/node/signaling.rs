@@ -161,13 +161,13 @@ impl Node {
             Carrier::Server => self.config.max_degree,
             Carrier::Mesh => self.config.max_degree - self.config.door_slots,
         };
-        if carrier == Carrier::Server && self.links.len() + inbound_pending >= limit {
+        if carrier == Carrier::Server && self.degree() + inbound_pending >= limit {
             // The door is the newcomer's only way in: make room by dropping the link to
             // the best-connected neighbour, if losing it leaves that neighbour above its
             // minimum.
             self.make_room_for_newcomer(now);
         }
-        if self.links.len() + inbound_pending >= limit
+        if self.degree() + inbound_pending >= limit
             || self.sessions.len() >= self.config.max_sessions
         {
             self.send_signal_to(

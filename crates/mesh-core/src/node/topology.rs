@@ -14,13 +14,16 @@
 //! that is itself above its target, are shed, so that nodes keep room for newcomers.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mesh_proto::{Distance, Frame, NodeId};
 use rand::Rng;
 use rand::seq::IteratorRandom;
 
 use super::{Carrier, Node, Role};
+
+/// How long a link closed with notice stays open for what is in flight to arrive.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The distance bucket of `peer` as seen from `me`: the length of the prefix they share
 /// (0: they differ in the first bit, the farthest half of the id space).
@@ -53,7 +56,10 @@ impl Node {
     /// The distance of our `closest_links`-th closest neighbour (`None`: fewer links).
     fn closest_link_bound(&self) -> Option<Distance> {
         let k = self.closest_links();
-        let mut d: Vec<_> = self.links.keys().map(|p| self.id.distance(p)).collect();
+        let mut d: Vec<_> = self
+            .live_links()
+            .map(|(p, _)| self.id.distance(p))
+            .collect();
         if d.len() < k {
             return None;
         }
@@ -63,8 +69,15 @@ impl Node {
 
     /// Buckets in which we have a neighbour or a neighbour's neighbour.
     fn covered_buckets(&self) -> BTreeSet<u32> {
-        let mut covered: BTreeSet<u32> = self.links.keys().map(|p| bucket(&self.id, p)).collect();
-        for set in self.neighbour_sets.values() {
+        let mut covered: BTreeSet<u32> = self
+            .live_links()
+            .map(|(p, _)| bucket(&self.id, p))
+            .collect();
+        let live = self
+            .neighbour_sets
+            .iter()
+            .filter(|(n, _)| !self.draining.contains_key(n));
+        for (_, set) in live {
             covered.extend(
                 set.iter()
                     .filter(|p| **p != self.id)
@@ -91,7 +104,7 @@ impl Node {
                 Some(bound)
                     if coarse
                         && (d.leading_zeros() > bound.leading_zeros()
-                            || self.links.keys().all(|l| d < self.id.distance(l))) =>
+                            || self.live_links().all(|(l, _)| d < self.id.distance(l))) =>
                 {
                     return Some(p);
                 }
@@ -138,7 +151,7 @@ impl Node {
     pub(super) fn rewire(&mut self, now: Instant) -> bool {
         let pending = self.sessions.values().filter(|s| !s.linked).count();
         let room = self.config.max_degree - self.config.door_slots;
-        if self.links.is_empty() || pending > 0 || self.links.len() + 1 > room {
+        if self.degree() == 0 || pending > 0 || self.degree() + 1 > room {
             return false;
         }
         let eligible = self.eligible(now);
@@ -155,10 +168,10 @@ impl Node {
     /// ends never both drop a link on the same grounds.
     pub(super) fn shed_redundant(&mut self, now: Instant) {
         let target = self.config.target_degree;
-        if self.links.len() <= target {
+        if self.degree() <= target {
             return;
         }
-        let mut by_distance: Vec<NodeId> = self.links.keys().copied().collect();
+        let mut by_distance: Vec<NodeId> = self.live_links().map(|(p, _)| *p).collect();
         by_distance.sort_by_key(|p| self.id.distance(p));
         let keep: BTreeSet<NodeId> = by_distance
             .iter()
@@ -173,9 +186,40 @@ impl Node {
                 && self.still_covered_without(**p)
         });
         if let Some(&peer) = victim {
-            let session = self.links[&peer];
+            // Closed with notice: the neighbour stops sending on it and stops counting it
+            // (and says so to its neighbours), and what it had in flight still arrives.
             self.stats.links_shed += 1;
-            self.drop_link(session, "redundant link shed".to_owned(), now);
+            self.send_frame(self.links[&peer], &Frame::Closing);
+            self.draining.insert(peer, now + CLOSE_GRACE);
+            self.announce();
+        }
+    }
+
+    /// The neighbour `peer` is about to close our link: stop using and counting it, and
+    /// let it close (or close it ourselves if it has not after twice its grace).
+    pub(super) fn on_closing(&mut self, peer: NodeId, now: Instant) {
+        if self.draining.contains_key(&peer) {
+            return;
+        }
+        self.draining.insert(peer, now + 2 * CLOSE_GRACE);
+        self.topology_dirty = true;
+        self.announce();
+        self.top_up(now);
+    }
+
+    /// Closes the links whose closing grace is over.
+    pub(super) fn close_drained(&mut self, now: Instant) {
+        let due: Vec<NodeId> = self
+            .draining
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.draining.remove(&peer);
+            if let Some(&session) = self.links.get(&peer) {
+                self.drop_link(session, "redundant link closed".to_owned(), now);
+            }
         }
     }
 
@@ -203,14 +247,13 @@ impl Node {
     /// neighbour nor neighbour's neighbour is in and we know nobody in; with no such bucket,
     /// for peers near our own id (closer ones than we have).
     pub(super) fn lookup(&mut self, now: Instant) {
-        if now < self.next_lookup || self.links.is_empty() {
+        if now < self.next_lookup || self.degree() == 0 {
             return;
         }
         self.next_lookup = now + self.config.announce_interval;
         let deepest = self
-            .links
-            .keys()
-            .map(|p| bucket(&self.id, p))
+            .live_links()
+            .map(|(p, _)| bucket(&self.id, p))
             .max()
             .unwrap_or(0);
         let covered = self.covered_buckets();
@@ -228,8 +271,7 @@ impl Node {
             None => self.id,
         };
         let Some(&session) = self
-            .links
-            .iter()
+            .live_links()
             .min_by_key(|(p, _)| p.distance(&target))
             .map(|(_, s)| s)
         else {
@@ -250,8 +292,7 @@ impl Node {
     /// would both drop theirs.)
     fn still_covered_without(&self, peer: NodeId) -> bool {
         let b = bucket(&self.id, &peer);
-        self.links
-            .keys()
-            .any(|p| *p != peer && bucket(&self.id, p) == b)
+        self.live_links()
+            .any(|(p, _)| *p != peer && bucket(&self.id, p) == b)
     }
 }
