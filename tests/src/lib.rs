@@ -383,21 +383,25 @@ pub async fn webrtc_mesh(
     nodes
 }
 
-/// Waits until `node` has at least `degree` neighbours.
-pub async fn wait_for_degree(node: &MeshNode, degree: usize, deadline: Duration) {
+/// Polls `condition` every 20 ms until it holds; fails, naming `what`, after `deadline`.
+pub async fn wait_until(what: &str, deadline: Duration, mut condition: impl AsyncFnMut() -> bool) {
     let start = tokio::time::Instant::now();
-    loop {
-        let now = node.node.neighbors().await.expect("node running").len();
-        if now >= degree {
-            return;
-        }
+    while !condition().await {
         assert!(
             start.elapsed() < deadline,
-            "node {} stuck at degree {now} < {degree}",
-            node.node.id()
+            "{what}: not within {deadline:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until `node` has at least `degree` neighbours.
+pub async fn wait_for_degree(node: &MeshNode, degree: usize, deadline: Duration) {
+    let what = format!("node {} reaching degree {degree}", node.node.id());
+    wait_until(&what, deadline, async || {
+        node.node.neighbors().await.expect("node running").len() >= degree
+    })
+    .await;
 }
 
 /// Waits until no node's links changed for `quiet` (links opened and closed, summed over

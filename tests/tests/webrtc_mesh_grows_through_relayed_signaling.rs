@@ -48,8 +48,7 @@ async fn twelve_nodes_one_server_session_each_then_unicast_and_broadcast() {
     assert!(mesh > 0, "further links were signaled through the mesh");
 
     // Once the shape has settled (nodes shed and rewire links for a while after reaching
-    // their degree), any node reaches any other,
-    // payload intact.
+    // their degree), any node reaches any other, payload intact.
     wait_for_settled(&nodes, Duration::from_secs(1), Duration::from_secs(30)).await;
     let ids: Vec<_> = nodes.iter().map(|m| m.node.id()).collect();
     for (a, node) in nodes.iter().enumerate() {

@@ -125,3 +125,66 @@ pub struct Stats {
     /// Flood copies dropped as already seen.
     pub flood_duplicates: u64,
 }
+
+impl Stats {
+    /// Adds `other`'s counters to these (to sum the counters of many nodes).
+    pub fn add(&mut self, other: &Stats) {
+        // Destructured, so that a new counter cannot be forgotten here.
+        let Stats {
+            sessions_initiated_via_server,
+            sessions_initiated_via_mesh,
+            sessions_answered_via_server,
+            sessions_answered_via_mesh,
+            sessions_failed,
+            sessions_rejected,
+            signals_sent_via_server,
+            signals_sent_via_mesh,
+            signals_received_via_server,
+            signals_received_via_mesh,
+            bad_signals,
+            replayed_offers,
+            links_up,
+            links_down,
+            links_shed,
+            links_rewired,
+            lookups_sent,
+            malformed_frames,
+            bad_payloads,
+            frames_relayed,
+            dropped_ttl,
+            dropped_no_route,
+            messages_sent,
+            messages_delivered,
+            broadcasts_sent,
+            broadcasts_delivered,
+            flood_duplicates,
+        } = *other;
+        self.sessions_initiated_via_server += sessions_initiated_via_server;
+        self.sessions_initiated_via_mesh += sessions_initiated_via_mesh;
+        self.sessions_answered_via_server += sessions_answered_via_server;
+        self.sessions_answered_via_mesh += sessions_answered_via_mesh;
+        self.sessions_failed += sessions_failed;
+        self.sessions_rejected += sessions_rejected;
+        self.signals_sent_via_server += signals_sent_via_server;
+        self.signals_sent_via_mesh += signals_sent_via_mesh;
+        self.signals_received_via_server += signals_received_via_server;
+        self.signals_received_via_mesh += signals_received_via_mesh;
+        self.bad_signals += bad_signals;
+        self.replayed_offers += replayed_offers;
+        self.links_up += links_up;
+        self.links_down += links_down;
+        self.links_shed += links_shed;
+        self.links_rewired += links_rewired;
+        self.lookups_sent += lookups_sent;
+        self.malformed_frames += malformed_frames;
+        self.bad_payloads += bad_payloads;
+        self.frames_relayed += frames_relayed;
+        self.dropped_ttl += dropped_ttl;
+        self.dropped_no_route += dropped_no_route;
+        self.messages_sent += messages_sent;
+        self.messages_delivered += messages_delivered;
+        self.broadcasts_sent += broadcasts_sent;
+        self.broadcasts_delivered += broadcasts_delivered;
+        self.flood_duplicates += flood_duplicates;
+    }
+}

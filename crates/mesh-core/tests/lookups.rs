@@ -21,9 +21,10 @@ fn tap_nodes(net: &mut Net, a: usize) -> Answers {
     let seen = Rc::new(RefCell::new(Vec::new()));
     let sink = seen.clone();
     net.tamper = Some(Box::new(move |sender, bytes| {
-        if sender == a
-            && let Ok(Frame::Nodes { target, peers }) = mesh_proto::decode(bytes)
-        {
+        if sender != a {
+            return;
+        }
+        if let Ok(Frame::Nodes { target, peers }) = mesh_proto::decode(bytes) {
             sink.borrow_mut().push((target, peers));
         }
     }));

@@ -82,9 +82,9 @@ impl Scenario {
     /// unicasts with the default tick, 99 of 100 with 50 ms (docs/benchmarks.md).
     pub fn overlay(&self) -> mesh_core::Config {
         let d = self.degree.max(1);
-        let door_slots = mesh_core::Config::default().door_slots;
-        mesh_core::Config::default()
-            .with_target_degree(d)
+        let base = mesh_core::Config::default();
+        let door_slots = base.door_slots;
+        base.with_target_degree(d)
             .with_min_degree(d.min(3))
             .with_max_degree((d + d / 2).max(d + 2 + door_slots))
             .with_tick_interval(Duration::from_millis(50))

@@ -6,9 +6,10 @@
 //!   it by XOR distance, so that the nodes near any id know each other;
 //! - every distance bucket (the length of the id prefix a peer shares with this node) in
 //!   which it knows a peer is *covered*: some neighbour, or some neighbour's neighbour, is
-//!   in it. A unicast for an id in bucket `b` then always has a next hop strictly closer to
-//!   it (anyone in bucket `b` is closer to that id than this node is), one or two links
-//!   away: greedy routing over the two-hop view makes progress at every step.
+//!   in it. A unicast for an id in bucket `b` then has a next hop strictly closer to it
+//!   (anyone in bucket `b` is closer to that id than this node is), one or two links away.
+//!   Where the node knows nobody in the bucket of the id, greedy routing meets a dead end;
+//!   lookups (`FindNodes`, below) make that rarer, not impossible.
 //!
 //! Links beyond the target degree that add neither closeness nor coverage, to a neighbour
 //! that is itself above its target, are shed, so that nodes keep room for newcomers.
@@ -209,6 +210,9 @@ impl Node {
 
     /// Closes the links whose closing grace is over.
     pub(super) fn close_drained(&mut self, now: Instant) {
+        if self.draining.is_empty() {
+            return;
+        }
         let due: Vec<NodeId> = self
             .draining
             .iter()
@@ -225,20 +229,19 @@ impl Node {
 
     /// Up to `max` peers we know (linked or not), closest to `target` first, never `asker`.
     pub(super) fn closest_known(&self, target: NodeId, asker: NodeId, max: usize) -> Vec<NodeId> {
-        let mut all: Vec<(Distance, NodeId)> = self
-            .links
-            .keys()
-            .copied()
-            .chain(self.known.iter().map(|(p, _)| *p))
-            .filter(|p| *p != asker && *p != self.id)
-            .map(|p| (p.distance(&target), p))
+        // A linked peer is usually known too: each is counted once, before choosing.
+        let known = self.known.iter().map(|(p, _)| p);
+        let mut all: Vec<(Distance, NodeId)> = known
+            .filter(|p| !self.links.contains_key(p))
+            .chain(self.links.keys())
+            .filter(|p| **p != asker && **p != self.id)
+            .map(|p| (p.distance(&target), *p))
             .collect();
         if all.len() > max {
             all.select_nth_unstable(max);
             all.truncate(max);
         }
         all.sort_unstable();
-        all.dedup();
         all.into_iter().map(|(_, p)| p).collect()
     }
 
@@ -256,8 +259,7 @@ impl Node {
             .map(|(p, _)| bucket(&self.id, p))
             .max()
             .unwrap_or(0);
-        let covered = self.covered_buckets();
-        let mut known = covered.clone();
+        let mut known = self.covered_buckets();
         known.extend(self.known.iter().map(|(p, _)| bucket(&self.id, p)));
         let target = match (0..deepest).find(|b| !known.contains(b)) {
             Some(b) => {

@@ -48,32 +48,6 @@ pub(super) fn unicast_in_frame(bytes: &[u8]) -> Option<u64> {
     }
 }
 
-/// The counters the report sums over every node that ran.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Totals {
-    pub sessions_via_server: u64,
-    pub sessions_via_mesh: u64,
-    pub signals_via_server: u64,
-    pub signals_via_mesh: u64,
-    pub messages_delivered: u64,
-    pub flood_duplicates: u64,
-    pub dropped_ttl: u64,
-    pub dropped_no_route: u64,
-}
-
-impl Totals {
-    pub fn add(&mut self, s: &Stats) {
-        self.sessions_via_server += s.sessions_initiated_via_server;
-        self.sessions_via_mesh += s.sessions_initiated_via_mesh;
-        self.signals_via_server += s.signals_sent_via_server;
-        self.signals_via_mesh += s.signals_sent_via_mesh;
-        self.messages_delivered += s.messages_delivered;
-        self.flood_duplicates += s.flood_duplicates;
-        self.dropped_ttl += s.dropped_ttl;
-        self.dropped_no_route += s.dropped_no_route;
-    }
-}
-
 /// One unicast of the scenario.
 #[derive(Debug)]
 pub(super) struct UnicastRecord {
@@ -99,7 +73,7 @@ pub(super) struct BroadcastRecord {
 #[derive(Debug, Default)]
 pub(super) struct Measure {
     /// Counters of the nodes that are gone.
-    pub retired: Totals,
+    pub retired: Stats,
     pub link_setup_ms: Vec<f64>,
     pub unicasts: Vec<UnicastRecord>,
     pub broadcasts: Vec<BroadcastRecord>,
@@ -170,8 +144,8 @@ impl Sim<'_> {
     }
 
     /// The counters summed over every node that ran.
-    pub(super) fn totals(&self) -> Totals {
-        let mut t = self.measure.retired;
+    pub(super) fn totals(&self) -> Stats {
+        let mut t = self.measure.retired.clone();
         for &i in self.live.items() {
             if let Some(node) = &self.slots[i as usize].node {
                 t.add(node.stats());
@@ -186,8 +160,8 @@ impl Sim<'_> {
         self.measure.timeline.push(Sample {
             t: self.now as f64 / 1e9,
             nodes_alive: self.live.len(),
-            signals_via_server: t.signals_via_server,
-            signals_via_mesh: t.signals_via_mesh,
+            signals_via_server: t.signals_sent_via_server,
+            signals_via_mesh: t.signals_sent_via_mesh,
             rss_mb: 0.0,
         });
     }
@@ -264,9 +238,9 @@ impl Sim<'_> {
                 p99: report::quantile(&self.measure.link_setup_ms, 0.99),
             },
             signaling: Signaling {
-                sessions: totals.sessions_via_server + totals.sessions_via_mesh,
-                via_server: totals.sessions_via_server,
-                via_mesh: totals.sessions_via_mesh,
+                sessions: totals.sessions_initiated_via_server + totals.sessions_initiated_via_mesh,
+                via_server: totals.sessions_initiated_via_server,
+                via_mesh: totals.sessions_initiated_via_mesh,
             },
             unicast: report::Unicast {
                 sent: self.measure.unicasts.len() as u64,

@@ -19,35 +19,15 @@ use crate::{Report, TransportKind};
 /// Counters of the nodes that ran, added up.
 #[derive(Debug, Default)]
 pub(super) struct Totals {
-    pub(super) sessions_via_server: u64,
-    pub(super) sessions_via_mesh: u64,
-    pub(super) signals_via_server: u64,
-    pub(super) signals_via_mesh: u64,
-    pub(super) flood_duplicates: u64,
-    pub(super) dropped_ttl: u64,
-    pub(super) dropped_no_route: u64,
+    pub(super) overlay: mesh_core::Stats,
     pub(super) link_send_dropped: u64,
-    pub(super) links_up: u64,
-    pub(super) links_shed: u64,
-    pub(super) sessions_failed: u64,
-    pub(super) sessions_rejected: u64,
     pub(super) link_setup_ms: Vec<f64>,
 }
 
 impl Totals {
     pub(super) fn add(&mut self, s: &NodeStats) {
-        self.sessions_via_server += s.overlay.sessions_initiated_via_server;
-        self.sessions_via_mesh += s.overlay.sessions_initiated_via_mesh;
-        self.signals_via_server += s.overlay.signals_sent_via_server;
-        self.signals_via_mesh += s.overlay.signals_sent_via_mesh;
-        self.flood_duplicates += s.overlay.flood_duplicates;
-        self.dropped_ttl += s.overlay.dropped_ttl;
-        self.dropped_no_route += s.overlay.dropped_no_route;
+        self.overlay.add(&s.overlay);
         self.link_send_dropped += s.link_send_dropped;
-        self.links_up += s.overlay.links_up;
-        self.links_shed += s.overlay.links_shed;
-        self.sessions_failed += s.overlay.sessions_failed;
-        self.sessions_rejected += s.overlay.sessions_rejected;
         self.link_setup_ms
             .extend(s.link_setup.iter().map(|d| d.as_secs_f64() * 1e3));
     }
@@ -173,12 +153,12 @@ impl Sim<'_> {
         let copies: usize = self.broadcast_alive.iter().sum();
         let hops_f: Vec<f64> = hops.iter().map(|&h| f64::from(h)).collect();
         info!(
-            links_up = totals.links_up,
-            links_shed = totals.links_shed,
-            sessions_failed = totals.sessions_failed,
-            sessions_rejected = totals.sessions_rejected,
-            dropped_ttl = totals.dropped_ttl,
-            dropped_no_route = totals.dropped_no_route,
+            links_up = totals.overlay.links_up,
+            links_shed = totals.overlay.links_shed,
+            sessions_failed = totals.overlay.sessions_failed,
+            sessions_rejected = totals.overlay.sessions_rejected,
+            dropped_ttl = totals.overlay.dropped_ttl,
+            dropped_no_route = totals.overlay.dropped_no_route,
             link_send_dropped = totals.link_send_dropped,
             "overlay counters of every node"
         );
@@ -211,9 +191,10 @@ impl Sim<'_> {
                 p99: report::quantile(&totals.link_setup_ms, 0.99),
             },
             signaling: report::Signaling {
-                sessions: totals.sessions_via_server + totals.sessions_via_mesh,
-                via_server: totals.sessions_via_server,
-                via_mesh: totals.sessions_via_mesh,
+                sessions: totals.overlay.sessions_initiated_via_server
+                    + totals.overlay.sessions_initiated_via_mesh,
+                via_server: totals.overlay.sessions_initiated_via_server,
+                via_mesh: totals.overlay.sessions_initiated_via_mesh,
             },
             unicast: report::Unicast {
                 sent: self.unicast_sent,
@@ -223,8 +204,8 @@ impl Sim<'_> {
                 latency_ms_p50: report::quantile(&traffic.unicast_latency_ms, 0.5),
             },
             routing: report::Routing {
-                dropped_ttl: totals.dropped_ttl,
-                dropped_no_route: totals.dropped_no_route,
+                dropped_ttl: totals.overlay.dropped_ttl,
+                dropped_no_route: totals.overlay.dropped_no_route,
             },
             broadcast: report::Broadcast {
                 sent: self.broadcast_alive.len() as u64,
@@ -232,7 +213,7 @@ impl Sim<'_> {
                 duplicates_per_node_mean: if copies == 0 {
                     0.0
                 } else {
-                    totals.flood_duplicates as f64 / copies as f64
+                    totals.overlay.flood_duplicates as f64 / copies as f64
                 },
             },
             components,
@@ -283,8 +264,8 @@ impl Sim<'_> {
         let (mut server, mut mesh) = match self.timeline.last() {
             Some(last) if !counters => (last.signals_via_server, last.signals_via_mesh),
             _ => (
-                self.retired.signals_via_server,
-                self.retired.signals_via_mesh,
+                self.retired.overlay.signals_sent_via_server,
+                self.retired.overlay.signals_sent_via_mesh,
             ),
         };
         if counters {
