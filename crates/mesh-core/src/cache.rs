@@ -97,10 +97,6 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
         self.entries.retain(|k, (v, _, _)| keep(k, v));
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.entries.iter().map(|(k, (v, _, _))| (k, v))
-    }
 }
 
 #[cfg(test)]

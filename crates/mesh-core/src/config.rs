@@ -40,8 +40,14 @@ pub struct Config {
     pub route_capacity: usize,
     /// How long a learned route lives. Default 60 s.
     pub route_ttl: Duration,
-    /// Known peers (candidates for links) kept. Default 1024.
-    pub known_capacity: usize,
+    /// Contacts (known peers, candidates for links) kept per distance bucket: the `k` of
+    /// the k-buckets. Default 16.
+    pub bucket_size: usize,
+    /// How often a settled node looks up its own id (or an id in a bucket it knows nobody
+    /// in) through the mesh, to hear of closer peers. While lookups still teach it new
+    /// peers, or after it loses a link, it looks again after `announce_interval`.
+    /// Default 30 s.
+    pub lookup_interval: Duration,
     /// Remembered (origin, session) pairs of offers, to refuse replays. Default 4096.
     pub replay_capacity: usize,
     /// How long an offer's session id is remembered. Default 10 min.
@@ -69,7 +75,8 @@ impl Default for Config {
             dedup_ttl: Duration::from_secs(60),
             route_capacity: 1024,
             route_ttl: Duration::from_secs(60),
-            known_capacity: 1024,
+            bucket_size: 16,
+            lookup_interval: Duration::from_secs(30),
             replay_capacity: 4096,
             replay_ttl: Duration::from_secs(600),
             max_sessions: 32,
@@ -107,7 +114,8 @@ builders! {
     with_dedup_ttl => dedup_ttl: Duration;
     with_route_capacity => route_capacity: usize;
     with_route_ttl => route_ttl: Duration;
-    with_known_capacity => known_capacity: usize;
+    with_bucket_size => bucket_size: usize;
+    with_lookup_interval => lookup_interval: Duration;
     with_replay_capacity => replay_capacity: usize;
     with_replay_ttl => replay_ttl: Duration;
     with_max_sessions => max_sessions: usize;

@@ -32,6 +32,7 @@
 
 mod cache;
 mod config;
+mod contacts;
 mod node;
 
 pub use config::Config;
@@ -101,8 +102,17 @@ pub struct Stats {
     /// Sessions opened above the target degree to a better-placed peer (a closer one, or
     /// one in a distance bucket no neighbour covered).
     pub links_rewired: u64,
-    /// `FindNodes` sent (lookups for peers in a part of the id space we know nobody in).
+    /// Lookups started through the mesh (`Lookup`: for our own id, or an id in a part of
+    /// the id space we know nobody in).
     pub lookups_sent: u64,
+    /// Answers to this node's lookups that it took.
+    pub lookup_answers: u64,
+    /// Lookups that ended at this node and that it answered.
+    pub lookups_answered: u64,
+    /// Unicasts dropped here (no progress, or TTL) and reported unreachable to their origin.
+    pub unreachable_sent: u64,
+    /// Reports that a unicast of this node's was dropped on the way.
+    pub unreachable_received: u64,
     /// Frames from a neighbour that did not decode or were not valid on a link (each
     /// cost that neighbour its link).
     pub malformed_frames: u64,
@@ -148,6 +158,10 @@ impl Stats {
             links_shed,
             links_rewired,
             lookups_sent,
+            lookup_answers,
+            lookups_answered,
+            unreachable_sent,
+            unreachable_received,
             malformed_frames,
             bad_payloads,
             frames_relayed,
@@ -176,6 +190,10 @@ impl Stats {
         self.links_shed += links_shed;
         self.links_rewired += links_rewired;
         self.lookups_sent += lookups_sent;
+        self.lookup_answers += lookup_answers;
+        self.lookups_answered += lookups_answered;
+        self.unreachable_sent += unreachable_sent;
+        self.unreachable_received += unreachable_received;
         self.malformed_frames += malformed_frames;
         self.bad_payloads += bad_payloads;
         self.frames_relayed += frames_relayed;

@@ -1,7 +1,7 @@
 //! The overlay state machine: one [`Node`], driven by [`Input`]s, producing [`Output`]s.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mesh_proto::frame::MAX_NODES;
@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::cache::ExpiringMap;
+use crate::contacts::ContactTable;
 
 mod routing;
 mod signaling;
@@ -170,6 +171,15 @@ pub enum Event {
         /// The application bytes.
         data: Vec<u8>,
     },
+    /// A message this node sent to `to` was dropped on the way: the node `at` could find
+    /// no next hop closer to `to` (or the TTL ran out there). Best effort, like delivery:
+    /// a drop can also go unreported.
+    Unreachable {
+        /// The destination.
+        to: NodeId,
+        /// The node that dropped it.
+        at: NodeId,
+    },
 }
 
 #[derive(Debug)]
@@ -201,8 +211,8 @@ pub struct Node {
     draining: BTreeMap<NodeId, Instant>,
     /// What each neighbour says its neighbours are.
     neighbour_sets: BTreeMap<NodeId, Vec<NodeId>>,
-    /// Peers we could link to (value: unused).
-    known: ExpiringMap<NodeId, ()>,
+    /// Peers we know of, linked or not, in k-buckets.
+    contacts: ContactTable,
     /// Peers not to try again yet.
     backoff: ExpiringMap<NodeId, ()>,
     /// Origin → the neighbour its traffic last came through.
@@ -216,6 +226,10 @@ pub struct Node {
     /// refresh (backoffs end).
     topology_dirty: bool,
     next_lookup: Instant,
+    /// The target of the lookup under way: only its answer is taken.
+    lookup_target: Option<NodeId>,
+    /// The pause before the next lookup when the last one found nothing closer.
+    lookup_pause: Duration,
     next_tick: Instant,
     next_announce: Instant,
     next_peer_request: Instant,
@@ -229,8 +243,9 @@ impl Node {
     pub fn new(config: Config, key: Keypair, now: Instant, seed: u64) -> Result<Self, Error> {
         config.validate()?;
         let long = config.replay_ttl.max(config.route_ttl);
+        let id = key.node_id();
         Ok(Self {
-            id: key.node_id(),
+            id,
             key,
             rng: StdRng::seed_from_u64(seed),
             server_up: false,
@@ -239,13 +254,15 @@ impl Node {
             links: BTreeMap::new(),
             draining: BTreeMap::new(),
             neighbour_sets: BTreeMap::new(),
-            known: ExpiringMap::new(config.known_capacity, long),
-            backoff: ExpiringMap::new(config.known_capacity, config.retry_backoff),
+            contacts: ContactTable::new(id, config.bucket_size, long),
+            backoff: ExpiringMap::new(128 * config.bucket_size, config.retry_backoff),
             routes: ExpiringMap::new(config.route_capacity, config.route_ttl),
             dedup: ExpiringMap::new(config.dedup_capacity, config.dedup_ttl),
             replay: ExpiringMap::new(config.replay_capacity, config.replay_ttl),
             topology_dirty: true,
             next_lookup: now,
+            lookup_target: None,
+            lookup_pause: config.announce_interval,
             next_tick: now,
             next_announce: now + config.announce_interval,
             next_peer_request: now,
@@ -288,6 +305,11 @@ impl Node {
     /// The session of the link to neighbour `peer`.
     pub fn link_session(&self, peer: NodeId) -> Option<SessionId> {
         self.links.get(&peer).copied()
+    }
+
+    /// How many peers the contact table holds (at most 128 × `bucket_size`).
+    pub fn contact_count(&self) -> usize {
+        self.contacts.len()
     }
 
     /// Counters of what this node did.
@@ -449,17 +471,23 @@ impl Node {
         if code != ErrorCode::UNKNOWN_PEER {
             return;
         }
-        self.known.remove(&target);
+        self.contacts.remove(&target);
+        self.fail_pending(target, Carrier::Server, now);
+    }
+
+    /// Ends the sessions with `peer` on `carrier` that are not linked yet: they cannot
+    /// complete (the peer is gone, or unreachable that way).
+    fn fail_pending(&mut self, peer: NodeId, carrier: Carrier, now: Instant) {
         let failed: Vec<SessionId> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.peer == target && !s.linked && s.carrier == Carrier::Server)
+            .filter(|(_, s)| s.peer == peer && !s.linked && s.carrier == carrier)
             .map(|(id, _)| *id)
             .collect();
         for session in failed {
             self.sessions.remove(&session);
             self.stats.sessions_failed += 1;
-            self.backoff.insert(target, (), now);
+            self.backoff.insert(peer, (), now);
             self.outputs.push_back(Output::CloseSession { session });
         }
     }
@@ -605,13 +633,17 @@ impl Node {
                 self.topology_dirty = true;
             }
             Frame::FindNodes { target } => {
-                let peers = self.closest_known(target, peer, MAX_NODES);
+                let peers = self.closest_known(target, peer, MAX_NODES, now);
                 self.send_frame(session, &Frame::Nodes { target, peers });
             }
             Frame::Nodes { mut peers, .. } => {
                 peers.truncate(MAX_NODES);
                 peers.retain(|p| *p != self.id);
                 self.learn_peers(&peers, now);
+            }
+            Frame::Lookup { target, from, ttl } => {
+                self.learn_route(from, peer, now);
+                self.on_lookup(target, from, ttl, now);
             }
             Frame::Closing => self.on_closing(peer, now),
             other => {
@@ -700,6 +732,9 @@ impl Node {
             self.neighbour_sets.remove(&peer);
             self.routes.retain(|_, via| *via != peer);
             self.stats.links_down += 1;
+            // Repair: hear of the peers now closest to us through the mesh soon.
+            self.next_lookup = self.next_lookup.min(now);
+            self.lookup_pause = self.config.announce_interval;
             self.outputs
                 .push_back(Output::Event(Event::LinkDown { peer, reason }));
             self.announce();

@@ -1,6 +1,7 @@
-//! One-link lookups: a node answers `FindNodes` with the peers it knows closest to the
+//! Lookups. One-link: a node answers `FindNodes` with the peers it knows closest to the
 //! target (never the asker, at most 16), and learns what a `Nodes` answer tells it (at most
-//! 16 entries). Deterministic, in virtual time.
+//! 16 entries). Through the mesh: a newcomer's `Lookup` finds the nodes closest to it, with
+//! the server gone. Deterministic, in virtual time.
 
 mod support;
 
@@ -120,4 +121,48 @@ fn nodes_with_lookups_find_their_way_in_a_larger_mesh() {
     for b in 0..n {
         assert_eq!(net.messages(b).len(), n - 1, "node {b}");
     }
+}
+
+#[test]
+fn a_newcomer_finds_its_closest_peers_through_the_mesh_without_the_server() {
+    let n = 30;
+    // The library's default degrees (8, at most 12): at degree 4, 30 nodes have more
+    // distance buckets to cover than links to cover them with.
+    let config = test_config()
+        .with_target_degree(8)
+        .with_min_degree(3)
+        .with_max_degree(12);
+    let mut net = Net::new(n + 1, config);
+    for i in 0..n {
+        net.join(i);
+        assert!(net.run_until(Duration::from_secs(30), |net| i == 0 || net.degree(i) >= 1));
+    }
+    assert!(net.run_until(Duration::from_secs(60), |net| net.greedy_complete()));
+    // The newcomer gets its one door link, then the server goes away: everything else it
+    // learns comes through the mesh.
+    let new = n;
+    net.join(new);
+    assert!(net.run_until(Duration::from_secs(30), |net| net.degree(new) >= 1));
+    net.stop_server();
+    let me = net.id(new);
+    let mut by_distance: Vec<usize> = (0..n).collect();
+    by_distance.sort_by_key(|j| net.id(*j).distance(&me));
+    let closest: Vec<_> = by_distance[..3].iter().map(|j| net.id(*j)).collect();
+    let found = net.run_until(Duration::from_secs(20), |net| {
+        let links = net.nodes[new].neighbours();
+        closest.iter().all(|c| links.contains(c))
+    });
+    let stats = net.nodes[new].stats();
+    assert!(
+        found,
+        "links {:?}, stats {stats:?}",
+        net.nodes[new].neighbours()
+    );
+    assert!(
+        stats.lookups_sent > 0 && stats.lookup_answers > 0,
+        "{stats:?}"
+    );
+    assert_eq!(stats.sessions_initiated_via_server, 1, "only the door");
+    // And the mesh is whole for greedy routing again.
+    assert!(net.run_until(Duration::from_secs(30), |net| net.greedy_complete()));
 }

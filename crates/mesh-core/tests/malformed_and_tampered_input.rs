@@ -103,11 +103,15 @@ fn a_tampered_offer_is_refused_and_the_honest_path_still_works() {
         .with_max_degree(6); // room for one more mesh link at every node
     let n = 8;
     let mut net = grown_mesh(n, config);
-    // Two nodes that are not neighbours, so their signaling needs relays.
+    // Two nodes that are not neighbours, so their signaling needs relays, and both with
+    // room for a link through the mesh (rewiring may have filled some nodes up to it).
+    let room = |i: usize| net.degree(i) + 2 < 6;
     let (x, t) = (0..n)
         .flat_map(|x| (0..n).map(move |t| (x, t)))
-        .find(|(x, t)| x != t && !net.nodes[*x].neighbours().contains(&net.id(*t)))
-        .expect("a sparse mesh has non-adjacent nodes");
+        .find(|(x, t)| {
+            x != t && room(*x) && room(*t) && !net.nodes[*x].neighbours().contains(&net.id(*t))
+        })
+        .expect("a sparse mesh has non-adjacent nodes with room");
     let bad_before = net.nodes[t].stats().bad_signals;
     let answered_before = net.nodes[t].stats().sessions_answered_via_mesh;
 

@@ -4,12 +4,12 @@ mod support;
 
 use std::time::Duration;
 
-use support::{grown_mesh, test_config};
+use support::{grown_mesh, shaped_mesh, test_config};
 
 #[test]
 fn any_node_reaches_any_other_intact() {
     let n = 12;
-    let mut net = grown_mesh(n, test_config());
+    let mut net = shaped_mesh(n, test_config());
     for a in 0..n {
         for b in 0..n {
             if a != b {
@@ -95,4 +95,50 @@ fn oversized_messages_are_refused_up_front() {
     net.drain(0);
     net.run_for(Duration::from_millis(10));
     assert_eq!(net.messages(1).len(), 1);
+}
+
+#[test]
+fn a_unicast_to_nobody_is_reported_unreachable_to_its_origin() {
+    use mesh_core::{Error, Event};
+    use mesh_proto::identity::Keypair;
+
+    let n = 12;
+    let mut net = shaped_mesh(n, test_config());
+    let a = 0;
+    let mut sent = Vec::new();
+    let mut no_route = 0;
+    for k in 0..40u8 {
+        // Ids of nodes that never joined: every relay's greedy step runs into a dead end.
+        let to = Keypair::from_seed([100u8.wrapping_add(k); 32]).node_id();
+        let now = net.now;
+        match net.nodes[a].send(now, to, vec![k]) {
+            Ok(()) => sent.push(to),
+            Err(Error::NoRoute(_)) => no_route += 1,
+            Err(e) => panic!("{e}"),
+        }
+        net.drain(a);
+    }
+    net.settle();
+    let reported: Vec<_> = net
+        .events
+        .iter()
+        .filter_map(|(i, e)| match e {
+            Event::Unreachable { to, at } if *i == a => Some((*to, *at)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !sent.is_empty(),
+        "some went out ({no_route} had no first hop)"
+    );
+    for to in &sent {
+        let (_, at) = reported
+            .iter()
+            .find(|(t, _)| t == to)
+            .unwrap_or_else(|| panic!("the unicast to {to} was not reported"));
+        assert!(net.index.contains_key(at), "reported by a node of the mesh");
+    }
+    assert_eq!(reported.len(), sent.len(), "each reported once");
+    let total: u64 = (0..n).map(|i| net.nodes[i].stats().unreachable_sent).sum();
+    assert_eq!(total as usize, sent.len());
 }

@@ -338,6 +338,10 @@ impl<T: Transport> Driver<T> {
                         mesh_core::Event::Broadcast { from, data } => {
                             Event::Broadcast { from, data }
                         }
+                        mesh_core::Event::Unreachable { to, at } => {
+                            debug!(%to, %at, "unicast reported unreachable");
+                            Event::Unreachable { to, at }
+                        }
                     };
                     self.emit(event);
                 }

@@ -111,6 +111,14 @@ pub enum Event {
         /// The bytes.
         data: Vec<u8>,
     },
+    /// A message this node sent was dropped on the way: the node `at` found no next hop
+    /// closer to `to` (best effort: a drop can also go unreported).
+    Unreachable {
+        /// The destination.
+        to: NodeId,
+        /// The node that dropped it.
+        at: NodeId,
+    },
     /// Registered with the bootstrap server.
     ServerConnected,
     /// The bootstrap connection is gone (the node reconnects only while it has no link).

@@ -155,6 +155,18 @@ pub enum Frame {
     /// sending on it and stops counting it; the sender closes it once what is in flight
     /// has arrived.
     Closing,
+    /// Tag 17, node→neighbour: a lookup routed through the mesh. Each node forwards it
+    /// greedily towards `target` (never to `from`); the node that can get no closer
+    /// answers `from` with a routed [`crate::signal::Payload::Nodes`]: the peers it knows
+    /// closest to `target`. How a node finds the nodes near an id without the server.
+    Lookup {
+        /// The id to find the closest nodes to (any 16 bytes; often the origin's own).
+        target: NodeId,
+        /// The origin, to answer.
+        from: NodeId,
+        /// Hops left: a node that receives 0 answers instead of forwarding.
+        ttl: u8,
+    },
 }
 
 /// The most peers a [`Frame::Nodes`] carries.
@@ -181,6 +193,7 @@ impl Frame {
             Frame::FindNodes { .. } => "find_nodes",
             Frame::Nodes { .. } => "nodes",
             Frame::Closing => "closing",
+            Frame::Lookup { .. } => "lookup",
         }
     }
 }

@@ -41,6 +41,22 @@ pub enum Payload {
     App(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Tag 1: a signed signaling message for the recipient's transport.
     Signal(Signal),
+    /// Tag 2: the answer to a [`crate::Frame::Lookup`], routed back to its origin.
+    Nodes {
+        /// The `target` of the lookup.
+        target: NodeId,
+        /// Peers the answering node knows (linked or not), closest to `target` first, at
+        /// most [`crate::frame::MAX_NODES`]; never the lookup's origin.
+        peers: Vec<NodeId>,
+    },
+    /// Tag 3: a unicast could not be delivered: the node that sends it (the payload's
+    /// `from`) found no next hop closer to `to`, or the TTL ran out there.
+    Unreachable {
+        /// The destination of the unicast that was dropped.
+        to: NodeId,
+        /// The payload tag of what was dropped (0 `App`, 1 `Signal`).
+        payload_tag: u8,
+    },
 }
 
 impl Payload {
@@ -49,6 +65,8 @@ impl Payload {
         16 + match self {
             Payload::App(bytes) => bytes.len(),
             Payload::Signal(signal) => 160 + signal.kind.body().len(),
+            Payload::Nodes { peers, .. } => 16 + 16 * peers.len(),
+            Payload::Unreachable { .. } => 16,
         }
     }
 }

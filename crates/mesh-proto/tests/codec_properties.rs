@@ -41,6 +41,11 @@ fn mesh_frame() -> impl Strategy<Value = Frame> {
         (node_id(), prop::collection::vec(node_id(), 0..20))
             .prop_map(|(target, peers)| Frame::Nodes { target, peers }),
         Just(Frame::Closing),
+        (node_id(), node_id(), any::<u8>()).prop_map(|(target, from, ttl)| Frame::Lookup {
+            target,
+            from,
+            ttl
+        }),
     ]
 }
 

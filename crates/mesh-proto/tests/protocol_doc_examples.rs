@@ -216,6 +216,14 @@ fn frame_examples() -> Vec<(&'static str, Frame)> {
             },
         ),
         ("closing", Frame::Closing),
+        (
+            "lookup",
+            Frame::Lookup {
+                target: id(NODE_ID),
+                from: id(NODE_ID),
+                ttl: 16,
+            },
+        ),
     ]
 }
 
@@ -224,6 +232,20 @@ fn payload_examples() -> Vec<(&'static str, Payload)> {
     vec![
         ("app payload", app_payload()),
         ("signed offer", Payload::Signal(offer_signal())),
+        (
+            "nodes payload",
+            Payload::Nodes {
+                target: id(NODE_ID),
+                peers: vec![id(PEER_A)],
+            },
+        ),
+        (
+            "unreachable payload",
+            Payload::Unreachable {
+                to: id(PEER_B),
+                payload_tag: 0,
+            },
+        ),
     ]
 }
 
@@ -257,7 +279,7 @@ fn conformance_examples() -> Vec<(&'static str, Option<Frame>)> {
         ("01 0c", Some(Frame::GetNeighbours)),
         ("01 0e", None),
         ("01 10", Some(Frame::Closing)),
-        ("01 11", None),
+        ("01 12", None),
         ("01 09 0c 02 00", None),
         ("01 09 0f 00 02 c3 28", None),
         (
@@ -276,7 +298,8 @@ fn payload_conformance_examples() -> Vec<(&'static str, Option<Payload>)> {
         ("00 00", Some(Payload::App(Vec::new()))),
         ("00 03 68 69", None),
         ("00 03 68 69 21 00", None),
-        ("02 00", None),
+        ("04 00", None),
+        ("03 00", None),
         ("01 05", None),
     ]
 }

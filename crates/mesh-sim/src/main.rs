@@ -85,6 +85,11 @@ struct RunArgs {
     /// server runs to the end).
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     kill_bootstrap_at: Option<Duration>,
+    /// Seconds between the initial nodes having joined (each has a link) and the start of
+    /// the traffic and churn: the time the mesh gets to take its shape. Unicasts sent
+    /// while it is still forming can meet dead ends (reported unreachable)
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds_or_zero)]
+    settle: Duration,
     /// Unicasts per second between random pairs of live nodes, once all have joined.
     #[arg(long, value_name = "R", default_value_t = 20.0, value_parser = non_negative)]
     unicast_rate: f64,
@@ -119,6 +124,7 @@ impl RunArgs {
             churn_per_min: self.churn,
             kill: self.kill,
             kill_bootstrap_at: self.kill_bootstrap_at,
+            settle: self.settle,
             unicast_rate: self.unicast_rate,
             broadcast_every: (!self.broadcast_every.is_zero()).then_some(self.broadcast_every),
         }

@@ -30,8 +30,9 @@
 //!
 //! # The scenario
 //!
-//! Traffic and churn start once every initial node has started and has a link (or is
-//! gone), or [`JOIN_GRACE_NS`] (10 s) after the last initial start, whichever is first.
+//! Traffic and churn start `settle` (default 2 s) after every initial node has started and
+//! has a link (or is gone), or [`JOIN_GRACE_NS`] (10 s) after the last initial start,
+//! whichever is first.
 //! Then: a unicast every 1/`unicast_rate` s between two distinct random live nodes, a
 //! broadcast every `broadcast_every` from a random live node, and every
 //! 60 / (`churn_per_min` / 100 × `nodes`) s a random live node leaves and a new node starts.

@@ -90,8 +90,27 @@ pub struct Unicast {
 pub struct Routing {
     /// Frames whose TTL ran out.
     pub dropped_ttl: u64,
-    /// Frames with no neighbour to go to.
+    /// Frames with no neighbour closer to their destination.
     pub dropped_no_route: u64,
+    /// Drops reported to the unicast's origin (`Unreachable`).
+    pub unreachable_reported: u64,
+    /// Lookups started through the mesh.
+    pub lookups: u64,
+    /// Lookup answers taken by their origin.
+    pub lookup_answers: u64,
+}
+
+impl Routing {
+    /// The routing figures of counters summed over the nodes.
+    pub fn from_stats(stats: &mesh_core::Stats) -> Self {
+        Self {
+            dropped_ttl: stats.dropped_ttl,
+            dropped_no_route: stats.dropped_no_route,
+            unreachable_reported: stats.unreachable_sent,
+            lookups: stats.lookups_sent,
+            lookup_answers: stats.lookup_answers,
+        }
+    }
 }
 
 /// Broadcast traffic of the run.
@@ -202,11 +221,17 @@ impl Report {
             format!("{} / {}", self.unicast.delivered, self.unicast.sent),
         );
         row(
-            "relay drops: TTL / no route",
+            "relay drops: TTL / no progress (reported)",
             format!(
-                "{} / {}",
-                self.routing.dropped_ttl, self.routing.dropped_no_route
+                "{} / {} ({})",
+                self.routing.dropped_ttl,
+                self.routing.dropped_no_route,
+                self.routing.unreachable_reported
             ),
+        );
+        row(
+            "lookups: sent / answered",
+            format!("{} / {}", self.routing.lookups, self.routing.lookup_answers),
         );
         row(
             "unicast hops: mean, p99",

@@ -46,8 +46,11 @@ pub struct Scenario {
     pub kill: Option<Kill>,
     /// Stop the bootstrap server at this time. Default never.
     pub kill_bootstrap_at: Option<Duration>,
-    /// Unicasts per second between random pairs of live nodes, once all have joined.
-    /// Default 20.
+    /// How long after the initial nodes have joined (each has a link) the traffic, churn
+    /// and kills-by-traffic start: the time the mesh gets to take its shape. Default 2 s.
+    pub settle: Duration,
+    /// Unicasts per second between random pairs of live nodes, once all have joined and
+    /// `settle` has passed. Default 20.
     pub unicast_rate: f64,
     /// A broadcast from a random node this often, once all have joined. Default every 2 s.
     pub broadcast_every: Option<Duration>,
@@ -65,6 +68,7 @@ impl Default for Scenario {
             churn_per_min: 0.0,
             kill: None,
             kill_bootstrap_at: None,
+            settle: Duration::from_secs(2),
             unicast_rate: 20.0,
             broadcast_every: Some(Duration::from_secs(2)),
         }

@@ -8,8 +8,8 @@
 //! 2. The initial nodes start at `join_rate` per second. A task per node consumes its
 //!    events (bounded channel) and records its first link and when its degree reached the
 //!    minimum (`observe`).
-//! 3. Once every initial node has a link (or 10 s after the last one started), the
-//!    traffic starts: unicasts between random live, linked pairs at `unicast_rate` (each
+//! 3. Once every initial node has a link (or 10 s after the last one started), and then
+//!    `settle` more (default 2 s, for the mesh to take its shape), the traffic starts: unicasts between random live, linked pairs at `unicast_rate` (each
 //!    payload carries an id and its send time), a broadcast from a random node every
 //!    `broadcast_every`, and churn (a random node leaves, a new one joins) at
 //!    `churn_per_min`. `kill` and `kill_bootstrap_at` happen at their time from the start.

@@ -68,6 +68,14 @@ impl Node {
             Carrier::Mesh => {
                 if self.route_out(peer, payload, now).is_ok() {
                     self.stats.signals_sent_via_mesh += 1;
+                } else if let Some(s) = self.sessions.get(&session).filter(|s| !s.linked) {
+                    // No way to the peer from here: the session cannot complete; end it
+                    // now rather than at its timeout.
+                    let peer = s.peer;
+                    self.sessions.remove(&session);
+                    self.stats.sessions_failed += 1;
+                    self.backoff.insert(peer, (), now);
+                    self.outputs.push_back(Output::CloseSession { session });
                 }
             }
         }
@@ -100,7 +108,7 @@ impl Node {
                     self.stats.sessions_rejected += 1;
                     self.backoff.insert(from, (), now);
                     if reason == RejectReason::FULL {
-                        self.known.remove(&from);
+                        self.contacts.remove(&from);
                     }
                     self.outputs.push_back(Output::CloseSession { session });
                 }

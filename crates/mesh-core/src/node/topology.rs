@@ -8,8 +8,9 @@
 //!   which it knows a peer is *covered*: some neighbour, or some neighbour's neighbour, is
 //!   in it. A unicast for an id in bucket `b` then has a next hop strictly closer to it
 //!   (anyone in bucket `b` is closer to that id than this node is), one or two links away.
-//!   Where the node knows nobody in the bucket of the id, greedy routing meets a dead end;
-//!   lookups (`FindNodes`, below) make that rarer, not impossible.
+//!   Where the node knows nobody in the bucket of the id, greedy routing meets a dead end
+//!   (reported to the origin); lookups through the mesh (`Lookup`, below) find such peers,
+//!   and the node's closest ones.
 //!
 //! Links beyond the target degree that add neither closeness nor coverage, to a neighbour
 //! that is itself above its target, are shed, so that nodes keep room for newcomers.
@@ -17,20 +18,17 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use mesh_proto::frame::MAX_NODES;
+use mesh_proto::signal::Payload;
 use mesh_proto::{Distance, Frame, NodeId};
 use rand::Rng;
 use rand::seq::IteratorRandom;
 
 use super::{Carrier, Node, Role};
+use crate::contacts::bucket;
 
 /// How long a link closed with notice stays open for what is in flight to arrive.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
-/// The distance bucket of `peer` as seen from `me`: the length of the prefix they share
-/// (0: they differ in the first bit, the farthest half of the id space).
-pub(super) fn bucket(me: &NodeId, peer: &NodeId) -> u32 {
-    me.distance(peer).leading_zeros()
-}
 
 impl Node {
     /// How many closest links to keep.
@@ -42,9 +40,9 @@ impl Node {
     /// backing off; in no particular order.
     fn eligible(&self, now: Instant) -> Vec<NodeId> {
         let in_session: BTreeSet<NodeId> = self.sessions.values().map(|s| s.peer).collect();
-        self.known
-            .iter()
-            .map(|(p, _)| *p)
+        self.contacts
+            .iter(now)
+            .copied()
             .filter(|p| {
                 *p != self.id
                     && !self.links.contains_key(p)
@@ -228,31 +226,40 @@ impl Node {
     }
 
     /// Up to `max` peers we know (linked or not), closest to `target` first, never `asker`.
-    pub(super) fn closest_known(&self, target: NodeId, asker: NodeId, max: usize) -> Vec<NodeId> {
-        // A linked peer is usually known too: each is counted once, before choosing.
-        let known = self.known.iter().map(|(p, _)| p);
-        let mut all: Vec<(Distance, NodeId)> = known
-            .filter(|p| !self.links.contains_key(p))
-            .chain(self.links.keys())
-            .filter(|p| **p != asker && **p != self.id)
-            .map(|p| (p.distance(&target), *p))
+    pub(super) fn closest_known(
+        &self,
+        target: NodeId,
+        asker: NodeId,
+        max: usize,
+        now: Instant,
+    ) -> Vec<NodeId> {
+        // Links first (they are alive), then contacts; each peer counted once.
+        let mut all: Vec<(Distance, NodeId)> = self
+            .live_links()
+            .map(|(p, _)| *p)
+            .chain(
+                self.contacts
+                    .closest(&target, max, now, |p| !self.links.contains_key(p)),
+            )
+            .filter(|p| *p != asker && *p != self.id)
+            .map(|p| (p.distance(&target), p))
             .collect();
-        if all.len() > max {
-            all.select_nth_unstable(max);
-            all.truncate(max);
-        }
         all.sort_unstable();
+        all.truncate(max);
         all.into_iter().map(|(_, p)| p).collect()
     }
 
-    /// At most once per `announce_interval`: asks the neighbour closest to it for peers near
-    /// an id in the farthest bucket (above the bucket of our closest neighbour) that no
-    /// neighbour nor neighbour's neighbour is in and we know nobody in; with no such bucket,
-    /// for peers near our own id (closer ones than we have).
+    /// When due, starts one lookup through the mesh ([`Frame::Lookup`]): for a random id in
+    /// the farthest bucket (above the bucket of our closest neighbour) that no neighbour
+    /// nor neighbour's neighbour is in and we know nobody in; with no such bucket, for our
+    /// own id (closer peers than we have). Due at once when the node has its first link,
+    /// `announce_interval` after a lookup that taught us a new peer (or got no answer) or
+    /// after a link was lost, else `lookup_interval` after the last one.
     pub(super) fn lookup(&mut self, now: Instant) {
         if now < self.next_lookup || self.degree() == 0 {
             return;
         }
+        // Until an answer says otherwise, look again soon.
         self.next_lookup = now + self.config.announce_interval;
         let deepest = self
             .live_links()
@@ -260,7 +267,7 @@ impl Node {
             .max()
             .unwrap_or(0);
         let mut known = self.covered_buckets();
-        known.extend(self.known.iter().map(|(p, _)| bucket(&self.id, p)));
+        known.extend(self.contacts.non_empty_buckets(now));
         let target = match (0..deepest).find(|b| !known.contains(b)) {
             Some(b) => {
                 // Our id with bit `b` flipped and random bits below: an id in bucket `b`.
@@ -272,15 +279,97 @@ impl Node {
             }
             None => self.id,
         };
-        let Some(&session) = self
-            .live_links()
-            .min_by_key(|(p, _)| p.distance(&target))
-            .map(|(_, s)| s)
-        else {
+        let Some((_, via)) = self.greedy_hop(target, &[self.id]) else {
             return;
         };
         self.stats.lookups_sent += 1;
-        self.send_frame(session, &Frame::FindNodes { target });
+        self.lookup_target = Some(target);
+        let frame = Frame::Lookup {
+            target,
+            from: self.id,
+            ttl: self.config.ttl,
+        };
+        self.send_frame(self.links[&via], &frame);
+    }
+
+    /// A `Lookup` from `origin`: forwarded greedily towards `target` while that makes
+    /// progress (and TTL is left), else answered here with the peers we know closest to
+    /// it. Only the origin is excluded (the target may be its own id): lookups follow XOR
+    /// distance alone, so the node aimed at gets strictly closer at least every two hops
+    /// and the lookup cannot loop (as long as the neighbour sets are current).
+    pub(super) fn on_lookup(&mut self, target: NodeId, origin: NodeId, ttl: u8, now: Instant) {
+        if origin == self.id {
+            return;
+        }
+        let progress = (ttl > 0)
+            .then(|| self.greedy_hop(target, &[origin]))
+            .flatten()
+            .filter(|(d, _)| *d < self.id.distance(&target));
+        if let Some((_, via)) = progress {
+            self.stats.frames_relayed += 1;
+            let frame = Frame::Lookup {
+                target,
+                from: origin,
+                ttl: ttl - 1,
+            };
+            self.send_frame(self.links[&via], &frame);
+            return;
+        }
+        let peers = self.closest_known(target, origin, MAX_NODES, now);
+        let answer = Payload::Nodes { target, peers };
+        if let Ok(answer) = mesh_proto::encode_payload(&answer)
+            && self.route_out(origin, answer, now).is_ok()
+        {
+            self.stats.lookups_answered += 1;
+        }
+        // The origin is a peer near `target`, often our new closest: worth a look.
+        self.learn_peers(&[origin], now);
+    }
+
+    /// The answer to our lookup, from `from`, the node where it ended. Only the answer to
+    /// the lookup under way is taken (nobody can feed us peers unasked).
+    pub(super) fn on_lookup_answer(
+        &mut self,
+        from: NodeId,
+        target: NodeId,
+        mut peers: Vec<NodeId>,
+        now: Instant,
+    ) {
+        if self.lookup_target != Some(target) {
+            self.stats.bad_payloads += 1;
+            return;
+        }
+        self.lookup_target = None;
+        peers.truncate(MAX_NODES);
+        peers.push(from);
+        peers.retain(|p| *p != self.id);
+        let known_best = self.closest_known(target, self.id, 1, now).first().copied();
+        let answer_best = peers.iter().min_by_key(|p| p.distance(&target)).copied();
+        let improved = match (answer_best, known_best) {
+            (Some(a), Some(k)) => a.distance(&target) < k.distance(&target),
+            (a, _) => a.is_some(),
+        };
+        self.learn_peers(&peers, now);
+        // The answer came back the way the lookup went, towards nodes that know these
+        // peers: the way to reach them too, until their own traffic shows a better one.
+        if let Some(via) = self.routes.get(&from, now).copied() {
+            for p in &peers {
+                if self.routes.get(p, now).is_none() {
+                    self.routes.insert(*p, via, now);
+                }
+            }
+        }
+        self.stats.lookup_answers += 1;
+        // Iterate while answers bring closer peers (each round goes on through the closer
+        // links the node then opens); otherwise look again after a pause that doubles
+        // from `announce_interval` up to `lookup_interval` while nothing new turns up.
+        if improved {
+            self.next_lookup = now + self.config.tick_interval;
+            self.lookup_pause = self.config.announce_interval;
+        } else {
+            self.next_lookup = now + self.lookup_pause;
+            self.lookup_pause = (2 * self.lookup_pause).min(self.config.lookup_interval);
+        }
     }
 
     /// Our role in the session of the link to `peer`.

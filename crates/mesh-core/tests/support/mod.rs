@@ -130,6 +130,29 @@ impl Net {
         self.nodes[i].neighbours().len()
     }
 
+    /// Whether greedy routing can make progress everywhere: for every two nodes `a` ≠ `b`
+    /// that joined and did not leave, some neighbour of `a`, or neighbour of a neighbour, is
+    /// closer to `b` by XOR than `a` is (so a unicast from anywhere to anywhere is never at
+    /// a dead end, once the neighbour sets are announced).
+    pub fn greedy_complete(&self) -> bool {
+        let live: Vec<usize> = self.registered.clone();
+        live.iter().all(|&a| {
+            let me = self.id(a);
+            let near: Vec<NodeId> = self.nodes[a]
+                .neighbours()
+                .into_iter()
+                .flat_map(|n| {
+                    let far = self.index.get(&n).map(|&j| self.nodes[j].neighbours());
+                    std::iter::once(n).chain(far.into_iter().flatten())
+                })
+                .collect();
+            live.iter().filter(|&&b| b != a).all(|&b| {
+                let to = self.id(b);
+                near.iter().any(|n| n.distance(&to) < me.distance(&to))
+            })
+        })
+    }
+
     /// Runs until `done` holds or `limit` of virtual time passes; returns whether it held.
     pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Net) -> bool) -> bool {
         let end = self.now + limit;
@@ -382,5 +405,19 @@ pub fn grown_mesh(n: usize, config: Config) -> Net {
         "degrees: {:?}",
         (0..n).map(|i| net.degree(i)).collect::<Vec<_>>()
     );
+    net
+}
+
+/// [`grown_mesh`], then run until the mesh has the shape greedy routing needs
+/// ([`Net::greedy_complete`]; at most 60 s of virtual time), and one announce interval
+/// more, so that every node has heard its neighbours' sets.
+pub fn shaped_mesh(n: usize, config: Config) -> Net {
+    let mut net = grown_mesh(n, config);
+    assert!(
+        net.run_until(Duration::from_secs(60), |net| net.greedy_complete()),
+        "greedy routing still has dead ends after 60 s"
+    );
+    let announce = net.nodes[0].config().announce_interval;
+    net.run_for(announce);
     net
 }

@@ -139,7 +139,7 @@ impl Sim<'_> {
                     record.covered += 1;
                 }
             }
-            Event::LinkDown { .. } => {}
+            Event::LinkDown { .. } | Event::Unreachable { .. } => {}
         }
     }
 
@@ -249,10 +249,7 @@ impl Sim<'_> {
                 hops_p99: report::quantile(&hops, 0.99),
                 latency_ms_p50: report::quantile(&latencies, 0.5),
             },
-            routing: report::Routing {
-                dropped_ttl: totals.dropped_ttl,
-                dropped_no_route: totals.dropped_no_route,
-            },
+            routing: report::Routing::from_stats(&totals),
             broadcast: report::Broadcast {
                 sent: bcasts.len() as u64,
                 min_coverage,

@@ -35,6 +35,8 @@ pub(super) struct PlanState {
     pub initial_settled: usize,
     /// When the traffic (and churn) started.
     pub traffic_at: Option<Ns>,
+    /// The start of the traffic is scheduled (the initial nodes have joined).
+    pub traffic_scheduled: bool,
 }
 
 fn ns_of(seconds: f64) -> Ns {
@@ -137,8 +139,13 @@ impl Sim<'_> {
     }
 
     fn maybe_start_traffic(&mut self) {
-        if self.plan.all_started && self.plan.initial_settled >= self.scenario.nodes {
-            self.start_traffic();
+        if self.plan.all_started
+            && self.plan.initial_settled >= self.scenario.nodes
+            && !self.plan.traffic_scheduled
+        {
+            self.plan.traffic_scheduled = true;
+            let at = self.now + ns_of(self.scenario.settle.as_secs_f64());
+            self.queue.push(at, Event::Plan(Action::StartTraffic));
         }
     }
 

@@ -203,10 +203,7 @@ impl Sim<'_> {
                 hops_p99: report::quantile(&hops_f, 0.99),
                 latency_ms_p50: report::quantile(&traffic.unicast_latency_ms, 0.5),
             },
-            routing: report::Routing {
-                dropped_ttl: totals.overlay.dropped_ttl,
-                dropped_no_route: totals.overlay.dropped_no_route,
-            },
+            routing: report::Routing::from_stats(&totals.overlay),
             broadcast: report::Broadcast {
                 sent: self.broadcast_alive.len() as u64,
                 min_coverage: coverage.unwrap_or(0.0),

@@ -31,6 +31,7 @@ impl Sim<'_> {
         let mut started = 0;
         let mut next_join = start;
         let mut traffic_from: Option<Instant> = None;
+        let mut settle_until: Option<Instant> = None;
         let (mut next_unicast, mut next_broadcast, mut next_churn) = (None, None, None);
         let mut kill_at = s.kill.map(|k| (start + k.at, k.fraction));
         let mut server_kill_at = s.kill_bootstrap_at.map(|d| start + d);
@@ -45,22 +46,27 @@ impl Sim<'_> {
                 started += 1;
                 next_join += join_every;
             }
-            if traffic_from.is_none() && started == s.nodes {
+            if settle_until.is_none() && started == s.nodes {
                 let joined = self.shared.joined_initial.load(Ordering::Relaxed);
                 let last_start = self.slots[s.nodes - 1].started;
                 if joined + self.initial_failed >= s.nodes || now >= last_start + JOIN_GRACE {
-                    info!(joined, "initial joins done: traffic starts");
-                    traffic_from = Some(now);
-                    next_unicast = unicast_every.map(|d| now + d);
-                    next_broadcast = s.broadcast_every.map(|d| now + d);
-                    next_churn = churn_every.map(|d| now + d);
-                    self.bar.set_style(
-                        ProgressStyle::with_template("running  [{bar:40}] {pos}/{len} s  {msg}")
-                            .expect("valid template")
-                            .progress_chars("=> "),
-                    );
-                    self.bar.set_length(s.duration.as_secs());
+                    // The mesh gets `settle` to take its shape before the traffic.
+                    settle_until = Some(now + s.settle);
                 }
+            }
+            if traffic_from.is_none() && settle_until.is_some_and(|at| now >= at) {
+                let joined = self.shared.joined_initial.load(Ordering::Relaxed);
+                info!(joined, "initial joins done, mesh settled: traffic starts");
+                traffic_from = Some(now);
+                next_unicast = unicast_every.map(|d| now + d);
+                next_broadcast = s.broadcast_every.map(|d| now + d);
+                next_churn = churn_every.map(|d| now + d);
+                self.bar.set_style(
+                    ProgressStyle::with_template("running  [{bar:40}] {pos}/{len} s  {msg}")
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
+                self.bar.set_length(s.duration.as_secs());
             }
             if let Some((at, fraction)) = kill_at {
                 if at <= now {

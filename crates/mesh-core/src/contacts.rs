@@ -1,0 +1,221 @@
+//! The contact table: the peers a node knows of, linked or not, in Kademlia k-buckets.
+//!
+//! Bucket `b` holds peers whose id shares exactly `b` leading bits with ours (bucket 0 is
+//! the farthest half of the id space, each next one half as large). Each bucket keeps at
+//! most `bucket_size` contacts, least recently heard of first; a full bucket makes room by
+//! forgetting its least recently heard-of contact, and a contact not heard of for `ttl`
+//! expires. So the table is bounded (at most `128 × bucket_size` contacts, in practice
+//! about `log2(N) × bucket_size` in a mesh of `N` nodes) and fills from every source of
+//! ids alike: the server's samples, neighbour exchange, lookups, and the origins of
+//! routed traffic.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use mesh_proto::{Distance, NodeId};
+
+/// Buckets of a 128-bit id space (a shared prefix of 128 bits is our own id: not stored).
+const BUCKETS: usize = 128;
+
+/// The distance bucket of `peer` as seen from `me`: the length of the prefix they share
+/// (0: they differ in the first bit, the farthest half of the id space).
+pub(crate) fn bucket(me: &NodeId, peer: &NodeId) -> u32 {
+    me.distance(peer).leading_zeros()
+}
+
+/// Known peers by distance bucket, bounded per bucket.
+#[derive(Debug)]
+pub(crate) struct ContactTable {
+    me: NodeId,
+    /// Bucket → (peer, last heard of), oldest first.
+    buckets: Vec<VecDeque<(NodeId, Instant)>>,
+    bucket_size: usize,
+    ttl: Duration,
+}
+
+impl ContactTable {
+    pub fn new(me: NodeId, bucket_size: usize, ttl: Duration) -> Self {
+        Self {
+            me,
+            buckets: vec![VecDeque::new(); BUCKETS],
+            bucket_size: bucket_size.max(1),
+            ttl,
+        }
+    }
+
+    fn bucket_of(&self, peer: &NodeId) -> Option<usize> {
+        let b = bucket(&self.me, peer) as usize;
+        (b < BUCKETS).then_some(b)
+    }
+
+    fn live(&self, at: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(at) < self.ttl
+    }
+
+    /// Records that `peer` exists, heard of at `now`. Returns whether it is new to the table
+    /// (it was not there, or had expired). Our own id is never stored.
+    pub fn insert(&mut self, peer: NodeId, now: Instant) -> bool {
+        let Some(b) = self.bucket_of(&peer) else {
+            return false;
+        };
+        let (size, ttl) = (self.bucket_size, self.ttl);
+        let entries = &mut self.buckets[b];
+        while entries
+            .front()
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= ttl)
+        {
+            entries.pop_front();
+        }
+        let new = match entries.iter().position(|(p, _)| *p == peer) {
+            Some(i) => {
+                entries.remove(i);
+                false
+            }
+            None => true,
+        };
+        if entries.len() >= size {
+            entries.pop_front();
+        }
+        entries.push_back((peer, now));
+        new
+    }
+
+    /// Whether `peer` is in the table and has not expired.
+    pub fn contains(&self, peer: &NodeId, now: Instant) -> bool {
+        self.bucket_of(peer).is_some_and(|b| {
+            self.buckets[b]
+                .iter()
+                .any(|(p, at)| p == peer && self.live(*at, now))
+        })
+    }
+
+    /// Forgets `peer` (a session with it failed, or the server says it is gone).
+    pub fn remove(&mut self, peer: &NodeId) {
+        if let Some(b) = self.bucket_of(peer) {
+            self.buckets[b].retain(|(p, _)| p != peer);
+        }
+    }
+
+    /// Every live contact, bucket 0 first.
+    pub fn iter(&self, now: Instant) -> impl Iterator<Item = &NodeId> {
+        self.buckets
+            .iter()
+            .flatten()
+            .filter(move |(_, at)| self.live(*at, now))
+            .map(|(p, _)| p)
+    }
+
+    /// The buckets that hold a live contact.
+    pub fn non_empty_buckets(&self, now: Instant) -> impl Iterator<Item = u32> + '_ {
+        (0..BUCKETS)
+            .filter(move |b| self.buckets[*b].iter().any(|(_, at)| self.live(*at, now)))
+            .map(|b| b as u32)
+    }
+
+    /// How many contacts the table holds, expired ones included until they are dropped.
+    pub fn len(&self) -> usize {
+        self.buckets.iter().map(VecDeque::len).sum()
+    }
+
+    /// The most contacts the table can hold.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        BUCKETS * self.bucket_size
+    }
+
+    /// The largest bucket.
+    #[cfg(test)]
+    pub fn largest_bucket(&self) -> usize {
+        self.buckets.iter().map(VecDeque::len).max().unwrap_or(0)
+    }
+
+    /// Up to `max` live contacts closest to `target` for which `keep` holds, closest first.
+    pub fn closest(
+        &self,
+        target: &NodeId,
+        max: usize,
+        now: Instant,
+        keep: impl Fn(&NodeId) -> bool,
+    ) -> Vec<NodeId> {
+        let mut all: Vec<(Distance, NodeId)> = self
+            .iter(now)
+            .filter(|p| keep(p))
+            .map(|p| (p.distance(target), *p))
+            .collect();
+        if all.len() > max {
+            all.select_nth_unstable(max);
+            all.truncate(max);
+        }
+        all.sort_unstable();
+        all.into_iter().map(|(_, p)| p).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn id(n: u128) -> NodeId {
+        NodeId::from_bytes(n.to_be_bytes())
+    }
+
+    #[test]
+    fn a_full_bucket_forgets_its_least_recently_heard_of_contact() {
+        let now = Instant::now();
+        let me = id(0);
+        let mut table = ContactTable::new(me, 2, Duration::from_secs(60));
+        // Three peers in bucket 0 (top bit set).
+        let (a, b, c) = (id(1 << 127), id((1 << 127) | 1), id((1 << 127) | 2));
+        assert!(table.insert(a, now));
+        assert!(table.insert(b, now));
+        assert!(!table.insert(a, now)); // a heard of again: b is now the oldest
+        assert!(table.insert(c, now));
+        assert!(table.contains(&a, now));
+        assert!(!table.contains(&b, now));
+        assert!(table.contains(&c, now));
+        assert!(!table.insert(me, now));
+        assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn contacts_expire() {
+        let now = Instant::now();
+        let mut table = ContactTable::new(id(0), 4, Duration::from_secs(1));
+        table.insert(id(5), now);
+        assert!(table.contains(&id(5), now + Duration::from_millis(999)));
+        assert!(!table.contains(&id(5), now + Duration::from_secs(1)));
+        assert_eq!(table.iter(now + Duration::from_secs(1)).count(), 0);
+        // Heard of again after expiring: new again.
+        assert!(table.insert(id(5), now + Duration::from_secs(2)));
+    }
+
+    proptest! {
+        /// Whatever is inserted, no bucket exceeds its size, our own id is never stored,
+        /// and `closest` agrees with sorting every live contact.
+        #[test]
+        fn the_table_stays_within_its_bounds(
+            me in any::<u128>(),
+            size in 1usize..6,
+            peers in prop::collection::vec((any::<u128>(), 0u8..4, 0u64..3), 0..400),
+            target in any::<u128>(),
+        ) {
+            let start = Instant::now();
+            let mut table = ContactTable::new(id(me), size, Duration::from_secs(2));
+            let mut now = start;
+            for (p, shift, dt) in &peers {
+                // Ids near ours as well as random ones, so that deep buckets fill too.
+                let p = if *shift == 0 { me ^ (p >> (p % 128)) } else { *p };
+                now += Duration::from_secs(*dt);
+                table.insert(id(p), now);
+                prop_assert!(table.largest_bucket() <= size);
+                prop_assert!(table.len() <= table.capacity());
+                prop_assert!(!table.contains(&id(me), now));
+            }
+            let mut all: Vec<NodeId> = table.iter(now).copied().collect();
+            all.sort_by_key(|p| p.distance(&id(target)));
+            all.truncate(5);
+            prop_assert_eq!(table.closest(&id(target), 5, now, |_| true), all);
+        }
+    }
+}
