@@ -409,10 +409,9 @@ pub async fn wait_for_degree(node: &MeshNode, degree: usize, deadline: Duration)
 /// for a while after the nodes reach their degree; tests that count every message wait
 /// for this, so that what they measure is a settled mesh.
 pub async fn wait_for_settled(nodes: &[MeshNode], quiet: Duration, deadline: Duration) {
-    let start = tokio::time::Instant::now();
     let mut last = None;
-    let mut since = start;
-    loop {
+    let mut since = tokio::time::Instant::now();
+    wait_until("links to stop changing", deadline, async || {
         let mut changes = 0;
         for node in nodes {
             let stats = node.node.stats().await.expect("node running");
@@ -421,15 +420,10 @@ pub async fn wait_for_settled(nodes: &[MeshNode], quiet: Duration, deadline: Dur
         if last != Some(changes) {
             last = Some(changes);
             since = tokio::time::Instant::now();
-        } else if since.elapsed() >= quiet {
-            return;
         }
-        assert!(
-            start.elapsed() < deadline,
-            "links still changing after {deadline:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        since.elapsed() >= quiet
+    })
+    .await;
 }
 
 /// Waits (with a deadline) for the next application message or broadcast on `node`,

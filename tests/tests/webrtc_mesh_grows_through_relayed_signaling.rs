@@ -20,13 +20,9 @@ async fn twelve_nodes_one_server_session_each_then_unicast_and_broadcast() {
     // Signaling: at most one session per node was carried by the server.
     let mut door = 0;
     let mut mesh = 0;
-    for (i, node) in nodes.iter().enumerate() {
-        let stats = node.node.stats().await.unwrap();
-        eprintln!("node {i}: {:?}", stats);
-    }
     for node in &nodes {
         let stats = node.node.stats().await.unwrap();
-        assert!(stats.degree >= min, "degree {}", stats.degree);
+        assert!(stats.degree >= min, "degree {}: {stats:?}", stats.degree);
         assert!(
             stats.overlay.sessions_initiated_via_server <= 1,
             "{} used the server for {} sessions",

@@ -141,18 +141,12 @@ async fn a_leaving_node_is_replaced_and_a_malformed_frame_drops_one_link() {
         .send_raw_to_neighbour(victim.node.id(), vec![1, 0xFF, 0xFF])
         .await
         .unwrap();
-    let start = tokio::time::Instant::now();
-    loop {
-        let stats = victim.node.stats().await.unwrap();
-        if stats.overlay.malformed_frames == 1 {
-            break;
-        }
-        assert!(
-            start.elapsed() < mesh_e2e::DEADLINE,
-            "the malformed frame was not noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the malformed frame noticed",
+        mesh_e2e::DEADLINE,
+        async || victim.node.stats().await.unwrap().overlay.malformed_frames == 1,
+    )
+    .await;
     let now = victim.node.neighbors().await.unwrap();
     assert!(!now.contains(&offender_id), "the offender's link is gone");
     for other in &neighbours[1..] {

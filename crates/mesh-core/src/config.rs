@@ -44,8 +44,9 @@ pub struct Config {
     /// the k-buckets. Default 16.
     pub bucket_size: usize,
     /// How often a settled node looks up its own id (or an id in a bucket it knows nobody
-    /// in) through the mesh, to hear of closer peers. While lookups still teach it new
-    /// peers, or after it loses a link, it looks again after `announce_interval`.
+    /// in) through the mesh, to hear of closer peers. While answers bring closer peers it
+    /// looks again on the next tick; otherwise after a pause that starts at
+    /// `announce_interval` and doubles up to this; and at once after it loses a link.
     /// Default 30 s.
     pub lookup_interval: Duration,
     /// Remembered (origin, session) pairs of offers, to refuse replays. Default 4096.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use mesh_proto::frame::MAX_NODES;
 use mesh_proto::identity::Keypair;
 use mesh_proto::{Frame, NodeId};
-use support::{Net, grown_mesh, test_config};
+use support::{Net, default_degrees_config, grown_mesh, test_config};
 
 /// The `Nodes` frames a node sent: (target, peers).
 type Answers = Rc<RefCell<Vec<(NodeId, Vec<NodeId>)>>>;
@@ -100,11 +100,7 @@ fn a_nodes_answer_teaches_at_most_sixteen_peers() {
 #[test]
 fn nodes_with_lookups_find_their_way_in_a_larger_mesh() {
     let n = 40;
-    // The library's default degrees (8, at most 12).
-    let config = test_config()
-        .with_target_degree(8)
-        .with_min_degree(3)
-        .with_max_degree(12);
+    let config = default_degrees_config();
     let mut net = grown_mesh(n, config);
     net.run_for(Duration::from_secs(10));
     let lookups: u64 = (0..n).map(|i| net.nodes[i].stats().lookups_sent).sum();
@@ -126,12 +122,8 @@ fn nodes_with_lookups_find_their_way_in_a_larger_mesh() {
 #[test]
 fn a_newcomer_finds_its_closest_peers_through_the_mesh_without_the_server() {
     let n = 30;
-    // The library's default degrees (8, at most 12): at degree 4, 30 nodes have more
-    // distance buckets to cover than links to cover them with.
-    let config = test_config()
-        .with_target_degree(8)
-        .with_min_degree(3)
-        .with_max_degree(12);
+    // At degree 4, 30 nodes have more distance buckets to cover than links to cover them.
+    let config = default_degrees_config();
     let mut net = Net::new(n + 1, config);
     for i in 0..n {
         net.join(i);

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use mesh_proto::NodeId;
-use support::{Net, grown_mesh, test_config};
+use support::{Net, default_degrees_config, grown_mesh, test_config};
 
 fn bucket(a: &NodeId, b: &NodeId) -> u32 {
     a.distance(b).leading_zeros()
@@ -151,11 +151,7 @@ fn a_link_closed_with_notice_stops_counting_at_once_and_closes_after_its_grace()
 #[test]
 fn shedding_closes_with_notice_and_loses_nothing() {
     let n = 24;
-    // The library's default degrees (8, at most 12).
-    let config = test_config()
-        .with_target_degree(8)
-        .with_min_degree(3)
-        .with_max_degree(12);
+    let config = default_degrees_config();
     let mut net = grown_mesh(n, config);
     // Traffic while the shape settles, links being shed meanwhile.
     let mut sent = 0;

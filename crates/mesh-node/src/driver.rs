@@ -313,6 +313,8 @@ impl<T: Transport> Driver<T> {
                         self.link_setup.opened(session, Instant::now());
                     }
                     if let Err(e) = self.transport.open(session, peer, role) {
+                        // No transport session, so no `Closed` event will end its timing.
+                        self.link_setup.closed(session);
                         let reason = e.to_string();
                         self.core
                             .handle_input(Instant::now(), Input::LinkClosed { session, reason });

@@ -6,6 +6,7 @@
 
 pub mod memory;
 pub mod plot;
+mod procfs;
 pub mod report;
 pub mod scenario;
 pub mod webrtc;

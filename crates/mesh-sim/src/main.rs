@@ -38,7 +38,7 @@ enum Command {
     /// Run a scenario and write its report.
     Run(RunArgs),
     /// About 100 real WebRTC nodes with an embedded bootstrap server on 127.0.0.1: a
-    /// 10 s run of joins, unicasts and broadcasts, then the summary table (about 15 s in a release build).
+    /// 10 s run of joins, unicasts and broadcasts, then the summary table (about 12 s in a release build; docs/benchmarks.md §8).
     ///
     /// The same as `mesh-sim run --nodes 100 --transport webrtc --degree 8 --join-rate 50
     /// --duration 10 --seed 1 --unicast-rate 20 --broadcast-every 1`: 100 nodes join at

@@ -19,7 +19,7 @@
 //! | `Welcome` / `Peers` | a uniform random sample, without repetition, of up to 8 (`Peers`: up to min(`max`, 16)) other registered nodes |
 //! | server `Unicast` | `Transfer` to the target after the sender's plus the target's latency, or `Error UNKNOWN_PEER` back if the target is not registered |
 //! | link latency | each link (session) gets a one-way latency drawn once, uniform in [`LINK_LATENCY_NS`] (0.5–1.5 ms, i.e. 1 ms ± 0.5 ms of jitter between links); every message on it takes exactly that, so each direction is FIFO, as a reliable ordered DataChannel is; no bandwidth limit, no loss |
-//! | transport signaling | `OpenSession` (offerer) → `LocalSignal(Offer)` at once; `RemoteSignal(Offer)` (answerer) → `Answer` at once. The emulated transport does not trickle: its offer and answer carry their candidates, as a WebRTC agent that waits for gathering does, so a session costs two signed messages, not four (the real transport trickles; signing and verifying took 22–27 % of the emulator's CPU time in profiles of 2,000 and 3,000 nodes). The tokens are tiny strings, not real SDP |
+//! | transport signaling | `OpenSession` (offerer) → `LocalSignal(Offer)` at once; `RemoteSignal(Offer)` (answerer) → `Answer` at once. The emulated transport does not trickle: its offer and answer carry their candidates, as a WebRTC agent that waits for gathering does, so a session costs two signed messages, not four (the real transport trickles; signing and verifying took 27 % of the emulator's CPU time in a profile of 2,000 nodes, docs/benchmarks.md §8). The tokens are tiny strings, not real SDP |
 //! | link setup | when the offerer applies the answer, both ends get `LinkUp` 10 one-way latencies later (5 round trips: ICE check, DTLS, SCTP), so 5–15 ms, if both ends are still alive and the session still open |
 //! | close | `CloseSession` → `LinkClosed` to the closer at once and to the other end after the link latency (also for a session not yet up: the emulator tells both ends, as `tests/support` does) |
 //! | leave (churn) | [`mesh_core::Node::leave`]: the node closes its sessions (above) and its server connection |
@@ -49,12 +49,13 @@
 //! - `signaling`: the sum of `sessions_initiated_via_{server,mesh}` over every node that ran.
 //! - `unicast`: `sent` counts every attempt of the scenario between two live nodes (a
 //!   `send` refused for want of a link counts, undelivered); `delivered` counts the messages
-//!   delivered to their addressee. Each payload carries a message id; the emulator counts the
+//!   delivered to their addressee, each once. Each payload carries a message id; the emulator counts the
 //!   link transmissions of each id (a cheap suffix check on every `SendLink`, then a full
 //!   decode of the frames that match), which is the hop count at delivery.
 //! - `broadcast`: coverage = the nodes alive at the send (the origin excepted) that delivered
 //!   it, over their number; `duplicates_per_node_mean` = the sum of `flood_duplicates` over
-//!   the sum, over broadcasts, of the nodes alive at the send (origin excepted).
+//!   the sum, over broadcasts, of the nodes alive at the send (origin included, as for
+//!   webrtc).
 //! - `components`, `degrees`: the live nodes' own neighbour lists at the end.
 //! - timeline: one sample per virtual second; `rss_mb` is 0 (virtual time: the process's
 //!   memory says nothing about a moment of the simulation; the peak is in `rss_mb_peak`).
@@ -95,7 +96,7 @@ pub const LINK_SETUP_LATENCIES: u64 = 10;
 /// Delay between a kill and the survivors' `LinkClosed`, ns.
 pub const KILL_DETECTION_NS: u64 = 5 * S;
 /// The longest wait, after the last initial start, for every initial node to link, ns.
-pub const JOIN_GRACE_NS: u64 = 10 * S;
+pub const JOIN_GRACE_NS: u64 = crate::scenario::JOIN_GRACE.as_nanos() as u64;
 /// Traffic stops this long before the end of the run, ns.
 pub const DRAIN_NS: u64 = S;
 
@@ -122,25 +123,7 @@ pub fn run(scenario: &Scenario, progress: bool) -> Report {
     let mut sim = emulator::Sim::new(scenario, progress);
     sim.run();
     let mut report = sim.report();
-    report.rss_mb_peak = peak_rss_mb();
+    report.rss_mb_peak = crate::procfs::peak_rss_mb();
     report.wall_s = wall.elapsed().as_secs_f64();
     report
-}
-
-/// The process's peak resident memory in MB (`VmHWM`), or 0 where `/proc` is missing.
-fn peak_rss_mb() -> f64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return 0.0;
-    };
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }

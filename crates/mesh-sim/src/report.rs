@@ -58,6 +58,16 @@ pub struct LinkSetup {
     pub p99: f64,
 }
 
+impl LinkSetup {
+    /// p50/p99 of setup times in ms.
+    pub fn of(samples_ms: &[f64]) -> Self {
+        Self {
+            p50: quantile(samples_ms, 0.5),
+            p99: quantile(samples_ms, 0.99),
+        }
+    }
+}
+
 /// Signaling sessions by carrier.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Signaling {
@@ -67,6 +77,19 @@ pub struct Signaling {
     pub via_server: u64,
     /// Of which signaled through the mesh.
     pub via_mesh: u64,
+}
+
+impl Signaling {
+    /// The sessions started, from counters summed over the nodes.
+    pub fn from_stats(stats: &mesh_core::Stats) -> Self {
+        let via_server = stats.sessions_initiated_via_server;
+        let via_mesh = stats.sessions_initiated_via_mesh;
+        Self {
+            sessions: via_server + via_mesh,
+            via_server,
+            via_mesh,
+        }
+    }
 }
 
 /// Unicast traffic of the run.
@@ -122,6 +145,18 @@ pub struct Broadcast {
     pub min_coverage: f64,
     /// Mean duplicate copies a node received (and suppressed) per broadcast.
     pub duplicates_per_node_mean: f64,
+}
+
+impl Broadcast {
+    /// `duplicates_per_node_mean`: the flood duplicates counted by every node over the
+    /// nodes alive at each send (origin included), summed over the broadcasts.
+    pub fn duplicates_per_node(flood_duplicates: u64, alive_at_sends: usize) -> f64 {
+        if alive_at_sends == 0 {
+            0.0
+        } else {
+            flood_duplicates as f64 / alive_at_sends as f64
+        }
+    }
 }
 
 /// A point of the time series.

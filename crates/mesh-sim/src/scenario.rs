@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+/// Traffic starts at the latest this long after the last initial node started, even if some
+/// never linked (both drivers).
+pub(crate) const JOIN_GRACE: Duration = Duration::from_secs(10);
+
 /// Which links the simulated nodes use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,13 +50,15 @@ pub struct Scenario {
     pub kill: Option<Kill>,
     /// Stop the bootstrap server at this time. Default never.
     pub kill_bootstrap_at: Option<Duration>,
-    /// How long after the initial nodes have joined (each has a link) the traffic, churn
-    /// and kills-by-traffic start: the time the mesh gets to take its shape. Default 2 s.
+    /// How long after the initial nodes have joined (each has a link) the traffic and churn
+    /// start: the time the mesh gets to take its shape. (`kill` and `kill_bootstrap_at`
+    /// keep their times from the start.) Default 2 s.
     pub settle: Duration,
     /// Unicasts per second between random pairs of live nodes, once all have joined and
     /// `settle` has passed. Default 20.
     pub unicast_rate: f64,
-    /// A broadcast from a random node this often, once all have joined. Default every 2 s.
+    /// A broadcast from a random node this often, once all have joined and `settle` has
+    /// passed. Default every 2 s.
     pub broadcast_every: Option<Duration>,
 }
 
@@ -76,6 +82,11 @@ impl Default for Scenario {
 }
 
 impl Scenario {
+    /// Nodes replaced per second by churn (`churn_per_min` percent of `nodes` a minute).
+    pub fn churns_per_second(&self) -> f64 {
+        self.churn_per_min / 100.0 * self.nodes as f64 / 60.0
+    }
+
     /// The overlay configuration of every node of the run: the library's defaults (table
     /// sizes, TTL, closest links), with `degree` as the target, a minimum of up to 3, and a
     /// maximum that leaves the default two door slots plus at least two places for offers

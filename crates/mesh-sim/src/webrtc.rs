@@ -45,12 +45,11 @@
 //! Where it lives: `sim` (the run's state, starting the server and the nodes, the
 //! teardown), `traffic` (the scenario loop: joins, traffic, churn, kills), `observe` (one
 //! task per node recording its events), `probe` (hop probes), `measure` (the readings at
-//! the end and the [`Report`]), `procfs` (memory and CPU of the process).
+//! the end and the [`Report`]); memory and CPU of the process come from `crate::procfs`.
 
 mod measure;
 mod observe;
 mod probe;
-mod procfs;
 mod sim;
 mod traffic;
 
@@ -69,8 +68,6 @@ const PROBE_BUDGET: Duration = Duration::from_secs(4);
 const DRAIN: Duration = Duration::from_secs(3);
 /// The window over which idle CPU is measured.
 const IDLE_WINDOW: Duration = Duration::from_secs(2);
-/// Traffic starts at the latest this long after the last initial node started.
-const JOIN_GRACE: Duration = Duration::from_secs(10);
 /// A node that does not answer a query within this time is left out of it.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long leaving, and stopping the server, may take at the end.

@@ -44,8 +44,7 @@ impl Node {
             .iter(now)
             .copied()
             .filter(|p| {
-                *p != self.id
-                    && !self.links.contains_key(p)
+                !self.links.contains_key(p)
                     && !in_session.contains(p)
                     && !self.backoff.contains(p, now)
             })
@@ -252,9 +251,10 @@ impl Node {
     /// When due, starts one lookup through the mesh ([`Frame::Lookup`]): for a random id in
     /// the farthest bucket (above the bucket of our closest neighbour) that no neighbour
     /// nor neighbour's neighbour is in and we know nobody in; with no such bucket, for our
-    /// own id (closer peers than we have). Due at once when the node has its first link,
-    /// `announce_interval` after a lookup that taught us a new peer (or got no answer) or
-    /// after a link was lost, else `lookup_interval` after the last one.
+    /// own id (closer peers than we have). Due on the first tick with a link, and at once
+    /// after a link is lost; after that, when [`Node::on_lookup_answer`] says (the next
+    /// tick while answers bring closer peers, else a pause doubling up to
+    /// `lookup_interval`), or `announce_interval` after a lookup that got no answer.
     pub(super) fn lookup(&mut self, now: Instant) {
         if now < self.next_lookup || self.degree() == 0 {
             return;
@@ -322,7 +322,9 @@ impl Node {
         {
             self.stats.lookups_answered += 1;
         }
-        // The origin is a peer near `target`, often our new closest: worth a look.
+        // The origin is alive and near `target`: heard of just now. (Its contact, if new,
+        // and its route were learned as the frame arrived, unless it is the neighbour that
+        // sent it.)
         self.learn_peers(&[origin], now);
     }
 

@@ -386,6 +386,15 @@ pub fn test_config() -> Config {
         .with_announce_interval(Duration::from_secs(1))
 }
 
+/// [`test_config`] with the library's default degrees (target 8, minimum 3, maximum 12).
+pub fn default_degrees_config() -> Config {
+    let d = Config::default();
+    test_config()
+        .with_target_degree(d.target_degree)
+        .with_min_degree(d.min_degree)
+        .with_max_degree(d.max_degree)
+}
+
 /// Builds `n` nodes that join one after another, each once the previous one has a link.
 pub fn grown_mesh(n: usize, config: Config) -> Net {
     let mut net = Net::new(n, config);

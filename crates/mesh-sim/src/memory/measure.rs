@@ -222,29 +222,18 @@ impl Sim<'_> {
             .reduce(f64::min)
             .unwrap_or(0.0);
         let alive_at_sends: usize = bcasts.iter().map(|b| b.alive).sum();
-        let duplicates_per_node_mean = if alive_at_sends == 0 {
-            0.0
-        } else {
-            totals.flood_duplicates as f64 / alive_at_sends as f64
-        };
         Report {
             nodes: self.slots.len(),
             transport: Some(TransportKind::Memory),
             degree_target: self.scenario.degree,
             join_ms: Percentiles::of(&join_samples_ms),
             full_degree_ms: Percentiles::of(&full_degree_ms),
-            link_setup_ms: LinkSetup {
-                p50: report::quantile(&self.measure.link_setup_ms, 0.5),
-                p99: report::quantile(&self.measure.link_setup_ms, 0.99),
-            },
-            signaling: Signaling {
-                sessions: totals.sessions_initiated_via_server + totals.sessions_initiated_via_mesh,
-                via_server: totals.sessions_initiated_via_server,
-                via_mesh: totals.sessions_initiated_via_mesh,
-            },
+            link_setup_ms: LinkSetup::of(&self.measure.link_setup_ms),
+            signaling: Signaling::from_stats(&totals),
             unicast: report::Unicast {
                 sent: self.measure.unicasts.len() as u64,
-                delivered: totals.messages_delivered,
+                // Each message once, however many times it arrived.
+                delivered: delivered.len() as u64,
                 hops_mean: report::mean(&hops),
                 hops_p99: report::quantile(&hops, 0.99),
                 latency_ms_p50: report::quantile(&latencies, 0.5),
@@ -253,7 +242,10 @@ impl Sim<'_> {
             broadcast: report::Broadcast {
                 sent: bcasts.len() as u64,
                 min_coverage,
-                duplicates_per_node_mean,
+                duplicates_per_node_mean: report::Broadcast::duplicates_per_node(
+                    totals.flood_duplicates,
+                    alive_at_sends,
+                ),
             },
             components: report::components(alive.len(), edges),
             nodes_alive: alive.len(),

@@ -35,8 +35,6 @@ pub(super) struct PlanState {
     pub initial_settled: usize,
     /// When the traffic (and churn) started.
     pub traffic_at: Option<Ns>,
-    /// The start of the traffic is scheduled (the initial nodes have joined).
-    pub traffic_scheduled: bool,
 }
 
 fn ns_of(seconds: f64) -> Ns {
@@ -139,11 +137,9 @@ impl Sim<'_> {
     }
 
     fn maybe_start_traffic(&mut self) {
-        if self.plan.all_started
-            && self.plan.initial_settled >= self.scenario.nodes
-            && !self.plan.traffic_scheduled
-        {
-            self.plan.traffic_scheduled = true;
+        // True once: every initial node settles once. (A second StartTraffic would do
+        // nothing anyway.)
+        if self.plan.all_started && self.plan.initial_settled >= self.scenario.nodes {
             let at = self.now + ns_of(self.scenario.settle.as_secs_f64());
             self.queue.push(at, Event::Plan(Action::StartTraffic));
         }
@@ -155,9 +151,8 @@ impl Sim<'_> {
         }
         self.plan.traffic_at = Some(self.now);
         let sc = self.scenario;
-        if sc.unicast_rate > 0.0 && sc.unicast_rate.is_finite() {
-            self.schedule_periodic(0, 1.0 / sc.unicast_rate, Action::Unicast);
-        }
+        // A rate of 0 gives an infinite period, which schedules nothing.
+        self.schedule_periodic(0, 1.0 / sc.unicast_rate, Action::Unicast);
         if let Some(every) = sc.broadcast_every {
             self.schedule_periodic(0, every.as_secs_f64(), Action::Broadcast);
         }
@@ -182,8 +177,7 @@ impl Sim<'_> {
 
     /// Seconds between two replacements (infinite without churn).
     fn churn_period(&self) -> f64 {
-        let per_second = self.scenario.churn_per_min / 100.0 * self.scenario.nodes as f64 / 60.0;
-        1.0 / per_second
+        1.0 / self.scenario.churns_per_second()
     }
 
     fn unicast(&mut self) {

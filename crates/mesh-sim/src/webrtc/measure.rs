@@ -12,7 +12,8 @@ use tracing::{info, warn};
 
 use super::observe::lock;
 use super::sim::{Sim, Slot, query};
-use super::{DRAIN, IDLE_WINDOW, procfs};
+use super::{DRAIN, IDLE_WINDOW};
+use crate::procfs;
 use crate::report::{self, Percentiles, Sample};
 use crate::{Report, TransportKind};
 
@@ -147,9 +148,7 @@ impl Sim<'_> {
             .zip(&self.broadcast_alive)
             .filter(|&(_, &alive)| alive > 1)
             .map(|(&got, &alive)| (f64::from(got) / (alive - 1) as f64).min(1.0))
-            .fold(None, |min: Option<f64>, c| {
-                Some(min.map_or(c, |m| m.min(c)))
-            });
+            .reduce(f64::min);
         let copies: usize = self.broadcast_alive.iter().sum();
         let hops_f: Vec<f64> = hops.iter().map(|&h| f64::from(h)).collect();
         info!(
@@ -186,18 +185,10 @@ impl Sim<'_> {
             degree_target: self.overlay.target_degree,
             join_ms: Percentiles::of(&join_ms),
             full_degree_ms: Percentiles::of(&full_ms),
-            link_setup_ms: report::LinkSetup {
-                p50: report::quantile(&totals.link_setup_ms, 0.5),
-                p99: report::quantile(&totals.link_setup_ms, 0.99),
-            },
-            signaling: report::Signaling {
-                sessions: totals.overlay.sessions_initiated_via_server
-                    + totals.overlay.sessions_initiated_via_mesh,
-                via_server: totals.overlay.sessions_initiated_via_server,
-                via_mesh: totals.overlay.sessions_initiated_via_mesh,
-            },
+            link_setup_ms: report::LinkSetup::of(&totals.link_setup_ms),
+            signaling: report::Signaling::from_stats(&totals.overlay),
             unicast: report::Unicast {
-                sent: self.unicast_sent,
+                sent: self.unicast_log.len() as u64,
                 delivered: traffic.unicast_delivered,
                 hops_mean: report::mean(&hops_f),
                 hops_p99: report::quantile(&hops_f, 0.99),
@@ -207,11 +198,10 @@ impl Sim<'_> {
             broadcast: report::Broadcast {
                 sent: self.broadcast_alive.len() as u64,
                 min_coverage: coverage.unwrap_or(0.0),
-                duplicates_per_node_mean: if copies == 0 {
-                    0.0
-                } else {
-                    totals.overlay.flood_duplicates as f64 / copies as f64
-                },
+                duplicates_per_node_mean: report::Broadcast::duplicates_per_node(
+                    totals.overlay.flood_duplicates,
+                    copies,
+                ),
             },
             components,
             nodes_alive,
@@ -286,7 +276,7 @@ impl Sim<'_> {
     /// Whether every unicast sent arrived and every broadcast reached every node.
     pub(super) fn traffic_arrived(&self) -> bool {
         let t = lock(&self.shared.traffic);
-        t.unicast_delivered == self.unicast_sent
+        t.unicast_delivered == self.unicast_log.len() as u64
             && t.broadcast_receipts
                 .iter()
                 .zip(&self.broadcast_alive)

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_node::Node;
-use rand::Rng;
 use tracing::info;
 
 use super::observe::{self, Kind, lock};
@@ -24,8 +23,7 @@ impl Sim<'_> {
             if live.len() < 2 || Instant::now() >= deadline {
                 break;
             }
-            let a = self.picks.random_range(0..live.len());
-            let b = (a + self.picks.random_range(1..live.len())) % live.len();
+            let (a, b) = self.pick_pair(live.len());
             lock(&self.shared.traffic).probe_arrived.push(false);
             let before = relay_counters(&live).await;
             let data = observe::payload(Kind::Probe, id, self.now_us());
@@ -66,13 +64,17 @@ struct RelayCounters {
     relayed: u64,
     signals: u64,
     floods: u64,
+    /// Lookups, their answers and unreachable reports: relayed like unicasts.
+    lookups: u64,
 }
 
 impl RelayCounters {
-    /// No signaling message and no flood copy moved between `before` and `self`.
+    /// No signaling message, flood copy, lookup or unreachable report moved between
+    /// `before` and `self`: every relay in the window was the probe's.
     fn quiet_since(&self, before: &Self) -> bool {
         self.signals == before.signals
             && self.floods == before.floods
+            && self.lookups == before.lookups
             && self.relayed >= before.relayed
     }
 }
@@ -89,6 +91,11 @@ async fn relay_counters(nodes: &[(usize, Arc<Node>)]) -> Option<RelayCounters> {
         c.relayed += o.frames_relayed;
         c.signals += o.signals_sent_via_mesh + o.signals_received_via_mesh;
         c.floods += o.broadcasts_delivered + o.flood_duplicates;
+        c.lookups += o.lookups_sent
+            + o.lookups_answered
+            + o.lookup_answers
+            + o.unreachable_sent
+            + o.unreachable_received;
     }
     Some(c)
 }
@@ -98,11 +105,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_probe_window_with_signaling_or_floods_is_not_quiet() {
+    fn a_probe_window_with_signaling_floods_or_lookups_is_not_quiet() {
         let before = RelayCounters {
             relayed: 10,
             signals: 5,
             floods: 2,
+            lookups: 7,
         };
         assert!(
             RelayCounters {
@@ -121,6 +129,13 @@ mod tests {
         assert!(
             !RelayCounters {
                 floods: 3,
+                ..before
+            }
+            .quiet_since(&before)
+        );
+        assert!(
+            !RelayCounters {
+                lookups: 8,
                 ..before
             }
             .quiet_since(&before)

@@ -31,9 +31,8 @@ pub(super) struct Slot {
     pub(super) id: NodeId,
     /// When `Node::join` was called.
     pub(super) started: Instant,
-    /// The node while it runs (`None` while joining and once gone).
+    /// The node while it runs (`None` while joining, and once gone or if its join failed).
     pub(super) node: Option<Arc<Node>>,
-    pub(super) gone: bool,
     pub(super) record: Arc<Mutex<Record>>,
 }
 
@@ -56,9 +55,8 @@ pub(super) struct Sim<'a> {
     pub(super) retired: Totals,
     pub(super) initial_failed: usize,
     pub(super) join_failures: u64,
-    pub(super) unicast_sent: u64,
-    /// Per unicast sent: (from, to) slot indices and the send time, for the log of those
-    /// that did not arrive.
+    /// Per unicast sent (its id is its index): (from, to) slot indices and the send time,
+    /// for the log of those that did not arrive.
     pub(super) unicast_log: Vec<(usize, usize, Duration)>,
     pub(super) send_errors: u64,
     /// Per broadcast sent: the linked nodes alive when it was sent (origin included).
@@ -124,7 +122,6 @@ impl<'a> Sim<'a> {
             retired: Totals::default(),
             initial_failed: 0,
             join_failures: 0,
-            unicast_sent: 0,
             unicast_log: Vec::new(),
             send_errors: 0,
             broadcast_alive: Vec::new(),
@@ -145,7 +142,6 @@ impl<'a> Sim<'a> {
             id: key.node_id(),
             started: Instant::now(),
             node: None,
-            gone: false,
             record: record.clone(),
         });
         let shared = self.shared.clone();
@@ -167,7 +163,6 @@ impl<'a> Sim<'a> {
             Ok(node) => slot.node = Some(Arc::new(node)),
             Err(e) => {
                 warn!(node = index, "join failed: {e}");
-                slot.gone = true;
                 self.join_failures += 1;
                 if index < self.scenario.nodes {
                     self.initial_failed += 1;
@@ -181,10 +176,15 @@ impl<'a> Sim<'a> {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| !s.gone)
             .filter_map(|(i, s)| Some((i, s.node.clone()?)))
             .filter(|&(i, _)| !linked || lock(&self.slots[i].record).first_link.is_some())
             .collect()
+    }
+
+    /// Two distinct random indices below `n` (at least 2): a sender and a receiver.
+    pub(super) fn pick_pair(&mut self, n: usize) -> (usize, usize) {
+        let a = self.picks.random_range(0..n);
+        (a, (a + self.picks.random_range(1..n)) % n)
     }
 
     /// Microseconds since the run started (the send time a payload carries).
@@ -202,9 +202,9 @@ impl<'a> Sim<'a> {
             self.bar.set_position(self.shared.start.elapsed().as_secs());
             self.bar.set_message(format!(
                 "{} nodes, unicasts {}/{} delivered, {} broadcasts",
-                self.live(false).len(),
+                self.slots.iter().filter(|s| s.node.is_some()).count(),
                 t.unicast_delivered,
-                self.unicast_sent,
+                self.unicast_log.len(),
                 self.broadcast_alive.len()
             ));
         } else {

@@ -11,10 +11,10 @@ use mesh_node::Node;
 use rand::Rng;
 use tracing::{debug, info};
 
-use super::JOIN_GRACE;
 use super::observe::{self, Kind, lock};
 use super::sim::{Sim, query};
 use crate::Report;
+use crate::scenario::JOIN_GRACE;
 
 impl Sim<'_> {
     /// The scenario, then the measurements at the end.
@@ -25,12 +25,12 @@ impl Sim<'_> {
         let join_every = Duration::from_secs_f64(1.0 / s.join_rate);
         let unicast_every =
             (s.unicast_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / s.unicast_rate));
-        let churn_rate = s.churn_per_min / 100.0 * s.nodes as f64 / 60.0;
+        let churn_rate = s.churns_per_second();
         let churn_every = (churn_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / churn_rate));
 
         let mut started = 0;
         let mut next_join = start;
-        let mut traffic_from: Option<Instant> = None;
+        let mut traffic_started = false;
         let mut settle_until: Option<Instant> = None;
         let (mut next_unicast, mut next_broadcast, mut next_churn) = (None, None, None);
         let mut kill_at = s.kill.map(|k| (start + k.at, k.fraction));
@@ -54,10 +54,10 @@ impl Sim<'_> {
                     settle_until = Some(now + s.settle);
                 }
             }
-            if traffic_from.is_none() && settle_until.is_some_and(|at| now >= at) {
+            if !traffic_started && settle_until.is_some_and(|at| now >= at) {
                 let joined = self.shared.joined_initial.load(Ordering::Relaxed);
                 info!(joined, "initial joins done, mesh settled: traffic starts");
-                traffic_from = Some(now);
+                traffic_started = true;
                 next_unicast = unicast_every.map(|d| now + d);
                 next_broadcast = s.broadcast_every.map(|d| now + d);
                 next_churn = churn_every.map(|d| now + d);
@@ -105,16 +105,23 @@ impl Sim<'_> {
                     next_sample += Duration::from_secs(1);
                 }
             }
-            self.show_progress(traffic_from.is_some());
+            self.show_progress(traffic_started);
 
             let mut wake = end.min(next_sample).min(now + Duration::from_millis(100));
             if started < s.nodes {
                 wake = wake.min(next_join);
             }
-            for t in [next_unicast, next_broadcast, next_churn, server_kill_at]
-                .into_iter()
-                .flatten()
-                .chain(kill_at.map(|(at, _)| at))
+            let settling = settle_until.filter(|_| !traffic_started);
+            for t in [
+                next_unicast,
+                next_broadcast,
+                next_churn,
+                server_kill_at,
+                settling,
+            ]
+            .into_iter()
+            .flatten()
+            .chain(kill_at.map(|(at, _)| at))
             {
                 wake = wake.min(t);
             }
@@ -134,11 +141,9 @@ impl Sim<'_> {
         if live.len() < 2 {
             return;
         }
-        let a = self.picks.random_range(0..live.len());
-        let b = (a + self.picks.random_range(1..live.len())) % live.len();
-        let id = self.unicast_sent;
+        let (a, b) = self.pick_pair(live.len());
+        let id = self.unicast_log.len() as u64;
         lock(&self.shared.traffic).unicast_arrived.push(false);
-        self.unicast_sent += 1;
         self.unicast_log
             .push((live[a].0, live[b].0, self.shared.start.elapsed()));
         let to = self.slots[live[b].0].id;
@@ -181,7 +186,6 @@ impl Sim<'_> {
         drop(nodes);
         for &i in indices {
             let slot = &mut self.slots[i];
-            slot.gone = true;
             // The last handle: dropping it makes the driver leave.
             slot.node = None;
         }
@@ -190,10 +194,10 @@ impl Sim<'_> {
     /// Kills `fraction` of the live nodes, chosen at random.
     pub(super) async fn kill(&mut self, fraction: f64) {
         let live = self.live(false);
-        let n = ((fraction * live.len() as f64).round() as usize).clamp(1, live.len().max(1));
         if live.is_empty() {
             return;
         }
+        let n = ((fraction * live.len() as f64).round() as usize).clamp(1, live.len());
         let victims: Vec<usize> = rand::seq::index::sample(&mut self.picks, live.len(), n)
             .into_iter()
             .map(|k| live[k].0)

@@ -5,17 +5,17 @@
 const USER_HZ: f64 = 100.0;
 
 /// Resident memory now (`VmRSS`), MiB; 0 where `/proc` is unavailable.
-pub(super) fn rss_mb() -> f64 {
+pub(crate) fn rss_mb() -> f64 {
     status_kb("VmRSS:").map_or(0.0, |kb| kb as f64 / 1024.0)
 }
 
 /// Peak resident memory of the process so far (`VmHWM`), MiB; 0 where unavailable.
-pub(super) fn peak_rss_mb() -> f64 {
+pub(crate) fn peak_rss_mb() -> f64 {
     status_kb("VmHWM:").map_or(0.0, |kb| kb as f64 / 1024.0)
 }
 
 /// CPU time the process has used so far (user + system), seconds, in steps of 10 ms.
-pub(super) fn cpu_seconds() -> Option<f64> {
+pub(crate) fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     parse_cpu_ticks(&stat).map(|ticks| ticks as f64 / USER_HZ)
 }
