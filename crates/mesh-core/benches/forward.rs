@@ -77,6 +77,7 @@ fn bench(c: &mut Criterion) {
             to: peers[3].node_id(),
             from: far,
             ttl: 8,
+            steering: mesh_proto::Steering::Learned,
             payload: payload.clone(),
         })
         .unwrap();
@@ -86,6 +87,7 @@ fn bench(c: &mut Criterion) {
             to: beyond,
             from: far,
             ttl: 8,
+            steering: mesh_proto::Steering::Learned,
             payload,
         })
         .unwrap();

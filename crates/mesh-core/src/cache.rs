@@ -151,4 +151,42 @@ mod tests {
         assert_eq!(map.len(), 3);
         assert!(map.order.len() <= 2 * 4 + 16 + 1);
     }
+
+    proptest::proptest! {
+        /// Whatever the insertions, refreshes, removals and clock steps: never more than
+        /// `capacity` entries, the order record stays within its compaction bound, no
+        /// entry outlives its `ttl`, and the entry just inserted is there.
+        #[test]
+        fn the_map_never_exceeds_its_bounds(
+            capacity in 1usize..16,
+            ttl_ms in 1u64..50,
+            ops in proptest::collection::vec((0u8..3, 0u16..40, 0u64..20), 0..400),
+        ) {
+            let start = Instant::now();
+            let ttl = Duration::from_millis(ttl_ms);
+            let mut map = ExpiringMap::new(capacity, ttl);
+            let mut inserted_at = HashMap::new();
+            let mut now = start;
+            for (op, key, step_ms) in ops {
+                now += Duration::from_millis(step_ms);
+                match op {
+                    0 | 1 => {
+                        map.insert(key, (), now);
+                        inserted_at.insert(key, now);
+                        proptest::prop_assert!(map.contains(&key, now));
+                    }
+                    _ => {
+                        map.remove(&key);
+                    }
+                }
+                proptest::prop_assert!(map.len() <= capacity);
+                proptest::prop_assert!(map.order.len() <= 2 * capacity + 16 + 1);
+                for (k, at) in &inserted_at {
+                    if now.duration_since(*at) >= ttl {
+                        proptest::prop_assert!(!map.contains(k, now), "{k} outlived its ttl");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -15,6 +15,7 @@ use crate::cache::ExpiringMap;
 use crate::contacts::ContactTable;
 
 mod routing;
+use routing::Routed;
 mod signaling;
 mod topology;
 use crate::{Config, Error, Stats};
@@ -228,6 +229,9 @@ pub struct Node {
     next_lookup: Instant,
     /// The target of the lookup under way: only its answer is taken.
     lookup_target: Option<NodeId>,
+    /// Below the target degree: since when no link came up, and `stats.sessions_failed`
+    /// then (see [`Node::top_up`]).
+    short_since: Option<(Instant, u64)>,
     /// The pause before the next lookup when the last one found nothing closer.
     lookup_pause: Duration,
     next_tick: Instant,
@@ -262,6 +266,7 @@ impl Node {
             topology_dirty: true,
             next_lookup: now,
             lookup_target: None,
+            short_since: None,
             lookup_pause: config.announce_interval,
             next_tick: now,
             next_announce: now + config.announce_interval,
@@ -522,6 +527,7 @@ impl Node {
             s.linked = true;
         }
         self.links.insert(peer, session);
+        self.short_since = None;
         self.topology_dirty = true;
         self.backoff.remove(&peer);
         self.stats.links_up += 1;
@@ -572,13 +578,21 @@ impl Node {
                 to,
                 from,
                 ttl,
+                steering,
                 payload,
             } => {
                 self.learn_route(from, peer, now);
                 if to == self.id {
                     self.deliver_payload(from, &payload, Carrier::Mesh, now);
                 } else {
-                    self.forward(to, from, ttl, payload, peer, now);
+                    let route = Routed {
+                        to,
+                        from,
+                        ttl,
+                        steering,
+                        payload,
+                    };
+                    self.forward(route, peer, now);
                 }
             }
             Frame::Transfer { from, payload } => {
@@ -662,8 +676,19 @@ impl Node {
             .values()
             .filter(|s| !s.linked && s.role == Role::Offerer)
             .count();
-        if self.degree() == 0 {
-            // The door: one server-signaled session at a time, only with no link at all.
+        if self.degree() >= self.config.target_degree {
+            self.short_since = None;
+        }
+        let failed = self.stats.sessions_failed;
+        let (since, failed_before) = *self.short_since.get_or_insert((now, failed));
+        let stranded = now.saturating_duration_since(since) >= self.config.session_timeout
+            && failed > failed_before;
+        if self.degree() == 0 || (stranded && self.server_up) {
+            // The door: one server-signaled session at a time, with no link at all, or
+            // stranded: below the target degree, with sessions through the mesh failing
+            // and none linking for a whole session timeout. The links we have may lead
+            // only to an island (survivors of a mass failure linked only to each other,
+            // passing around contacts none of them can reach); the server can reach them.
             if !self.server_up || pending > 0 {
                 return;
             }

@@ -68,9 +68,13 @@ fn tamper_offers(honest: [usize; 2]) -> support::Tamper {
                 to,
                 from,
                 ttl,
+                steering,
                 payload,
-            } => (payload, Some((to, from, ttl))),
-            Frame::Transfer { from, payload } => (payload, Some((from, from, u8::MAX))),
+            } => (payload, Some((to, from, ttl, steering))),
+            Frame::Transfer { from, payload } => (
+                payload,
+                Some((from, from, u8::MAX, mesh_proto::Steering::Learned)),
+            ),
             _ => return,
         };
         let Ok(Payload::Signal(mut signal)) = mesh_proto::decode_payload(&payload) else {
@@ -82,11 +86,12 @@ fn tamper_offers(honest: [usize; 2]) -> support::Tamper {
         signal.kind = SignalKind::Offer(sdp.replace("fingerprint:", "fingerprint:EVIL"));
         let payload = mesh_proto::encode_payload(&Payload::Signal(signal)).unwrap();
         let frame = match route {
-            Some((_, from, u8::MAX)) => Frame::Transfer { from, payload },
-            Some((to, from, ttl)) => Frame::Route {
+            Some((_, from, u8::MAX, _)) => Frame::Transfer { from, payload },
+            Some((to, from, ttl, steering)) => Frame::Route {
                 to,
                 from,
                 ttl,
+                steering,
                 payload,
             },
             None => return,

@@ -110,6 +110,9 @@ pub enum Frame {
         from: NodeId,
         /// Hops left: a relay that receives 0 and is not the neighbour of `to` drops it.
         ttl: u8,
+        /// How relays choose the next hop from here on: the origin sends
+        /// [`Steering::Learned`]; relays move it on to the next mode, never back.
+        steering: Steering,
         /// An encoded [`crate::signal::Payload`]; relays never parse it.
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
@@ -266,6 +269,28 @@ impl fmt::Display for RoomName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// How the relays of a [`Frame::Route`] choose its next hop (`docs/protocol.md` §10.3): a
+/// ladder of four phases that a frame only ever climbs. Within a phase it cannot loop:
+/// greedy steps get strictly closer to `to` (over the two-hop view), and learned routes
+/// retrace paths `to`'s own traffic took. A frame that went back and forth between the two
+/// could, and did, until its TTL ran out; climbing bounds the switches to three.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Steering {
+    /// Wire value 0, as the origin sends it: the neighbour through which `to`'s traffic
+    /// last came, where known (the reverse of a path that worked, which the answers to a
+    /// newcomer need before the nodes near its id know it); else a greedy step, and the
+    /// frame goes on as [`Steering::Greedy`].
+    Learned,
+    /// Wire value 1: greedy steps; where greedy can make no progress, a learned route, and
+    /// the frame goes on as [`Steering::Return`].
+    Greedy,
+    /// Wire value 2: learned routes; where none is known, a greedy step, and the frame goes
+    /// on as [`Steering::Last`].
+    Return,
+    /// Wire value 3: greedy steps only.
+    Last,
 }
 
 /// A numeric error code carried by [`Frame::Error`]. Codes are stable across versions;

@@ -33,7 +33,7 @@ pub use codec::{
     MAX_FRAME_SIZE, PROTOCOL_VERSION, decode, decode_payload, decode_with_limit, encode,
     encode_payload,
 };
-pub use frame::{ErrorCode, Frame, Limits, RoomName};
+pub use frame::{ErrorCode, Frame, Limits, RoomName, Steering};
 pub use id::{Distance, NodeId};
 
 /// Everything that can go wrong in this crate.

@@ -1,7 +1,9 @@
 //! Property tests of the one codec: every frame round-trips, and no input panics `decode`.
 
 use mesh_proto::identity::{PublicKey, Signature};
-use mesh_proto::{ErrorCode, Frame, Limits, NodeId, RoomName, decode, decode_with_limit, encode};
+use mesh_proto::{
+    ErrorCode, Frame, Limits, NodeId, RoomName, Steering, decode, decode_with_limit, encode,
+};
 use proptest::prelude::*;
 
 fn node_id() -> impl Strategy<Value = NodeId> {
@@ -19,14 +21,20 @@ fn room() -> impl Strategy<Value = RoomName> {
 /// The frames of a DataChannel link.
 fn mesh_frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
-        (node_id(), node_id(), any::<u8>(), payload()).prop_map(|(to, from, ttl, payload)| {
-            Frame::Route {
+        (node_id(), node_id(), any::<u8>(), 0..4u8, payload()).prop_map(
+            |(to, from, ttl, steering, payload)| Frame::Route {
                 to,
                 from,
                 ttl,
+                steering: [
+                    Steering::Learned,
+                    Steering::Greedy,
+                    Steering::Return,
+                    Steering::Last,
+                ][usize::from(steering)],
                 payload,
             }
-        }),
+        ),
         (node_id(), any::<u64>(), any::<u8>(), payload()).prop_map(|(from, id, ttl, payload)| {
             Frame::Flood {
                 from,

@@ -188,6 +188,7 @@ fn frame_examples() -> Vec<(&'static str, Frame)> {
                 to: id(PEER_A),
                 from: id(NODE_ID),
                 ttl: 16,
+                steering: mesh_proto::Steering::Learned,
                 payload: encode_payload(&app_payload()).unwrap(),
             },
         ),
@@ -281,6 +282,11 @@ fn conformance_examples() -> Vec<(&'static str, Option<Frame>)> {
         ("01 10", Some(Frame::Closing)),
         ("01 12", None),
         ("01 09 0c 02 00", None),
+        (
+            "01 0a 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 \
+             00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 10 04 00",
+            None,
+        ),
         ("01 09 0f 00 02 c3 28", None),
         (
             "01 05 fe 03 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00",

@@ -57,6 +57,14 @@
 //!   the sum, over broadcasts, of the nodes alive at the send (origin included, as for
 //!   webrtc).
 //! - `components`, `degrees`: the live nodes' own neighbour lists at the end.
+//! - `repair` (with a kill only): `killed`, the nodes it removed; `repair_ms`, from the kill
+//!   to the first check at which the live nodes form one component (links between live
+//!   nodes as their neighbour lists say, as for `components`). The first check runs right
+//!   after the victims are gone (0 ms: the kill did not split the survivors), then one
+//!   every [`REPAIR_CHECK_NS`] (50 ms) of virtual time until it holds; `null` if it never
+//!   did. The checks only read the nodes, so they change nothing else in the report.
+//!   `unicast_after`: the unicasts sent after that check, and of those the delivered ones
+//!   (each once, as for `unicast`); 0 / 0 without a repair.
 //! - timeline: one sample per virtual second; `rss_mb` is 0 (virtual time: the process's
 //!   memory says nothing about a moment of the simulation; the peak is in `rss_mb_peak`).
 //! - `rss_mb_peak`: the process's peak resident memory (`VmHWM` of `/proc/self/status`),
@@ -97,6 +105,9 @@ pub const LINK_SETUP_LATENCIES: u64 = 10;
 pub const KILL_DETECTION_NS: u64 = 5 * S;
 /// The longest wait, after the last initial start, for every initial node to link, ns.
 pub const JOIN_GRACE_NS: u64 = crate::scenario::JOIN_GRACE.as_nanos() as u64;
+/// Virtual time between two checks, after a kill, of whether the live nodes form one
+/// component again (the resolution of `repair.repair_ms`), ns.
+pub const REPAIR_CHECK_NS: u64 = 50_000_000;
 /// Traffic stops this long before the end of the run, ns.
 pub const DRAIN_NS: u64 = S;
 

@@ -105,6 +105,11 @@ pub struct Unicast {
     pub hops_p99: f64,
     /// Median send → delivery, ms.
     pub latency_ms_p50: f64,
+    /// Mean shortest path, in links, between the ends of the unicasts sent, in the mesh as
+    /// it is at the end (pairs with both ends alive and connected): the floor for
+    /// `hops_mean`, to see how far routing is from it. Memory transport only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shortest_hops_mean: Option<f64>,
 }
 
 /// What the relays dropped, summed over the nodes that ran: unicasts and signaling alike
@@ -159,6 +164,80 @@ impl Broadcast {
     }
 }
 
+/// Unicasts sent after the survivors of a kill formed one component again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct UnicastAfter {
+    /// Sent by the scenario's traffic after the repair moment.
+    pub sent: u64,
+    /// Of those, delivered to the addressee (each once).
+    pub delivered: u64,
+}
+
+/// How the mesh came back from the scenario's kill.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Repair {
+    /// Nodes the kill removed (0 if the run ended before the kill was due; then
+    /// `repair_ms` is `None`).
+    pub killed: usize,
+    /// Kill → the first check (memory: every 50 ms of virtual time; webrtc: every 100 ms)
+    /// at which the mesh was repaired, ms: no survivor still counted a link to a killed
+    /// node (every dead link noticed), every survivor was back at the minimum degree, and
+    /// the survivors formed one component (links as their own neighbour lists say).
+    /// `None` if that never held up to the end of the run.
+    pub repair_ms: Option<f64>,
+    /// Unicasts sent after that moment (none if there was none).
+    pub unicast_after: UnicastAfter,
+}
+
+/// Mean of the shortest path lengths between `pairs` in the undirected graph of `nodes`
+/// nodes and `edges` (pairs not connected are left out; `None` if none is).
+pub fn shortest_paths_mean(
+    nodes: usize,
+    edges: &[(usize, usize)],
+    pairs: impl IntoIterator<Item = (usize, usize)>,
+) -> Option<f64> {
+    let mut adjacent = vec![Vec::new(); nodes];
+    for &(a, b) in edges {
+        adjacent[a].push(b);
+        adjacent[b].push(a);
+    }
+    let mut by_source: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (a, b) in pairs {
+        by_source.entry(a).or_default().push(b);
+    }
+    let mut lengths = Vec::new();
+    let mut distance = vec![u32::MAX; nodes];
+    let mut queue = std::collections::VecDeque::new();
+    for (source, targets) in by_source {
+        distance.fill(u32::MAX);
+        distance[source] = 0;
+        queue.push_back(source);
+        while let Some(n) = queue.pop_front() {
+            for &m in &adjacent[n] {
+                if distance[m] == u32::MAX {
+                    distance[m] = distance[n] + 1;
+                    queue.push_back(m);
+                }
+            }
+        }
+        lengths.extend(
+            targets
+                .iter()
+                .map(|t| distance[*t])
+                .filter(|d| *d != u32::MAX)
+                .map(f64::from),
+        );
+    }
+    (!lengths.is_empty()).then(|| mean(&lengths))
+}
+
+/// Whether a mesh counts as repaired ([`Repair::repair_ms`]): its live nodes form
+/// `components` components, still count `dangling` links to gone nodes, and have these
+/// `degrees` (links to gone nodes included).
+pub fn repaired(components: usize, degrees: &[usize], dangling: usize, min_degree: usize) -> bool {
+    components == 1 && dangling == 0 && degrees.iter().all(|d| *d >= min_degree)
+}
+
 /// A point of the time series.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Sample {
@@ -201,6 +280,9 @@ pub struct Report {
     pub components: usize,
     /// Nodes alive at the end.
     pub nodes_alive: usize,
+    /// The repair after the scenario's kill; absent (not even `null`) without a kill.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair: Option<Repair>,
     /// Peak resident memory of the process, MB.
     pub rss_mb_peak: f64,
     /// CPU used while idle at the end, % of one core.
@@ -269,10 +351,14 @@ impl Report {
             format!("{} / {}", self.routing.lookups, self.routing.lookup_answers),
         );
         row(
-            "unicast hops: mean, p99",
+            "unicast hops: mean, p99 (shortest paths: mean)",
             format!(
-                "{:.2}, {:.0}",
-                self.unicast.hops_mean, self.unicast.hops_p99
+                "{:.2}, {:.0}{}",
+                self.unicast.hops_mean,
+                self.unicast.hops_p99,
+                self.unicast
+                    .shortest_hops_mean
+                    .map_or_else(String::new, |s| format!(" ({s:.2})"))
             ),
         );
         row(
@@ -292,6 +378,18 @@ impl Report {
             "components, nodes alive",
             format!("{}, {}", self.components, self.nodes_alive),
         );
+        if let Some(r) = &self.repair {
+            let after = r
+                .repair_ms
+                .map_or_else(|| "never".to_owned(), |ms| format!("{ms:.1}"));
+            row(
+                "repair: killed, repaired after (ms), unicast after repair delivered / sent",
+                format!(
+                    "{}, {after}, {} / {}",
+                    r.killed, r.unicast_after.delivered, r.unicast_after.sent
+                ),
+            );
+        }
         row("RSS peak (MB)", format!("{:.0}", self.rss_mb_peak));
         row(
             "idle CPU (% of one core)",
@@ -344,6 +442,18 @@ mod tests {
         assert_eq!(quantile(&v, 1.0), 100.0);
         assert_eq!(quantile(&[], 0.5), 0.0);
         assert_eq!(mean(&[1.0, 3.0]), 2.0);
+    }
+
+    #[test]
+    fn shortest_paths_mean_walks_the_graph() {
+        // A path 0-1-2-3 and an island 4.
+        let edges = [(0, 1), (1, 2), (2, 3)];
+        assert_eq!(shortest_paths_mean(5, &edges, [(0, 3), (1, 2)]), Some(2.0));
+        assert_eq!(shortest_paths_mean(5, &edges, [(0, 4)]), None);
+        assert_eq!(
+            shortest_paths_mean(5, &edges, [(3, 0), (0, 4), (0, 0)]),
+            Some(1.5)
+        );
     }
 
     #[test]

@@ -34,6 +34,13 @@
 //!   between. A probe whose window also saw a signaling message or a flood copy (which
 //!   relays too) is discarded. `hops_mean`/`hops_p99` and `hop_samples` (the histogram)
 //!   are the probes'.
+//! - **Repair** (with a kill only): `killed`, the nodes whose handles the kill dropped;
+//!   `repair_ms`, from the moment they were dropped to the first check at which the live
+//!   nodes formed one component (every live node's neighbour list, as for `components`;
+//!   the first check right after the kill, then one every 100 ms (`REPAIR_POLL`) until the
+//!   traffic stops, and the final reading last; the time is taken when the answers are
+//!   in, so it includes the check's own time); `null` if none did. `unicast_after`: the
+//!   unicasts sent after that check, and of those the delivered ones (each once).
 //! - **link_setup_ms**: `NodeStats::link_setup`, the driver's own record of offerer
 //!   sessions (`OpenSession` → `LinkUp`), the last 256 per node.
 //! - **Signaling**: sessions initiated via the server / via the mesh, summed over every node
@@ -70,6 +77,9 @@ const DRAIN: Duration = Duration::from_secs(3);
 const IDLE_WINDOW: Duration = Duration::from_secs(2);
 /// A node that does not answer a query within this time is left out of it.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a kill, how often the run checks whether the live nodes form one component again
+/// (the resolution of `repair.repair_ms`, plus the time the check takes).
+const REPAIR_POLL: Duration = Duration::from_millis(100);
 /// How long leaving, and stopping the server, may take at the end.
 const TEARDOWN: Duration = Duration::from_secs(10);
 

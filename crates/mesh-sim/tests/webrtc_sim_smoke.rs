@@ -1,9 +1,20 @@
 //! Twenty real WebRTC nodes (UDP on 127.0.0.1) through the embedded bootstrap server, a
-//! few seconds of traffic: the report's invariants hold. Timings are not asserted.
+//! few seconds of traffic: the report's invariants hold, with the server running to the
+//! end, and with the server stopped before a fifth of the nodes is killed. Timings are not
+//! asserted.
 
 use std::time::Duration;
 
-use mesh_sim::{Scenario, TransportKind};
+use mesh_sim::{Report, Scenario, TransportKind};
+
+/// Runs `scenario`, within a bound.
+async fn run(scenario: &Scenario) -> Report {
+    let run = mesh_sim::webrtc::run(scenario, false);
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the run ended within its bound")
+        .expect("the run succeeded")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_webrtc_nodes_join_one_mesh_and_deliver_everything() {
@@ -18,11 +29,7 @@ async fn twenty_webrtc_nodes_join_one_mesh_and_deliver_everything() {
         broadcast_every: Some(Duration::from_secs(1)),
         ..Scenario::default()
     };
-    let run = mesh_sim::webrtc::run(&scenario, false);
-    let report = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the run ended within its bound")
-        .expect("the run succeeded");
+    let report = run(&scenario).await;
     let summary = report.summary();
 
     assert_eq!(report.nodes_alive, 20, "{summary}");
@@ -32,6 +39,7 @@ async fn twenty_webrtc_nodes_join_one_mesh_and_deliver_everything() {
         "everyone linked:\n{summary}"
     );
     assert_eq!(report.components, 1, "{summary}");
+    assert_eq!(report.repair, None, "no kill, no repair:\n{summary}");
     assert_eq!(report.degrees.len(), 20);
     assert!(
         report.degrees.iter().all(|&d| d >= 3),
@@ -60,6 +68,48 @@ async fn twenty_webrtc_nodes_join_one_mesh_and_deliver_everything() {
     );
     assert!(
         report.rss_mb_peak > 0.0 && !report.timeline.is_empty(),
+        "{summary}"
+    );
+}
+
+/// The server stops once the mesh has formed; then a fifth of the nodes is killed. The mesh
+/// keeps routing and repairs without it: everything sent after the repair arrives, and no
+/// session went through the server after it stopped (each node's door session came
+/// before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_server_twenty_webrtc_nodes_keep_routing_and_repair_a_kill() {
+    let scenario = Scenario {
+        nodes: 20,
+        transport: TransportKind::Webrtc,
+        degree: 4,
+        join_rate: 20.0,
+        duration: Duration::from_secs(9),
+        seed: 11,
+        unicast_rate: 20.0,
+        kill_bootstrap_at: Some(Duration::from_secs(3)),
+        kill: Some(mesh_sim::Kill {
+            fraction: 0.2,
+            at: Duration::from_secs(4),
+        }),
+        ..Scenario::default()
+    };
+    let report = run(&scenario).await;
+    let summary = report.summary();
+
+    assert_eq!(report.nodes_alive, 16, "{summary}");
+    assert_eq!(report.components, 1, "{summary}");
+    assert_eq!(
+        report.signaling.via_server, 19,
+        "one door session per node but the first, none after the server stopped:\n{summary}"
+    );
+    let repair = report
+        .repair
+        .unwrap_or_else(|| panic!("no repair:\n{summary}"));
+    assert_eq!(repair.killed, 4, "{summary}");
+    assert!(repair.repair_ms.is_some(), "never repaired:\n{summary}");
+    assert!(repair.unicast_after.sent > 0, "{summary}");
+    assert_eq!(
+        repair.unicast_after.delivered, repair.unicast_after.sent,
         "{summary}"
     );
 }

@@ -124,8 +124,13 @@ impl Node {
     }
 
     /// The next peer to link to while under the target degree: a structural improvement
-    /// if there is one, else (`prefer_routable`) a random peer a neighbour knows (its
-    /// signaling is sure to find a way), else any.
+    /// if there is one; else a random peer in the farthest bucket that none of our links is
+    /// in (a long link: covered through a neighbour, that bucket costs a unicast an extra
+    /// hop); else (`prefer_routable`) a random peer a neighbour knows (its signaling is sure
+    /// to find a way), else any.
+    ///
+    /// Measured (1,000 memory nodes, degree 8): the long links took the mean unicast path
+    /// from 5.1 to 4.8 hops; docs/benchmarks.md §8.1.
     pub(super) fn pick_candidate(&mut self, prefer_routable: bool, now: Instant) -> Option<NodeId> {
         let mut eligible = self.eligible(now);
         if let Some(p) = self.structural_candidate(&eligible, false) {
@@ -133,6 +138,19 @@ impl Node {
         }
         // Sorted, so that the random choice depends on the seed only.
         eligible.sort_unstable();
+        let linked: BTreeSet<u32> = self
+            .live_links()
+            .map(|(p, _)| bucket(&self.id, p))
+            .collect();
+        let farthest_unlinked = eligible
+            .iter()
+            .map(|p| bucket(&self.id, p))
+            .filter(|b| !linked.contains(b))
+            .min();
+        if let Some(b) = farthest_unlinked {
+            let in_bucket = eligible.iter().filter(|p| bucket(&self.id, p) == b);
+            return in_bucket.copied().choose(&mut self.rng);
+        }
         if prefer_routable {
             let two_hop: BTreeSet<&NodeId> = self.neighbour_sets.values().flatten().collect();
             let routable = eligible.iter().filter(|p| two_hop.contains(p)).copied();

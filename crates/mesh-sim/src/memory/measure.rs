@@ -52,6 +52,8 @@ pub(super) fn unicast_in_frame(bytes: &[u8]) -> Option<u64> {
 #[derive(Debug)]
 pub(super) struct UnicastRecord {
     pub sent_at: Ns,
+    /// The slots of its origin and addressee.
+    pub ends: (u32, u32),
     /// Link transmissions seen so far.
     pub transmissions: u32,
     /// When it was delivered, and the transmissions it took.
@@ -69,6 +71,31 @@ pub(super) struct BroadcastRecord {
     pub covered: usize,
 }
 
+/// The scenario's kill and the survivors' repair.
+#[derive(Debug)]
+pub(super) struct KillRecord {
+    pub at: Ns,
+    /// Nodes the kill removed.
+    pub killed: usize,
+    /// When the live nodes were first seen as one component again, and the id of the
+    /// first unicast sent after that.
+    pub repaired: Option<(Ns, usize)>,
+}
+
+/// The live nodes' links, as their own neighbour lists say.
+struct LinkGraph {
+    /// Live nodes.
+    nodes: usize,
+    /// Degree of every live node.
+    degrees: Vec<usize>,
+    /// Links between live nodes, over `0..nodes` (each once per end that lists it).
+    edges: Vec<(usize, usize)>,
+    /// Links live nodes still count to nodes that are gone (not yet noticed).
+    dangling: usize,
+    /// The index in `0..nodes` of each slot (`u32::MAX`: not alive).
+    dense: Vec<u32>,
+}
+
 /// Everything measured during the run.
 #[derive(Debug, Default)]
 pub(super) struct Measure {
@@ -82,6 +109,8 @@ pub(super) struct Measure {
     pub linked: usize,
     /// Nodes that reached the minimum degree.
     pub full: usize,
+    /// The kill, once it happened.
+    pub kill: Option<KillRecord>,
 }
 
 impl Measure {
@@ -166,9 +195,31 @@ impl Sim<'_> {
         });
     }
 
-    /// The report of the run (without `wall_s` and `rss_mb_peak`, which the caller adds).
-    pub(crate) fn report(&self) -> Report {
-        let ms = |d: Ns| d as f64 / 1e6;
+    /// After the kill, until the first time it holds: whether the mesh is repaired
+    /// ([`report::Repair::repair_ms`]); if it is, the moment is recorded. Reads the nodes,
+    /// changes nothing else, so checking does not alter the run.
+    pub(super) fn check_repair(&mut self) -> bool {
+        let Some(kill) = &self.measure.kill else {
+            return false;
+        };
+        if kill.repaired.is_some() {
+            return true;
+        }
+        let graph = self.link_graph();
+        let min_degree = self.scenario.overlay().min_degree;
+        let components = report::components(graph.nodes, graph.edges);
+        if !report::repaired(components, &graph.degrees, graph.dangling, min_degree) {
+            return false;
+        }
+        let first_after = self.measure.unicasts.len();
+        if let Some(kill) = &mut self.measure.kill {
+            kill.repaired = Some((self.now, first_after));
+        }
+        true
+    }
+
+    /// The live nodes (in slot order) and their links.
+    fn link_graph(&self) -> LinkGraph {
         let alive: Vec<u32> = (0..self.slots.len() as u32)
             .filter(|i| self.slots[*i as usize].life == Life::Alive)
             .collect();
@@ -178,6 +229,7 @@ impl Sim<'_> {
         }
         let mut degrees = Vec::with_capacity(alive.len());
         let mut edges = Vec::new();
+        let mut dangling = 0;
         for (k, &i) in alive.iter().enumerate() {
             let Some(node) = &self.slots[i as usize].node else {
                 continue;
@@ -185,13 +237,67 @@ impl Sim<'_> {
             let neighbours = node.neighbours();
             degrees.push(neighbours.len());
             for peer in neighbours {
-                if let Some(&j) = self.index.get(&peer)
-                    && dense[j as usize] != u32::MAX
-                {
-                    edges.push((k, dense[j as usize] as usize));
+                match self.index.get(&peer) {
+                    Some(&j) if dense[j as usize] != u32::MAX => {
+                        edges.push((k, dense[j as usize] as usize));
+                    }
+                    _ => dangling += 1,
                 }
             }
         }
+        LinkGraph {
+            nodes: alive.len(),
+            degrees,
+            edges,
+            dangling,
+            dense,
+        }
+    }
+
+    /// The `repair` of the report: present if the scenario has a kill.
+    fn repair(&self) -> Option<report::Repair> {
+        self.scenario.kill?;
+        let Some(kill) = &self.measure.kill else {
+            // The run ended before the kill was due.
+            return Some(report::Repair::default());
+        };
+        let (repair_ms, unicast_after) = match kill.repaired {
+            Some((at, first)) => {
+                let after = self.measure.unicasts.get(first..).unwrap_or_default();
+                let delivered = after.iter().filter(|u| u.delivered.is_some()).count();
+                let ms = (at - kill.at) as f64 / 1e6;
+                (
+                    Some(ms),
+                    report::UnicastAfter {
+                        sent: after.len() as u64,
+                        delivered: delivered as u64,
+                    },
+                )
+            }
+            None => (None, report::UnicastAfter::default()),
+        };
+        Some(report::Repair {
+            killed: kill.killed,
+            repair_ms,
+            unicast_after,
+        })
+    }
+
+    /// The report of the run (without `wall_s` and `rss_mb_peak`, which the caller adds).
+    pub(crate) fn report(&self) -> Report {
+        let ms = |d: Ns| d as f64 / 1e6;
+        let LinkGraph {
+            nodes: nodes_alive,
+            degrees,
+            edges,
+            dense,
+            ..
+        } = self.link_graph();
+        let live_pairs = self.measure.unicasts.iter().filter_map(|u| {
+            let (a, b) = (dense[u.ends.0 as usize], dense[u.ends.1 as usize]);
+            (a != u32::MAX && b != u32::MAX).then_some((a as usize, b as usize))
+        });
+        let shortest_hops_mean = report::shortest_paths_mean(nodes_alive, &edges, live_pairs);
         let join_samples_ms: Vec<f64> = self
             .slots
             .iter()
@@ -237,6 +343,7 @@ impl Sim<'_> {
                 hops_mean: report::mean(&hops),
                 hops_p99: report::quantile(&hops, 0.99),
                 latency_ms_p50: report::quantile(&latencies, 0.5),
+                shortest_hops_mean,
             },
             routing: report::Routing::from_stats(&totals),
             broadcast: report::Broadcast {
@@ -247,8 +354,9 @@ impl Sim<'_> {
                     alive_at_sends,
                 ),
             },
-            components: report::components(alive.len(), edges),
-            nodes_alive: alive.len(),
+            components: report::components(nodes_alive, edges),
+            nodes_alive,
+            repair: self.repair(),
             rss_mb_peak: 0.0,
             cpu_idle_pct_of_one_core: 0.0,
             wall_s: 0.0,
@@ -278,6 +386,7 @@ mod tests {
             to: a,
             from: b,
             ttl: 16,
+            steering: mesh_proto::Steering::Learned,
             payload: payload.clone(),
         };
         let transfer = Frame::Transfer {

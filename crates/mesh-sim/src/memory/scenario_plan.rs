@@ -2,8 +2,10 @@
 //! samples and progress lines.
 
 use super::emulator::{Event, Life, Pool, Sim};
-use super::measure::{BROADCAST_MARK, BroadcastRecord, UNICAST_MARK, UnicastRecord, app_data};
-use super::{DRAIN_NS, JOIN_GRACE_NS, KILL_DETECTION_NS, Ns, S};
+use super::measure::{
+    BROADCAST_MARK, BroadcastRecord, KillRecord, UNICAST_MARK, UnicastRecord, app_data,
+};
+use super::{DRAIN_NS, JOIN_GRACE_NS, KILL_DETECTION_NS, Ns, REPAIR_CHECK_NS, S};
 use mesh_core::Input;
 
 /// Virtual time between progress lines.
@@ -21,6 +23,8 @@ pub(crate) enum Action {
     Broadcast(u64),
     Churn(u64),
     Kill,
+    /// Whether the survivors of the kill form one component yet.
+    RepairCheck,
     KillServer,
     Sample,
     Progress,
@@ -102,6 +106,7 @@ impl Sim<'_> {
                 self.schedule_periodic(k + 1, self.churn_period(), Action::Churn);
             }
             Action::Kill => self.kill(),
+            Action::RepairCheck => self.repair_check(),
             Action::KillServer => self.kill_server(),
             Action::Sample => {
                 self.sample();
@@ -189,6 +194,7 @@ impl Sim<'_> {
         let id = self.measure.unicasts.len() as u64;
         self.measure.unicasts.push(UnicastRecord {
             sent_at: self.now,
+            ends: (a, b),
             transmissions: 0,
             delivered: None,
         });
@@ -240,10 +246,25 @@ impl Sim<'_> {
             .min(self.live.len());
         let mut victims = self.live.sample(&mut self.plan_rng, count, None);
         victims.sort_unstable();
+        let killed = victims.len();
         for i in victims {
             self.retire(i, Life::Killed);
         }
         self.drop_sessions_of_dead(KILL_DETECTION_NS);
+        self.measure.kill = Some(KillRecord {
+            at: self.now,
+            killed,
+            repaired: None,
+        });
+        self.repair_check();
+    }
+
+    /// Checks for one component now and, until there is one, every [`REPAIR_CHECK_NS`].
+    fn repair_check(&mut self) {
+        if !self.check_repair() && self.now + REPAIR_CHECK_NS <= self.end {
+            self.queue
+                .push(self.now + REPAIR_CHECK_NS, Event::Plan(Action::RepairCheck));
+        }
     }
 
     /// The bootstrap server stops: every live node hears `ServerDown`.

@@ -3,14 +3,15 @@
 //! during the run.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use mesh_node::NodeStats;
+use mesh_node::{Node, NodeStats};
 use mesh_proto::NodeId;
 use tracing::{info, warn};
 
-use super::observe::lock;
+use super::observe::{Traffic, lock};
 use super::sim::{Sim, Slot, query};
 use super::{DRAIN, IDLE_WINDOW};
 use crate::procfs;
@@ -79,26 +80,16 @@ impl Sim<'_> {
 
         finishing(&self.bar, "reading every node's neighbours and counters");
         let live = self.live(false);
-        let ids: Vec<NodeId> = live.iter().map(|&(i, _)| self.slots[i].id).collect();
-        let neighbours = query(&live, |node| async move { node.neighbors().await }).await;
-        let stats = query(&live, |node| async move { node.stats().await }).await;
-        let index_of: HashMap<NodeId, usize> =
-            ids.iter().enumerate().map(|(k, id)| (*id, k)).collect();
-        let mut edges = Vec::new();
-        let mut degrees = Vec::new();
-        for (k, &(i, _)) in live.iter().enumerate() {
-            let Some(peers) = neighbours.get(&i) else {
-                continue;
-            };
-            degrees.push(peers.len());
-            edges.extend(
-                peers
-                    .iter()
-                    .filter_map(|p| index_of.get(p))
-                    .map(|&j| (k, j)),
-            );
+        let graph = self.link_graph(&live).await;
+        if graph.repaired(self.scenario.overlay().min_degree) {
+            self.repaired_now();
         }
-        let components = report::components(live.len(), edges);
+        let LinkGraph {
+            components,
+            degrees,
+            ..
+        } = graph;
+        let stats = query(&live, |node| async move { node.stats().await }).await;
         let mut totals = std::mem::take(&mut self.retired);
         for s in stats.values() {
             totals.add(s);
@@ -126,6 +117,92 @@ impl Sim<'_> {
             cpu_idle,
             wall_s,
         }))
+    }
+
+    /// The live nodes' links as their neighbour lists say.
+    async fn link_graph(&self, live: &[(usize, Arc<Node>)]) -> LinkGraph {
+        let neighbours = query(live, |node| async move { node.neighbors().await }).await;
+        let index_of: HashMap<NodeId, usize> = live
+            .iter()
+            .enumerate()
+            .map(|(k, &(i, _))| (self.slots[i].id, k))
+            .collect();
+        let mut edges = Vec::new();
+        let mut degrees = Vec::new();
+        let mut dangling = 0;
+        for (k, &(i, _)) in live.iter().enumerate() {
+            let Some(peers) = neighbours.get(&i) else {
+                continue;
+            };
+            degrees.push(peers.len());
+            for p in peers {
+                match index_of.get(p) {
+                    Some(&j) => edges.push((k, j)),
+                    None => dangling += 1,
+                }
+            }
+        }
+        LinkGraph {
+            components: report::components(live.len(), edges),
+            degrees,
+            dangling,
+        }
+    }
+
+    /// After the kill, until the first time it holds: whether the mesh is repaired
+    /// ([`report::Repair::repair_ms`]); if it is, the moment is recorded.
+    pub(super) async fn check_repair(&mut self) -> bool {
+        match &self.kill {
+            None => return false,
+            Some(kill) if kill.repaired.is_some() => return true,
+            Some(_) => {}
+        }
+        let live = self.live(false);
+        let repaired = self
+            .link_graph(&live)
+            .await
+            .repaired(self.scenario.overlay().min_degree);
+        drop(live);
+        if repaired {
+            self.repaired_now();
+        }
+        repaired
+    }
+
+    /// Records the repair seen now, unless it was seen before (or there was no kill).
+    fn repaired_now(&mut self) {
+        let first_after = self.unicast_log.len();
+        if let Some(kill) = &mut self.kill {
+            kill.repaired.get_or_insert((Instant::now(), first_after));
+        }
+    }
+
+    /// The `repair` of the report: present if the scenario has a kill.
+    fn repair(&self, traffic: &Traffic) -> Option<report::Repair> {
+        self.scenario.kill?;
+        let Some(kill) = &self.kill else {
+            // The traffic ended before the kill was due, or nobody was left to kill.
+            return Some(report::Repair::default());
+        };
+        let (repair_ms, unicast_after) = match kill.repaired {
+            Some((at, first)) => {
+                let arrived = traffic.unicast_arrived.get(first..).unwrap_or_default();
+                let ms = at.saturating_duration_since(kill.at).as_secs_f64() * 1e3;
+                (
+                    Some(ms),
+                    report::UnicastAfter {
+                        sent: self.unicast_log.len().saturating_sub(first) as u64,
+                        delivered: arrived.iter().filter(|a| **a).count() as u64,
+                    },
+                )
+            }
+            None => (None, report::UnicastAfter::default()),
+        };
+        Some(report::Repair {
+            killed: kill.killed,
+            repair_ms,
+            unicast_after,
+        })
     }
 
     /// The report: the final readings, the records of every node, the traffic counted.
@@ -193,6 +270,7 @@ impl Sim<'_> {
                 hops_mean: report::mean(&hops_f),
                 hops_p99: report::quantile(&hops_f, 0.99),
                 latency_ms_p50: report::quantile(&traffic.unicast_latency_ms, 0.5),
+                shortest_hops_mean: None,
             },
             routing: report::Routing::from_stats(&totals.overlay),
             broadcast: report::Broadcast {
@@ -205,6 +283,7 @@ impl Sim<'_> {
             },
             components,
             nodes_alive,
+            repair: self.repair(&traffic),
             rss_mb_peak: procfs::peak_rss_mb(),
             cpu_idle_pct_of_one_core: cpu_idle,
             wall_s,
@@ -281,5 +360,20 @@ impl Sim<'_> {
                 .iter()
                 .zip(&self.broadcast_alive)
                 .all(|(&got, &alive)| got as usize + 1 >= alive)
+    }
+}
+
+/// The live nodes' links, as their own neighbour lists say.
+struct LinkGraph {
+    components: usize,
+    /// Degree of every live node that answered.
+    degrees: Vec<usize>,
+    /// Links live nodes still count to nodes that are gone (not yet noticed).
+    dangling: usize,
+}
+
+impl LinkGraph {
+    fn repaired(&self, min_degree: usize) -> bool {
+        report::repaired(self.components, &self.degrees, self.dangling, min_degree)
     }
 }

@@ -36,6 +36,18 @@ pub(super) struct Slot {
     pub(super) record: Arc<Mutex<Record>>,
 }
 
+/// The scenario's kill and the survivors' repair.
+#[derive(Debug)]
+pub(super) struct KillRecord {
+    /// When the victims' handles were dropped.
+    pub(super) at: Instant,
+    /// Nodes the kill removed.
+    pub(super) killed: usize,
+    /// When the live nodes were first seen as one component again, and the id of the
+    /// first unicast sent after that.
+    pub(super) repaired: Option<(Instant, usize)>,
+}
+
 /// A join under way ends with the slot index and the node (or why it failed).
 pub(super) type JoinResult = (usize, Result<Node, mesh_node::Error>);
 
@@ -61,6 +73,8 @@ pub(super) struct Sim<'a> {
     pub(super) send_errors: u64,
     /// Per broadcast sent: the linked nodes alive when it was sent (origin included).
     pub(super) broadcast_alive: Vec<usize>,
+    /// The kill, once it happened.
+    pub(super) kill: Option<KillRecord>,
     pub(super) timeline: Vec<Sample>,
     pub(super) bar: ProgressBar,
 }
@@ -125,6 +139,7 @@ impl<'a> Sim<'a> {
             unicast_log: Vec::new(),
             send_errors: 0,
             broadcast_alive: Vec::new(),
+            kill: None,
             timeline: Vec::new(),
             bar,
         })

@@ -11,8 +11,9 @@ use mesh_node::Node;
 use rand::Rng;
 use tracing::{debug, info};
 
+use super::REPAIR_POLL;
 use super::observe::{self, Kind, lock};
-use super::sim::{Sim, query};
+use super::sim::{KillRecord, Sim, query};
 use crate::Report;
 use crate::scenario::JOIN_GRACE;
 
@@ -35,6 +36,7 @@ impl Sim<'_> {
         let (mut next_unicast, mut next_broadcast, mut next_churn) = (None, None, None);
         let mut kill_at = s.kill.map(|k| (start + k.at, k.fraction));
         let mut server_kill_at = s.kill_bootstrap_at.map(|d| start + d);
+        let mut next_repair_check: Option<Instant> = None;
         let mut next_sample = start + Duration::from_secs(1);
         loop {
             let now = Instant::now();
@@ -72,7 +74,12 @@ impl Sim<'_> {
                 if at <= now {
                     self.kill(fraction).await;
                     kill_at = None;
+                    next_repair_check = Some(now);
                 }
+            }
+            if next_repair_check.is_some_and(|at| at <= now) {
+                let repaired = self.check_repair().await;
+                next_repair_check = (!repaired).then(|| Instant::now() + REPAIR_POLL);
             }
             if server_kill_at.is_some_and(|at| at <= now) {
                 info!("stopping the bootstrap server");
@@ -118,6 +125,7 @@ impl Sim<'_> {
                 next_churn,
                 server_kill_at,
                 settling,
+                next_repair_check,
             ]
             .into_iter()
             .flatten()
@@ -205,6 +213,11 @@ impl Sim<'_> {
         drop(live);
         info!(n, "killing nodes");
         self.retire(&victims).await;
+        self.kill = Some(KillRecord {
+            at: Instant::now(),
+            killed: victims.len(),
+            repaired: None,
+        });
     }
 
     /// A random linked node leaves; a new one joins.
