@@ -1,5 +1,6 @@
 //! Server configuration: every limit, with documented defaults.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use mesh_proto::{Limits, MAX_FRAME_SIZE};
@@ -35,6 +36,20 @@ pub struct Config {
     pub register_timeout: Duration,
     /// On shutdown, how long to wait for sessions to close before returning. Default 5 s.
     pub shutdown_grace: Duration,
+    /// Where the STUN binding responder listens (UDP), e.g. `0.0.0.0:3478`; port 0 picks a
+    /// free port, see [`crate::Server::stun_addr`]. Default `None`: no STUN responder.
+    pub stun_listen: Option<SocketAddr>,
+    /// Sustained STUN answers per second, all sources together: the most the responder can
+    /// be made to reflect. Default 1 000.
+    pub stun_answers_per_second: u32,
+    /// STUN answers allowed in a burst above [`Config::stun_answers_per_second`].
+    /// Default 1 000.
+    pub stun_answer_burst: u32,
+    /// Sustained STUN answers per second to one source (an IPv4 address or an IPv6 /64;
+    /// sources share [`crate::stun::SOURCE_BUCKETS`] buckets by hash). Default 20.
+    pub stun_answers_per_source: u32,
+    /// STUN answers to one source allowed in a burst. Default 50.
+    pub stun_source_burst: u32,
 }
 
 impl Default for Config {
@@ -53,6 +68,11 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(45),
             register_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            stun_listen: None,
+            stun_answers_per_second: 1_000,
+            stun_answer_burst: 1_000,
+            stun_answers_per_source: 20,
+            stun_source_burst: 50,
         }
     }
 }
@@ -95,6 +115,16 @@ builders! {
     with_register_timeout => register_timeout: Duration;
     /// Sets [`Config::shutdown_grace`].
     with_shutdown_grace => shutdown_grace: Duration;
+    /// Sets [`Config::stun_listen`].
+    with_stun_listen => stun_listen: Option<SocketAddr>;
+    /// Sets [`Config::stun_answers_per_second`].
+    with_stun_answers_per_second => stun_answers_per_second: u32;
+    /// Sets [`Config::stun_answer_burst`].
+    with_stun_answer_burst => stun_answer_burst: u32;
+    /// Sets [`Config::stun_answers_per_source`].
+    with_stun_answers_per_source => stun_answers_per_source: u32;
+    /// Sets [`Config::stun_source_burst`].
+    with_stun_source_burst => stun_source_burst: u32;
 }
 
 impl Config {
@@ -126,6 +156,16 @@ impl Config {
         }
         if self.register_timeout.is_zero() {
             return bad("register_timeout must be non-zero");
+        }
+        if [
+            self.stun_answers_per_second,
+            self.stun_answer_burst,
+            self.stun_answers_per_source,
+            self.stun_source_burst,
+        ]
+        .contains(&0)
+        {
+            return bad("the STUN answer rates and bursts must be at least 1");
         }
         Ok(())
     }
@@ -160,6 +200,7 @@ mod tests {
             Config::default().with_frames_per_second(0),
             Config::default().with_idle_timeout(Duration::from_secs(1)),
             Config::default().with_max_sample(0),
+            Config::default().with_stun_answers_per_source(0),
         ] {
             let err = config.validate().unwrap_err().to_string();
             assert!(err.contains("must"), "{err}");

@@ -10,6 +10,11 @@
 //! second per connection, peers per room, and every outgoing queue. `/healthz` answers `ok`;
 //! `/metrics` serves Prometheus text.
 //!
+//! With [`Config::stun_listen`] set, the server also answers STUN Binding requests on that
+//! UDP address (see [`stun`]), so nodes behind a NAT learn their server-reflexive address
+//! from the door they already know. [`Server::bind`] binds it and reports the bound
+//! address ([`Server::stun_addr`]) before the server runs.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), bootstrap_server::Error> {
@@ -34,8 +39,10 @@ mod config;
 mod metrics;
 mod registry;
 mod session;
+pub mod stun;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -47,7 +54,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use mesh_proto::ErrorCode;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -64,6 +71,16 @@ pub enum Error {
     /// The listener failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The STUN responder's UDP socket could not be bound to [`Config::stun_listen`].
+    #[error(
+        "cannot bind the STUN responder to udp {addr}: {source}; pick a free port or a local address"
+    )]
+    StunBind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
 }
 
 /// State shared by every connection of one server.
@@ -80,7 +97,8 @@ pub(crate) struct Shared {
     next_session: AtomicU64,
 }
 
-/// Serves the bootstrap protocol on `listener` until `shutdown` completes.
+/// Serves the bootstrap protocol on `listener` until `shutdown` completes: the same as
+/// [`Server::bind`] then [`Server::run`].
 ///
 /// On shutdown the server stops accepting, sends every session an `Error` frame with
 /// `SHUTTING_DOWN` and a WebSocket close (1001, going away), and waits up to
@@ -90,7 +108,87 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    config.validate()?;
+    Server::bind(listener, config).await?.run(shutdown).await
+}
+
+/// A server whose sockets are bound but which does not serve yet: the place to learn the
+/// addresses the kernel picked for port 0.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bootstrap_server::Error> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let config = bootstrap_server::Config::default()
+///     .with_stun_listen(Some("127.0.0.1:0".parse().unwrap()));
+/// let server = bootstrap_server::Server::bind(listener, config).await?;
+/// let stun = server.stun_addr().unwrap(); // ICE servers: stun:{stun}
+/// assert_ne!(stun.port(), 0);
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let task = tokio::spawn(server.run(async { let _ = stopped.await; }));
+/// stop.send(()).unwrap();
+/// task.await.unwrap()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    stun: Option<(UdpSocket, SocketAddr)>,
+    config: Config,
+}
+
+impl Server {
+    /// Checks `config` and binds the STUN responder's UDP socket if
+    /// [`Config::stun_listen`] asks for one; `listener` is already bound.
+    pub async fn bind(listener: TcpListener, config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        let stun = match config.stun_listen {
+            None => None,
+            Some(addr) => {
+                let bind_error = |source| Error::StunBind { addr, source };
+                let socket = UdpSocket::bind(addr).await.map_err(bind_error)?;
+                let bound = socket.local_addr().map_err(bind_error)?;
+                Some((socket, bound))
+            }
+        };
+        Ok(Self {
+            listener,
+            stun,
+            config,
+        })
+    }
+
+    /// The address WebSocket clients connect to (`ws://{addr}/ws`).
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The bound address of the STUN responder (`stun:{addr}`), if [`Config::stun_listen`]
+    /// was set; with port 0 this is the port the kernel picked.
+    pub fn stun_addr(&self) -> Option<SocketAddr> {
+        self.stun.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// Serves until `shutdown` completes; see [`run`].
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Self {
+            listener,
+            stun,
+            config,
+        } = self;
+        serve(listener, stun.map(|(socket, _)| socket), config, shutdown).await
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    stun: Option<UdpSocket>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let grace = config.shutdown_grace;
     let shared = Arc::new(Shared {
         registry: registry::Registry::new(config.max_peers_per_room),
@@ -106,6 +204,11 @@ pub async fn run(
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_handler))
         .with_state(shared.clone());
+    // The responder stops with the server, and also if serving HTTP fails (the guard).
+    let stun_stop = shared.shutdown.child_token();
+    let _stun_guard = stun_stop.clone().drop_guard();
+    let stun_task =
+        stun.map(|socket| tokio::spawn(stun::serve(socket, shared.clone(), stun_stop.clone())));
     let token = shared.shutdown.clone();
     let stop = async move {
         shutdown.await;
@@ -122,6 +225,11 @@ pub async fn run(
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await?;
+    stun_stop.cancel();
+    if let Some(task) = stun_task {
+        // It stops at its next await; waiting frees the UDP port before `run` returns.
+        let _ = task.await;
+    }
     shared.sessions.close();
     if tokio::time::timeout(grace, shared.sessions.wait())
         .await

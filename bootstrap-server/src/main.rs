@@ -14,7 +14,9 @@ use tracing_subscriber::EnvFilter;
 /// New nodes connect to ws://ADDR/ws, prove their identity, join a room and get a random
 /// sample of its peers; the server relays their first signaling (unicast → transfer,
 /// broadcast → transfer-broadcast) and nothing else. `/healthz` and `/metrics` (Prometheus)
-/// are served on the same address. Logs go to stderr; set RUST_LOG (e.g. `debug`) for more.
+/// are served on the same address. With --stun-listen it also answers STUN Binding requests
+/// over UDP, so nodes behind a NAT learn their public address. Logs go to stderr; set
+/// RUST_LOG (e.g. `debug`) for more.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
@@ -60,6 +62,23 @@ struct Args {
     /// Seconds to wait for sessions to close on shutdown.
     #[arg(long, env = "BOOTSTRAP_SHUTDOWN_GRACE", default_value_t = Config::default().shutdown_grace.as_secs_f64())]
     shutdown_grace: f64,
+    /// UDP address of the STUN binding responder, e.g. 0.0.0.0:3478: nodes list it as
+    /// stun:HOST:PORT in their ICE servers to learn their public (server-reflexive) address.
+    /// Port 0 picks a free port; the bound address is logged. Default: no STUN responder.
+    #[arg(long, env = "BOOTSTRAP_STUN_LISTEN")]
+    stun_listen: Option<SocketAddr>,
+    /// Sustained STUN answers per second, all sources together (caps use as a reflector).
+    #[arg(long, env = "BOOTSTRAP_STUN_ANSWERS_PER_SECOND", default_value_t = Config::default().stun_answers_per_second)]
+    stun_answers_per_second: u32,
+    /// STUN answers allowed in a burst above the sustained total.
+    #[arg(long, env = "BOOTSTRAP_STUN_ANSWER_BURST", default_value_t = Config::default().stun_answer_burst)]
+    stun_answer_burst: u32,
+    /// Sustained STUN answers per second to one source (an IPv4 address or an IPv6 /64).
+    #[arg(long, env = "BOOTSTRAP_STUN_ANSWERS_PER_SOURCE", default_value_t = Config::default().stun_answers_per_source)]
+    stun_answers_per_source: u32,
+    /// STUN answers to one source allowed in a burst.
+    #[arg(long, env = "BOOTSTRAP_STUN_SOURCE_BURST", default_value_t = Config::default().stun_source_burst)]
+    stun_source_burst: u32,
 }
 
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
@@ -90,15 +109,24 @@ async fn main() -> anyhow::Result<()> {
         .with_ping_interval(seconds("ping-interval", args.ping_interval)?)
         .with_idle_timeout(seconds("idle-timeout", args.idle_timeout)?)
         .with_register_timeout(seconds("register-timeout", args.register_timeout)?)
-        .with_shutdown_grace(seconds("shutdown-grace", args.shutdown_grace)?);
+        .with_shutdown_grace(seconds("shutdown-grace", args.shutdown_grace)?)
+        .with_stun_listen(args.stun_listen)
+        .with_stun_answers_per_second(args.stun_answers_per_second)
+        .with_stun_answer_burst(args.stun_answer_burst)
+        .with_stun_answers_per_source(args.stun_answers_per_source)
+        .with_stun_source_burst(args.stun_source_burst);
     config.validate()?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
+    let server = bootstrap_server::Server::bind(listener, config).await?;
+    let addr = server.local_addr()?;
     tracing::info!(%addr, "listening: ws://{addr}/ws, http://{addr}/healthz, http://{addr}/metrics");
-    bootstrap_server::run(listener, config, shutdown_signal()).await?;
+    if let Some(stun) = server.stun_addr() {
+        tracing::info!(%stun, "STUN binding responder: stun:{stun} (UDP)");
+    }
+    server.run(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

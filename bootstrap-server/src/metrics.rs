@@ -19,6 +19,12 @@ pub(crate) struct Code {
     pub code: &'static str,
 }
 
+/// Label of the STUN responder's refusal counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Reason {
+    pub reason: &'static str,
+}
+
 /// Every metric the server keeps.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -35,6 +41,8 @@ pub(crate) struct Metrics {
     pub dropped: Counter,
     pub notices_dropped: Counter,
     pub unicast_latency: Histogram,
+    pub stun_answers: Counter,
+    pub stun_refused: Family<Reason, Counter>,
 }
 
 impl Metrics {
@@ -53,6 +61,8 @@ impl Metrics {
         let notices_dropped = Counter::default();
         // 10 µs .. ~5 s.
         let unicast_latency = Histogram::new(exponential_buckets(1e-5, 3.0, 13));
+        let stun_answers = Counter::default();
+        let stun_refused = Family::<Reason, Counter>::default();
         registry.register(
             "connections",
             "Open WebSocket connections",
@@ -85,6 +95,16 @@ impl Metrics {
             "From a unicast's arrival to its transfer being written to the recipient",
             unicast_latency.clone(),
         );
+        registry.register(
+            "stun_answers",
+            "STUN Binding success responses sent",
+            stun_answers.clone(),
+        );
+        registry.register(
+            "stun_refused",
+            "STUN datagrams not answered, by reason (oversized, not_stun, not_binding_request, malformed, rate_limited_source, rate_limited_total, send_failed)",
+            stun_refused.clone(),
+        );
         Self {
             registry,
             connections,
@@ -99,6 +119,8 @@ impl Metrics {
             dropped,
             notices_dropped,
             unicast_latency,
+            stun_answers,
+            stun_refused,
         }
     }
 

@@ -31,6 +31,11 @@ fn help_explains_every_flag() {
         "--idle-timeout",
         "--register-timeout",
         "--shutdown-grace",
+        "--stun-listen",
+        "--stun-answers-per-second",
+        "--stun-answer-burst",
+        "--stun-answers-per-source",
+        "--stun-source-burst",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }

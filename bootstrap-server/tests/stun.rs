@@ -1,0 +1,314 @@
+//! The STUN binding responder, on real loopback sockets: a Binding request gets the
+//! client's address back; anything else gets nothing and costs the responder nothing; the
+//! rate limits hold; the responder stops with the server; the CLI flag turns it on.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bootstrap_server::{Config, Server};
+use rtc_stun::attributes::ATTR_SOFTWARE;
+use rtc_stun::message::{
+    BINDING_REQUEST, BINDING_SUCCESS, CLASS_REQUEST, Getter, METHOD_ALLOCATE, Message, MessageType,
+    TransactionId,
+};
+use rtc_stun::textattrs::TextAttribute;
+use rtc_stun::xoraddr::XorMappedAddress;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+/// How long any wait for something that should happen may take.
+const DEADLINE: Duration = Duration::from_secs(10);
+/// How long to wait before concluding that no answer is coming.
+const SILENCE: Duration = Duration::from_millis(200);
+
+/// The real server with a STUN responder on 127.0.0.1, port 0.
+struct TestServer {
+    http: SocketAddr,
+    stun: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), bootstrap_server::Error>>,
+}
+
+impl TestServer {
+    async fn start(config: Config) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = config.with_stun_listen(Some("127.0.0.1:0".parse().unwrap()));
+        let server = Server::bind(listener, config).await.unwrap();
+        let http = server.local_addr().unwrap();
+        let stun = server.stun_addr().expect("stun_listen was set");
+        assert_ne!(stun.port(), 0, "the bound port is reported, not 0");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            http,
+            stun,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        timeout(DEADLINE, self.task)
+            .await
+            .expect("the server stops within the deadline")
+            .expect("no panic")
+            .expect("a clean stop");
+    }
+
+    /// The value of one line of `/metrics`, e.g. `bootstrap_stun_answers_total`.
+    async fn metric(&self, series: &str) -> u64 {
+        let fetch = async {
+            let mut stream = TcpStream::connect(self.http).await.unwrap();
+            let request = format!(
+                "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                self.http
+            );
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            response
+        };
+        let response = timeout(DEADLINE, fetch).await.expect("/metrics answers");
+        response
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0, |value| value.trim().parse().unwrap())
+    }
+}
+
+/// A Binding request with a fresh transaction id.
+fn binding_request() -> (Vec<u8>, TransactionId) {
+    let id = TransactionId::new();
+    let mut m = Message::new();
+    m.build(&[Box::new(BINDING_REQUEST), Box::new(id)]).unwrap();
+    (m.raw, id)
+}
+
+/// Waits (with [`DEADLINE`]) for the next datagram and decodes it as STUN.
+async fn receive(client: &UdpSocket) -> Message {
+    let mut buf = [0; 1500];
+    let (len, _) = timeout(DEADLINE, client.recv_from(&mut buf))
+        .await
+        .expect("an answer within the deadline")
+        .unwrap();
+    let mut m = Message::new();
+    m.unmarshal_binary(&buf[..len]).expect("the answer is STUN");
+    m
+}
+
+/// True if no datagram arrives within [`SILENCE`].
+async fn silent(client: &UdpSocket) -> bool {
+    let mut buf = [0; 1500];
+    timeout(SILENCE, client.recv_from(&mut buf)).await.is_err()
+}
+
+fn mapped_address(m: &Message) -> SocketAddr {
+    let mut mapped = XorMappedAddress::default();
+    mapped.get_from(m).expect("an XOR-MAPPED-ADDRESS");
+    SocketAddr::new(mapped.ip, mapped.port)
+}
+
+async fn client_on(ip: &str) -> UdpSocket {
+    UdpSocket::bind((ip, 0)).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_binding_request_gets_the_clients_address_back() {
+    let server = TestServer::start(Config::default()).await;
+    let client = client_on("127.0.0.1").await;
+    let (request, id) = binding_request();
+    client.send_to(&request, server.stun).await.unwrap();
+    let answer = receive(&client).await;
+    assert_eq!(answer.typ, BINDING_SUCCESS);
+    assert_eq!(answer.transaction_id, id);
+    assert_eq!(mapped_address(&answer), client.local_addr().unwrap());
+    let software = TextAttribute::get_from_as(&answer, ATTR_SOFTWARE).unwrap();
+    assert!(software.text.starts_with("bootstrap-server/"), "{software}");
+    assert_eq!(server.metric("bootstrap_stun_answers_total").await, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_gets_no_answer_and_the_responder_keeps_answering() {
+    let server = TestServer::start(Config::default()).await;
+    let client = client_on("127.0.0.1").await;
+    let (good, _) = binding_request();
+    let mut response = Message::new();
+    response
+        .build(&[Box::new(BINDING_SUCCESS), Box::new(TransactionId::new())])
+        .unwrap();
+    let mut allocate = Message::new();
+    allocate
+        .build(&[
+            Box::new(MessageType::new(METHOD_ALLOCATE, CLASS_REQUEST)),
+            Box::new(TransactionId::new()),
+        ])
+        .unwrap();
+    let random: Vec<u8> = (0..64).map(|_| rand::random()).collect();
+    let garbage: [(&str, Vec<u8>); 6] = [
+        ("random bytes", random),
+        ("not STUN", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        ("a truncated header", good[..12].to_vec()),
+        ("a Binding success response", response.raw),
+        ("an Allocate request", allocate.raw),
+        (
+            "an oversized datagram",
+            [good.clone(), vec![0; 1600]].concat(),
+        ),
+    ];
+    for (what, datagram) in &garbage {
+        client.send_to(datagram, server.stun).await.unwrap();
+        // The responder handles datagrams in order: had it answered the garbage, that answer
+        // would arrive before this one.
+        let (request, id) = binding_request();
+        client.send_to(&request, server.stun).await.unwrap();
+        let answer = receive(&client).await;
+        assert_eq!(answer.transaction_id, id, "{what} was answered");
+    }
+    assert!(silent(&client).await, "nothing else arrives");
+    assert_eq!(
+        server.metric("bootstrap_stun_answers_total").await,
+        garbage.len() as u64
+    );
+    let refused = |reason: &str| format!("bootstrap_stun_refused_total{{reason=\"{reason}\"}}");
+    assert_eq!(server.metric(&refused("not_stun")).await, 3);
+    assert_eq!(server.metric(&refused("not_binding_request")).await, 2);
+    assert_eq!(server.metric(&refused("oversized")).await, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_source_past_its_burst_is_refused_and_another_source_is_answered() {
+    let config = Config::default()
+        .with_stun_answers_per_source(1)
+        .with_stun_source_burst(2);
+    let server = TestServer::start(config).await;
+    let busy = client_on("127.0.0.1").await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (request, id) = binding_request();
+        busy.send_to(&request, server.stun).await.unwrap();
+        ids.push(id);
+    }
+    assert_eq!(receive(&busy).await.transaction_id, ids[0]);
+    assert_eq!(receive(&busy).await.transaction_id, ids[1]);
+    assert!(silent(&busy).await, "the burst is 2");
+
+    // 127.0.0.2 is another source with its own bucket (a unit test checks they differ).
+    let other = client_on("127.0.0.2").await;
+    let (request, id) = binding_request();
+    other.send_to(&request, server.stun).await.unwrap();
+    let answer = receive(&other).await;
+    assert_eq!(answer.transaction_id, id);
+    assert_eq!(mapped_address(&answer), other.local_addr().unwrap());
+    assert_eq!(
+        server
+            .metric("bootstrap_stun_refused_total{reason=\"rate_limited_source\"}")
+            .await,
+        3
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_total_budget_caps_answers_to_all_sources() {
+    let config = Config::default()
+        .with_stun_answers_per_second(1)
+        .with_stun_answer_burst(2);
+    let server = TestServer::start(config).await;
+    let one = client_on("127.0.0.1").await;
+    let two = client_on("127.0.0.2").await;
+    for client in [&one, &two] {
+        let (request, id) = binding_request();
+        client.send_to(&request, server.stun).await.unwrap();
+        assert_eq!(receive(client).await.transaction_id, id);
+    }
+    let (request, _) = binding_request();
+    one.send_to(&request, server.stun).await.unwrap();
+    two.send_to(&request, server.stun).await.unwrap();
+    assert!(silent(&one).await && silent(&two).await, "the burst is 2");
+    assert_eq!(
+        server
+            .metric("bootstrap_stun_refused_total{reason=\"rate_limited_total\"}")
+            .await,
+        2
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_responder_stops_with_the_server_and_frees_its_port() {
+    let server = TestServer::start(Config::default()).await;
+    let stun = server.stun;
+    server.stop().await;
+    // `run` has returned, so the responder's socket is closed.
+    UdpSocket::bind(stun)
+        .await
+        .expect("the STUN port is free once run returns");
+}
+
+#[tokio::test]
+async fn a_stun_port_in_use_is_a_clear_error() {
+    let taken = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = taken.local_addr().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = Config::default().with_stun_listen(Some(addr));
+    let err = Server::bind(listener, config).await.unwrap_err();
+    assert!(
+        matches!(err, bootstrap_server::Error::StunBind { addr: a, .. } if a == addr),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn the_cli_logs_the_stun_address_and_answers_on_it() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bootstrap-server"))
+        .args(["--listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let start = Instant::now();
+    let stun: SocketAddr = loop {
+        assert!(start.elapsed() < DEADLINE, "no 'stun:' line");
+        let line = lines.next().expect("stderr closed early").unwrap();
+        if let Some((_, rest)) = line.split_once("stun:") {
+            let addr = rest.split_whitespace().next().unwrap();
+            break addr.parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    assert_ne!(stun.port(), 0, "the real port is logged");
+
+    let client = client_on("127.0.0.1").await;
+    let (request, id) = binding_request();
+    client.send_to(&request, stun).await.unwrap();
+    let answer = receive(&client).await;
+    assert_eq!(answer.transaction_id, id);
+    assert_eq!(mapped_address(&answer), client.local_addr().unwrap());
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(start.elapsed() < DEADLINE, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+}
