@@ -30,6 +30,10 @@ pub struct Config {
     pub tick_interval: Duration,
     /// Period at which neighbours are told our neighbour set. Default 5 s.
     pub announce_interval: Duration,
+    /// A link that brings nothing for this long is dropped: its neighbour announces at
+    /// least every `announce_interval`, so it is gone even if the transport has not said
+    /// so. Must exceed `announce_interval`. Default 20 s.
+    pub link_timeout: Duration,
     /// Hops a routed unicast or a flood may take. Default 16.
     pub ttl: u8,
     /// Remembered (origin, id) pairs of floods, to deliver each once. Default 4096.
@@ -71,6 +75,7 @@ impl Default for Config {
             retry_backoff: Duration::from_secs(10),
             tick_interval: Duration::from_millis(200),
             announce_interval: Duration::from_secs(5),
+            link_timeout: Duration::from_secs(20),
             ttl: 16,
             dedup_capacity: 4096,
             dedup_ttl: Duration::from_secs(60),
@@ -110,6 +115,7 @@ builders! {
     with_retry_backoff => retry_backoff: Duration;
     with_tick_interval => tick_interval: Duration;
     with_announce_interval => announce_interval: Duration;
+    with_link_timeout => link_timeout: Duration;
     with_ttl => ttl: u8;
     with_dedup_capacity => dedup_capacity: usize;
     with_dedup_ttl => dedup_ttl: Duration;
@@ -137,6 +143,9 @@ impl Config {
         }
         if self.tick_interval.is_zero() || self.session_timeout <= self.tick_interval {
             return bad("tick_interval must be non-zero and shorter than session_timeout");
+        }
+        if self.link_timeout <= self.announce_interval {
+            return bad("link_timeout must be longer than announce_interval");
         }
         if self.ttl == 0 {
             return bad("ttl must be at least 1");

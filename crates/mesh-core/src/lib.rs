@@ -99,6 +99,8 @@ pub struct Stats {
     /// Links this node dropped: to make room for a newcomer's door session, or because
     /// they were redundant above the target degree.
     pub links_shed: u64,
+    /// Links dropped because nothing came on them for `link_timeout`.
+    pub links_timed_out: u64,
     /// Sessions opened above the target degree to a better-placed peer (a closer one, or
     /// one in a distance bucket no neighbour covered).
     pub links_rewired: u64,
@@ -156,6 +158,7 @@ impl Stats {
             links_up,
             links_down,
             links_shed,
+            links_timed_out,
             links_rewired,
             lookups_sent,
             lookup_answers,
@@ -188,6 +191,7 @@ impl Stats {
         self.links_up += links_up;
         self.links_down += links_down;
         self.links_shed += links_shed;
+        self.links_timed_out += links_timed_out;
         self.links_rewired += links_rewired;
         self.lookups_sent += lookups_sent;
         self.lookup_answers += lookup_answers;

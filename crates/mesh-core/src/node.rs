@@ -190,6 +190,9 @@ struct Session {
     carrier: Carrier,
     started: Instant,
     linked: bool,
+    /// When the link last brought a frame (or came up): a link silent for
+    /// [`Config::link_timeout`] is dropped.
+    heard: Instant,
 }
 
 /// The overlay state machine of one node. It performs no I/O and never reads the clock:
@@ -357,7 +360,7 @@ impl Node {
             }
             Input::ServerError { code, target } => self.on_server_error(code, target, now),
             Input::ServerDown => self.server_up = false,
-            Input::LinkUp { session } => self.on_link_up(session),
+            Input::LinkUp { session } => self.on_link_up(session, now),
             Input::LinkData { session, bytes } => self.on_link_data(session, &bytes, now),
             Input::LinkClosed { session, reason } => self.on_link_closed(session, reason, now),
             Input::LocalSignal { session, signal } => self.send_signal(session, signal, now),
@@ -457,6 +460,7 @@ impl Node {
             }
         }
         self.close_drained(now);
+        self.drop_silent(now);
         self.top_up(now);
         self.lookup(now);
         if self.degree() >= self.config.target_degree && self.topology_dirty {
@@ -467,6 +471,24 @@ impl Node {
             self.next_announce = now + self.config.announce_interval;
             self.topology_dirty = true;
             self.announce();
+        }
+    }
+
+    /// Drops the links that brought nothing for `link_timeout`: every node announces on
+    /// each link every `announce_interval`, so such a neighbour is gone, whether or not its
+    /// transport noticed (measured: 300 WebRTC nodes, a fifth killed at once: 7 links to
+    /// killed nodes were still open 15 s later).
+    fn drop_silent(&mut self, now: Instant) {
+        let timeout = self.config.link_timeout;
+        let silent: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.linked && now.saturating_duration_since(s.heard) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for session in silent {
+            self.stats.links_timed_out += 1;
+            self.drop_link(session, format!("nothing heard for {timeout:?}"), now);
         }
     }
 
@@ -497,7 +519,7 @@ impl Node {
         }
     }
 
-    fn on_link_up(&mut self, session: SessionId) {
+    fn on_link_up(&mut self, session: SessionId, now: Instant) {
         let Some(s) = self.sessions.get(&session) else {
             // A session we already gave up on.
             self.outputs.push_back(Output::CloseSession { session });
@@ -525,6 +547,7 @@ impl Node {
         }
         if let Some(s) = self.sessions.get_mut(&session) {
             s.linked = true;
+            s.heard = now;
         }
         self.links.insert(peer, session);
         self.short_since = None;
@@ -559,9 +582,12 @@ impl Node {
     fn on_link_data(&mut self, session: SessionId, bytes: &[u8], now: Instant) {
         let Some(peer) = self
             .sessions
-            .get(&session)
+            .get_mut(&session)
             .filter(|s| s.linked)
-            .map(|s| s.peer)
+            .map(|s| {
+                s.heard = now;
+                s.peer
+            })
         else {
             return;
         };

@@ -104,6 +104,7 @@ impl Scenario {
             .with_max_degree((d + d / 2).max(d + 2 + door_slots))
             .with_tick_interval(Duration::from_millis(50))
             .with_announce_interval(Duration::from_secs(1))
+            .with_link_timeout(Duration::from_secs(5))
             .with_session_timeout(Duration::from_secs(5))
             .with_retry_backoff(Duration::from_secs(1))
     }

@@ -278,6 +278,7 @@ mod tests {
                     carrier: Carrier::Mesh,
                     started: now,
                     linked: true,
+                    heard: now,
                 },
             );
             node.links.insert(id(*peer), session);
@@ -350,6 +351,7 @@ mod tests {
                 carrier: Carrier::Mesh,
                 started: now,
                 linked: true,
+                heard: now,
             },
         );
         for steering in [Learned, Greedy, Return, Last] {

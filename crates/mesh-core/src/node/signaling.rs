@@ -23,6 +23,7 @@ impl Node {
                 carrier,
                 started: now,
                 linked: false,
+                heard: now,
             },
         );
         match carrier {
@@ -195,6 +196,7 @@ impl Node {
                 carrier,
                 started: now,
                 linked: false,
+                heard: now,
             },
         );
         match carrier {
