@@ -37,7 +37,8 @@ pub struct Config {
     /// On shutdown, how long to wait for sessions to close before returning. Default 5 s.
     pub shutdown_grace: Duration,
     /// Where the STUN binding responder listens (UDP), e.g. `0.0.0.0:3478`; port 0 picks a
-    /// free port, see [`crate::Server::stun_addr`]. Default `None`: no STUN responder.
+    /// free port, see [`crate::Server::stun_addr`]. Its port is announced in every `Welcome`
+    /// (`stun_port`). Default `None`: no STUN responder.
     pub stun_listen: Option<SocketAddr>,
     /// Sustained STUN answers per second, all sources together: the most the responder can
     /// be made to reflect. Default 1 000.

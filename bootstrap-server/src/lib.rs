@@ -13,7 +13,8 @@
 //! With [`Config::stun_listen`] set, the server also answers STUN Binding requests on that
 //! UDP address (see [`stun`]), so nodes behind a NAT learn their server-reflexive address
 //! from the door they already know. [`Server::bind`] binds it and reports the bound
-//! address ([`Server::stun_addr`]) before the server runs.
+//! address ([`Server::stun_addr`]) before the server runs; every `Welcome` announces its
+//! port (`stun_port`), which nodes use on the server's host name.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -90,6 +91,8 @@ pub(crate) struct Shared {
     registry: registry::Registry,
     metrics: metrics::Metrics,
     connections: Arc<Semaphore>,
+    /// The bound UDP port of the STUN responder, announced in every `Welcome`.
+    stun_port: Option<u16>,
     /// Cancelled when the server shuts down; every session holds a child token.
     shutdown: CancellationToken,
     /// Tracks WebSocket sessions, which outlive the HTTP connection that upgraded them.
@@ -179,13 +182,13 @@ impl Server {
             stun,
             config,
         } = self;
-        serve(listener, stun.map(|(socket, _)| socket), config, shutdown).await
+        serve(listener, stun, config, shutdown).await
     }
 }
 
 async fn serve(
     listener: TcpListener,
-    stun: Option<UdpSocket>,
+    stun: Option<(UdpSocket, SocketAddr)>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
@@ -194,6 +197,7 @@ async fn serve(
         registry: registry::Registry::new(config.max_peers_per_room),
         metrics: metrics::Metrics::new(),
         connections: Arc::new(Semaphore::new(config.max_connections)),
+        stun_port: stun.as_ref().map(|(_, addr)| addr.port()),
         shutdown: CancellationToken::new(),
         sessions: TaskTracker::new(),
         next_session: AtomicU64::new(1),
@@ -207,8 +211,8 @@ async fn serve(
     // The responder stops with the server, and also if serving HTTP fails (the guard).
     let stun_stop = shared.shutdown.child_token();
     let _stun_guard = stun_stop.clone().drop_guard();
-    let stun_task =
-        stun.map(|socket| tokio::spawn(stun::serve(socket, shared.clone(), stun_stop.clone())));
+    let stun_task = stun
+        .map(|(socket, _)| tokio::spawn(stun::serve(socket, shared.clone(), stun_stop.clone())));
     let token = shared.shutdown.clone();
     let stop = async move {
         shutdown.await;

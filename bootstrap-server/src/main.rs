@@ -62,9 +62,11 @@ struct Args {
     /// Seconds to wait for sessions to close on shutdown.
     #[arg(long, env = "BOOTSTRAP_SHUTDOWN_GRACE", default_value_t = Config::default().shutdown_grace.as_secs_f64())]
     shutdown_grace: f64,
-    /// UDP address of the STUN binding responder, e.g. 0.0.0.0:3478: nodes list it as
-    /// stun:HOST:PORT in their ICE servers to learn their public (server-reflexive) address.
-    /// Port 0 picks a free port; the bound address is logged. Default: no STUN responder.
+    /// UDP address of the STUN binding responder, e.g. 0.0.0.0:3478: nodes learn their public
+    /// (server-reflexive) address from it. Its port is announced in every Welcome, and nodes
+    /// with no STUN server of their own use stun:<host of their bootstrap URL>:<port>, so it
+    /// must be reachable on the same host name as the WebSocket. Port 0 picks a free port;
+    /// the bound address is logged. Default: no STUN responder.
     #[arg(long, env = "BOOTSTRAP_STUN_LISTEN")]
     stun_listen: Option<SocketAddr>,
     /// Sustained STUN answers per second, all sources together (caps use as a reflector).

@@ -318,7 +318,11 @@ impl Session {
             .registry
             .sample(&room, &node_id, self.shared.config.welcome_sample);
         self.registered = Some((room, node_id));
-        self.reply(&Frame::Welcome { node_id, peers })
+        self.reply(&Frame::Welcome {
+            node_id,
+            peers,
+            stun_port: self.shared.stun_port,
+        })
     }
 
     fn unicast(

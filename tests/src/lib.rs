@@ -188,7 +188,7 @@ impl Client {
     pub async fn register(&mut self, room: &str) -> Vec<NodeId> {
         self.send(&self.register_frame(room)).await;
         match self.recv().await {
-            Received::Frame(Frame::Welcome { node_id, peers }) => {
+            Received::Frame(Frame::Welcome { node_id, peers, .. }) => {
                 assert_eq!(node_id, self.id(), "Welcome echoes our id");
                 peers
             }

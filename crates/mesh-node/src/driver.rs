@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::Error;
-use crate::node::{Config, Event, NodeStats};
+use crate::node::{Config, Event, LinkInfo, NodeStats};
 use crate::server::{self, ServerLink};
 use crate::transport::{SignalBody, Transport, TransportEvent};
 
@@ -44,6 +44,9 @@ pub(crate) enum Command {
     },
     Stats {
         reply: oneshot::Sender<NodeStats>,
+    },
+    Links {
+        reply: oneshot::Sender<Vec<LinkInfo>>,
     },
     Raw {
         peer: NodeId,
@@ -180,6 +183,14 @@ impl<T: Transport> Driver<T> {
 
     fn server_up(&mut self, link: ServerLink) {
         let peers = link.peers.clone();
+        let stun = link
+            .stun_port
+            .and_then(|port| server::stun_url(&self.config.bootstrap, port));
+        if stun != self.stats.server_stun {
+            info!(stun = ?stun, "the bootstrap server's STUN responder");
+        }
+        self.transport.use_server_stun(stun.clone());
+        self.stats.server_stun = stun;
         self.server = Some(link);
         self.backoff = self.config.reconnect_min;
         self.stats.server_registrations += 1;
@@ -271,6 +282,7 @@ impl<T: Transport> Driver<T> {
                 stats.link_setup = self.link_setup.recent.iter().copied().collect();
                 let _ = reply.send(stats);
             }
+            Command::Links { reply } => self.links(reply),
             Command::Raw { peer, bytes, reply } => {
                 let result = match self.core.link_session(peer) {
                     Some(session) => self
@@ -283,6 +295,34 @@ impl<T: Transport> Driver<T> {
             }
             Command::Leave => {}
         }
+    }
+
+    /// Answers [`Command::Links`]: the live links now, with the transport's candidate pairs
+    /// read on a task of their own so that the driver never waits for them.
+    fn links(&self, reply: oneshot::Sender<Vec<LinkInfo>>) {
+        let links: Vec<(NodeId, SessionId)> = self
+            .core
+            .neighbours()
+            .into_iter()
+            .filter_map(|peer| Some((peer, self.core.link_session(peer)?)))
+            .collect();
+        let sessions: Vec<SessionId> = links.iter().map(|(_, session)| *session).collect();
+        let pairs = self.transport.candidate_pairs(&sessions);
+        tokio::spawn(async move {
+            // A transport that cannot answer in time reports nothing rather than hang.
+            let pairs = tokio::time::timeout(LINKS_TIMEOUT, pairs)
+                .await
+                .unwrap_or_default();
+            let links = links
+                .into_iter()
+                .enumerate()
+                .map(|(i, (peer, _))| LinkInfo {
+                    peer,
+                    candidate_pair: pairs.get(i).copied().flatten(),
+                })
+                .collect();
+            let _ = reply.send(links);
+        });
     }
 
     /// Carries out everything the core asked for.
@@ -357,6 +397,9 @@ impl<T: Transport> Driver<T> {
         }
     }
 }
+
+/// How long [`crate::Node::links`] waits for the transport's candidate pairs.
+const LINKS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many link setup times a node keeps ([`NodeStats::link_setup`]), and how many
 /// offerer sessions under way it times at once.

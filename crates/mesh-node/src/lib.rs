@@ -45,7 +45,7 @@ mod node;
 mod server;
 pub mod transport;
 
-pub use node::{Config, Event, Node, NodeStats};
+pub use node::{Config, Event, LinkInfo, Node, NodeStats};
 
 /// Everything that can go wrong in a node.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +76,14 @@ pub enum Error {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// A STUN or TURN server of the configuration is unusable.
+    #[error("ICE server {url}: {why}")]
+    IceServer {
+        /// The URL at fault (empty if the server has none).
+        url: String,
+        /// What is wrong with it, and what to write instead.
+        why: String,
+    },
     /// A key file could not be read or written.
     #[error("key file {path}: {why}")]
     KeyFile {

@@ -10,6 +10,7 @@ use mesh_node::transport::webrtc::{self, IceServer};
 use mesh_node::{Config, Event, Node};
 use mesh_proto::identity::Keypair;
 use mesh_proto::{NodeId, RoomName};
+use rtc::ice::url::SchemeType;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tracing_subscriber::EnvFilter;
 
@@ -21,10 +22,18 @@ use tracing_subscriber::EnvFilter;
 ///
 /// Then reads lines from stdin: a plain line is broadcast to every node; `/to <node-id>
 /// <text>` sends to one node; `/peers` lists the neighbours (`neighbours: N`, then one
-/// `neighbour <id>` line each); `/stats` prints counters;
-/// `/quit` (or end of input) leaves. Received messages are printed as
+/// `neighbour <id>` line each); `/links` lists the links and how each one travels
+/// (`links: N`, then one `link <id> <local-type>/<local-proto> <remote-type>/<remote-proto>`
+/// line each: the ICE candidate pair selected for it, e.g. `link <id> srflx/udp srflx/udp`;
+/// types host, srflx, prflx, relay; `unknown/unknown` when not known); `/stats` prints
+/// counters; `/quit` (or end of input) leaves. Received messages are printed as
 /// `<sender> <text>` (`<sender> [broadcast] <text>` for broadcasts). Logs go to stderr
 /// (set RUST_LOG, e.g. `debug`).
+///
+/// Behind a NAT: with no --stun, the node uses the bootstrap server's STUN responder if the
+/// server announces one (bootstrap-server --stun-listen, or --serve-stun here). webrtc-rs
+/// 0.21.1 gathers relay candidates only through TURN over UDP: a turn: URL with
+/// ?transport=tcp, and turns:/stuns: URLs, are accepted but not used (a warning says so).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
@@ -40,6 +49,11 @@ struct Args {
     /// limits, and join through it: one command, no external service.
     #[arg(long, env = "MESH_SERVE")]
     serve: Option<SocketAddr>,
+    /// With --serve: the embedded server also answers STUN binding requests on this UDP
+    /// address (e.g. 0.0.0.0:3478) and announces the port in its Welcome, so nodes without
+    /// --stun learn their public address from it.
+    #[arg(long, env = "MESH_SERVE_STUN")]
+    serve_stun: Option<SocketAddr>,
     /// The room (independent mesh) to join.
     #[arg(long, env = "MESH_ROOM", default_value = "default")]
     room: RoomName,
@@ -60,18 +74,95 @@ struct Args {
         default_value = "0.0.0.0:0"
     )]
     bind: Vec<SocketAddr>,
-    /// A STUN server URL (repeatable), e.g. stun:stun.example.org:3478.
-    #[arg(long = "stun", env = "MESH_STUN", value_delimiter = ',')]
+    /// A STUN server URL (repeatable), e.g. stun:stun.example.org:3478. Without one, the
+    /// node uses the bootstrap server's STUN responder if the server announces one.
+    #[arg(long = "stun", env = "MESH_STUN", value_delimiter = ',', value_parser = stun_url)]
     stun: Vec<String>,
-    /// A TURN server URL (repeatable), e.g. turn:turn.example.org:3478?transport=udp.
-    #[arg(long = "turn", env = "MESH_TURN", value_delimiter = ',')]
+    /// A TURN server URL (repeatable), e.g. turn:turn.example.org:3478?transport=udp; needs
+    /// --turn-user and --turn-password. ?transport=tcp is accepted but webrtc-rs 0.21.1
+    /// does not use it (no relay candidate).
+    #[arg(long = "turn", env = "MESH_TURN", value_delimiter = ',', value_parser = turn_url)]
     turn: Vec<String>,
-    /// The TURN username.
+    /// The TURN username (long-term credentials).
     #[arg(long, env = "MESH_TURN_USER", default_value = "")]
     turn_user: String,
-    /// The TURN credential.
+    /// The TURN credential (long-term credentials).
     #[arg(long, env = "MESH_TURN_PASSWORD", default_value = "")]
     turn_password: String,
+    /// Use only relay candidates (ICE transport policy "relay"): every link goes through
+    /// the --turn server, and without a working one no link opens. For testing a TURN server.
+    #[arg(long, env = "MESH_RELAY_ONLY")]
+    relay_only: bool,
+}
+
+/// Parses a --stun URL: a STUN URL as webrtc-rs reads it.
+fn stun_url(raw: &str) -> Result<String, String> {
+    let url = ice_url(raw)?;
+    if url.scheme != SchemeType::Stun && url.scheme != SchemeType::Stuns {
+        return Err(format!(
+            "{raw} is a {} URL; give TURN servers with --turn",
+            url.scheme
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+/// Parses a --turn URL: a TURN URL as webrtc-rs reads it.
+fn turn_url(raw: &str) -> Result<String, String> {
+    let url = ice_url(raw)?;
+    if url.scheme != SchemeType::Turn && url.scheme != SchemeType::Turns {
+        return Err(format!(
+            "{raw} is a {} URL; give STUN servers with --stun (a TURN URL starts with turn:)",
+            url.scheme
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+fn ice_url(raw: &str) -> Result<rtc::ice::url::Url, String> {
+    rtc::ice::url::Url::parse_url(raw).map_err(|e| {
+        format!(
+            "not a STUN/TURN URL ({e}); expected e.g. stun:stun.example.org:3478 or \
+             turn:turn.example.org:3478?transport=udp"
+        )
+    })
+}
+
+/// The ICE servers the flags describe, checked; warns about URLs webrtc-rs will not use.
+fn ice_servers(args: &Args) -> anyhow::Result<Vec<IceServer>> {
+    let mut ice = Vec::new();
+    if !args.stun.is_empty() {
+        ice.push(IceServer {
+            urls: args.stun.clone(),
+            username: String::new(),
+            credential: String::new(),
+        });
+    }
+    if !args.turn.is_empty() {
+        if args.turn_user.is_empty() || args.turn_password.is_empty() {
+            anyhow::bail!(
+                "--turn needs --turn-user and --turn-password (or MESH_TURN_USER and \
+                 MESH_TURN_PASSWORD): TURN servers only relay for authenticated users"
+            );
+        }
+        ice.push(IceServer {
+            urls: args.turn.clone(),
+            username: args.turn_user.clone(),
+            credential: args.turn_password.clone(),
+        });
+    } else if !args.turn_user.is_empty() || !args.turn_password.is_empty() {
+        tracing::warn!("--turn-user and --turn-password are ignored without a --turn server");
+    }
+    if args.relay_only && args.turn.is_empty() {
+        anyhow::bail!("--relay-only needs a --turn server: without one no link can open");
+    }
+    for server in &ice {
+        server.validate()?;
+        for (url, why) in server.unsupported_urls() {
+            tracing::warn!("{url} accepted but not used: {why}");
+        }
+    }
+    Ok(ice)
 }
 
 /// The node's own logs at info; webrtc-rs's (chatty at info) only from warnings on.
@@ -87,6 +178,12 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
+    if args.serve_stun.is_some() && args.serve.is_none() {
+        anyhow::bail!(
+            "--serve-stun runs the STUN responder of --serve's bootstrap server; give --serve too"
+        );
+    }
+    let ice = ice_servers(&args)?;
 
     let mut bootstrap = args.bootstrap.clone();
     if let Some(addr) = args.serve {
@@ -95,10 +192,16 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         let addr = listener.local_addr()?;
         bootstrap = format!("ws://{addr}/ws");
+        let config = bootstrap_server::Config::default().with_stun_listen(args.serve_stun);
+        let server = bootstrap_server::Server::bind(listener, config)
+            .await
+            .context("cannot start the embedded bootstrap server")?;
         tracing::info!("bootstrap server for other nodes: --bootstrap {bootstrap}");
+        if let Some(stun) = server.stun_addr() {
+            tracing::info!("its STUN responder: stun:{stun} (UDP), announced in its Welcome");
+        }
         tokio::spawn(async move {
-            let config = bootstrap_server::Config::default();
-            if let Err(e) = bootstrap_server::run(listener, config, std::future::pending()).await {
+            if let Err(e) = server.run(std::future::pending()).await {
                 tracing::error!("embedded bootstrap server failed: {e}");
             }
         });
@@ -118,24 +221,10 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::new(&bootstrap)
         .with_room(args.room.clone())
         .with_overlay(overlay);
-    let mut ice = Vec::new();
-    if !args.stun.is_empty() {
-        ice.push(IceServer {
-            urls: args.stun.clone(),
-            username: String::new(),
-            credential: String::new(),
-        });
-    }
-    if !args.turn.is_empty() {
-        ice.push(IceServer {
-            urls: args.turn.clone(),
-            username: args.turn_user.clone(),
-            credential: args.turn_password.clone(),
-        });
-    }
     let transport = webrtc::Config::new()
         .with_bind_addrs(args.bind.clone())
-        .with_ice_servers(ice);
+        .with_ice_servers(ice)
+        .with_relay_only(args.relay_only);
     let node = Node::join(config, key, transport)
         .await
         .with_context(|| format!("cannot join the mesh through {bootstrap}"))?;
@@ -179,6 +268,14 @@ async fn command(node: &Node, line: &str) -> bool {
                 println!("neighbour {peer}");
             }
         })
+    } else if line == "/links" {
+        node.links().await.map(|links| {
+            println!("links: {}", links.len());
+            for link in links {
+                let pair = link.candidate_pair.unwrap_or_default();
+                println!("link {} {pair}", link.peer);
+            }
+        })
     } else if line == "/stats" {
         node.stats().await.map(|s| println!("{s:#?}"))
     } else if let Some(rest) = line.strip_prefix("/to ") {
@@ -191,7 +288,7 @@ async fn command(node: &Node, line: &str) -> bool {
             }
         }
     } else if line.starts_with('/') {
-        eprintln!("unknown command; try /to <node-id> <text>, /peers, /stats, /quit");
+        eprintln!("unknown command; try /to <node-id> <text>, /peers, /links, /stats, /quit");
         return true;
     } else {
         node.broadcast(line.as_bytes().to_vec())

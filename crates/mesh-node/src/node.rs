@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::Error;
 use crate::driver::{Command, Driver};
-use crate::transport::{Transport, TransportEvent};
+use crate::transport::{CandidatePair, Transport, TransportEvent};
 
 /// Configuration of a node. Build with [`Config::new`] and the `with_*` builders.
 #[derive(Clone, Debug)]
@@ -144,6 +144,22 @@ pub struct NodeStats {
     /// Setup times of the last 256 links this node opened as the offerer, oldest first:
     /// from the session's start (`OpenSession`) to its link being up (`LinkUp`).
     pub link_setup: Vec<Duration>,
+    /// The STUN server the bootstrap server announced in its last `Welcome`
+    /// (`stun:<host of the bootstrap URL>:<port>`), handed to the transport, which uses it
+    /// only if it has no STUN server of its own; `None` if the server runs no STUN
+    /// responder.
+    pub server_stun: Option<String>,
+}
+
+/// One live link, as [`Node::links`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkInfo {
+    /// The neighbour at the other end.
+    pub peer: NodeId,
+    /// How the link's packets travel: the ICE candidate pair the transport selected, when
+    /// it can tell (`None` with the memory transport, or if the link closed meanwhile).
+    pub candidate_pair: Option<CandidatePair>,
 }
 
 /// A running node. Dropping it (or [`Node::leave`]) stops the node.
@@ -160,12 +176,15 @@ const COMMAND_QUEUE: usize = 256;
 
 impl Node {
     /// Joins the mesh over real WebRTC links: registers with the bootstrap server and
-    /// starts the node. Fails if the first registration fails (a wrong URL, a refusal).
+    /// starts the node. Fails if `webrtc`'s ICE servers are unusable
+    /// ([`crate::transport::webrtc::Config::validate`]) or the first registration fails (a
+    /// wrong URL, a refusal).
     pub async fn join(
         config: Config,
         key: Keypair,
         webrtc: crate::transport::webrtc::Config,
     ) -> Result<Node, Error> {
+        webrtc.validate()?;
         Self::join_with(config, key, move |events| {
             crate::transport::webrtc::WebRtcTransport::new(webrtc, events)
         })
@@ -256,6 +275,12 @@ impl Node {
     /// What the node did so far.
     pub async fn stats(&self) -> Result<NodeStats, Error> {
         self.ask(|reply| Command::Stats { reply }).await
+    }
+
+    /// The live links (one per neighbour, in the order of [`Node::neighbors`]) and how each
+    /// one's packets travel. The candidate pairs are read from the transport when asked.
+    pub async fn links(&self) -> Result<Vec<LinkInfo>, Error> {
+        self.ask(|reply| Command::Links { reply }).await
     }
 
     /// Sends raw bytes on the link to neighbour `peer`, bypassing the codec: for tests of

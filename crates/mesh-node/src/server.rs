@@ -22,6 +22,8 @@ const FROM_SERVER: usize = 256;
 pub(crate) struct ServerLink {
     /// The Welcome sample.
     pub peers: Vec<NodeId>,
+    /// The UDP port of the server's STUN responder, from the Welcome.
+    pub stun_port: Option<u16>,
     /// Frames to send to the server.
     pub tx: mpsc::Sender<Frame>,
     /// Frames from the server; `None` once the connection is gone.
@@ -65,8 +67,10 @@ pub(crate) async fn connect(
     ws.send(Message::Binary(bytes.into()))
         .await
         .map_err(|e| bootstrap(e.to_string()))?;
-    let peers = match next_frame(&mut ws, deadline, url).await? {
-        Frame::Welcome { peers, .. } => peers,
+    let (peers, stun_port) = match next_frame(&mut ws, deadline, url).await? {
+        Frame::Welcome {
+            peers, stun_port, ..
+        } => (peers, stun_port),
         Frame::Error { code, message, .. } => return Err(Error::Refused { code, message }),
         other => {
             return Err(bootstrap(format!(
@@ -75,7 +79,7 @@ pub(crate) async fn connect(
             )));
         }
     };
-    info!(%url, %room, peers = peers.len(), "registered with the bootstrap server");
+    info!(%url, %room, peers = peers.len(), ?stun_port, "registered with the bootstrap server");
 
     let (tx, mut to_server) = mpsc::channel::<Frame>(TO_SERVER);
     let (from_server, rx) = mpsc::channel::<Frame>(FROM_SERVER);
@@ -116,7 +120,12 @@ pub(crate) async fn connect(
         }
         let _ = ws.close(None).await;
     });
-    Ok(ServerLink { peers, tx, rx })
+    Ok(ServerLink {
+        peers,
+        stun_port,
+        tx,
+        rx,
+    })
 }
 
 type Ws =
@@ -141,6 +150,54 @@ async fn next_frame(ws: &mut Ws, deadline: Duration, url: &str) -> Result<Frame,
             Some(Ok(other)) => return Err(bootstrap(format!("unexpected message {other:?}"))),
             Some(Err(e)) => return Err(bootstrap(e.to_string())),
             None => return Err(bootstrap("the server closed the connection".into())),
+        }
+    }
+}
+
+/// The STUN URL of a server that announced `stun_port` and is reached at `bootstrap` (its
+/// WebSocket URL): the same host name, that UDP port. `None` if the URL has no host.
+pub(crate) fn stun_url(bootstrap: &str, stun_port: u16) -> Option<String> {
+    let uri: tokio_tungstenite::tungstenite::http::Uri = bootstrap.parse().ok()?;
+    let host = uri.host().filter(|host| !host.is_empty())?;
+    if host.contains(':') && !host.starts_with('[') {
+        Some(format!("stun:[{host}]:{stun_port}"))
+    } else {
+        Some(format!("stun:{host}:{stun_port}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stun_url_takes_the_host_name_of_the_bootstrap_url() {
+        let cases = [
+            ("ws://127.0.0.1:8080/ws", Some("stun:127.0.0.1:3478")),
+            ("wss://door.example/ws", Some("stun:door.example:3478")),
+            (
+                "wss://door.example:443/mesh/ws",
+                Some("stun:door.example:3478"),
+            ),
+            ("ws://[::1]:8080/ws", Some("stun:[::1]:3478")),
+            (
+                "ws://user@door.example:8080/ws",
+                Some("stun:door.example:3478"),
+            ),
+            ("/ws", None),
+            ("not a url", None),
+        ];
+        for (bootstrap, expected) in cases {
+            assert_eq!(
+                stun_url(bootstrap, 3478).as_deref(),
+                expected,
+                "{bootstrap}"
+            );
+            if let Some(url) = expected {
+                crate::transport::webrtc::IceServer::stun(url)
+                    .validate()
+                    .unwrap();
+            }
         }
     }
 }

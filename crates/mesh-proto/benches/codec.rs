@@ -69,6 +69,7 @@ fn frames() -> Vec<(&'static str, Frame)> {
             Frame::Welcome {
                 node_id: node(1),
                 peers: (10..18).map(node).collect(),
+                stun_port: Some(3478),
             },
         ),
         ("register", register),

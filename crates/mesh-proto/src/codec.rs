@@ -203,6 +203,7 @@ mod tests {
             Frame::Welcome {
                 node_id: id,
                 peers: vec![id; 300],
+                stun_port: Some(u16::MAX),
             },
             Frame::Error {
                 code: ErrorCode(u16::MAX),
@@ -255,6 +256,7 @@ mod tests {
         fill(&|n| Frame::Welcome {
             node_id: id,
             peers: vec![id; n / 16],
+            stun_port: Some(u16::MAX),
         });
         fill(&|n| Frame::Error {
             code: ErrorCode(1),

@@ -47,6 +47,10 @@ pub enum Frame {
         /// A uniformly random sample of other registered peers of the room (never the node
         /// itself), at most the server's configured sample size.
         peers: Vec<NodeId>,
+        /// The UDP port of the server's STUN binding responder, if it runs one: on the host
+        /// name of the server's URL. A node with no STUN server of its own may use
+        /// `stun:<that host>:<stun_port>` to learn its server-reflexive address.
+        stun_port: Option<u16>,
     },
     /// Tag 3, client→server: deliver `payload` to `to` (as [`Frame::Transfer`]).
     Unicast {

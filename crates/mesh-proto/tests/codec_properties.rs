@@ -91,8 +91,16 @@ fn bootstrap_frame() -> impl Strategy<Value = Frame> {
                     signature: Signature::from_bytes(sig),
                 }
             }),
-        (node_id(), prop::collection::vec(node_id(), 0..40))
-            .prop_map(|(node_id, peers)| Frame::Welcome { node_id, peers }),
+        (
+            node_id(),
+            prop::collection::vec(node_id(), 0..40),
+            any::<Option<u16>>()
+        )
+            .prop_map(|(node_id, peers, stun_port)| Frame::Welcome {
+                node_id,
+                peers,
+                stun_port
+            }),
         (node_id(), payload()).prop_map(|(to, payload)| Frame::Unicast { to, payload }),
         (node_id(), payload()).prop_map(|(from, payload)| Frame::Transfer { from, payload }),
         payload().prop_map(|payload| Frame::Broadcast { payload }),

@@ -130,6 +130,7 @@ fn frame_examples() -> Vec<(&'static str, Frame)> {
             Frame::Welcome {
                 node_id: id(NODE_ID),
                 peers: vec![id(PEER_A), id(PEER_B)],
+                stun_port: Some(3478),
             },
         ),
         (
@@ -280,6 +281,18 @@ fn conformance_examples() -> Vec<(&'static str, Option<Frame>)> {
         ("01 0c", Some(Frame::GetNeighbours)),
         ("01 0e", None),
         ("01 10", Some(Frame::Closing)),
+        (
+            "01 02 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00",
+            Some(Frame::Welcome {
+                node_id: NodeId::from_bytes([0; 16]),
+                peers: Vec::new(),
+                stun_port: None,
+            }),
+        ),
+        (
+            "01 02 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00",
+            None,
+        ),
         ("01 12", None),
         ("01 09 0c 02 00", None),
         (

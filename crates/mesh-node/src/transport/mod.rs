@@ -18,9 +18,18 @@
 //! - When the link is usable, `LinkUp`; from then on `Data` for each message received, and
 //!   [`Transport::send`] works. Exactly one `Closed` ends every session that was opened,
 //!   whether it failed, was closed by [`Transport::close`], or the remote went away.
+//! - Two optional parts, with defaults that do nothing: [`Transport::candidate_pairs`]
+//!   (how each link's packets travel; unknown by default, and in [`memory`]) and
+//!   [`Transport::use_server_stun`] (the bootstrap server's STUN responder, announced in
+//!   its `Welcome`; ignored by default, and in [`memory`]).
 
+mod candidate;
 pub mod memory;
 pub mod webrtc;
+
+pub use candidate::{
+    Candidate, CandidateKind, CandidatePair, CandidatePairsFuture, CandidateProtocol,
+};
 
 use bytes::Bytes;
 use mesh_proto::NodeId;
@@ -128,4 +137,22 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Closes `session` (its link, if open). A `Closed` event follows.
     fn close(&self, session: SessionId);
+
+    /// The selected candidate pair of the open link of each of `sessions`, in that order
+    /// (`None` for a session without an open link, or when the transport cannot tell).
+    ///
+    /// Returns at once; the returned future reads the pairs when it runs and holds no
+    /// borrow of the transport, so the caller can run it on a task of its own. The default
+    /// knows nothing: `None` for every session.
+    fn candidate_pairs(&self, sessions: &[SessionId]) -> CandidatePairsFuture {
+        let unknown = vec![None; sessions.len()];
+        Box::pin(std::future::ready(unknown))
+    }
+
+    /// The bootstrap server runs a STUN responder at `url` (`stun:<host>:<port>`, from its
+    /// `Welcome`), or none (`None`). A transport with no STUN server configured of its own
+    /// may use it for the sessions it opens from now on. The default ignores it.
+    fn use_server_stun(&self, url: Option<String>) {
+        let _ = url;
+    }
 }

@@ -43,55 +43,25 @@
 //!   failed DTLS handshake is noticed after [`Config::with_dtls_timeout`].
 
 mod handler;
+mod ice;
 mod session;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use mesh_proto::NodeId;
 use mesh_proto::signal::SessionId;
 use tokio::sync::{mpsc, oneshot};
+use webrtc::peer_connection::PeerConnection;
 
-use crate::transport::{Role, SendError, SignalBody, Transport, TransportEvent};
-
-/// One STUN or TURN server.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IceServer {
-    /// `stun:host:port`, `turn:host:port?transport=udp`, `turns:…` URLs of one server.
-    pub urls: Vec<String>,
-    /// The TURN username; empty for STUN.
-    pub username: String,
-    /// The TURN credential; empty for STUN.
-    pub credential: String,
-}
-
-impl IceServer {
-    /// A STUN server, e.g. `stun:stun.example.org:3478`.
-    pub fn stun(url: impl Into<String>) -> Self {
-        Self {
-            urls: vec![url.into()],
-            username: String::new(),
-            credential: String::new(),
-        }
-    }
-
-    /// A TURN server with its long-term credentials.
-    pub fn turn(
-        url: impl Into<String>,
-        username: impl Into<String>,
-        credential: impl Into<String>,
-    ) -> Self {
-        Self {
-            urls: vec![url.into()],
-            username: username.into(),
-            credential: credential.into(),
-        }
-    }
-}
+pub use self::ice::IceServer;
+use crate::transport::{
+    CandidatePairsFuture, Role, SendError, SignalBody, Transport, TransportEvent,
+};
 
 /// Configuration of a [`WebRtcTransport`]. Every field has a documented default and a
 /// `with_*` builder.
@@ -99,6 +69,7 @@ impl IceServer {
 pub struct Config {
     bind_addrs: Vec<SocketAddr>,
     ice_servers: Vec<IceServer>,
+    relay_only: bool,
     max_sessions: usize,
     send_queue_len: usize,
     send_buffer_limit: usize,
@@ -113,6 +84,7 @@ impl Default for Config {
         Self {
             bind_addrs: vec![SocketAddr::from(([0, 0, 0, 0], 0))],
             ice_servers: Vec::new(),
+            relay_only: false,
             max_sessions: Self::DEFAULT_MAX_SESSIONS,
             send_queue_len: Self::DEFAULT_SEND_QUEUE_LEN,
             send_buffer_limit: Self::DEFAULT_SEND_BUFFER_LIMIT,
@@ -163,11 +135,25 @@ impl Config {
         self
     }
 
-    /// STUN/TURN servers used to gather server-reflexive and relay candidates.
+    /// STUN/TURN servers used to gather server-reflexive and relay candidates. Check them
+    /// with [`Config::validate`]; webrtc-rs 0.21.1 uses only `stun:` and UDP `turn:` URLs
+    /// ([`IceServer::unsupported_urls`] names the others).
     ///
-    /// Default: none (host candidates only).
+    /// Default: none (host candidates only). With no `stun:` server here, sessions opened
+    /// after the bootstrap server announced its STUN responder use it
+    /// ([`Transport::use_server_stun`]).
     pub fn with_ice_servers(mut self, servers: Vec<IceServer>) -> Self {
         self.ice_servers = servers;
+        self
+    }
+
+    /// Gathers only relay candidates (ICE transport policy `relay`): every link goes through
+    /// a TURN server of [`Config::with_ice_servers`], and without one no link opens. For
+    /// testing a TURN server, or to hide this node's addresses from its peers.
+    ///
+    /// Default: off (host, server-reflexive and relay candidates).
+    pub fn with_relay_only(mut self, on: bool) -> Self {
+        self.relay_only = on;
         self
     }
 
@@ -262,6 +248,12 @@ impl Config {
         self
     }
 
+    /// Checks the ICE servers ([`IceServer::validate`]): every URL parses as webrtc-rs
+    /// reads it, and TURN servers have credentials. [`crate::Node::join`] calls it.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        self.ice_servers.iter().try_for_each(IceServer::validate)
+    }
+
     /// See [`Config::with_bind_addrs`].
     pub fn bind_addrs(&self) -> &[SocketAddr] {
         &self.bind_addrs
@@ -270,6 +262,11 @@ impl Config {
     /// See [`Config::with_ice_servers`].
     pub fn ice_servers(&self) -> &[IceServer] {
         &self.ice_servers
+    }
+
+    /// See [`Config::with_relay_only`].
+    pub fn relay_only(&self) -> bool {
+        self.relay_only
     }
 
     /// See [`Config::with_max_sessions`].
@@ -326,6 +323,7 @@ impl WebRtcTransport {
                 config,
                 events,
                 runtime: tokio::runtime::Handle::try_current().ok(),
+                server_stun: Mutex::new(None),
                 sessions: Mutex::new(HashMap::new()),
                 next_serial: AtomicU64::new(0),
             }),
@@ -340,6 +338,13 @@ impl WebRtcTransport {
     /// How many sessions exist (opening or open, not yet `Closed`).
     pub fn session_count(&self) -> usize {
         self.shared.sessions().len()
+    }
+
+    /// The ICE servers a session opened now uses: those of the configuration, plus the
+    /// bootstrap server's STUN responder if the configuration has no STUN server
+    /// ([`Transport::use_server_stun`]).
+    pub fn ice_servers(&self) -> Vec<IceServer> {
+        self.shared.ice_servers()
     }
 }
 
@@ -374,6 +379,7 @@ impl Transport for WebRtcTransport {
                     signals: signals_tx,
                     close: Some(close_tx),
                     link: None,
+                    pc: None,
                 },
             );
         }
@@ -424,6 +430,34 @@ impl Transport for WebRtcTransport {
             let _ = close.send(());
         }
     }
+
+    fn candidate_pairs(&self, sessions: &[SessionId]) -> CandidatePairsFuture {
+        let pcs: Vec<_> = {
+            let table = self.shared.sessions();
+            sessions
+                .iter()
+                .map(|session| table.get(session).and_then(|entry| entry.pc.clone()))
+                .collect()
+        };
+        Box::pin(async move {
+            let mut pairs = Vec::with_capacity(pcs.len());
+            for pc in pcs {
+                pairs.push(match pc.and_then(|pc| pc.upgrade()) {
+                    Some(pc) => ice::selected_pair(pc).await,
+                    None => None,
+                });
+            }
+            pairs
+        })
+    }
+
+    fn use_server_stun(&self, url: Option<String>) {
+        *self
+            .shared
+            .server_stun
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = url;
+    }
 }
 
 impl Drop for WebRtcTransport {
@@ -450,6 +484,8 @@ struct Shared {
     config: Config,
     events: mpsc::Sender<TransportEvent>,
     runtime: Option<tokio::runtime::Handle>,
+    /// The bootstrap server's STUN responder, from its last `Welcome`.
+    server_stun: Mutex<Option<String>>,
     sessions: Mutex<HashMap<SessionId, Entry>>,
     next_serial: AtomicU64,
 }
@@ -472,13 +508,29 @@ impl Shared {
         }
     }
 
-    /// Publishes the send queue of `session`'s open link.
-    fn set_link(&self, session: SessionId, serial: u64, link: mpsc::Sender<Bytes>) {
+    /// Publishes the send queue and the connection of `session`'s open link.
+    fn set_link(
+        &self,
+        session: SessionId,
+        serial: u64,
+        link: mpsc::Sender<Bytes>,
+        pc: Weak<dyn PeerConnection>,
+    ) {
         if let Some(entry) = self.sessions().get_mut(&session)
             && entry.serial == serial
         {
             entry.link = Some(link);
+            entry.pc = Some(pc);
         }
+    }
+
+    /// See [`WebRtcTransport::ice_servers`].
+    fn ice_servers(&self) -> Vec<IceServer> {
+        let server_stun = self
+            .server_stun
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ice::effective_servers(&self.config.ice_servers, server_stun.as_deref())
     }
 }
 
@@ -491,4 +543,7 @@ struct Entry {
     close: Option<oneshot::Sender<()>>,
     /// The open link's send queue; `None` until `LinkUp`.
     link: Option<mpsc::Sender<Bytes>>,
+    /// The open link's connection, to read its selected candidate pair; `None` until
+    /// `LinkUp`. Weak: the session task owns it and closes it.
+    pc: Option<Weak<dyn PeerConnection>>,
 }

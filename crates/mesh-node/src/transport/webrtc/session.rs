@@ -13,12 +13,12 @@ use tracing::Instrument;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, RTCIceCandidateInit,
-    RTCIceConnectionState, RTCIceServer, RTCPeerConnectionState, RTCSessionDescription,
-    SettingEngineBuilder,
+    RTCIceConnectionState, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionState,
+    RTCSessionDescription, SettingEngineBuilder,
 };
 
 use super::handler::{Handler, PcEvent};
-use super::{Config, Shared};
+use super::{Config, IceServer, Shared};
 use crate::transport::{Role, SignalBody, TransportEvent};
 
 /// Label of the link's DataChannel (informational: the channel is pre-negotiated).
@@ -96,7 +96,9 @@ impl Session {
     async fn drive(&mut self) -> (Reason, Option<Link>) {
         let (pc_events_tx, mut pc_events) = mpsc::channel(PC_EVENT_QUEUE_LEN);
         let handler = Arc::new(Handler::new(pc_events_tx, self.shared.config.fast_open));
-        let pc = match build_peer_connection(&self.shared.config, Arc::clone(&handler)).await {
+        let ice_servers = self.shared.ice_servers();
+        let config = &self.shared.config;
+        let pc = match build_peer_connection(config, ice_servers, Arc::clone(&handler)).await {
             Ok(pc) => pc,
             Err(err) => return (format!("could not create the peer connection: {err}"), None),
         };
@@ -305,7 +307,8 @@ impl Session {
                 link.dtls_deadline = None;
                 let (queue_tx, queue_rx) = mpsc::channel(self.shared.config.send_queue_len);
                 link.writer = Some(tokio::spawn(write_link(Arc::clone(&link.dc), queue_rx)));
-                self.shared.set_link(self.id, self.serial, queue_tx);
+                self.shared
+                    .set_link(self.id, self.serial, queue_tx, Arc::downgrade(&link.pc));
                 self.emit(TransportEvent::LinkUp {
                     session: self.id,
                     peer: self.peer,
@@ -367,9 +370,10 @@ impl Drop for Unfinished {
     }
 }
 
-/// Builds a PeerConnection as `config` says, reporting to `handler`.
+/// Builds a PeerConnection as `config` says, with `ice_servers`, reporting to `handler`.
 async fn build_peer_connection(
     config: &Config,
+    ice_servers: Vec<IceServer>,
     handler: Arc<Handler>,
 ) -> webrtc::error::Result<Arc<dyn PeerConnection>> {
     let mut settings = SettingEngineBuilder::new()
@@ -386,17 +390,22 @@ async fn build_peer_connection(
             // address). With relayed signaling that race is the common case.
             .with_prflx_acceptance_min_wait(Some(Duration::ZERO));
     }
-    let ice_servers = config
-        .ice_servers
-        .iter()
+    let ice_servers = ice_servers
+        .into_iter()
         .map(|server| RTCIceServer {
-            urls: server.urls.clone(),
-            username: server.username.clone(),
-            credential: server.credential.clone(),
+            urls: server.urls,
+            username: server.username,
+            credential: server.credential,
         })
         .collect();
+    let policy = if config.relay_only {
+        RTCIceTransportPolicy::Relay
+    } else {
+        RTCIceTransportPolicy::All
+    };
     let configuration = RTCConfigurationBuilder::new()
         .with_ice_servers(ice_servers)
+        .with_ice_transport_policy(policy)
         .build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(configuration)

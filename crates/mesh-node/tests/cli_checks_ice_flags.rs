@@ -1,0 +1,152 @@
+//! The `mesh-node` binary checks its ICE flags at start: a URL webrtc-rs cannot parse, a
+//! `stun:` URL given to `--turn` (or the reverse), `--turn` without credentials,
+//! `--relay-only` without `--turn` and `--serve-stun` without `--serve` are refused before
+//! anything runs; TURN over TCP is accepted with a warning that webrtc-rs 0.21.1 does not
+//! use it.
+
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mesh-node");
+/// Nothing listens here: a run that gets past the flags fails to join, quickly.
+const NOWHERE: &str = "ws://127.0.0.1:1/ws";
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["--bootstrap", NOWHERE, "--bind", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mesh-node")
+}
+
+/// Runs with `args` and checks that they are refused before the node starts (no NodeId
+/// printed, no join attempted), with `message` on stderr.
+fn refused(args: &[&str], message: &str) {
+    let out = run(args);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{args:?} accepted");
+    assert!(stdout.is_empty(), "{args:?}: the node started: {stdout}");
+    assert!(!stderr.contains("cannot join"), "{args:?}: {stderr}");
+    assert!(
+        stderr.contains(message),
+        "{args:?}: expected {message:?} in {stderr}"
+    );
+}
+
+#[test]
+fn malformed_urls_are_refused() {
+    for url in [
+        "stun.example.org:3478",
+        "stun://stun.example.org:3478",
+        "stun:",
+        "stun:192.0.2.1:99999",
+        "stun:192.0.2.1?transport=udp",
+    ] {
+        refused(&["--stun", url], "not a STUN/TURN URL");
+    }
+    refused(
+        &[
+            "--turn",
+            "turn:192.0.2.1:3478?transport=sctp",
+            "--turn-user",
+            "u",
+            "--turn-password",
+            "p",
+        ],
+        "not a STUN/TURN URL",
+    );
+}
+
+#[test]
+fn each_flag_takes_its_own_kind_of_server() {
+    refused(
+        &[
+            "--turn",
+            "stun:192.0.2.1:3478",
+            "--turn-user",
+            "u",
+            "--turn-password",
+            "p",
+        ],
+        "give STUN servers with --stun",
+    );
+    refused(
+        &["--stun", "turn:192.0.2.1:3478"],
+        "give TURN servers with --turn",
+    );
+}
+
+#[test]
+fn turn_needs_its_credentials() {
+    let why = "--turn needs --turn-user and --turn-password";
+    refused(&["--turn", "turn:192.0.2.1:3478"], why);
+    refused(&["--turn", "turn:192.0.2.1:3478", "--turn-user", "u"], why);
+    refused(
+        &["--turn", "turn:192.0.2.1:3478", "--turn-password", "p"],
+        why,
+    );
+    refused(&["--relay-only"], "--relay-only needs a --turn server");
+    refused(&["--serve-stun", "127.0.0.1:0"], "--serve");
+}
+
+#[test]
+fn turn_over_tcp_is_accepted_with_a_warning() {
+    let out = run(&[
+        "--turn",
+        "turn:192.0.2.1:3478?transport=tcp",
+        "--turn-user",
+        "u",
+        "--turn-password",
+        "p",
+        "--stun",
+        "stun:192.0.2.1:3478",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Past the flags: the node printed its id and tried to join.
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<mesh_proto::NodeId>()
+            .is_ok(),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("cannot join the mesh through {NOWHERE}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("turn:192.0.2.1:3478?transport=tcp accepted but not used")
+            && stderr.contains("TURN over TCP"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("stun:192.0.2.1:3478 accepted but not used"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_explains_the_nat_flags_and_links() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "--stun",
+        "--turn",
+        "--turn-user",
+        "--turn-password",
+        "--relay-only",
+        "--serve-stun",
+        "/links",
+        "<local-type>/<local-proto> <remote-type>/<remote-proto>",
+        "?transport=tcp",
+    ] {
+        assert!(help.contains(needle), "--help does not mention {needle}");
+    }
+}
