@@ -102,7 +102,7 @@ impl Metrics {
         );
         registry.register(
             "stun_refused",
-            "STUN datagrams not answered, by reason (oversized, not_stun, not_binding_request, malformed, rate_limited_source, rate_limited_total, send_failed)",
+            "STUN datagrams not answered, by reason (oversized, not_stun, not_binding_request, malformed, rate_limited_source, rate_limited_total, send_failed, internal)",
             stun_refused.clone(),
         );
         Self {

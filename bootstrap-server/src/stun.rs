@@ -452,9 +452,11 @@ mod tests {
 
     #[test]
     fn a_source_past_its_burst_is_refused_and_others_are_not() {
+        // 1 answer/s overall, so that no token comes back while the test runs.
         let config = crate::Config::default()
             .with_stun_answers_per_source(1)
             .with_stun_source_burst(3)
+            .with_stun_answers_per_second(1)
             .with_stun_answer_burst(5);
         let limits = Limits::new(&config);
         let one = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));

@@ -269,25 +269,46 @@ async fn a_stun_port_in_use_is_a_clear_error() {
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }
 
+/// The server process, killed if the test ends early (a failed assertion).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn the_cli_logs_the_stun_address_and_answers_on_it() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bootstrap-server"))
-        .args(["--listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_bootstrap-server"))
+            .args(["--listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // A thread reads stderr, so that waiting for a line has a deadline.
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let start = Instant::now();
     let stun: SocketAddr = loop {
-        assert!(start.elapsed() < DEADLINE, "no 'stun:' line");
-        let line = lines.next().expect("stderr closed early").unwrap();
+        let left = DEADLINE.saturating_sub(start.elapsed());
+        let line = rx.recv_timeout(left).expect("a 'stun:' line in time");
         if let Some((_, rest)) = line.split_once("stun:") {
             let addr = rest.split_whitespace().next().unwrap();
             break addr.parse().unwrap();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
+    std::thread::spawn(move || for _ in rx {});
     assert_ne!(stun.port(), 0, "the real port is logged");
 
     let client = client_on("127.0.0.1").await;
@@ -298,13 +319,13 @@ async fn the_cli_logs_the_stun_address_and_answers_on_it() {
     assert_eq!(mapped_address(&answer), client.local_addr().unwrap());
 
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let start = Instant::now();
     let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
+        if let Some(exit) = child.0.try_wait().unwrap() {
             break exit;
         }
         assert!(start.elapsed() < DEADLINE, "no exit after SIGTERM");

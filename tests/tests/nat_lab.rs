@@ -202,6 +202,8 @@ fn binaries() -> Result<(String, String), String> {
     let mut args = vec![
         "build",
         "--quiet",
+        "--locked",
+        "--offline",
         "-p",
         "bootstrap-server",
         "-p",

@@ -65,10 +65,9 @@ async fn webrtc_links_with_the_door_stun_report_udp_pairs() {
     let (la, lb) = linked(&a, &b).await;
     eprintln!("with STUN: a: {la:?}\nb: {lb:?}");
     // On loopback a srflx candidate has the host's own address, so either may be selected.
-    for pair in [la[0].candidate_pair, lb[0].candidate_pair]
-        .into_iter()
-        .flatten()
-    {
+    let pairs = [la[0].candidate_pair, lb[0].candidate_pair];
+    assert!(pairs.iter().all(Option::is_some), "{pairs:?}");
+    for pair in pairs.into_iter().flatten() {
         for end in [pair.local, pair.remote] {
             assert_eq!(end.protocol, CandidateProtocol::Udp, "{pair}");
             assert!(

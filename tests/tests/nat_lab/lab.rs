@@ -321,8 +321,11 @@ impl Lab {
     ) -> Result<(), String> {
         let out = self.log_file(log)?;
         let err = out.try_clone().map_err(|e| format!("log file: {e}"))?;
+        // The test reads the bootstrap server's info log ("registered"), whatever the
+        // caller's RUST_LOG says.
         let child = Self::command_in(ns, program)
             .args(args)
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

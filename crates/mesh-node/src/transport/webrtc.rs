@@ -249,9 +249,23 @@ impl Config {
     }
 
     /// Checks the ICE servers ([`IceServer::validate`]): every URL parses as webrtc-rs
-    /// reads it, and TURN servers have credentials. [`crate::Node::join`] calls it.
+    /// reads it, and TURN servers have credentials; and that `relay_only` has a TURN
+    /// server to relay through. [`crate::Node::join`] calls it.
     pub fn validate(&self) -> Result<(), crate::Error> {
-        self.ice_servers.iter().try_for_each(IceServer::validate)
+        self.ice_servers.iter().try_for_each(IceServer::validate)?;
+        let has_turn = self.ice_servers.iter().any(|server| {
+            server
+                .urls
+                .iter()
+                .any(|raw| rtc::ice::url::Url::parse_url(raw).is_ok_and(|url| ice::is_turn(&url)))
+        });
+        if self.relay_only && !has_turn {
+            return Err(crate::Error::IceServer {
+                url: String::new(),
+                why: "relay-only needs a TURN server: without one no link can open".into(),
+            });
+        }
+        Ok(())
     }
 
     /// See [`Config::with_bind_addrs`].

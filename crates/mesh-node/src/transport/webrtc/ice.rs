@@ -94,11 +94,12 @@ impl IceServer {
             .collect()
     }
 
-    /// Whether one of the URLs is a STUN (`stun:`/`stuns:`) URL.
+    /// Whether one of the URLs is a STUN URL that webrtc-rs uses (`stun:`; it skips
+    /// `stuns:`, which therefore does not replace the bootstrap server's STUN).
     pub(super) fn has_stun(&self) -> bool {
         self.urls.iter().any(|raw| {
             Url::parse_url(raw)
-                .is_ok_and(|url| matches!(url.scheme, SchemeType::Stun | SchemeType::Stuns))
+                .is_ok_and(|url| url.scheme == SchemeType::Stun && unsupported(&url).is_none())
         })
     }
 }
@@ -214,6 +215,23 @@ mod tests {
             Err(crate::Error::IceServer { why, .. }) => why,
             other => panic!("{server:?} should be refused, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn relay_only_needs_a_turn_server() {
+        use super::super::Config;
+        let stun_only = Config::new()
+            .with_ice_servers(vec![IceServer::stun("stun:127.0.0.1:3478")])
+            .with_relay_only(true);
+        assert!(matches!(
+            stun_only.validate(),
+            Err(crate::Error::IceServer { .. })
+        ));
+        let with_turn = Config::new()
+            .with_ice_servers(vec![IceServer::turn("turn:127.0.0.1:3479", "u", "p")])
+            .with_relay_only(true);
+        assert!(with_turn.validate().is_ok());
+        assert!(Config::new().validate().is_ok());
     }
 
     #[test]
