@@ -53,6 +53,10 @@ pub struct Config {
     /// `announce_interval` and doubles up to this; and at once after it loses a link.
     /// Default 30 s.
     pub lookup_interval: Duration,
+    /// Paths each lookup takes: it goes to this many neighbours (the one closest to its
+    /// target first), and each path's end answers; one path's answer is one node's
+    /// knowledge. At least 1. Default 2.
+    pub lookup_paths: usize,
     /// Remembered (origin, session) pairs of offers, to refuse replays. Default 4096.
     pub replay_capacity: usize,
     /// How long an offer's session id is remembered. Default 10 min.
@@ -83,6 +87,7 @@ impl Default for Config {
             route_ttl: Duration::from_secs(60),
             bucket_size: 16,
             lookup_interval: Duration::from_secs(30),
+            lookup_paths: 2,
             replay_capacity: 4096,
             replay_ttl: Duration::from_secs(600),
             max_sessions: 32,
@@ -123,6 +128,7 @@ builders! {
     with_route_ttl => route_ttl: Duration;
     with_bucket_size => bucket_size: usize;
     with_lookup_interval => lookup_interval: Duration;
+    with_lookup_paths => lookup_paths: usize;
     with_replay_capacity => replay_capacity: usize;
     with_replay_ttl => replay_ttl: Duration;
     with_max_sessions => max_sessions: usize;
@@ -146,6 +152,9 @@ impl Config {
         }
         if self.link_timeout <= self.announce_interval {
             return bad("link_timeout must be longer than announce_interval");
+        }
+        if self.lookup_paths == 0 {
+            return bad("lookup_paths must be at least 1");
         }
         if self.ttl == 0 {
             return bad("ttl must be at least 1");

@@ -232,6 +232,10 @@ pub struct Node {
     next_lookup: Instant,
     /// The target of the lookup under way: only its answer is taken.
     lookup_target: Option<NodeId>,
+    /// Answers still expected to the lookup under way (one per path it took).
+    lookup_awaiting: usize,
+    /// Whether an answer to the lookup under way brought a closer peer.
+    lookup_improved: bool,
     /// Below the target degree: since when no link came up, and `stats.sessions_failed`
     /// then (see [`Node::top_up`]).
     short_since: Option<(Instant, u64)>,
@@ -269,6 +273,8 @@ impl Node {
             topology_dirty: true,
             next_lookup: now,
             lookup_target: None,
+            lookup_awaiting: 0,
+            lookup_improved: false,
             short_since: None,
             lookup_pause: config.announce_interval,
             next_tick: now,

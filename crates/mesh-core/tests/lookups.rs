@@ -140,9 +140,18 @@ fn a_newcomer_finds_its_closest_peers_through_the_mesh_without_the_server() {
     let mut by_distance: Vec<usize> = (0..n).collect();
     by_distance.sort_by_key(|j| net.id(*j).distance(&me));
     let closest: Vec<_> = by_distance[..3].iter().map(|j| net.id(*j)).collect();
+    // The shape of the core's neighbour selection: the closest peer linked, and the
+    // distance bucket of each of the 3 closest held by a link of the newcomer. (Not the 3
+    // closest themselves: at its target degree a node rewires only for a peer in a deeper
+    // bucket, not for one a little closer in a bucket it already has, and the 3rd closest
+    // may be full.)
+    let bucket = |p: &NodeId| me.distance(p).leading_zeros();
     let found = net.run_until(Duration::from_secs(20), |net| {
         let links = net.nodes[new].neighbours();
-        closest.iter().all(|c| links.contains(c))
+        links.contains(&closest[0])
+            && closest
+                .iter()
+                .all(|c| links.iter().any(|l| bucket(l) == bucket(c)))
     });
     let stats = net.nodes[new].stats();
     assert!(
