@@ -366,9 +366,16 @@ async fn a_session_the_remote_never_answers_closes_when_the_caller_closes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offer_with_a_tampered_fingerprint_never_links() {
     // webrtc-rs only logs a failed DTLS handshake; the transport turns "ICE connected but
-    // no link within the DTLS timeout" into `Closed`. Shortened here to keep the test quick.
-    let config = || loopback().with_dtls_timeout(Duration::from_secs(1));
-    let (mut a, mut b) = pair(config(), config(), Carry::TamperOfferFingerprint);
+    // no link within the DTLS timeout" into `Closed`. Shortened here to keep the test quick;
+    // the offerer's is longer, so that the answerer's own timeout (the one under test)
+    // always fires first: with equal timeouts the offerer's close reached the answerer
+    // first once in about ten full test runs here, and the answerer reported "the remote
+    // closed the link".
+    let (mut a, mut b) = pair(
+        loopback().with_dtls_timeout(Duration::from_secs(3)),
+        loopback().with_dtls_timeout(Duration::from_secs(1)),
+        Carry::TamperOfferFingerprint,
+    );
     let session = SessionId(5);
     open(&a, &b, session);
     // The answerer is the DTLS client: it checks the offerer's certificate against the
