@@ -236,8 +236,8 @@ pub struct Node {
     lookup_awaiting: usize,
     /// Whether an answer to the lookup under way brought a closer peer.
     lookup_improved: bool,
-    /// Below the target degree: since when no link came up, and `stats.sessions_failed`
-    /// then (see [`Node::top_up`]).
+    /// The last tick at the target degree, or since the last link came up, and
+    /// `stats.sessions_failed` then (see [`Node::stranded`]).
     short_since: Option<(Instant, u64)>,
     /// The pause before the next lookup when the last one found nothing closer.
     lookup_pause: Duration,
@@ -702,19 +702,26 @@ impl Node {
 
     // --- links ----------------------------------------------------------------------
 
+    /// Below the target degree, with sessions through the mesh failing and no new link for
+    /// a whole session timeout (see [`Node::top_up`]).
+    fn stranded(&mut self, now: Instant) -> bool {
+        let failed = self.stats.sessions_failed;
+        if self.degree() >= self.config.target_degree {
+            self.short_since = Some((now, failed));
+            return false;
+        }
+        let (since, failed_before) = *self.short_since.get_or_insert((now, failed));
+        now.saturating_duration_since(since) >= self.config.session_timeout
+            && failed > failed_before
+    }
+
     fn top_up(&mut self, now: Instant) {
         let pending = self
             .sessions
             .values()
             .filter(|s| !s.linked && s.role == Role::Offerer)
             .count();
-        if self.degree() >= self.config.target_degree {
-            self.short_since = None;
-        }
-        let failed = self.stats.sessions_failed;
-        let (since, failed_before) = *self.short_since.get_or_insert((now, failed));
-        let stranded = now.saturating_duration_since(since) >= self.config.session_timeout
-            && failed > failed_before;
+        let stranded = self.stranded(now);
         if self.degree() == 0 || (stranded && self.server_up) {
             // The door: one server-signaled session at a time, with no link at all, or
             // stranded: below the target degree, with sessions through the mesh failing

@@ -97,35 +97,34 @@ struct Args {
 
 /// Parses a --stun URL: a STUN URL as webrtc-rs reads it.
 fn stun_url(raw: &str) -> Result<String, String> {
-    let url = ice_url(raw)?;
-    if url.scheme != SchemeType::Stun && url.scheme != SchemeType::Stuns {
-        return Err(format!(
-            "{raw} is a {} URL; give TURN servers with --turn",
-            url.scheme
-        ));
-    }
-    Ok(raw.to_owned())
+    ice_url(raw, false)
 }
 
 /// Parses a --turn URL: a TURN URL as webrtc-rs reads it.
 fn turn_url(raw: &str) -> Result<String, String> {
-    let url = ice_url(raw)?;
-    if url.scheme != SchemeType::Turn && url.scheme != SchemeType::Turns {
-        return Err(format!(
-            "{raw} is a {} URL; give STUN servers with --stun (a TURN URL starts with turn:)",
-            url.scheme
-        ));
-    }
-    Ok(raw.to_owned())
+    ice_url(raw, true)
 }
 
-fn ice_url(raw: &str) -> Result<rtc::ice::url::Url, String> {
-    rtc::ice::url::Url::parse_url(raw).map_err(|e| {
+/// A STUN (`turn` false) or TURN URL as webrtc-rs reads it, or why not.
+fn ice_url(raw: &str, turn: bool) -> Result<String, String> {
+    let url = rtc::ice::url::Url::parse_url(raw).map_err(|e| {
         format!(
             "not a STUN/TURN URL ({e}); expected e.g. stun:stun.example.org:3478 or \
              turn:turn.example.org:3478?transport=udp"
         )
-    })
+    })?;
+    let is_turn = matches!(url.scheme, SchemeType::Turn | SchemeType::Turns);
+    match (turn, is_turn) {
+        (false, true) => Err(format!(
+            "{raw} is a {} URL; give TURN servers with --turn",
+            url.scheme
+        )),
+        (true, false) => Err(format!(
+            "{raw} is a {} URL; give STUN servers with --stun (a TURN URL starts with turn:)",
+            url.scheme
+        )),
+        _ => Ok(raw.to_owned()),
+    }
 }
 
 /// The ICE servers the flags describe, checked; warns about URLs webrtc-rs will not use.

@@ -210,21 +210,25 @@ impl Node {
     pub(super) fn greedy_hop(&self, to: NodeId, skip: &[NodeId]) -> Option<(Distance, NodeId)> {
         // (distance, reached through a neighbour's set, via): a direct neighbour wins a
         // tie, so that the frame goes straight to the node that made the progress.
-        let mut best: Option<(Distance, bool, NodeId)> = None;
-        let mut consider = |c: (Distance, bool, NodeId)| {
-            if best.is_none_or(|b| c < b) {
-                best = Some(c);
-            }
-        };
-        for (n, _) in self.live_links().filter(|(n, _)| !skip.contains(n)) {
-            consider((n.distance(&to), false, *n));
-            if let Some(set) = self.neighbour_sets.get(n) {
-                for m in set.iter().filter(|m| **m != self.id && !skip.contains(m)) {
-                    consider((m.distance(&to), true, *n));
-                }
-            }
-        }
-        best.map(|(d, _, via)| (d, via))
+        self.live_links()
+            .filter(|(n, _)| !skip.contains(n))
+            .map(|(n, _)| {
+                let (d, announced) = self.reach(n, to, skip);
+                (d, announced, *n)
+            })
+            .min()
+            .map(|(d, _, via)| (d, via))
+    }
+
+    /// The distance to `to` of the closest node neighbour `n` stands for: itself, or a
+    /// peer it announced (never this node nor one of `skip`); and whether it is one it
+    /// announced (a tie goes to `n` itself).
+    pub(super) fn reach(&self, n: &NodeId, to: NodeId, skip: &[NodeId]) -> (Distance, bool) {
+        let announced = self.neighbour_sets.get(n).into_iter().flatten();
+        announced
+            .filter(|m| **m != self.id && !skip.contains(m))
+            .map(|m| (m.distance(&to), true))
+            .fold((n.distance(&to), false), std::cmp::min)
     }
 
     pub(super) fn learn_route(&mut self, origin: NodeId, via: NodeId, now: Instant) {

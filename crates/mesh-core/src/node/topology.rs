@@ -312,15 +312,7 @@ impl Node {
             let mut others: Vec<(Distance, NodeId)> = self
                 .live_links()
                 .filter(|(n, _)| **n != via)
-                .map(|(n, _)| {
-                    let set = self.neighbour_sets.get(n).into_iter().flatten();
-                    let reach = std::iter::once(n)
-                        .chain(set.filter(|m| **m != self.id))
-                        .map(|m| m.distance(&target))
-                        .min()
-                        .unwrap_or(n.distance(&target));
-                    (reach, *n)
-                })
+                .map(|(n, _)| (self.reach(n, target, &[]).0, *n))
                 .collect();
             others.sort_unstable();
             vias.extend(others.into_iter().take(paths - 1).map(|(_, n)| n));
