@@ -81,7 +81,13 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
             if now.saturating_duration_since(*at) < self.ttl {
                 break;
             }
-            self.pop_oldest();
+            // The record is old: its entry goes if the record is still the entry's (a
+            // refreshed entry has a younger record further on, and stays).
+            if let Some((key, _, n)) = self.order.pop_front()
+                && self.entries.get(&key).is_some_and(|(_, _, m)| *m == n)
+            {
+                self.entries.remove(&key);
+            }
         }
     }
 
@@ -115,6 +121,25 @@ mod tests {
         assert!(map.contains(&1, now));
         assert!(!map.contains(&2, now));
         assert!(map.contains(&3, now));
+    }
+
+    #[test]
+    fn an_old_record_of_a_refreshed_entry_expires_nothing_else() {
+        // `a`'s first record is the oldest; once it is past the ttl it must go alone, not
+        // take the next live entry (`b`, younger than the ttl) with it.
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut map = ExpiringMap::new(10, s(10));
+        map.insert("a", 1, t0);
+        map.insert("b", 2, t0 + s(1));
+        map.insert("a", 3, t0 + s(2));
+        map.expire(t0 + s(10) + Duration::from_millis(500));
+        assert!(map.contains(&"a", t0 + s(11)));
+        assert!(map.contains(&"b", t0 + s(10) + Duration::from_millis(500)));
+        assert_eq!(map.len(), 2);
+        map.expire(t0 + s(11));
+        assert!(!map.contains(&"b", t0 + s(11)));
+        assert_eq!(map.len(), 1);
     }
 
     #[test]

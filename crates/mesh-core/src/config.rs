@@ -26,6 +26,11 @@ pub struct Config {
     pub session_timeout: Duration,
     /// A peer whose session failed is not tried again for this long. Default 10 s.
     pub retry_backoff: Duration,
+    /// A peer that refused a session as full (`Reject FULL`) is not offered another for
+    /// this long: it stays full until one of its links goes, and offering again at every
+    /// `retry_backoff` cost a rejected session each time (measured: 10,000 memory nodes
+    /// refused about 1,000 sessions a second, settled). Default 60 s.
+    pub full_backoff: Duration,
     /// Period of the maintenance tick (timeouts, degree top-up, announcements). Default 200 ms.
     pub tick_interval: Duration,
     /// Period at which neighbours are told our neighbour set. Default 5 s.
@@ -77,6 +82,7 @@ impl Default for Config {
             max_pending_sessions: 3,
             session_timeout: Duration::from_secs(15),
             retry_backoff: Duration::from_secs(10),
+            full_backoff: Duration::from_secs(60),
             tick_interval: Duration::from_millis(200),
             announce_interval: Duration::from_secs(5),
             link_timeout: Duration::from_secs(20),
@@ -118,6 +124,7 @@ builders! {
     with_max_pending_sessions => max_pending_sessions: usize;
     with_session_timeout => session_timeout: Duration;
     with_retry_backoff => retry_backoff: Duration;
+    with_full_backoff => full_backoff: Duration;
     with_tick_interval => tick_interval: Duration;
     with_announce_interval => announce_interval: Duration;
     with_link_timeout => link_timeout: Duration;

@@ -23,11 +23,50 @@ pub(crate) fn bucket(me: &NodeId, peer: &NodeId) -> u32 {
     me.distance(peer).leading_zeros()
 }
 
+/// A set of distance buckets (0..128), one bit each: the node's views of which buckets its
+/// links, neighbours' neighbours and contacts are in are built on every tick that looks
+/// for a better neighbour, so they must cost no allocation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct BucketSet(u128);
+
+impl BucketSet {
+    /// Adds bucket `b` (ignored beyond the 128 buckets).
+    pub fn insert(&mut self, b: u32) {
+        if b < BUCKETS as u32 {
+            self.0 |= 1u128 << b;
+        }
+    }
+
+    pub fn contains(&self, b: u32) -> bool {
+        b < BUCKETS as u32 && self.0 & (1u128 << b) != 0
+    }
+
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+}
+
+impl FromIterator<u32> for BucketSet {
+    fn from_iter<I: IntoIterator<Item = u32>>(iter: I) -> Self {
+        let mut set = Self::default();
+        iter.into_iter().for_each(|b| set.insert(b));
+        set
+    }
+}
+
+impl Extend<u32> for BucketSet {
+    fn extend<I: IntoIterator<Item = u32>>(&mut self, iter: I) {
+        iter.into_iter().for_each(|b| self.insert(b));
+    }
+}
+
 /// Known peers by distance bucket, bounded per bucket.
 #[derive(Debug)]
 pub(crate) struct ContactTable {
     me: NodeId,
-    /// Bucket → (peer, last heard of), oldest first.
+    /// Bucket → (peer, last heard of), oldest first; only as many buckets as the deepest
+    /// one ever used (about `log2(N)` + a few in a mesh of `N` nodes, not 128), so that a
+    /// pass over the table touches only buckets that can hold someone.
     buckets: Vec<VecDeque<(NodeId, Instant)>>,
     bucket_size: usize,
     ttl: Duration,
@@ -37,7 +76,7 @@ impl ContactTable {
     pub fn new(me: NodeId, bucket_size: usize, ttl: Duration) -> Self {
         Self {
             me,
-            buckets: vec![VecDeque::new(); BUCKETS],
+            buckets: Vec::new(),
             bucket_size: bucket_size.max(1),
             ttl,
         }
@@ -58,6 +97,9 @@ impl ContactTable {
         let Some(b) = self.bucket_of(&peer) else {
             return false;
         };
+        if self.buckets.len() <= b {
+            self.buckets.resize_with(b + 1, VecDeque::new);
+        }
         let (size, ttl) = (self.bucket_size, self.ttl);
         let entries = &mut self.buckets[b];
         while entries
@@ -82,17 +124,19 @@ impl ContactTable {
 
     /// Whether `peer` is in the table and has not expired.
     pub fn contains(&self, peer: &NodeId, now: Instant) -> bool {
-        self.bucket_of(peer).is_some_and(|b| {
-            self.buckets[b]
-                .iter()
-                .any(|(p, at)| p == peer && self.live(*at, now))
-        })
+        self.bucket_of(peer)
+            .and_then(|b| self.buckets.get(b))
+            .is_some_and(|bucket| {
+                bucket
+                    .iter()
+                    .any(|(p, at)| p == peer && self.live(*at, now))
+            })
     }
 
     /// Forgets `peer` (a session with it failed, or the server says it is gone).
     pub fn remove(&mut self, peer: &NodeId) {
-        if let Some(b) = self.bucket_of(peer) {
-            self.buckets[b].retain(|(p, _)| p != peer);
+        if let Some(bucket) = self.bucket_of(peer).and_then(|b| self.buckets.get_mut(b)) {
+            bucket.retain(|(p, _)| p != peer);
         }
     }
 
@@ -105,11 +149,27 @@ impl ContactTable {
             .map(|(p, _)| p)
     }
 
+    /// How many buckets there are to look at: no contact was ever in a bucket beyond.
+    pub fn depth(&self) -> u32 {
+        self.buckets.len() as u32
+    }
+
+    /// The live contacts in bucket `b`.
+    pub fn in_bucket(&self, b: u32, now: Instant) -> impl Iterator<Item = &NodeId> {
+        self.buckets
+            .get(b as usize)
+            .into_iter()
+            .flatten()
+            .filter(move |(_, at)| self.live(*at, now))
+            .map(|(p, _)| p)
+    }
+
     /// The buckets that hold a live contact.
-    pub fn non_empty_buckets(&self, now: Instant) -> impl Iterator<Item = u32> + '_ {
-        (0..BUCKETS)
-            .filter(move |b| self.buckets[*b].iter().any(|(_, at)| self.live(*at, now)))
+    pub fn non_empty_buckets(&self, now: Instant) -> BucketSet {
+        (0..self.buckets.len())
+            .filter(|b| self.buckets[*b].iter().any(|(_, at)| self.live(*at, now)))
             .map(|b| b as u32)
+            .collect()
     }
 
     /// How many contacts the table holds, expired ones included until they are dropped.
@@ -130,6 +190,13 @@ impl ContactTable {
     }
 
     /// Up to `max` live contacts closest to `target` for which `keep` holds, closest first.
+    ///
+    /// Lookups and `FindNodes` ask this of every node on their way, so it reads only the
+    /// buckets it needs. If `target` is in our bucket `t`, a contact in bucket `t` shares at
+    /// least `t + 1` leading bits with it, one in a deeper bucket exactly `t`, and one in a
+    /// bucket `b < t` exactly `b`: so bucket `t`, then the deeper buckets together, then
+    /// buckets `t - 1` down to 0 come in order of distance, and sorting within each group
+    /// gives the whole order.
     pub fn closest(
         &self,
         target: &NodeId,
@@ -137,17 +204,28 @@ impl ContactTable {
         now: Instant,
         keep: impl Fn(&NodeId) -> bool,
     ) -> Vec<NodeId> {
-        let mut all: Vec<(Distance, NodeId)> = self
-            .iter(now)
-            .filter(|p| keep(p))
-            .map(|p| (p.distance(target), *p))
-            .collect();
-        if all.len() > max {
-            all.select_nth_unstable(max);
-            all.truncate(max);
+        let depth = self.buckets.len();
+        let t = (bucket(&self.me, target) as usize).min(depth);
+        let groups = std::iter::once(t..(t + 1).min(depth))
+            .chain(std::iter::once((t + 1).min(depth)..depth))
+            .chain((0..t).rev().map(|b| b..b + 1));
+        let mut out: Vec<(Distance, NodeId)> = Vec::with_capacity(max);
+        for group in groups {
+            if out.len() >= max {
+                break;
+            }
+            let from = out.len();
+            out.extend(
+                self.buckets[group]
+                    .iter()
+                    .flatten()
+                    .filter(|(p, at)| self.live(*at, now) && keep(p))
+                    .map(|(p, _)| (p.distance(target), *p)),
+            );
+            out[from..].sort_unstable();
         }
-        all.sort_unstable();
-        all.into_iter().map(|(_, p)| p).collect()
+        out.truncate(max);
+        out.into_iter().map(|(_, p)| p).collect()
     }
 }
 
@@ -199,6 +277,7 @@ mod tests {
             size in 1usize..6,
             peers in prop::collection::vec((any::<u128>(), 0u8..4, 0u64..3), 0..400),
             target in any::<u128>(),
+            target_kind in 0u8..3,
         ) {
             let start = Instant::now();
             let mut table = ContactTable::new(id(me), size, Duration::from_secs(2));
@@ -212,10 +291,24 @@ mod tests {
                 prop_assert!(table.len() <= table.capacity());
                 prop_assert!(!table.contains(&id(me), now));
             }
-            let mut all: Vec<NodeId> = table.iter(now).copied().collect();
+            // Our own id, an id near ours (deep buckets), or any id.
+            let target = match target_kind {
+                0 => me,
+                1 => me ^ (target >> (target % 128)),
+                _ => target,
+            };
+            for max in [1, 5, 40] {
+                let mut all: Vec<NodeId> = table.iter(now).copied().collect();
+                all.sort_by_key(|p| p.distance(&id(target)));
+                all.truncate(max);
+                prop_assert_eq!(table.closest(&id(target), max, now, |_| true), all);
+            }
+            // With a filter, the same as filtering the sorted list.
+            let odd = |p: &NodeId| p.as_bytes()[15] % 2 == 1;
+            let mut all: Vec<NodeId> = table.iter(now).copied().filter(odd).collect();
             all.sort_by_key(|p| p.distance(&id(target)));
             all.truncate(5);
-            prop_assert_eq!(table.closest(&id(target), 5, now, |_| true), all);
+            prop_assert_eq!(table.closest(&id(target), 5, now, odd), all);
         }
     }
 }

@@ -217,8 +217,8 @@ pub struct Node {
     neighbour_sets: BTreeMap<NodeId, Vec<NodeId>>,
     /// Peers we know of, linked or not, in k-buckets.
     contacts: ContactTable,
-    /// Peers not to try again yet.
-    backoff: ExpiringMap<NodeId, ()>,
+    /// Peers not to try again yet → until when.
+    backoff: ExpiringMap<NodeId, Instant>,
     /// Origin → the neighbour its traffic last came through.
     routes: ExpiringMap<NodeId, NodeId>,
     /// Floods already delivered.
@@ -266,7 +266,10 @@ impl Node {
             draining: BTreeMap::new(),
             neighbour_sets: BTreeMap::new(),
             contacts: ContactTable::new(id, config.bucket_size, long),
-            backoff: ExpiringMap::new(128 * config.bucket_size, config.retry_backoff),
+            backoff: ExpiringMap::new(
+                128 * config.bucket_size,
+                config.retry_backoff.max(config.full_backoff),
+            ),
             routes: ExpiringMap::new(config.route_capacity, config.route_ttl),
             dedup: ExpiringMap::new(config.dedup_capacity, config.dedup_ttl),
             replay: ExpiringMap::new(config.replay_capacity, config.replay_ttl),
@@ -461,7 +464,7 @@ impl Node {
         for session in expired {
             if let Some(s) = self.sessions.remove(&session) {
                 self.stats.sessions_failed += 1;
-                self.backoff.insert(s.peer, (), now);
+                self.back_off(s.peer, now);
                 self.outputs.push_back(Output::CloseSession { session });
             }
         }
@@ -520,7 +523,7 @@ impl Node {
         for session in failed {
             self.sessions.remove(&session);
             self.stats.sessions_failed += 1;
-            self.backoff.insert(peer, (), now);
+            self.back_off(peer, now);
             self.outputs.push_back(Output::CloseSession { session });
         }
     }
@@ -576,7 +579,7 @@ impl Node {
             let (peer, role, carrier) = (s.peer, s.role, s.carrier);
             self.sessions.remove(&session);
             self.stats.sessions_failed += 1;
-            self.backoff.insert(peer, (), now);
+            self.back_off(peer, now);
             if role == Role::Answerer {
                 // Do not leave the offerer waiting for its timeout.
                 let reject = SignalKind::Reject(RejectReason::FAILED);
@@ -788,7 +791,7 @@ impl Node {
         let peer = s.peer;
         self.outputs.push_back(Output::CloseSession { session });
         // Whatever ended the link (a bad frame, a close, a departure), do not re-link at once.
-        self.backoff.insert(peer, (), now);
+        self.back_off(peer, now);
         if self.links.get(&peer) == Some(&session) {
             self.draining.remove(&peer);
             self.topology_dirty = true;
@@ -804,6 +807,23 @@ impl Node {
             self.announce();
             self.top_up(now);
         }
+    }
+
+    /// Not to try `peer` again for `retry_backoff`.
+    pub(super) fn back_off(&mut self, peer: NodeId, now: Instant) {
+        self.back_off_for(peer, self.config.retry_backoff, now);
+    }
+
+    /// Not to try `peer` again for `pause` (at most the backoff table's ttl).
+    pub(super) fn back_off_for(&mut self, peer: NodeId, pause: Duration, now: Instant) {
+        self.backoff.insert(peer, now + pause, now);
+    }
+
+    /// Whether `peer` is not to be tried yet.
+    pub(super) fn backing_off(&self, peer: &NodeId, now: Instant) -> bool {
+        self.backoff
+            .get(peer, now)
+            .is_some_and(|until| now < *until)
     }
 
     fn send_frame(&mut self, session: SessionId, frame: &Frame) {

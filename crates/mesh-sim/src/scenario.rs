@@ -107,5 +107,6 @@ impl Scenario {
             .with_link_timeout(Duration::from_secs(5))
             .with_session_timeout(Duration::from_secs(5))
             .with_retry_backoff(Duration::from_secs(1))
+            .with_full_backoff(Duration::from_secs(10))
     }
 }

@@ -75,7 +75,7 @@ impl Node {
                     let peer = s.peer;
                     self.sessions.remove(&session);
                     self.stats.sessions_failed += 1;
-                    self.backoff.insert(peer, (), now);
+                    self.back_off(peer, now);
                     self.outputs.push_back(Output::CloseSession { session });
                 }
             }
@@ -107,9 +107,11 @@ impl Node {
                 {
                     self.sessions.remove(&session);
                     self.stats.sessions_rejected += 1;
-                    self.backoff.insert(from, (), now);
                     if reason == RejectReason::FULL {
                         self.contacts.remove(&from);
+                        self.back_off_for(from, self.config.full_backoff, now);
+                    } else {
+                        self.back_off(from, now);
                     }
                     self.outputs.push_back(Output::CloseSession { session });
                 }

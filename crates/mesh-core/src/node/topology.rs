@@ -25,7 +25,7 @@ use rand::Rng;
 use rand::seq::IteratorRandom;
 
 use super::{Carrier, Node, Role};
-use crate::contacts::bucket;
+use crate::contacts::{BucketSet, bucket};
 
 /// How long a link closed with notice stays open for what is in flight to arrive.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -36,19 +36,31 @@ impl Node {
         self.config.closest_links.min(self.config.target_degree)
     }
 
-    /// Peers we could open a session with now: known, not linked, not in a session, not
-    /// backing off; in no particular order.
+    /// Whether we could open a session with `peer` now: not linked, not in a session, not
+    /// backing off.
+    fn is_eligible(&self, peer: &NodeId, now: Instant) -> bool {
+        // Sessions are few (at most `max_sessions`): a scan beats building a set.
+        !self.links.contains_key(peer)
+            && !self.sessions.values().any(|s| s.peer == *peer)
+            && !self.backing_off(peer, now)
+    }
+
+    /// Peers we could open a session with now: known and eligible; in no particular order.
     fn eligible(&self, now: Instant) -> Vec<NodeId> {
-        let in_session: BTreeSet<NodeId> = self.sessions.values().map(|s| s.peer).collect();
         self.contacts
             .iter(now)
             .copied()
-            .filter(|p| {
-                !self.links.contains_key(p)
-                    && !in_session.contains(p)
-                    && !self.backoff.contains(p, now)
-            })
+            .filter(|p| self.is_eligible(p, now))
             .collect()
+    }
+
+    /// The eligible contact in bucket `b` closest to us.
+    fn closest_eligible_in(&self, b: u32, now: Instant) -> Option<NodeId> {
+        self.contacts
+            .in_bucket(b, now)
+            .filter(|p| self.is_eligible(p, now))
+            .min_by_key(|p| self.id.distance(p))
+            .copied()
     }
 
     /// The distance of our `closest_links`-th closest neighbour (`None`: fewer links).
@@ -66,8 +78,8 @@ impl Node {
     }
 
     /// Buckets in which we have a neighbour or a neighbour's neighbour.
-    fn covered_buckets(&self) -> BTreeSet<u32> {
-        let mut covered: BTreeSet<u32> = self
+    fn covered_buckets(&self) -> BucketSet {
+        let mut covered: BucketSet = self
             .live_links()
             .map(|(p, _)| bucket(&self.id, p))
             .collect();
@@ -88,14 +100,22 @@ impl Node {
     /// A peer whose link would improve the shape: one closer than our
     /// `closest_links`-th closest neighbour, else one in a bucket nobody we can reach in
     /// two links is in (the farthest such bucket first: it holds the most ids; in it, the
-    /// peer closest to us). Depends on the set `eligible`, not its order.
+    /// peer closest to us). Only eligible contacts count.
     ///
     /// With `coarse` (an extra link, above the target), "closer" means closer than our
     /// closest neighbour, or in a deeper bucket than that `closest_links`-th one: every
     /// newcomer a little closer would otherwise cost a session and a shed link.
-    fn structural_candidate(&self, eligible: &[NodeId], coarse: bool) -> Option<NodeId> {
-        let closest = eligible.iter().min_by_key(|p| self.id.distance(p)).copied();
-        if let Some(p) = closest.filter(|_| self.closest_links() > 0) {
+    ///
+    /// It runs on every tick after anything that bears on the shape changed, so it walks
+    /// the buckets rather than every contact: the closest eligible peer is in the deepest
+    /// bucket that has one, and covered buckets are skipped whole.
+    fn structural_candidate(&self, coarse: bool, now: Instant) -> Option<NodeId> {
+        let depth = self.contacts.depth();
+        if self.closest_links() > 0
+            && let Some(p) = (0..depth)
+                .rev()
+                .find_map(|b| self.closest_eligible_in(b, now))
+        {
             let d = self.id.distance(&p);
             match self.closest_link_bound() {
                 None => return Some(p),
@@ -111,16 +131,9 @@ impl Node {
             }
         }
         let covered = self.covered_buckets();
-        let uncovered = eligible
-            .iter()
-            .map(|p| bucket(&self.id, p))
-            .filter(|b| !covered.contains(b))
-            .min()?;
-        eligible
-            .iter()
-            .filter(|p| bucket(&self.id, p) == uncovered)
-            .min_by_key(|p| self.id.distance(p))
-            .copied()
+        (0..depth)
+            .filter(|b| !covered.contains(*b))
+            .find_map(|b| self.closest_eligible_in(b, now))
     }
 
     /// The next peer to link to while under the target degree: a structural improvement
@@ -132,20 +145,20 @@ impl Node {
     /// Measured (1,000 memory nodes, degree 8): the long links took the mean unicast path
     /// from 5.1 to 4.8 hops; docs/benchmarks.md §8.1.
     pub(super) fn pick_candidate(&mut self, prefer_routable: bool, now: Instant) -> Option<NodeId> {
-        let mut eligible = self.eligible(now);
-        if let Some(p) = self.structural_candidate(&eligible, false) {
+        if let Some(p) = self.structural_candidate(false, now) {
             return Some(p);
         }
+        let mut eligible = self.eligible(now);
         // Sorted, so that the random choice depends on the seed only.
         eligible.sort_unstable();
-        let linked: BTreeSet<u32> = self
+        let linked: BucketSet = self
             .live_links()
             .map(|(p, _)| bucket(&self.id, p))
             .collect();
         let farthest_unlinked = eligible
             .iter()
             .map(|p| bucket(&self.id, p))
-            .filter(|b| !linked.contains(b))
+            .filter(|b| !linked.contains(*b))
             .min();
         if let Some(b) = farthest_unlinked {
             let in_bucket = eligible.iter().filter(|p| bucket(&self.id, p) == b);
@@ -170,8 +183,7 @@ impl Node {
         if self.degree() == 0 || pending > 0 || self.degree() + 1 > room {
             return false;
         }
-        let eligible = self.eligible(now);
-        if let Some(peer) = self.structural_candidate(&eligible, true) {
+        if let Some(peer) = self.structural_candidate(true, now) {
             self.stats.links_rewired += 1;
             self.start_session(peer, Carrier::Mesh, now);
         }
@@ -287,9 +299,10 @@ impl Node {
             .map(|(p, _)| bucket(&self.id, p))
             .max()
             .unwrap_or(0);
-        let mut known = self.covered_buckets();
-        known.extend(self.contacts.non_empty_buckets(now));
-        let target = match (0..deepest).find(|b| !known.contains(b)) {
+        let known = self
+            .covered_buckets()
+            .union(self.contacts.non_empty_buckets(now));
+        let target = match (0..deepest).find(|b| !known.contains(*b)) {
             Some(b) => {
                 // Our id with bit `b` flipped and random bits below: an id in bucket `b`.
                 let me = u128::from_be_bytes(*self.id.as_bytes());
