@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::cache::ExpiringMap;
-use crate::contacts::ContactTable;
+use crate::contacts::{BucketSet, ContactTable, bucket};
 
 mod routing;
 use routing::Routed;
@@ -215,6 +215,9 @@ pub struct Node {
     draining: BTreeMap<NodeId, Instant>,
     /// What each neighbour says its neighbours are.
     neighbour_sets: BTreeMap<NodeId, Vec<NodeId>>,
+    /// The buckets each neighbour's set is in, kept with `neighbour_sets` (see
+    /// [`Node::set_neighbours`]): coverage is asked on every tick that looks at the shape.
+    neighbour_buckets: BTreeMap<NodeId, BucketSet>,
     /// Peers we know of, linked or not, in k-buckets.
     contacts: ContactTable,
     /// Peers not to try again yet → until when.
@@ -265,6 +268,7 @@ impl Node {
             links: BTreeMap::new(),
             draining: BTreeMap::new(),
             neighbour_sets: BTreeMap::new(),
+            neighbour_buckets: BTreeMap::new(),
             contacts: ContactTable::new(id, config.bucket_size, long),
             backoff: ExpiringMap::new(
                 128 * config.bucket_size,
@@ -678,7 +682,7 @@ impl Node {
                 peers.retain(|p| *p != self.id);
                 peers.truncate(2 * self.config.max_degree);
                 self.learn_peers(&peers, now);
-                self.neighbour_sets.insert(peer, peers);
+                self.set_neighbours(peer, peers);
                 self.topology_dirty = true;
             }
             Frame::FindNodes { target } => {
@@ -797,6 +801,7 @@ impl Node {
             self.topology_dirty = true;
             self.links.remove(&peer);
             self.neighbour_sets.remove(&peer);
+            self.neighbour_buckets.remove(&peer);
             self.routes.retain(|_, via| *via != peer);
             self.stats.links_down += 1;
             // Repair: hear of the peers now closest to us through the mesh soon.
@@ -807,6 +812,17 @@ impl Node {
             self.announce();
             self.top_up(now);
         }
+    }
+
+    /// Records what `neighbour` says its neighbours are (our own id left out).
+    fn set_neighbours(&mut self, neighbour: NodeId, peers: Vec<NodeId>) {
+        let buckets = peers
+            .iter()
+            .filter(|p| **p != self.id)
+            .map(|p| bucket(&self.id, p))
+            .collect();
+        self.neighbour_buckets.insert(neighbour, buckets);
+        self.neighbour_sets.insert(neighbour, peers);
     }
 
     /// Not to try `peer` again for `retry_backoff`.

@@ -286,8 +286,7 @@ mod tests {
                 },
             );
             node.links.insert(id(*peer), session);
-            node.neighbour_sets
-                .insert(id(*peer), set.iter().map(|p| id(*p)).collect());
+            node.set_neighbours(id(*peer), set.iter().map(|p| id(*p)).collect());
         }
         node
     }
@@ -345,7 +344,7 @@ mod tests {
         }
         // A neighbour that announced `to` goes first and keeps the steering.
         let mut direct = node(true, true);
-        direct.neighbour_sets.insert(id(far), vec![id(to)]);
+        direct.set_neighbours(id(far), vec![id(to)]);
         direct.links.insert(id(far), SessionId(9));
         direct.sessions.insert(
             SessionId(9),

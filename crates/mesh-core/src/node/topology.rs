@@ -84,15 +84,11 @@ impl Node {
             .map(|(p, _)| bucket(&self.id, p))
             .collect();
         let live = self
-            .neighbour_sets
+            .neighbour_buckets
             .iter()
             .filter(|(n, _)| !self.draining.contains_key(n));
-        for (_, set) in live {
-            covered.extend(
-                set.iter()
-                    .filter(|p| **p != self.id)
-                    .map(|p| bucket(&self.id, p)),
-            );
+        for (_, buckets) in live {
+            covered = covered.union(*buckets);
         }
         covered
     }
