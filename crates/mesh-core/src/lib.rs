@@ -118,7 +118,8 @@ pub struct Stats {
     /// Frames from a neighbour that did not decode or were not valid on a link (each
     /// cost that neighbour its link).
     pub malformed_frames: u64,
-    /// Payloads that did not decode.
+    /// Payloads that did not decode, and answers nobody asked for (a lookup answer to no
+    /// lookup under way; a `Nodes` frame, since this node sends no `FindNodes`).
     pub bad_payloads: u64,
     /// Frames forwarded for others.
     pub frames_relayed: u64,

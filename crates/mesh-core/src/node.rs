@@ -689,10 +689,11 @@ impl Node {
                 let peers = self.closest_known(target, peer, MAX_NODES, now);
                 self.send_frame(session, &Frame::Nodes { target, peers });
             }
-            Frame::Nodes { mut peers, .. } => {
-                peers.truncate(MAX_NODES);
-                peers.retain(|p| *p != self.id);
-                self.learn_peers(&peers, now);
+            Frame::Nodes { .. } => {
+                // Only the answer to a `FindNodes` is taken, and this node sends none (it
+                // looks up through the mesh): taken unasked, any neighbour could fill the
+                // contact table with made-up ids, at any rate, and send us after them.
+                self.stats.bad_payloads += 1;
             }
             Frame::Lookup { target, from, ttl } => {
                 self.learn_route(from, peer, now);

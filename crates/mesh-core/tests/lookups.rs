@@ -1,6 +1,6 @@
 //! Lookups. One-link: a node answers `FindNodes` with the peers it knows closest to the
-//! target (never the asker, at most 16), and learns what a `Nodes` answer tells it (at most
-//! 16 entries). Through the mesh: a newcomer's `Lookup` finds the nodes closest to it, with
+//! target (never the asker, at most 16), and takes no `Nodes` frame it did not ask for (it
+//! asks none: it looks up through the mesh). Through the mesh: a newcomer's `Lookup` finds the nodes closest to it, with
 //! the server gone. Deterministic, in virtual time.
 
 mod support;
@@ -70,31 +70,33 @@ fn find_nodes_is_answered_with_the_closest_known_peers_never_the_asker() {
 }
 
 #[test]
-fn a_nodes_answer_teaches_at_most_sixteen_peers() {
+fn a_nodes_frame_nobody_asked_for_teaches_nothing() {
     let n = 8;
     let mut net = grown_mesh(n, test_config());
     let a = 0;
     let b = net.index[&net.nodes[a].neighbours()[0]];
-    let fresh: Vec<NodeId> = (0..40u8)
+    let fresh: Vec<NodeId> = (0..MAX_NODES as u8)
         .map(|i| Keypair::from_seed([200u8.wrapping_add(i); 32]).node_id())
         .collect();
     let frame = Frame::Nodes {
         target: fresh[0],
         peers: fresh.clone(),
     };
+    let bad_before = net.nodes[a].stats().bad_payloads;
     net.inject(a, b, mesh_proto::encode(&frame).unwrap());
     let seen = tap_nodes(&mut net, a);
 
-    // The first entry is known now: asked for it, `a` names it first.
-    ask(&mut net, a, b, fresh[0]);
-    assert_eq!(seen.borrow().last().unwrap().1[0], fresh[0]);
-    // Entries past the 16th were dropped.
-    for far in &fresh[MAX_NODES..] {
-        ask(&mut net, a, b, *far);
+    // Asked for each made-up id, `a` names none of them: it learned nothing.
+    for made_up in &fresh {
+        ask(&mut net, a, b, *made_up);
         let answers = seen.borrow();
-        assert_ne!(answers.last().unwrap().1[0], *far, "{far} was kept");
+        let (_, peers) = answers.last().expect("an answer to FindNodes");
+        assert!(!peers.contains(made_up), "{made_up} was taken unasked");
     }
-    assert_eq!(net.nodes[a].stats().malformed_frames, 0, "valid frames");
+    assert_eq!(net.nodes[a].stats().bad_payloads, bad_before + 1);
+    // A valid frame, only unasked: the link stays.
+    assert_eq!(net.nodes[a].stats().malformed_frames, 0);
+    assert!(net.nodes[a].neighbours().contains(&net.id(b)));
 }
 
 #[test]
