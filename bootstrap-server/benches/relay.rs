@@ -662,7 +662,7 @@ async fn receive(mut ws: Ws, c: Arc<PairCounters>) -> Result<()> {
                     .fetch_add(payload.len() as u64, Ordering::Relaxed);
                 c.delivered_wire_bytes
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                if count % ACK_EVERY == 0 {
+                if count.is_multiple_of(ACK_EVERY) {
                     let ack = unicast(from, &count.to_le_bytes());
                     within(ws.send(encode(&ack)?)).await??;
                     c.acks.fetch_add(1, Ordering::Relaxed);
@@ -710,12 +710,11 @@ async fn flood(server: &Server, settings: Settings) -> Result<()> {
     };
     let reading = tokio::time::timeout(settings.flood_time + Duration::from_secs(1), async {
         while let Some(Ok(msg)) = stream.next().await {
-            if let Message::Binary(bytes) = msg {
-                if let Ok(Frame::Error { code, .. }) = mesh_proto::decode(&bytes) {
-                    if code == ErrorCode::TARGET_BUSY {
-                        busy += 1;
-                    }
-                }
+            if let Message::Binary(bytes) = msg
+                && let Ok(Frame::Error { code, .. }) = mesh_proto::decode(&bytes)
+                && code == ErrorCode::TARGET_BUSY
+            {
+                busy += 1;
             }
         }
         start.elapsed()

@@ -129,10 +129,10 @@ impl Registry {
                 return false;
             };
             room.order.swap_remove(peer.index);
-            if let Some(moved) = room.order.get(peer.index) {
-                if let Some(p) = room.peers.get_mut(moved) {
-                    p.index = peer.index;
-                }
+            if let Some(moved) = room.order.get(peer.index)
+                && let Some(p) = room.peers.get_mut(moved)
+            {
+                p.index = peer.index;
             }
             true
         });

@@ -113,10 +113,10 @@ async fn a_leaving_node_is_replaced_and_a_malformed_frame_drops_one_link() {
     for node in nodes.iter_mut().filter(|m| former.contains(&m.node.id())) {
         let wait = async {
             loop {
-                if let Some(Event::LinkDown { peer, .. }) = node.events.recv().await {
-                    if peer == gone {
-                        return;
-                    }
+                if let Some(Event::LinkDown { peer, .. }) = node.events.recv().await
+                    && peer == gone
+                {
+                    return;
                 }
             }
         };

@@ -161,10 +161,10 @@ fn a_replayed_offer_is_refused() {
             Ok(Frame::Transfer { payload, .. }) => payload,
             _ => return,
         };
-        if let Ok(Payload::Signal(s)) = mesh_proto::decode_payload(&payload) {
-            if matches!(s.kind, SignalKind::Offer(_)) {
-                sink.borrow_mut().push((sender, bytes.clone()));
-            }
+        if let Ok(Payload::Signal(s)) = mesh_proto::decode_payload(&payload)
+            && matches!(s.kind, SignalKind::Offer(_))
+        {
+            sink.borrow_mut().push((sender, bytes.clone()));
         }
     }));
     // Force new sessions: everyone drops a neighbour.

@@ -112,13 +112,13 @@ fn check(s: &Scenario) -> anyhow::Result<()> {
     if !(s.churn_per_min.is_finite() && s.churn_per_min >= 0.0) {
         bail!("churn_per_min must be ≥ 0 %, not {}", s.churn_per_min);
     }
-    if let Some(kill) = s.kill {
-        if !(kill.fraction > 0.0 && kill.fraction <= 1.0) {
-            bail!(
-                "the kill fraction must be within (0, 1], not {}",
-                kill.fraction
-            );
-        }
+    if let Some(kill) = s.kill
+        && !(kill.fraction > 0.0 && kill.fraction <= 1.0)
+    {
+        bail!(
+            "the kill fraction must be within (0, 1], not {}",
+            kill.fraction
+        );
     }
     if s.duration.is_zero() {
         bail!("duration must be longer than 0 s");

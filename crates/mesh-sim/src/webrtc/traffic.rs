@@ -70,12 +70,12 @@ impl Sim<'_> {
                 );
                 self.bar.set_length(s.duration.as_secs());
             }
-            if let Some((at, fraction)) = kill_at {
-                if at <= now {
-                    self.kill(fraction).await;
-                    kill_at = None;
-                    next_repair_check = Some(now);
-                }
+            if let Some((at, fraction)) = kill_at
+                && at <= now
+            {
+                self.kill(fraction).await;
+                kill_at = None;
+                next_repair_check = Some(now);
             }
             if next_repair_check.is_some_and(|at| at <= now) {
                 let repaired = self.check_repair().await;
