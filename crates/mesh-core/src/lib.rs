@@ -129,6 +129,9 @@ pub struct Stats {
     pub dropped_no_route: u64,
     /// Application messages sent.
     pub messages_sent: u64,
+    /// Application messages sent once more, through another first neighbour, after a relay
+    /// reported a dead end.
+    pub messages_resent: u64,
     /// Application messages delivered here.
     pub messages_delivered: u64,
     /// Broadcasts started here.
@@ -172,6 +175,7 @@ impl Stats {
             dropped_ttl,
             dropped_no_route,
             messages_sent,
+            messages_resent,
             messages_delivered,
             broadcasts_sent,
             broadcasts_delivered,
@@ -205,6 +209,7 @@ impl Stats {
         self.dropped_ttl += dropped_ttl;
         self.dropped_no_route += dropped_no_route;
         self.messages_sent += messages_sent;
+        self.messages_resent += messages_resent;
         self.messages_delivered += messages_delivered;
         self.broadcasts_sent += broadcasts_sent;
         self.broadcasts_delivered += broadcasts_delivered;

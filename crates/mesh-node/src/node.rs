@@ -112,7 +112,9 @@ pub enum Event {
         data: Vec<u8>,
     },
     /// A message this node sent was dropped on the way: the node `at` found no next hop
-    /// closer to `to` (best effort: a drop can also go unreported).
+    /// closer to `to`, and sending it again through other first neighbours (at most twice,
+    /// within 2 s) did not get it through either (best effort: a drop can also go
+    /// unreported).
     Unreachable {
         /// The destination.
         to: NodeId,

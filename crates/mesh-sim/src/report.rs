@@ -120,7 +120,8 @@ pub struct Routing {
     pub dropped_ttl: u64,
     /// Frames with no neighbour closer to their destination.
     pub dropped_no_route: u64,
-    /// Drops reported to the unicast's origin (`Unreachable`).
+    /// Drops reported to the unicast's origin (`Unreachable`): one per attempt, so an
+    /// application message resent after a dead end can count up to three.
     pub unreachable_reported: u64,
     /// Lookups started through the mesh.
     pub lookups: u64,

@@ -6,7 +6,7 @@ use std::time::Instant;
 use mesh_proto::signal::Payload;
 use mesh_proto::{Distance, Frame, NodeId, Steering};
 
-use super::{Carrier, Event, Node, Output};
+use super::{Carrier, Event, Node, Output, RESEND_WINDOW, RESENDS};
 use crate::Error;
 
 /// A `Route` frame to relay, as it arrived.
@@ -50,6 +50,18 @@ impl Node {
         payload: Vec<u8>,
         now: Instant,
     ) -> Result<(), Error> {
+        self.route_out_avoiding(to, payload, &[], now).map(|_| ())
+    }
+
+    /// Sends a payload originating here towards `to`, not through the neighbours in
+    /// `avoid`; returns the neighbour it went to (`to` itself over a direct link).
+    pub(super) fn route_out_avoiding(
+        &mut self,
+        to: NodeId,
+        payload: Vec<u8>,
+        avoid: &[NodeId],
+        now: Instant,
+    ) -> Result<NodeId, Error> {
         if let Some(session) = self.live_link(&to) {
             self.send_frame(
                 session,
@@ -58,10 +70,10 @@ impl Node {
                     payload,
                 },
             );
-            return Ok(());
+            return Ok(to);
         }
         let (hop, steering) = self
-            .next_hop(to, &[], Steering::Learned, now)
+            .next_hop(to, avoid, Steering::Learned, now)
             .ok_or(Error::NoRoute(to))?;
         let frame = Frame::Route {
             to,
@@ -71,7 +83,7 @@ impl Node {
             payload,
         };
         self.send_frame(self.links[&hop], &frame);
-        Ok(())
+        Ok(hop)
     }
 
     /// Relays a `Route` frame that arrived from neighbour `came_from`.
@@ -148,11 +160,45 @@ impl Node {
     fn on_unreachable(&mut self, to: NodeId, at: NodeId, payload_tag: u8, now: Instant) {
         self.stats.unreachable_received += 1;
         match payload_tag {
-            0 => self
-                .outputs
-                .push_back(Output::Event(Event::Unreachable { to, at })),
+            0 => {
+                let resent = self.resend(to, now);
+                if !resent {
+                    self.outputs
+                        .push_back(Output::Event(Event::Unreachable { to, at }));
+                }
+            }
             1 => self.fail_pending(to, Carrier::Mesh, now),
             _ => {}
+        }
+    }
+
+    /// A relay reported that our application message to `to` met a dead end: sends the
+    /// oldest message to `to` still kept once more, through a first neighbour it has not
+    /// been through (another way into the mesh, often around the relay's hole), at most
+    /// [`RESENDS`] times. Returns whether it did (if not, the application hears of it).
+    /// The report does not say which message it was; with several to `to` under way, the
+    /// oldest is taken.
+    fn resend(&mut self, to: NodeId, now: Instant) -> bool {
+        let Some(i) = self.sent_app.iter().position(|m| m.to == to) else {
+            return false;
+        };
+        let Some(m) = self.sent_app.remove(i) else {
+            return false;
+        };
+        if now.saturating_duration_since(m.at) > RESEND_WINDOW {
+            return false;
+        }
+        match self.route_out_avoiding(to, m.payload.clone(), &m.first_hops, now) {
+            Ok(hop) => {
+                self.stats.messages_resent += 1;
+                if m.first_hops.len() < RESENDS {
+                    let mut m = m;
+                    m.first_hops.push(hop);
+                    self.sent_app.push_back(m);
+                }
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -300,6 +346,62 @@ mod tests {
             .filter(|p| *p != node.id && !skip.contains(p))
             .map(|p| p.distance(&to))
             .min()
+    }
+
+    /// The sessions the `Route` frames for `to` among the node's outputs went out on, and
+    /// whether it told the application `to` is unreachable.
+    fn routes_out(node: &mut Node, to: NodeId) -> (Vec<SessionId>, bool) {
+        let (mut sessions, mut unreachable) = (Vec::new(), false);
+        while let Some(out) = node.poll_output() {
+            match out {
+                crate::Output::SendLink { session, bytes } => {
+                    if let Ok(mesh_proto::Frame::Route { to: t, .. }) = mesh_proto::decode(&bytes)
+                        && t == to
+                    {
+                        sessions.push(session);
+                    }
+                }
+                crate::Output::Event(crate::Event::Unreachable { to: t, .. }) => {
+                    unreachable |= t == to;
+                }
+                _ => {}
+            }
+        }
+        (sessions, unreachable)
+    }
+
+    #[test]
+    fn a_message_that_meets_a_dead_end_goes_again_through_other_neighbours() {
+        let now = Instant::now();
+        let seed = [9; 32];
+        let me = u128::from_be_bytes(*Keypair::from_seed(seed).node_id().as_bytes());
+        let to = me ^ (1 << 100);
+        // Three neighbours, each closer to `to` than the one after: greedy takes them in
+        // that order (sessions 0, 1, 2).
+        let hops = [(to ^ 1, vec![]), (to ^ 2, vec![]), (to ^ 4, vec![])];
+        let mut node = node_with(seed, &hops, now);
+        let relay = id(to ^ 8);
+        node.send(now, id(to), b"hello".to_vec()).unwrap();
+        assert_eq!(routes_out(&mut node, id(to)), (vec![SessionId(0)], false));
+
+        // A relay reports a dead end: the message goes again, through the next neighbour,
+        // and the application hears nothing yet.
+        node.on_unreachable(id(to), relay, 0, now);
+        assert_eq!(routes_out(&mut node, id(to)), (vec![SessionId(1)], false));
+        node.on_unreachable(id(to), relay, 0, now);
+        assert_eq!(routes_out(&mut node, id(to)), (vec![SessionId(2)], false));
+        assert_eq!(node.stats.messages_resent, 2);
+        // Resent twice: the third report reaches the application.
+        node.on_unreachable(id(to), relay, 0, now);
+        assert_eq!(routes_out(&mut node, id(to)), (vec![], true));
+        assert_eq!(node.stats.messages_resent, 2);
+
+        // Too late for a resend: reported at once.
+        node.send(now, id(to), b"again".to_vec()).unwrap();
+        routes_out(&mut node, id(to));
+        let later = now + super::RESEND_WINDOW + std::time::Duration::from_millis(1);
+        node.on_unreachable(id(to), relay, 0, later);
+        assert_eq!(routes_out(&mut node, id(to)), (vec![], true));
     }
 
     /// The steering ladder of `docs/protocol.md` §10.3, each row: a neighbour `a` that
