@@ -262,8 +262,14 @@ pub struct Node {
     lookup_target: Option<NodeId>,
     /// Answers still expected to the lookup under way (one per path it took).
     lookup_awaiting: usize,
-    /// Whether an answer to the lookup under way brought a closer peer.
+    /// Whether an answer to the lookup under way brought a closer peer (or, for a hole,
+    /// a peer in it).
     lookup_improved: bool,
+    /// The bucket the lookup under way looks for someone in (`None`: our own id).
+    lookup_hole: Option<u32>,
+    /// Buckets a lookup found nobody in since the last lost link: not looked for again
+    /// until then, so that lookups for our own id go on.
+    empty_holes: BucketSet,
     /// The last tick at the target degree, or since the last link came up, and
     /// `stats.sessions_failed` then (see [`Node::stranded`]).
     short_since: Option<(Instant, u64)>,
@@ -309,6 +315,8 @@ impl Node {
             lookup_target: None,
             lookup_awaiting: 0,
             lookup_improved: false,
+            lookup_hole: None,
+            empty_holes: BucketSet::default(),
             short_since: None,
             lookup_pause: config.announce_interval,
             next_tick: now,
@@ -853,6 +861,7 @@ impl Node {
             // Repair: hear of the peers now closest to us through the mesh soon.
             self.next_lookup = self.next_lookup.min(now);
             self.lookup_pause = self.config.announce_interval;
+            self.empty_holes = BucketSet::default();
             self.outputs
                 .push_back(Output::Event(Event::LinkDown { peer, reason }));
             self.announce();

@@ -404,6 +404,73 @@ mod tests {
         assert_eq!(routes_out(&mut node, id(to)), (vec![], true));
     }
 
+    /// The targets of the `Lookup` frames among the node's outputs.
+    fn lookups_out(node: &mut Node) -> Vec<NodeId> {
+        let mut targets = Vec::new();
+        while let Some(out) = node.poll_output() {
+            if let crate::Output::SendLink { bytes, .. } = out
+                && let Ok(mesh_proto::Frame::Lookup { target, .. }) = mesh_proto::decode(&bytes)
+            {
+                targets.push(target);
+            }
+        }
+        targets
+    }
+
+    #[test]
+    fn a_bucket_a_lookup_found_empty_gives_way_to_lookups_for_our_own_id() {
+        let now = Instant::now();
+        let seed = [11; 32];
+        let me = u128::from_be_bytes(*Keypair::from_seed(seed).node_id().as_bytes());
+        let in_bucket = |b: u32| me ^ (1u128 << (127 - b));
+        // Links in buckets 0, 1, 2 (two) and 4: bucket 3 is a hole.
+        let spare = in_bucket(2) ^ 1;
+        let mut links: Vec<(u128, Vec<u128>)> = [0, 1, 2, 4]
+            .iter()
+            .map(|b| (in_bucket(*b), vec![]))
+            .collect();
+        links.push((spare, vec![]));
+        let mut node = node_with(seed, &links, now);
+        let answerer = id(in_bucket(2) ^ 2);
+
+        node.lookup(now);
+        let targets = lookups_out(&mut node);
+        assert!(!targets.is_empty());
+        let hole = targets[0];
+        assert_eq!(
+            crate::contacts::bucket(&node.id, &hole),
+            3,
+            "the hole is looked for first"
+        );
+        // Every path answers, naming nobody in bucket 3 (only peers near us).
+        for _ in 0..targets.len() {
+            let peers = vec![id(in_bucket(5)), id(in_bucket(6))];
+            node.on_lookup_answer(answerer, hole, peers, now);
+        }
+
+        // The next lookup is for our own id, not the empty bucket again.
+        let later = node.next_lookup;
+        node.lookup(later);
+        let targets = lookups_out(&mut node);
+        assert!(!targets.is_empty());
+        assert!(targets.iter().all(|t| *t == node.id), "{targets:?}");
+
+        // A lost link (one that leaves the shape as it was) makes the bucket worth
+        // looking for again.
+        let lost = node.links[&id(spare)];
+        node.drop_link(lost, "gone".to_owned(), later);
+        lookups_out(&mut node);
+        node.lookup_target = None;
+        node.lookup(node.next_lookup.max(later));
+        let targets = lookups_out(&mut node);
+        assert!(
+            targets
+                .iter()
+                .all(|t| crate::contacts::bucket(&node.id, t) == 3),
+            "{targets:?}"
+        );
+    }
+
     /// The steering ladder of `docs/protocol.md` §10.3, each row: a neighbour `a` that
     /// `to`'s traffic came through (a learned route) and a neighbour `b` strictly closer to
     /// `to` (a greedy step); the frame only ever climbs.
