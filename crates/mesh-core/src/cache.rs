@@ -81,23 +81,28 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
             if now.saturating_duration_since(*at) < self.ttl {
                 break;
             }
-            // The record is old: its entry goes if the record is still the entry's (a
-            // refreshed entry has a younger record further on, and stays).
-            if let Some((key, _, n)) = self.order.pop_front()
-                && self.entries.get(&key).is_some_and(|(_, _, m)| *m == n)
-            {
-                self.entries.remove(&key);
-            }
+            // Old: its entry goes only if the record is still the entry's (a refreshed
+            // entry has a younger record further on, and stays).
+            self.pop_record();
         }
     }
 
+    /// Evicts the entry of the oldest record that is still its entry's.
     fn pop_oldest(&mut self) {
-        while let Some((key, _, n)) = self.order.pop_front() {
-            if self.entries.get(&key).is_some_and(|(_, _, m)| *m == n) {
-                self.entries.remove(&key);
-                return;
-            }
+        while !self.order.is_empty() && !self.pop_record() {}
+    }
+
+    /// Drops the oldest record, and its entry if the record is still the entry's; returns
+    /// whether it dropped an entry.
+    fn pop_record(&mut self) -> bool {
+        let Some((key, _, n)) = self.order.pop_front() else {
+            return false;
+        };
+        let current = self.entries.get(&key).is_some_and(|(_, _, m)| *m == n);
+        if current {
+            self.entries.remove(&key);
         }
+        current
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
@@ -183,7 +188,7 @@ mod tests {
         /// entry outlives its `ttl`, and the entry just inserted is there.
         #[test]
         fn the_map_never_exceeds_its_bounds(
-            capacity in 1usize..16,
+            capacity in proptest::prop_oneof![1usize..16, proptest::strategy::Just(40usize)],
             ttl_ms in 1u64..50,
             ops in proptest::collection::vec((0u8..3, 0u16..40, 0u64..20), 0..400),
         ) {
@@ -202,9 +207,19 @@ mod tests {
                     }
                     _ => {
                         map.remove(&key);
+                        inserted_at.remove(&key);
                     }
                 }
                 proptest::prop_assert!(map.len() <= capacity);
+                // Nothing goes early: with room for every key, a key inserted within the
+                // ttl and not removed since is there.
+                if capacity >= 40 {
+                    for (k, at) in &inserted_at {
+                        if now.duration_since(*at) < ttl {
+                            proptest::prop_assert!(map.contains(k, now), "{k} went early");
+                        }
+                    }
+                }
                 proptest::prop_assert!(map.order.len() <= 2 * capacity + 16 + 1);
                 for (k, at) in &inserted_at {
                     if now.duration_since(*at) >= ttl {

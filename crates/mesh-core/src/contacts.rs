@@ -54,12 +54,6 @@ impl FromIterator<u32> for BucketSet {
     }
 }
 
-impl Extend<u32> for BucketSet {
-    fn extend<I: IntoIterator<Item = u32>>(&mut self, iter: I) {
-        iter.into_iter().for_each(|b| self.insert(b));
-    }
-}
-
 /// Known peers by distance bucket, bounded per bucket.
 #[derive(Debug)]
 pub(crate) struct ContactTable {

@@ -208,6 +208,15 @@ struct SentApp {
     at: Instant,
 }
 
+/// What a neighbour says its neighbours are, and the distance buckets they are in (from
+/// this node; computed once per announcement, since coverage is asked on every tick that
+/// looks at the shape).
+#[derive(Debug, Default)]
+struct Announced {
+    peers: Vec<NodeId>,
+    buckets: BucketSet,
+}
+
 #[derive(Debug)]
 struct Session {
     peer: NodeId,
@@ -239,10 +248,7 @@ pub struct Node {
     /// latest. They carry what still arrives, but nothing new, and count for nothing.
     draining: BTreeMap<NodeId, Instant>,
     /// What each neighbour says its neighbours are.
-    neighbour_sets: BTreeMap<NodeId, Vec<NodeId>>,
-    /// The buckets each neighbour's set is in, kept with `neighbour_sets` (see
-    /// [`Node::set_neighbours`]): coverage is asked on every tick that looks at the shape.
-    neighbour_buckets: BTreeMap<NodeId, BucketSet>,
+    neighbour_sets: BTreeMap<NodeId, Announced>,
     /// Peers we know of, linked or not, in k-buckets.
     contacts: ContactTable,
     /// Peers not to try again yet → until when.
@@ -301,7 +307,6 @@ impl Node {
             links: BTreeMap::new(),
             draining: BTreeMap::new(),
             neighbour_sets: BTreeMap::new(),
-            neighbour_buckets: BTreeMap::new(),
             contacts: ContactTable::new(id, config.bucket_size, long),
             backoff: ExpiringMap::new(
                 128 * config.bucket_size,
@@ -429,10 +434,9 @@ impl Node {
             return Err(Error::SelfAddressed);
         }
         let payload = mesh_proto::encode_payload(&Payload::App(data))?;
-        let kept = (payload.len() <= RESEND_MAX_SIZE).then(|| payload.clone());
-        let first_hop = self.route_out_avoiding(to, payload, &[], now)?;
+        let (first_hop, payload) = self.route_out_avoiding(to, payload, &[], now)?;
         self.stats.messages_sent += 1;
-        if let Some(payload) = kept.filter(|_| first_hop != to) {
+        if first_hop != to && payload.len() <= RESEND_MAX_SIZE {
             while self.sent_app.len() >= RESEND_CAPACITY
                 || self
                     .sent_app
@@ -855,7 +859,6 @@ impl Node {
             self.topology_dirty = true;
             self.links.remove(&peer);
             self.neighbour_sets.remove(&peer);
-            self.neighbour_buckets.remove(&peer);
             self.routes.retain(|_, via| *via != peer);
             self.stats.links_down += 1;
             // Repair: hear of the peers now closest to us through the mesh soon.
@@ -876,8 +879,8 @@ impl Node {
             .filter(|p| **p != self.id)
             .map(|p| bucket(&self.id, p))
             .collect();
-        self.neighbour_buckets.insert(neighbour, buckets);
-        self.neighbour_sets.insert(neighbour, peers);
+        self.neighbour_sets
+            .insert(neighbour, Announced { peers, buckets });
     }
 
     /// Not to try `peer` again for `retry_backoff`.

@@ -6,7 +6,7 @@ use std::time::Instant;
 use mesh_proto::signal::Payload;
 use mesh_proto::{Distance, Frame, NodeId, Steering};
 
-use super::{Carrier, Event, Node, Output, RESEND_WINDOW, RESENDS};
+use super::{Carrier, Event, Node, Output, RESEND_WINDOW, RESENDS, SentApp};
 use crate::Error;
 
 /// A `Route` frame to relay, as it arrived.
@@ -54,23 +54,25 @@ impl Node {
     }
 
     /// Sends a payload originating here towards `to`, not through the neighbours in
-    /// `avoid`; returns the neighbour it went to (`to` itself over a direct link).
+    /// `avoid`; returns the neighbour it went to (`to` itself over a direct link), and the
+    /// payload back once encoded, for a caller that keeps it (no copy per message).
     pub(super) fn route_out_avoiding(
         &mut self,
         to: NodeId,
         payload: Vec<u8>,
         avoid: &[NodeId],
         now: Instant,
-    ) -> Result<NodeId, Error> {
+    ) -> Result<(NodeId, Vec<u8>), Error> {
         if let Some(session) = self.live_link(&to) {
-            self.send_frame(
-                session,
-                &Frame::Transfer {
-                    from: self.id,
-                    payload,
-                },
-            );
-            return Ok(to);
+            let frame = Frame::Transfer {
+                from: self.id,
+                payload,
+            };
+            self.send_frame(session, &frame);
+            let Frame::Transfer { payload, .. } = frame else {
+                unreachable!("built as a Transfer just above")
+            };
+            return Ok((to, payload));
         }
         let (hop, steering) = self
             .next_hop(to, avoid, Steering::Learned, now)
@@ -83,7 +85,10 @@ impl Node {
             payload,
         };
         self.send_frame(self.links[&hop], &frame);
-        Ok(hop)
+        let Frame::Route { payload, .. } = frame else {
+            unreachable!("built as a Route just above")
+        };
+        Ok((hop, payload))
     }
 
     /// Relays a `Route` frame that arrived from neighbour `came_from`.
@@ -188,18 +193,24 @@ impl Node {
         if now.saturating_duration_since(m.at) > RESEND_WINDOW {
             return false;
         }
-        match self.route_out_avoiding(to, m.payload.clone(), &m.first_hops, now) {
-            Ok(hop) => {
-                self.stats.messages_resent += 1;
-                if m.first_hops.len() < RESENDS {
-                    let mut m = m;
-                    m.first_hops.push(hop);
-                    self.sent_app.push_back(m);
-                }
-                true
-            }
-            Err(_) => false,
+        let SentApp {
+            payload,
+            mut first_hops,
+            ..
+        } = m;
+        let Ok((hop, payload)) = self.route_out_avoiding(to, payload, &first_hops, now) else {
+            return false;
+        };
+        self.stats.messages_resent += 1;
+        if first_hops.len() < RESENDS {
+            first_hops.push(hop);
+            self.sent_app.push_back(SentApp {
+                payload,
+                first_hops,
+                ..m
+            });
         }
+        true
     }
 
     /// The neighbour to send a frame for `to` through, never one of `skip` (the neighbour
@@ -270,7 +281,11 @@ impl Node {
     /// peer it announced (never this node nor one of `skip`); and whether it is one it
     /// announced (a tie goes to `n` itself).
     pub(super) fn reach(&self, n: &NodeId, to: NodeId, skip: &[NodeId]) -> (Distance, bool) {
-        let announced = self.neighbour_sets.get(n).into_iter().flatten();
+        let announced = self
+            .neighbour_sets
+            .get(n)
+            .into_iter()
+            .flat_map(|a| &a.peers);
         announced
             .filter(|m| **m != self.id && !skip.contains(m))
             .map(|m| (m.distance(&to), true))
@@ -340,7 +355,11 @@ mod tests {
     /// The closest node to `to` that `via` stands for: itself or a peer it announced, never
     /// this node nor one of `skip`.
     fn reach(node: &Node, via: NodeId, to: NodeId, skip: &[NodeId]) -> Option<Distance> {
-        let set = node.neighbour_sets.get(&via).cloned().unwrap_or_default();
+        let set = node
+            .neighbour_sets
+            .get(&via)
+            .map(|a| a.peers.clone())
+            .unwrap_or_default();
         std::iter::once(via)
             .chain(set)
             .filter(|p| *p != node.id && !skip.contains(p))
@@ -348,25 +367,34 @@ mod tests {
             .min()
     }
 
-    /// The sessions the `Route` frames for `to` among the node's outputs went out on, and
-    /// whether it told the application `to` is unreachable.
-    fn routes_out(node: &mut Node, to: NodeId) -> (Vec<SessionId>, bool) {
-        let (mut sessions, mut unreachable) = (Vec::new(), false);
+    /// The node's outputs so far: the frames it sent (with their session) and what it told
+    /// the application.
+    fn drain(node: &mut Node) -> (Vec<(SessionId, mesh_proto::Frame)>, Vec<crate::Event>) {
+        let (mut frames, mut events) = (Vec::new(), Vec::new());
         while let Some(out) = node.poll_output() {
             match out {
                 crate::Output::SendLink { session, bytes } => {
-                    if let Ok(mesh_proto::Frame::Route { to: t, .. }) = mesh_proto::decode(&bytes)
-                        && t == to
-                    {
-                        sessions.push(session);
-                    }
+                    frames.push((session, mesh_proto::decode(&bytes).expect("a valid frame")));
                 }
-                crate::Output::Event(crate::Event::Unreachable { to: t, .. }) => {
-                    unreachable |= t == to;
-                }
+                crate::Output::Event(event) => events.push(event),
                 _ => {}
             }
         }
+        (frames, events)
+    }
+
+    /// The sessions the `Route` frames for `to` went out on, and whether the application
+    /// heard that `to` is unreachable.
+    fn routes_out(node: &mut Node, to: NodeId) -> (Vec<SessionId>, bool) {
+        let (frames, events) = drain(node);
+        let sessions = frames
+            .into_iter()
+            .filter(|(_, f)| matches!(f, mesh_proto::Frame::Route { to: t, .. } if *t == to))
+            .map(|(s, _)| s)
+            .collect();
+        let unreachable = events
+            .iter()
+            .any(|e| matches!(e, crate::Event::Unreachable { to: t, .. } if *t == to));
         (sessions, unreachable)
     }
 
@@ -404,17 +432,16 @@ mod tests {
         assert_eq!(routes_out(&mut node, id(to)), (vec![], true));
     }
 
-    /// The targets of the `Lookup` frames among the node's outputs.
+    /// The targets of the `Lookup` frames the node sent.
     fn lookups_out(node: &mut Node) -> Vec<NodeId> {
-        let mut targets = Vec::new();
-        while let Some(out) = node.poll_output() {
-            if let crate::Output::SendLink { bytes, .. } = out
-                && let Ok(mesh_proto::Frame::Lookup { target, .. }) = mesh_proto::decode(&bytes)
-            {
-                targets.push(target);
-            }
-        }
-        targets
+        drain(node)
+            .0
+            .into_iter()
+            .filter_map(|(_, f)| match f {
+                mesh_proto::Frame::Lookup { target, .. } => Some(target),
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]

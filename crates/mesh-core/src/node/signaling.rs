@@ -237,7 +237,7 @@ impl Node {
             .links
             .iter()
             .filter_map(|(peer, session)| {
-                let degree = self.neighbour_sets.get(peer).map_or(0, Vec::len) + 1;
+                let degree = self.neighbour_sets.get(peer).map_or(0, |a| a.peers.len()) + 1;
                 (degree > min).then_some((degree, *peer, *session))
             })
             .max();

@@ -79,18 +79,14 @@ impl Node {
 
     /// Buckets in which we have a neighbour or a neighbour's neighbour.
     fn covered_buckets(&self) -> BucketSet {
-        let mut covered: BucketSet = self
+        let links: BucketSet = self
             .live_links()
             .map(|(p, _)| bucket(&self.id, p))
             .collect();
-        let live = self
-            .neighbour_buckets
+        self.neighbour_sets
             .iter()
-            .filter(|(n, _)| !self.draining.contains_key(n));
-        for (_, buckets) in live {
-            covered = covered.union(*buckets);
-        }
-        covered
+            .filter(|(n, _)| !self.draining.contains_key(n))
+            .fold(links, |covered, (_, a)| covered.union(a.buckets))
     }
 
     /// A peer whose link would improve the shape: one closer than our
@@ -161,7 +157,11 @@ impl Node {
             return in_bucket.copied().choose(&mut self.rng);
         }
         if prefer_routable {
-            let two_hop: BTreeSet<&NodeId> = self.neighbour_sets.values().flatten().collect();
+            let two_hop: BTreeSet<&NodeId> = self
+                .neighbour_sets
+                .values()
+                .flat_map(|a| &a.peers)
+                .collect();
             let routable = eligible.iter().filter(|p| two_hop.contains(p)).copied();
             if let Some(p) = routable.choose(&mut self.rng) {
                 return Some(p);
@@ -203,7 +203,7 @@ impl Node {
             .copied()
             .collect();
         let victim = by_distance.iter().rev().find(|p| {
-            let their_degree = self.neighbour_sets.get(*p).map_or(0, Vec::len) + 1;
+            let their_degree = self.neighbour_sets.get(*p).map_or(0, |a| a.peers.len()) + 1;
             !keep.contains(*p)
                 && their_degree > target
                 && self.role_of(**p) == Some(Role::Offerer)
