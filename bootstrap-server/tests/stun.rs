@@ -36,8 +36,14 @@ struct TestServer {
 
 impl TestServer {
     async fn start(config: Config) -> Self {
+        Self::start_on(config, "127.0.0.1").await
+    }
+
+    /// With the STUN responder on `ip`, port 0.
+    async fn start_on(config: Config, ip: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = config.with_stun_listen(Some("127.0.0.1:0".parse().unwrap()));
+        let stun = SocketAddr::new(ip.parse().unwrap(), 0);
+        let config = config.with_stun_listen(Some(stun));
         let server = Server::bind(listener, config).await.unwrap();
         let http = server.local_addr().unwrap();
         let stun = server.stun_addr().expect("stun_listen was set");
@@ -246,7 +252,9 @@ async fn the_total_budget_caps_answers_to_all_sources() {
 
 #[tokio::test]
 async fn the_responder_stops_with_the_server_and_frees_its_port() {
-    let server = TestServer::start(Config::default()).await;
+    // On an address no other test of this file binds: on 127.0.0.1, another test's socket
+    // bound to port 0 could be given the port the moment it is free (it happened once).
+    let server = TestServer::start_on(Config::default(), "127.0.0.3").await;
     let stun = server.stun;
     server.stop().await;
     // `run` has returned, so the responder's socket is closed.

@@ -351,7 +351,11 @@ pub fn e2e_overlay() -> mesh_core::Config {
 
 /// Joins one real WebRTC node (UDP on 127.0.0.1 only) through `server`.
 pub async fn join_webrtc(server: &TestServer, overlay: mesh_core::Config) -> MeshNode {
-    let config = mesh_node::Config::new(server.url()).with_overlay(overlay);
+    join_webrtc_with(mesh_node::Config::new(server.url()).with_overlay(overlay)).await
+}
+
+/// Joins one real WebRTC node (UDP on 127.0.0.1 only) with `config`.
+pub async fn join_webrtc_with(config: mesh_node::Config) -> MeshNode {
     let transport = mesh_node::transport::webrtc::Config::new()
         .with_bind_addrs(vec![SocketAddr::from(([127, 0, 0, 1], 0))]);
     let node = mesh_node::Node::join(config, Keypair::generate(), transport)

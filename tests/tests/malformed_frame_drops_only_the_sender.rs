@@ -126,3 +126,20 @@ async fn server_to_client_frame() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn node_to_neighbour_frame() {
+    let frame = Frame::Doors {
+        doors: vec![mesh_proto::Door {
+            node: NodeId::from_bytes([3; 16]),
+            url: "ws://127.0.0.1:1/ws".parse().unwrap(),
+        }],
+    };
+    let bytes = mesh_proto::encode(&frame).unwrap();
+    check(
+        Message::Binary(bytes.into()),
+        ErrorCode::UNEXPECTED_FRAME,
+        1002,
+    )
+    .await;
+}

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use mesh_proto::DoorUrl;
+
 /// Configuration of a mesh node's overlay logic. Defaults suit a mesh of tens to thousands
 /// of nodes; set fields with the `with_*` builders.
 #[derive(Clone, Debug)]
@@ -69,6 +71,13 @@ pub struct Config {
     /// Most sessions tracked at once: linked ones and those under way, in and out. An
     /// offer beyond it is refused `FULL`. Default 32.
     pub max_sessions: usize,
+    /// This node's door, if it runs one: a bootstrap server where it is itself registered,
+    /// announced to every new neighbour ([`mesh_proto::Frame::Doors`]) so that a node that
+    /// loses every link can rejoin through it. Default none.
+    pub door: Option<DoorUrl>,
+    /// Doors remembered ([`crate::Node::doors`]): up to this many that neighbours (current
+    /// and former) announced as their own, and as many that they passed on. Default 8.
+    pub door_contacts: usize,
 }
 
 impl Default for Config {
@@ -97,6 +106,8 @@ impl Default for Config {
             replay_capacity: 4096,
             replay_ttl: Duration::from_secs(600),
             max_sessions: 32,
+            door: None,
+            door_contacts: 16,
         }
     }
 }
@@ -139,6 +150,8 @@ builders! {
     with_replay_capacity => replay_capacity: usize;
     with_replay_ttl => replay_ttl: Duration;
     with_max_sessions => max_sessions: usize;
+    with_door => door: Option<DoorUrl>;
+    with_door_contacts => door_contacts: usize;
 }
 
 impl Config {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use mesh_proto::frame::MAX_NODES;
 use mesh_proto::identity::Keypair;
 use mesh_proto::signal::{Payload, RejectReason, SessionId, SignalKind};
-use mesh_proto::{ErrorCode, Frame, MAX_FRAME_SIZE, NodeId};
+use mesh_proto::{Door, DoorUrl, ErrorCode, Frame, MAX_DOORS, MAX_FRAME_SIZE, NodeId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -189,6 +189,10 @@ pub enum Event {
 /// `Node::resend`). Measured (memory, 3,000 nodes, seeds 1–3): 956 of 960 delivered with
 /// none, 958 with one, 960 with two; docs/benchmarks.md §8.3.
 const RESENDS: usize = 2;
+
+/// Peers of the server's last sample kept as first choices for a door session (servers
+/// send at most 16 on request; a `Welcome` may hold more).
+const MAX_SERVER_PEERS: usize = 32;
 /// Application messages kept for a resend: at most this many, each at most
 /// [`RESEND_MAX_SIZE`] bytes, for at most [`RESEND_WINDOW`].
 const RESEND_CAPACITY: usize = 64;
@@ -286,6 +290,17 @@ pub struct Node {
     next_peer_request: Instant,
     /// Application messages sent through the mesh lately, oldest first, for a resend.
     sent_app: VecDeque<SentApp>,
+    /// Doors neighbours announced as their own, the most recent first, at most
+    /// `config.door_contacts`.
+    doors: VecDeque<(NodeId, DoorUrl)>,
+    /// Doors neighbours passed on from their own neighbours (none of `doors`), the most
+    /// recent first, at most `config.door_contacts`.
+    heard_doors: VecDeque<(NodeId, DoorUrl)>,
+    /// The server's last sample (`Welcome` or `Peers`): peers registered where the node's
+    /// door sessions go, so the first choice for one. Empty while the server is down.
+    server_peers: Vec<NodeId>,
+    /// Whether the last top-up found the node stranded ([`Node::stranded`]).
+    stranded_now: bool,
     outputs: VecDeque<Output>,
     stats: Stats,
 }
@@ -328,6 +343,10 @@ impl Node {
             next_announce: now + config.announce_interval,
             next_peer_request: now,
             sent_app: VecDeque::new(),
+            doors: VecDeque::new(),
+            heard_doors: VecDeque::new(),
+            server_peers: Vec::new(),
+            stranded_now: false,
             outputs: VecDeque::new(),
             stats: Stats::default(),
             config,
@@ -369,6 +388,26 @@ impl Node {
         self.links.get(&peer).copied()
     }
 
+    /// The doors this node knows ([`Frame::Doors`]): first those neighbours (current and
+    /// former) announced as their own, the most recently announced first, then those they
+    /// passed on, likewise; at most [`Config::door_contacts`] of each. Where to register
+    /// when the node needs a server, before the bootstrap server.
+    pub fn doors(&self) -> impl Iterator<Item = (NodeId, &DoorUrl)> {
+        self.doors
+            .iter()
+            .chain(&self.heard_doors)
+            .map(|(peer, url)| (*peer, url))
+    }
+
+    /// Whether the node needs a server to signal through: it has no link, or it is
+    /// stranded (below the target degree, sessions through the mesh failing and no new
+    /// link for a whole `session_timeout`: its links may lead only to an island). A driver
+    /// with no server connection registers somewhere (a neighbour's door, the bootstrap
+    /// server) while this holds.
+    pub fn wants_server(&self) -> bool {
+        self.degree() == 0 || self.stranded_now
+    }
+
     /// How many peers the contact table holds (at most 128 × `bucket_size`).
     pub fn contact_count(&self) -> usize {
         self.contacts.len()
@@ -402,18 +441,17 @@ impl Node {
         match input {
             Input::ServerUp { peers } => {
                 self.server_up = true;
-                self.learn_peers(&peers, now);
-                self.top_up(now);
+                self.on_server_peers(peers, now);
             }
-            Input::ServerPeers { peers } => {
-                self.learn_peers(&peers, now);
-                self.top_up(now);
-            }
+            Input::ServerPeers { peers } => self.on_server_peers(peers, now),
             Input::ServerTransfer { from, payload } => {
                 self.deliver_payload(from, &payload, Carrier::Server, now)
             }
             Input::ServerError { code, target } => self.on_server_error(code, target, now),
-            Input::ServerDown => self.server_up = false,
+            Input::ServerDown => {
+                self.server_up = false;
+                self.server_peers.clear();
+            }
             Input::LinkUp { session } => self.on_link_up(session, now),
             Input::LinkData { session, bytes } => self.on_link_data(session, &bytes, now),
             Input::LinkClosed { session, reason } => self.on_link_closed(session, reason, now),
@@ -627,6 +665,10 @@ impl Node {
         self.outputs
             .push_back(Output::Event(Event::LinkUp { peer }));
         self.send_frame(session, &Frame::GetNeighbours);
+        let doors = self.doors_to_announce(peer);
+        if !doors.is_empty() {
+            self.send_frame(session, &Frame::Doors { doors });
+        }
         self.announce();
     }
 
@@ -757,10 +799,50 @@ impl Node {
                 self.on_lookup(target, from, ttl, now);
             }
             Frame::Closing => self.on_closing(peer, now),
+            Frame::Doors { doors } => self.on_doors(peer, doors),
             other => {
                 self.stats.malformed_frames += 1;
                 let reason = format!("{} frames are not valid on a link", other.kind());
                 self.drop_link(session, reason, now);
+            }
+        }
+    }
+
+    /// What a new neighbour `peer` is told of doors: our own first, then those our
+    /// neighbours announced as theirs (not `peer`'s own), at most [`MAX_DOORS`]. Doors we
+    /// only heard of are not passed on: a door travels at most two links from its node.
+    fn doors_to_announce(&self, peer: NodeId) -> Vec<Door> {
+        let own = self.config.door.iter().map(|url| (self.id, url));
+        own.chain(self.doors.iter().map(|(node, url)| (*node, url)))
+            .filter(|(node, _)| *node != peer)
+            .take(MAX_DOORS)
+            .map(|(node, url)| Door {
+                node,
+                url: url.clone(),
+            })
+            .collect()
+    }
+
+    /// `peer`'s `Doors`: its own door is kept first among the announced ones, the others
+    /// first among those heard of, in the order `peer` gave them; an older entry of the
+    /// same node goes, and beyond [`Config::door_contacts`] the least recent one.
+    fn on_doors(&mut self, peer: NodeId, doors: Vec<Door>) {
+        let cap = self.config.door_contacts;
+        let mut doors = doors;
+        doors.truncate(MAX_DOORS);
+        for Door { node, url } in doors.into_iter().rev() {
+            if node == self.id {
+                continue;
+            }
+            if node == peer {
+                self.heard_doors.retain(|(p, _)| *p != node);
+                self.doors.retain(|(p, _)| *p != node);
+                self.doors.push_front((node, url));
+                self.doors.truncate(cap);
+            } else if !self.doors.iter().any(|(p, _)| *p == node) {
+                self.heard_doors.retain(|(p, _)| *p != node);
+                self.heard_doors.push_front((node, url));
+                self.heard_doors.truncate(cap);
             }
         }
     }
@@ -781,27 +863,35 @@ impl Node {
     }
 
     fn top_up(&mut self, now: Instant) {
-        let pending = self
-            .sessions
-            .values()
-            .filter(|s| !s.linked && s.role == Role::Offerer)
-            .count();
+        let offering = |s: &&Session| !s.linked && s.role == Role::Offerer;
+        let pending = self.sessions.values().filter(offering).count();
         let stranded = self.stranded(now);
+        self.stranded_now = stranded;
         if self.degree() == 0 || (stranded && self.server_up) {
             // The door: one server-signaled session at a time, with no link at all, or
             // stranded: below the target degree, with sessions through the mesh failing
             // and none linking for a whole session timeout. The links we have may lead
             // only to an island (survivors of a mass failure linked only to each other,
             // passing around contacts none of them can reach); the server can reach them.
-            if !self.server_up || pending > 0 {
+            // Stranded, the node goes on topping up through the mesh as well: the server
+            // may be a neighbour's door, which reaches only a few.
+            let via_server = self
+                .sessions
+                .values()
+                .filter(offering)
+                .any(|s| s.carrier == Carrier::Server);
+            let alone = self.degree() == 0;
+            if self.server_up && !via_server && (!alone || pending == 0) {
+                match self.server_candidate(now) {
+                    Some(peer) => self.start_session(peer, Carrier::Server, now),
+                    None => self.request_peers_from_server(now),
+                }
+            }
+            if alone {
                 return;
             }
-            match self.pick_candidate(false, now) {
-                Some(peer) => self.start_session(peer, Carrier::Server, now),
-                None => self.request_peers_from_server(now),
-            }
-            return;
         }
+        let pending = self.sessions.values().filter(offering).count();
         let want = self
             .config
             .target_degree
@@ -816,6 +906,26 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// A sample of the server's peers (`Welcome`, `Peers`): known from now on, and the
+    /// first choice for a door session.
+    fn on_server_peers(&mut self, mut peers: Vec<NodeId>, now: Instant) {
+        peers.retain(|p| *p != self.id);
+        peers.truncate(MAX_SERVER_PEERS);
+        self.learn_peers(&peers, now);
+        self.server_peers = peers;
+        self.top_up(now);
+    }
+
+    /// The eligible peer of the server's last sample closest to us: registered at the
+    /// server, so a door session with it can go through (a contact may have gone).
+    fn server_candidate(&self, now: Instant) -> Option<NodeId> {
+        self.server_peers
+            .iter()
+            .filter(|p| self.is_eligible(p, now))
+            .min_by_key(|p| self.id.distance(p))
+            .copied()
     }
 
     fn request_peers_from_server(&mut self, now: Instant) {

@@ -1,7 +1,15 @@
 //! The driver: one task that owns the overlay state machine and connects it to the world.
 //! It selects over application commands, transport events, frames from the bootstrap
-//! server, a reconnection attempt and the core's timer; after every input it drains the
-//! core's outputs into the transport, the server and the application.
+//! server (or the neighbour's door it rejoined through), frames from its own door, a
+//! reconnection attempt of each, and the core's timer; after every input it drains the
+//! core's outputs into the transport, the server, the door and the application.
+//!
+//! The core knows one server. Two WebSocket connections can stand behind it: the
+//! **server** (the bootstrap server, or a neighbour's door after every link was lost) and,
+//! when the node runs a door of its own, its **registration at that door**. Newcomers that
+//! come through the door reach the core as any server transfer; the core's answers to them
+//! go back through the door (the driver remembers who came that way), everything else to
+//! the server.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -9,9 +17,9 @@ use std::time::{Duration, Instant};
 use mesh_core::{Input, Output, Role};
 use mesh_proto::identity::Keypair;
 use mesh_proto::signal::SessionId;
-use mesh_proto::{Frame, NodeId};
+use mesh_proto::{ErrorCode, Frame, NodeId};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 use crate::Error;
@@ -65,9 +73,22 @@ pub(crate) struct Driver<T> {
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
     server: Option<ServerLink>,
-    connecting: Option<JoinHandle<Result<ServerLink, Error>>>,
+    /// Registrations under way: at every door at once, or at the bootstrap server.
+    connecting: JoinSet<(String, Result<ServerLink, Error>)>,
+    /// Whether this round's doors were tried (the bootstrap server is next).
+    doors_tried: bool,
     next_reconnect: Instant,
     backoff: Duration,
+    /// When the node last registered (with the bootstrap server or a neighbour's door).
+    registered_at: Instant,
+    /// The registration at this node's own door, if it runs one.
+    door: Option<ServerLink>,
+    door_connecting: Option<JoinHandle<Result<ServerLink, Error>>>,
+    next_door_attempt: Instant,
+    door_backoff: Duration,
+    /// Peers whose signaling came through the own door, the most recent first (at most
+    /// [`DOOR_CLIENTS`]): the core's frames to them go back that way.
+    door_clients: VecDeque<NodeId>,
     stats: NodeStats,
     link_setup: LinkSetupTimes,
 }
@@ -93,9 +114,16 @@ impl<T: Transport> Driver<T> {
             commands,
             events,
             server: None,
-            connecting: None,
+            connecting: JoinSet::new(),
+            doors_tried: false,
             next_reconnect: now,
             backoff: config.reconnect_min,
+            registered_at: now,
+            door: None,
+            door_connecting: None,
+            next_door_attempt: now,
+            door_backoff: config.reconnect_min,
+            door_clients: VecDeque::new(),
             stats: NodeStats::default(),
             link_setup: LinkSetupTimes::default(),
             config,
@@ -108,7 +136,9 @@ impl<T: Transport> Driver<T> {
         info!("joined");
         loop {
             self.flush();
+            self.maybe_leave_door();
             self.maybe_reconnect();
+            self.maybe_register_at_door();
             let wake = tokio::time::Instant::from_std(self.next_wake());
             tokio::select! {
                 command = self.commands.recv() => match command {
@@ -125,14 +155,29 @@ impl<T: Transport> Driver<T> {
                     Some(frame) => self.on_server_frame(frame),
                     None => self.server_down(),
                 },
-                result = join_connecting(&mut self.connecting) => {
-                    self.connecting = None;
+                Some(joined) = self.connecting.join_next(), if !self.connecting.is_empty() => {
+                    match joined {
+                        Ok((_, Ok(link))) => {
+                            // The first registration wins; the others, under way or done,
+                            // are dropped (a dropped set aborts its tasks).
+                            self.connecting = JoinSet::new();
+                            self.server_up(link);
+                        }
+                        Ok((url, Err(e))) => self.reconnect_failed(&url, e),
+                        Err(e) => self.reconnect_failed("?", Error::Transport(e.to_string())),
+                    }
+                }
+                frame = recv_server(&mut self.door) => match frame {
+                    Some(frame) => self.on_door_frame(frame),
+                    None => self.door_down(),
+                },
+                result = join_connecting(&mut self.door_connecting) => {
+                    self.door_connecting = None;
                     match result {
-                        Ok(link) => self.server_up(link),
+                        Ok(link) => self.door_up(link),
                         Err(e) => {
-                            debug!("reconnecting to the bootstrap server failed: {e}");
-                            self.next_reconnect = Instant::now() + self.backoff;
-                            self.backoff = (self.backoff * 2).min(self.config.reconnect_max);
+                            warn!("registering at our own door failed: {e}");
+                            self.door_failed();
                         }
                     }
                 }
@@ -144,55 +189,199 @@ impl<T: Transport> Driver<T> {
         info!("leaving");
         self.core.leave();
         self.flush();
-        if let Some(task) = self.connecting.take() {
+        self.connecting.abort_all();
+        if let Some(task) = self.door_connecting.take() {
             task.abort();
         }
         self.server = None;
+        self.door = None;
     }
 
     fn next_wake(&self) -> Instant {
-        let core = self.core.poll_timeout();
-        if self.wants_server() && self.connecting.is_none() {
-            core.min(self.next_reconnect)
-        } else {
-            core
+        let mut wake = self.core.poll_timeout();
+        if self.wants_server() && self.connecting.is_empty() {
+            wake = wake.min(self.next_reconnect);
+        }
+        if self.wants_door() && self.door_connecting.is_none() {
+            wake = wake.min(self.next_door_attempt);
+        }
+        wake
+    }
+
+    /// The node registers somewhere only while it has no server connection and needs one
+    /// ([`mesh_core::Node::wants_server`]: no link, or stranded on an island).
+    fn wants_server(&self) -> bool {
+        self.server.is_none() && self.core.wants_server()
+    }
+
+    /// A neighbour's door is left once the node no longer needs a server (it is linked
+    /// again: the door's owner keeps a place for the next one), or after
+    /// [`DOOR_STAY`] without that (the next door may do better). A bootstrap connection is
+    /// kept while it lasts.
+    fn maybe_leave_door(&mut self) {
+        let Some(link) = &self.server else { return };
+        if link.url == self.config.bootstrap {
+            return;
+        }
+        let stayed = self.registered_at.elapsed();
+        if !self.core.wants_server() || stayed >= DOOR_STAY {
+            info!(url = %link.url, ?stayed, needed = self.core.wants_server(), "leaving a neighbour's door");
+            self.server_down();
         }
     }
 
-    /// The node reconnects to the bootstrap server only while it has no neighbour.
-    fn wants_server(&self) -> bool {
-        self.server.is_none() && self.core.neighbours().is_empty()
+    /// The doors a node that needs a server tries (all at once, before the bootstrap
+    /// server): those it knows ([`mesh_core::Node::doors`]), but not its own, nor one of a
+    /// peer it is linked to (that one cannot lead anywhere new).
+    fn rejoin_doors(&self) -> Vec<String> {
+        let own = self.config.overlay.door.as_ref().map(|url| url.as_str());
+        let linked = self.core.neighbours();
+        self.core
+            .doors()
+            .filter(|(peer, _)| !linked.contains(peer))
+            .map(|(_, url)| url.as_str())
+            .filter(|url| Some(*url) != own && *url != self.config.bootstrap)
+            .map(str::to_owned)
+            .collect()
     }
 
+    /// A round: every door the node knows at once (the first to register it wins), then,
+    /// if none did, the bootstrap server; then a pause, twice as long each round.
     fn maybe_reconnect(&mut self) {
-        if !self.wants_server() || self.connecting.is_some() || Instant::now() < self.next_reconnect
+        if !self.wants_server()
+            || !self.connecting.is_empty()
+            || Instant::now() < self.next_reconnect
         {
             return;
         }
+        let doors = if self.doors_tried {
+            Vec::new()
+        } else {
+            self.rejoin_doors()
+        };
+        if doors.is_empty() {
+            debug!(url = %self.config.bootstrap, "reconnecting to the bootstrap server");
+            self.doors_tried = false;
+            let url = self.config.bootstrap.clone();
+            self.spawn_connect(url, self.config.bootstrap_timeout);
+        } else {
+            info!(
+                doors = doors.len(),
+                "rejoining through the doors of neighbours"
+            );
+            self.doors_tried = true;
+            for url in doors {
+                self.spawn_connect(url, self.config.door_timeout);
+            }
+        }
+    }
+
+    /// A registration attempt failed. Once the last of the round's doors failed, the
+    /// bootstrap server is next, at once; once it failed, the next round after a pause.
+    fn reconnect_failed(&mut self, url: &str, e: Error) {
+        if url == self.config.bootstrap {
+            debug!("reconnecting to the bootstrap server failed: {e}");
+            self.next_reconnect = Instant::now() + self.backoff;
+            self.backoff = (self.backoff * 2).min(self.config.reconnect_max);
+        } else {
+            info!(%url, "rejoining through a neighbour's door failed: {e}");
+        }
+    }
+
+    fn spawn_connect(&mut self, url: String, timeout: Duration) {
         let key = Keypair::from_seed(self.seed);
-        let (url, room, timeout) = (
-            self.config.bootstrap.clone(),
-            self.config.room.clone(),
-            self.config.bootstrap_timeout,
-        );
-        debug!(%url, "reconnecting to the bootstrap server");
-        self.connecting = Some(tokio::spawn(async move {
-            server::connect(&url, &room, &key, timeout).await
-        }));
+        let room = self.config.room.clone();
+        self.connecting.spawn(async move {
+            let result = server::connect(&url, &room, &key, timeout).await;
+            (url, result)
+        });
+    }
+
+    /// Whether the node should register at its own door: it runs one, other than the
+    /// bootstrap server it joined through, and is not registered there.
+    fn wants_door(&self) -> bool {
+        self.config
+            .overlay
+            .door
+            .as_ref()
+            .is_some_and(|url| url.as_str() != self.config.bootstrap)
+            && self.door.is_none()
+    }
+
+    fn maybe_register_at_door(&mut self) {
+        if !self.wants_door()
+            || self.door_connecting.is_some()
+            || Instant::now() < self.next_door_attempt
+        {
+            return;
+        }
+        if let Some(url) = self.config.overlay.door.as_ref() {
+            let (url, key) = (url.to_string(), Keypair::from_seed(self.seed));
+            let (room, timeout) = (self.config.room.clone(), self.config.bootstrap_timeout);
+            self.door_connecting = Some(tokio::spawn(async move {
+                server::connect(&url, &room, &key, timeout).await
+            }));
+        }
+    }
+
+    fn door_failed(&mut self) {
+        self.next_door_attempt = Instant::now() + self.door_backoff;
+        self.door_backoff = (self.door_backoff * 2).min(self.config.reconnect_max);
+    }
+
+    /// The core is not told: it never offers through its own door (nobody but newcomers
+    /// is there), it only answers those who come through it.
+    fn door_up(&mut self, link: ServerLink) {
+        info!(url = %link.url, "registered at our own door");
+        self.door = Some(link);
+        self.door_backoff = self.config.reconnect_min;
+    }
+
+    fn door_down(&mut self) {
+        if self.door.take().is_some() {
+            warn!("the registration at our own door is gone");
+            self.door_clients.clear();
+            self.door_failed();
+        }
+    }
+
+    fn on_door_frame(&mut self, frame: Frame) {
+        let now = Instant::now();
+        match frame {
+            Frame::Transfer { from, payload } => {
+                self.door_clients.retain(|c| *c != from);
+                self.door_clients.push_front(from);
+                self.door_clients.truncate(DOOR_CLIENTS);
+                self.core
+                    .handle_input(now, Input::ServerTransfer { from, payload });
+            }
+            Frame::Error {
+                code,
+                target,
+                message,
+            } => self.server_error("our own door", code, target, &message),
+            other => debug!(kind = other.kind(), "ignoring a frame from our own door"),
+        }
     }
 
     fn server_up(&mut self, link: ServerLink) {
         let peers = link.peers.clone();
         let stun = link
             .stun_port
-            .and_then(|port| server::stun_url(&self.config.bootstrap, port));
+            .and_then(|port| server::stun_url(&link.url, port));
         if stun != self.stats.server_stun {
             info!(stun = ?stun, "the bootstrap server's STUN responder");
         }
         self.transport.use_server_stun(stun.clone());
         self.stats.server_stun = stun;
+        if link.url != self.config.bootstrap {
+            info!(url = %link.url, "rejoined through a neighbour's door");
+            self.stats.door_rejoins += 1;
+        }
         self.server = Some(link);
+        self.registered_at = Instant::now();
         self.backoff = self.config.reconnect_min;
+        self.doors_tried = false;
         self.stats.server_registrations += 1;
         self.emit(Event::ServerConnected);
         self.core
@@ -200,8 +389,8 @@ impl<T: Transport> Driver<T> {
     }
 
     fn server_down(&mut self) {
-        if self.server.take().is_some() {
-            info!("the bootstrap connection is gone");
+        if let Some(link) = self.server.take() {
+            info!(url = %link.url, "the server connection is gone");
             self.core.handle_input(Instant::now(), Input::ServerDown);
             self.emit(Event::ServerDisconnected);
             self.next_reconnect = Instant::now() + self.backoff;
@@ -219,19 +408,23 @@ impl<T: Transport> Driver<T> {
                 code,
                 target,
                 message,
-            } => {
-                if code.is_fatal() {
-                    warn!(%code, "the bootstrap server ends the session: {message}");
-                } else {
-                    debug!(%code, ?target, "bootstrap server: {message}");
-                    self.core
-                        .handle_input(now, Input::ServerError { code, target });
-                }
-            }
+            } => self.server_error("the server", code, target, &message),
             other => debug!(
                 kind = other.kind(),
                 "ignoring a frame from the bootstrap server"
             ),
+        }
+    }
+
+    /// An `Error` frame from the server or the own door (`from`, for the logs): a fatal one
+    /// ends that connection (it closes next); any other goes to the core.
+    fn server_error(&mut self, from: &str, code: ErrorCode, target: Option<NodeId>, message: &str) {
+        if code.is_fatal() {
+            warn!(%code, "{from} ends the session: {message}");
+        } else {
+            debug!(%code, ?target, "{from}: {message}");
+            self.core
+                .handle_input(Instant::now(), Input::ServerError { code, target });
         }
     }
 
@@ -279,6 +472,7 @@ impl<T: Transport> Driver<T> {
                 stats.overlay = self.core.stats().clone();
                 stats.degree = self.core.neighbours().len();
                 stats.server_connected = self.server.is_some();
+                stats.door_registered = self.door.is_some();
                 stats.link_setup = self.link_setup.recent.iter().copied().collect();
                 let _ = reply.send(stats);
             }
@@ -329,14 +523,24 @@ impl<T: Transport> Driver<T> {
     fn flush(&mut self) {
         while let Some(output) = self.core.poll_output() {
             match output {
-                Output::SendServer(frame) => match &self.server {
-                    Some(server) => {
-                        if server.tx.try_send(frame).is_err() {
-                            warn!("bootstrap connection queue full: frame dropped");
+                Output::SendServer(frame) => {
+                    let to_door_client = matches!(&frame, Frame::Unicast { to, .. }
+                        if self.door_clients.contains(to));
+                    // To a peer that came through the own door: back that way; anything
+                    // else to the server.
+                    let link = match &self.door {
+                        Some(door) if to_door_client => Some(door),
+                        _ => self.server.as_ref(),
+                    };
+                    match link {
+                        Some(link) => {
+                            if link.tx.try_send(frame).is_err() {
+                                warn!(url = %link.url, "server connection queue full: frame dropped");
+                            }
                         }
+                        None => debug!("no bootstrap connection: frame dropped"),
                     }
-                    None => debug!("no bootstrap connection: frame dropped"),
-                },
+                }
                 Output::SendLink { session, bytes } => {
                     if let Err(crate::transport::SendError::Full) =
                         self.transport.send(session, bytes)
@@ -397,6 +601,13 @@ impl<T: Transport> Driver<T> {
         }
     }
 }
+
+/// The longest a node stays registered at a neighbour's door while still needing a
+/// server: two door sessions' worth (the core's default `session_timeout` is 15 s).
+const DOOR_STAY: Duration = Duration::from_secs(30);
+
+/// Peers remembered as having come through the own door ([`Driver::on_door_frame`]).
+const DOOR_CLIENTS: usize = 64;
 
 /// How long [`crate::Node::links`] waits for the transport's candidate pairs.
 const LINKS_TIMEOUT: Duration = Duration::from_secs(5);

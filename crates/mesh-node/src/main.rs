@@ -18,7 +18,9 @@ use tracing_subscriber::EnvFilter;
 ///
 /// Joins the mesh through a bootstrap server (the door), opens its first WebRTC link with
 /// signaling carried by the server, and every further link with signaling carried by the
-/// mesh. Prints its own NodeId on the first line of stdout.
+/// mesh. Prints its own NodeId on the first line of stdout. With --door, it also runs a door
+/// for its neighbours: one that later loses every link rejoins through it, even with the
+/// bootstrap server gone.
 ///
 /// Then reads lines from stdin: a plain line is broadcast to every node; `/to <node-id>
 /// <text>` sends to one node; `/peers` lists the neighbours (`neighbours: N`, then one
@@ -54,6 +56,17 @@ struct Args {
     /// --stun learn their public address from it.
     #[arg(long, env = "MESH_SERVE_STUN")]
     serve_stun: Option<SocketAddr>,
+    /// Also run a door at this address: a bootstrap server with default limits where this
+    /// node registers itself, announced to every neighbour. A neighbour that loses every
+    /// link rejoins through the doors it heard of (the most recent first) before its own
+    /// --bootstrap, so the mesh heals without the bootstrap server. The door must be
+    /// reachable by the neighbours: behind a NAT, only those on the same network reach it.
+    #[arg(long, env = "MESH_DOOR", conflicts_with = "serve")]
+    door: Option<SocketAddr>,
+    /// With --door: the URL to announce for it (e.g. ws://203.0.113.7:8081/ws). Default:
+    /// ws://<--door's address>/ws, which needs a specific address, not a wildcard.
+    #[arg(long, env = "MESH_DOOR_URL", requires = "door")]
+    door_url: Option<mesh_proto::DoorUrl>,
     /// The room (independent mesh) to join.
     #[arg(long, env = "MESH_ROOM", default_value = "default")]
     room: RoomName,
@@ -206,6 +219,11 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
+    let door = match args.door {
+        Some(addr) => Some(start_door(addr, args.door_url.clone()).await?),
+        None => None,
+    };
+
     let key = match &args.key {
         Some(path) => mesh_node::keyfile::load_or_create(path)?,
         None => Keypair::generate(),
@@ -217,9 +235,12 @@ async fn main() -> anyhow::Result<()> {
         .with_target_degree(degree)
         .with_min_degree(degree.min(3))
         .with_max_degree(degree + (degree / 2).max(2));
-    let config = Config::new(&bootstrap)
+    let mut config = Config::new(&bootstrap)
         .with_room(args.room.clone())
         .with_overlay(overlay);
+    if let Some(url) = door {
+        config = config.with_door(url);
+    }
     let transport = webrtc::Config::new()
         .with_bind_addrs(args.bind.clone())
         .with_ice_servers(ice)
@@ -251,6 +272,36 @@ async fn main() -> anyhow::Result<()> {
     }
     node.leave().await?;
     Ok(())
+}
+
+/// Starts the --door server at `addr` and returns the URL to announce for it.
+async fn start_door(
+    addr: SocketAddr,
+    url: Option<mesh_proto::DoorUrl>,
+) -> anyhow::Result<mesh_proto::DoorUrl> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the door"))?;
+    let bound = listener.local_addr()?;
+    let url = match url {
+        Some(url) => url,
+        None if bound.ip().is_unspecified() => anyhow::bail!(
+            "--door {addr} is a wildcard address: give the URL neighbours should use with --door-url"
+        ),
+        None => format!("ws://{bound}/ws")
+            .parse()
+            .context("the door's address makes no valid URL")?,
+    };
+    let server = bootstrap_server::Server::bind(listener, bootstrap_server::Config::default())
+        .await
+        .context("cannot start the door")?;
+    tracing::info!("door for neighbours that lose every link: {url}");
+    tokio::spawn(async move {
+        if let Err(e) = server.run(std::future::pending()).await {
+            tracing::error!("the door failed: {e}");
+        }
+    });
+    Ok(url)
 }
 
 /// Runs one stdin line; false to quit.

@@ -22,6 +22,9 @@ pub struct Config {
     pub overlay: mesh_core::Config,
     /// Time allowed to connect and register with the bootstrap server. Default 10 s.
     pub bootstrap_timeout: Duration,
+    /// Time allowed to connect and register with a neighbour's door, when the node lost
+    /// every link and tries the doors it heard of before the bootstrap server. Default 3 s.
+    pub door_timeout: Duration,
     /// First delay before reconnecting to the bootstrap server (doubles up to
     /// `reconnect_max`). Default 500 ms.
     pub reconnect_min: Duration,
@@ -42,6 +45,7 @@ impl Config {
             room: RoomName::default(),
             overlay: mesh_core::Config::default(),
             bootstrap_timeout: Duration::from_secs(10),
+            door_timeout: Duration::from_secs(3),
             reconnect_min: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
             event_queue: 1024,
@@ -64,6 +68,22 @@ impl Config {
     /// Sets [`Config::bootstrap_timeout`].
     pub fn with_bootstrap_timeout(mut self, d: Duration) -> Self {
         self.bootstrap_timeout = d;
+        self
+    }
+
+    /// Runs a door at `url`: a bootstrap server (started by the application, e.g. with
+    /// `bootstrap_server::run`, or by `mesh-node --door`) where the node registers itself
+    /// in its room and which it announces to every new neighbour. A neighbour that loses
+    /// every link can then rejoin through it without the bootstrap server. Sets
+    /// `overlay.door`.
+    pub fn with_door(mut self, url: mesh_proto::DoorUrl) -> Self {
+        self.overlay.door = Some(url);
+        self
+    }
+
+    /// Sets [`Config::door_timeout`].
+    pub fn with_door_timeout(mut self, d: Duration) -> Self {
+        self.door_timeout = d;
         self
     }
 
@@ -121,9 +141,12 @@ pub enum Event {
         /// The node that dropped it.
         at: NodeId,
     },
-    /// Registered with the bootstrap server.
+    /// Registered with the bootstrap server, or with a neighbour's door after losing every
+    /// link ([`NodeStats::door_rejoins`] tells which).
     ServerConnected,
-    /// The bootstrap connection is gone (the node reconnects only while it has no link).
+    /// The connection to the bootstrap server (or door) is gone. The node registers again
+    /// only while it has no link: at the doors its neighbours announced first, the most
+    /// recent first, then at the bootstrap server.
     ServerDisconnected,
 }
 
@@ -137,8 +160,16 @@ pub struct NodeStats {
     pub degree: usize,
     /// Successful registrations with the bootstrap server (1 + reconnections).
     pub server_registrations: u64,
-    /// Whether the node is registered with the bootstrap server now.
+    /// Whether the node is registered with the bootstrap server (or a neighbour's door)
+    /// now.
     pub server_connected: bool,
+    /// Registrations at a neighbour's door ([`Config::with_door`]) after losing every link:
+    /// rejoins that did without the bootstrap server. Also counted in
+    /// `server_registrations`.
+    pub door_rejoins: u64,
+    /// Whether the node is registered at its own door now (always `false` without one, or
+    /// when the door is the bootstrap server itself).
+    pub door_registered: bool,
     /// Frames dropped because a link's send buffer was full.
     pub link_send_dropped: u64,
     /// Events dropped because the application did not read them.

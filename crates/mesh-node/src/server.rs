@@ -20,6 +20,8 @@ const FROM_SERVER: usize = 256;
 /// A registered connection to the bootstrap server.
 #[derive(Debug)]
 pub(crate) struct ServerLink {
+    /// The URL it was reached at.
+    pub url: String,
     /// The Welcome sample.
     pub peers: Vec<NodeId>,
     /// The UDP port of the server's STUN responder, from the Welcome.
@@ -121,6 +123,7 @@ pub(crate) async fn connect(
         let _ = ws.close(None).await;
     });
     Ok(ServerLink {
+        url: url.to_owned(),
         peers,
         stun_port,
         tx,

@@ -141,6 +141,8 @@ fn help_explains_every_flag() {
         "--bind",
         "--stun",
         "--turn",
+        "--door",
+        "--door-url",
         "/to",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
@@ -249,6 +251,48 @@ async fn three_processes_chat_with_unicast_and_broadcast() {
             status.success(),
             "mesh-node exits cleanly on /quit: {status:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_node_with_a_door_runs_it_and_registers_there() {
+    let (mut a, mut a_log) = spawn_with(&["--serve", "127.0.0.1:0", "--degree", "2"]).await;
+    let url = find_in_log(&mut a_log, "--bootstrap ").await;
+    tokio::spawn(async move { while let Ok(Some(_)) = a_log.next_line().await {} });
+    let (mut b, mut b_log) = spawn_with(&[
+        "--bootstrap",
+        &url,
+        "--door",
+        "127.0.0.1:0",
+        "--degree",
+        "2",
+    ])
+    .await;
+    let door = find_in_log(&mut b_log, "door for neighbours that lose every link: ").await;
+    assert!(
+        door.starts_with("ws://127.0.0.1:") && door.ends_with("/ws") && door != url,
+        "{door}"
+    );
+    find_in_log(&mut b_log, "registered at our own door").await;
+    tokio::spawn(async move { while let Ok(Some(_)) = b_log.next_line().await {} });
+    b.say("/stats").await;
+    let read = async {
+        while let Some(line) = b.stdout.next_line().await.unwrap() {
+            if line.contains("door_registered") {
+                return line;
+            }
+        }
+        panic!("no stats");
+    };
+    let line = tokio::time::timeout(DEADLINE, read).await.unwrap();
+    assert!(line.contains("true"), "{line}");
+    for p in [&mut a, &mut b] {
+        p.say("/quit").await;
+        let status = tokio::time::timeout(DEADLINE, p.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "{status:?}");
     }
 }
 

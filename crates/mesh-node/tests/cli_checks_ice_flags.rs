@@ -2,7 +2,8 @@
 //! `stun:` URL given to `--turn` (or the reverse), `--turn` without credentials,
 //! `--relay-only` without `--turn` and `--serve-stun` without `--serve` are refused before
 //! anything runs; TURN over TCP is accepted with a warning that webrtc-rs 0.21.1 does not
-//! use it.
+//! use it. The door flags are checked the same way: `--door` on a wildcard address without
+//! `--door-url`, `--door-url` without `--door` or not a ws:// URL, `--door` with `--serve`.
 
 use std::process::{Command, Output, Stdio};
 
@@ -36,6 +37,28 @@ fn refused(args: &[&str], message: &str) {
     assert!(
         stderr.contains(message),
         "{args:?}: expected {message:?} in {stderr}"
+    );
+}
+
+#[test]
+fn door_flags_are_checked() {
+    refused(
+        &["--door", "0.0.0.0:0"],
+        "give the URL neighbours should use with --door-url",
+    );
+    refused(&["--door-url", "ws://127.0.0.1:1/ws"], "--door");
+    refused(
+        &[
+            "--door",
+            "127.0.0.1:0",
+            "--door-url",
+            "http://127.0.0.1:1/ws",
+        ],
+        "invalid door URL",
+    );
+    refused(
+        &["--door", "127.0.0.1:0", "--serve", "127.0.0.1:0"],
+        "cannot be used with",
     );
 }
 

@@ -174,6 +174,27 @@ pub enum Frame {
         /// Hops left: a node that receives 0 answers instead of forwarding.
         ttl: u8,
     },
+    /// Tag 18, node→neighbour: doors the sender knows — its own, if it runs one, and those
+    /// its neighbours announced as theirs. A door is a bootstrap server (`docs/protocol.md`
+    /// §6) where its node is itself registered in this link's room; a node that later
+    /// needs a server (it lost every link) may register at one before its own bootstrap
+    /// server.
+    Doors {
+        /// At most [`MAX_DOORS`] doors (a receiver ignores any beyond).
+        doors: Vec<Door>,
+    },
+}
+
+/// The most doors a [`Frame::Doors`] carries.
+pub const MAX_DOORS: usize = 8;
+
+/// One door of a [`Frame::Doors`]: the node that runs it and where.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Door {
+    /// The node registered at the door (which runs it).
+    pub node: NodeId,
+    /// The door's WebSocket URL.
+    pub url: DoorUrl,
 }
 
 /// The most peers a [`Frame::Nodes`] carries.
@@ -201,6 +222,7 @@ impl Frame {
             Frame::Nodes { .. } => "nodes",
             Frame::Closing => "closing",
             Frame::Lookup { .. } => "lookup",
+            Frame::Doors { .. } => "doors",
         }
     }
 }
@@ -270,6 +292,60 @@ impl From<RoomName> for String {
 }
 
 impl fmt::Display for RoomName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The WebSocket URL of a door ([`Frame::Doors`]): `ws://` or `wss://` and at least one
+/// more byte, at most [`DoorUrl::MAX_LEN`] bytes, with no control character and no space.
+/// On the wire: a string (varint byte length, then UTF-8).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DoorUrl(String);
+
+impl DoorUrl {
+    /// Longest door URL, in bytes.
+    pub const MAX_LEN: usize = 256;
+
+    /// The URL as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DoorUrl {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self, Error> {
+        let rest = s.strip_prefix("ws://").or_else(|| s.strip_prefix("wss://"));
+        let valid = rest.is_some_and(|rest| !rest.is_empty())
+            && s.len() <= Self::MAX_LEN
+            && !s.chars().any(|c| c.is_control() || c.is_whitespace());
+        if !valid {
+            return Err(Error::InvalidDoorUrl(
+                s.chars().take(Self::MAX_LEN).collect(),
+            ));
+        }
+        Ok(Self(s))
+    }
+}
+
+impl FromStr for DoorUrl {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl From<DoorUrl> for String {
+    fn from(url: DoorUrl) -> String {
+        url.0
+    }
+}
+
+impl fmt::Display for DoorUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -394,6 +470,25 @@ mod tests {
                 .parse::<RoomName>()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn door_urls_are_validated() {
+        assert!("ws://127.0.0.1:8080/ws".parse::<DoorUrl>().is_ok());
+        assert!("wss://door.example/ws".parse::<DoorUrl>().is_ok());
+        for bad in [
+            "",
+            "ws://",
+            "http://a/ws",
+            "ws://a b/ws",
+            "ws://a\n",
+            "WS://a",
+        ] {
+            assert!(bad.parse::<DoorUrl>().is_err(), "{bad:?}");
+        }
+        let longest = format!("ws://{}", "x".repeat(DoorUrl::MAX_LEN - 5));
+        assert!(longest.parse::<DoorUrl>().is_ok());
+        assert!(format!("{longest}x").parse::<DoorUrl>().is_err());
     }
 
     #[test]

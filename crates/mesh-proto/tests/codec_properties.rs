@@ -54,6 +54,17 @@ fn mesh_frame() -> impl Strategy<Value = Frame> {
             from,
             ttl
         }),
+        prop::collection::vec((node_id(), "wss?://[a-z0-9.:/-]{1,40}"), 0..10).prop_map(|doors| {
+            Frame::Doors {
+                doors: doors
+                    .into_iter()
+                    .map(|(node, url)| mesh_proto::Door {
+                        node,
+                        url: url.parse().unwrap(),
+                    })
+                    .collect(),
+            }
+        }),
     ]
 }
 

@@ -226,6 +226,15 @@ fn frame_examples() -> Vec<(&'static str, Frame)> {
                 ttl: 16,
             },
         ),
+        (
+            "doors",
+            Frame::Doors {
+                doors: vec![mesh_proto::Door {
+                    node: id(PEER_A),
+                    url: "ws://10.0.0.7:8080/ws".parse().unwrap(),
+                }],
+            },
+        ),
     ]
 }
 
@@ -293,7 +302,12 @@ fn conformance_examples() -> Vec<(&'static str, Option<Frame>)> {
             "01 02 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00",
             None,
         ),
-        ("01 12", None),
+        ("01 13", None),
+        ("01 12 00", Some(Frame::Doors { doors: Vec::new() })),
+        (
+            "01 12 01 5a 8f 4b 2e 0c 3d 8e 17 9f 60 2b 7d 4c 1e 8a 93 03 68 69 21",
+            None,
+        ),
         ("01 09 0c 02 00", None),
         (
             "01 0a 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 \

@@ -97,6 +97,12 @@ struct RunArgs {
     /// 0 = none.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds_or_zero)]
     broadcast_every: Duration,
+    /// Every node runs a door for its neighbours (as `mesh-node --door`): a node that needs
+    /// a server (no link left, or stranded on an island) registers at a door its
+    /// neighbours announced before the bootstrap server. With --kill-bootstrap-at, this is
+    /// how the mesh heals after a kill without the server.
+    #[arg(long)]
+    doors: bool,
     #[command(flatten)]
     output: Output,
 }
@@ -127,6 +133,7 @@ impl RunArgs {
             settle: self.settle,
             unicast_rate: self.unicast_rate,
             broadcast_every: (!self.broadcast_every.is_zero()).then_some(self.broadcast_every),
+            doors: self.doors,
         }
     }
 }

@@ -77,6 +77,9 @@ pub struct Signaling {
     pub via_server: u64,
     /// Of which signaled through the mesh.
     pub via_mesh: u64,
+    /// Registrations at a neighbour's door by nodes that needed a server (with `--doors`;
+    /// 0 without).
+    pub door_rejoins: u64,
 }
 
 impl Signaling {
@@ -88,6 +91,7 @@ impl Signaling {
             sessions: via_server + via_mesh,
             via_server,
             via_mesh,
+            door_rejoins: 0,
         }
     }
 }

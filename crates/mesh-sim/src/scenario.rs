@@ -60,6 +60,10 @@ pub struct Scenario {
     /// A broadcast from a random node this often, once all have joined and `settle` has
     /// passed. Default every 2 s.
     pub broadcast_every: Option<Duration>,
+    /// Every node runs a door (`mesh_node::Config::with_door`): a node that needs a server
+    /// (no link, or stranded on an island) registers at a door its neighbours announced
+    /// before the bootstrap server. Default off.
+    pub doors: bool,
 }
 
 impl Default for Scenario {
@@ -77,6 +81,7 @@ impl Default for Scenario {
             settle: Duration::from_secs(2),
             unicast_rate: 20.0,
             broadcast_every: Some(Duration::from_secs(2)),
+            doors: false,
         }
     }
 }

@@ -13,6 +13,8 @@
 //!    payload carries an id and its send time), a broadcast from a random node every
 //!    `broadcast_every`, and churn (a random node leaves, a new one joins) at
 //!    `churn_per_min`. `kill` and `kill_bootstrap_at` happen at their time from the start.
+//!    With `doors`, every node also runs a door (its own bootstrap server on 127.0.0.1:0,
+//!    `mesh_node::Config::with_door`), which stops when the node is killed or leaves.
 //! 4. At `duration` from the start, traffic stops; the run waits (up to 3 s) for what is in
 //!    flight, counts hops with probes, reads every node's neighbours and counters, and
 //!    measures idle CPU for 2 s. Then every node leaves and the server stops.

@@ -201,3 +201,42 @@ fn survivors_left_on_islands_by_a_mass_kill_come_back_through_the_door() {
         "some survivor went through the door again:\n{summary}"
     );
 }
+
+#[test]
+fn with_the_server_stopped_survivors_of_a_mass_kill_rejoin_through_doors() {
+    // 150 nodes; the server stops at 3 s, 70 % are killed at 4 s. Without the server no
+    // survivor that lost every link, nor an island, can signal its way back: this seed ends
+    // in 6 components. With doors (every node runs one) they register at doors their
+    // neighbours announced, and the mesh repairs.
+    let s = |doors| Scenario {
+        nodes: 150,
+        transport: TransportKind::Memory,
+        join_rate: 100.0,
+        duration: Duration::from_secs(25),
+        seed: 2,
+        kill_bootstrap_at: Some(Duration::from_secs(3)),
+        kill: Some(Kill {
+            fraction: 0.7,
+            at: Duration::from_secs(4),
+        }),
+        doors,
+        ..Scenario::default()
+    };
+    let without = mesh_sim::memory::run(&s(false), false);
+    let summary = without.summary();
+    assert!(without.components > 1, "{summary}");
+    assert_eq!(without.repair.and_then(|r| r.repair_ms), None, "{summary}");
+    assert_eq!(without.signaling.door_rejoins, 0, "{summary}");
+
+    let with = s(true);
+    let report = mesh_sim::memory::run(&with, false);
+    let summary = report.summary();
+    assert_eq!(report.nodes_alive, 45, "{summary}");
+    assert_eq!(report.components, 1, "{summary}");
+    let repair = checked_repair(&with, &report);
+    assert_eq!(
+        repair.unicast_after.delivered, repair.unicast_after.sent,
+        "{summary}"
+    );
+    assert!(report.signaling.door_rejoins > 0, "{summary}");
+}

@@ -60,7 +60,15 @@ impl Node {
         };
         match carrier {
             Carrier::Server => {
-                if self.server_up {
+                // A node offers through the server only while connected to one; it answers
+                // (or refuses) an offer through the carrier the offer came on, whatever it
+                // believes: the offer came, so something carries server frames (its own
+                // door, when it runs one; the driver drops what it cannot carry).
+                let offering = self
+                    .sessions
+                    .get(&session)
+                    .is_some_and(|s| s.role == Role::Offerer);
+                if self.server_up || !offering {
                     self.stats.signals_sent_via_server += 1;
                     self.outputs
                         .push_back(Output::SendServer(Frame::Unicast { to: peer, payload }));

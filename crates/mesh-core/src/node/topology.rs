@@ -38,7 +38,7 @@ impl Node {
 
     /// Whether we could open a session with `peer` now: not linked, not in a session, not
     /// backing off.
-    fn is_eligible(&self, peer: &NodeId, now: Instant) -> bool {
+    pub(super) fn is_eligible(&self, peer: &NodeId, now: Instant) -> bool {
         // Sessions are few (at most `max_sessions`): a scan beats building a set.
         !self.links.contains_key(peer)
             && !self.sessions.values().any(|s| s.peer == *peer)

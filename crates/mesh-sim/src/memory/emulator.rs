@@ -11,6 +11,7 @@ use mesh_proto::{ErrorCode, Frame, NodeId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::doors::{Attached, Attachment, door_url};
 use super::measure::Measure;
 use super::scenario_plan::{Action, PlanState};
 use super::{LINK_LATENCY_NS, LINK_SETUP_LATENCIES, Ns, SERVER_LATENCY_NS};
@@ -36,6 +37,11 @@ pub(super) enum Event {
     LinkReady(SessionId),
     /// A step of the scenario.
     Plan(Action),
+    /// Node `i`'s driver looks at its server connection again (doors only; stale unless
+    /// it is the node's current upkeep time).
+    Upkeep(u32),
+    /// Node `i`'s attempt to register there ends (doors only).
+    Attempted(u32, Attached),
 }
 
 struct Entry {
@@ -181,6 +187,8 @@ pub(super) struct Slot {
     pub full_degree: Option<Ns>,
     /// One of the scenario's initial nodes (not a churn replacement).
     pub initial: bool,
+    /// Where its driver is registered, and its attempts (doors only).
+    pub attach: Attachment,
 }
 
 /// One transport session, as both ends see it.
@@ -214,6 +222,8 @@ pub(crate) struct Sim<'a> {
     pub live: Pool,
     pub registry: Pool,
     pub server_up: bool,
+    /// Door owner → the nodes registered at its door (doors only).
+    pub door_rooms: FastMap<u32, Vec<u32>>,
     pub pairs: FastMap<SessionId, Pair>,
     pub measure: Measure,
     pub plan: PlanState,
@@ -238,6 +248,7 @@ impl<'a> Sim<'a> {
             live: Pool::default(),
             registry: Pool::default(),
             server_up: true,
+            door_rooms: FastMap::default(),
             pairs: FastMap::default(),
             measure: Measure::default(),
             plan: PlanState::default(),
@@ -263,6 +274,8 @@ impl<'a> Sim<'a> {
                 Event::Register(i) => self.register(i),
                 Event::LinkReady(session) => self.link_ready(session),
                 Event::Plan(action) => self.act(action),
+                Event::Upkeep(i) => self.on_upkeep(i),
+                Event::Attempted(i, target) => self.on_attempted(i, target),
             }
         }
         self.now = self.end;
@@ -287,8 +300,12 @@ impl<'a> Sim<'a> {
         }
         let key = mesh_proto::identity::Keypair::from_seed(key_seed);
         let id = key.node_id();
+        let mut config = self.config.clone();
+        if self.scenario.doors {
+            config.door = Some(door_url(i));
+        }
         let node = Node::new(
-            self.config.clone(),
+            config,
             key,
             self.instant(self.now),
             derive(seed, u64::from(i) + 1, 3),
@@ -306,6 +323,8 @@ impl<'a> Sim<'a> {
             first_link: None,
             full_degree: None,
             initial,
+            // Its registration with the server is under way from the start.
+            attach: Attachment::registering(),
         });
         self.index.insert(id, i);
         self.live.insert(i);
@@ -332,6 +351,9 @@ impl<'a> Sim<'a> {
         }
         self.live.remove(i);
         self.registry.remove(i);
+        if self.scenario.doors {
+            self.doors_on_gone(i);
+        }
         self.on_gone(i);
     }
 
@@ -355,6 +377,9 @@ impl<'a> Sim<'a> {
             self.on_output(i, out);
         }
         self.arm_timer(i);
+        if self.scenario.doors {
+            self.door_upkeep(i);
+        }
     }
 
     fn arm_timer(&mut self, i: u32) {
@@ -523,39 +548,37 @@ impl<'a> Sim<'a> {
 
     // --- the simulated bootstrap server ---------------------------------------------
 
-    fn register(&mut self, i: u32) {
+    pub(super) fn register(&mut self, i: u32) {
+        self.slots[i as usize].attach.pending = false;
         if !self.server_up || self.slots[i as usize].node.is_none() {
             return;
         }
         let peers = self.sample_ids(WELCOME_SAMPLE, i);
         self.registry.insert(i);
+        self.slots[i as usize].attach.at = Attached::Bootstrap;
         self.server_send(i, Input::ServerUp { peers });
     }
 
     fn at_server(&mut self, i: u32, frame: Frame) {
+        let frame = if self.scenario.doors {
+            match self.door_frame(i, frame) {
+                Some(frame) => frame,
+                None => return,
+            }
+        } else {
+            frame
+        };
         if !self.server_up || !self.registry.contains(i) {
             return;
         }
         match frame {
             Frame::Unicast { to, payload } => {
-                match self
+                let target = self
                     .index
                     .get(&to)
                     .copied()
-                    .filter(|j| self.registry.contains(*j))
-                {
-                    Some(j) => {
-                        let from = self.slots[i as usize].id;
-                        self.server_send(j, Input::ServerTransfer { from, payload });
-                    }
-                    None => self.server_send(
-                        i,
-                        Input::ServerError {
-                            code: ErrorCode::UNKNOWN_PEER,
-                            target: Some(to),
-                        },
-                    ),
-                }
+                    .filter(|j| self.registry.contains(*j));
+                self.relay_unicast(i, to, target, payload);
             }
             Frame::GetPeers { max } => {
                 let peers = self.sample_ids(PEERS_SAMPLE.min(max.into()), i);
@@ -573,6 +596,30 @@ impl<'a> Sim<'a> {
             .into_iter()
             .map(|j| self.slots[j as usize].id)
             .collect()
+    }
+
+    /// A server's (or door's) `Unicast` from node `i` to `to`: a `Transfer` to `target`, the
+    /// node registered there as `to`, or `UNKNOWN_PEER` back to `i` if there is none.
+    pub(super) fn relay_unicast(
+        &mut self,
+        i: u32,
+        to: NodeId,
+        target: Option<u32>,
+        payload: Vec<u8>,
+    ) {
+        match target {
+            Some(t) => {
+                let from = self.slots[i as usize].id;
+                self.server_send(t, Input::ServerTransfer { from, payload });
+            }
+            None => self.server_send(
+                i,
+                Input::ServerError {
+                    code: ErrorCode::UNKNOWN_PEER,
+                    target: Some(to),
+                },
+            ),
+        }
     }
 
     /// A frame from the server to node `i`, after its latency.

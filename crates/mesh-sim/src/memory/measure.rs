@@ -111,6 +111,8 @@ pub(super) struct Measure {
     pub full: usize,
     /// The kill, once it happened.
     pub kill: Option<KillRecord>,
+    /// Registrations at a neighbour's door (doors only).
+    pub door_rejoins: u64,
 }
 
 impl Measure {
@@ -335,7 +337,10 @@ impl Sim<'_> {
             join_ms: Percentiles::of(&join_samples_ms),
             full_degree_ms: Percentiles::of(&full_degree_ms),
             link_setup_ms: LinkSetup::of(&self.measure.link_setup_ms),
-            signaling: Signaling::from_stats(&totals),
+            signaling: Signaling {
+                door_rejoins: self.measure.door_rejoins,
+                ..Signaling::from_stats(&totals)
+            },
             unicast: report::Unicast {
                 sent: self.measure.unicasts.len() as u64,
                 // Each message once, however many times it arrived.

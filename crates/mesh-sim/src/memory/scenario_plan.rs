@@ -1,6 +1,7 @@
 //! The scenario's steps in virtual time: joins, traffic, churn, kills, the server's end,
 //! samples and progress lines.
 
+use super::doors::Attached;
 use super::emulator::{Event, Life, Pool, Sim};
 use super::measure::{
     BROADCAST_MARK, BroadcastRecord, KillRecord, UNICAST_MARK, UnicastRecord, app_data,
@@ -271,6 +272,11 @@ impl Sim<'_> {
     fn kill_server(&mut self) {
         self.server_up = false;
         self.registry = Pool::default();
+        for slot in &mut self.slots {
+            if slot.attach.at == Attached::Bootstrap {
+                slot.attach.at = Attached::Nowhere;
+            }
+        }
         let mut alive = self.live.items().to_vec();
         alive.sort_unstable();
         for i in alive {

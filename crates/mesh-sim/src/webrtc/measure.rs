@@ -24,12 +24,14 @@ pub(super) struct Totals {
     pub(super) overlay: mesh_core::Stats,
     pub(super) link_send_dropped: u64,
     pub(super) link_setup_ms: Vec<f64>,
+    pub(super) door_rejoins: u64,
 }
 
 impl Totals {
     pub(super) fn add(&mut self, s: &NodeStats) {
         self.overlay.add(&s.overlay);
         self.link_send_dropped += s.link_send_dropped;
+        self.door_rejoins += s.door_rejoins;
         self.link_setup_ms
             .extend(s.link_setup.iter().map(|d| d.as_secs_f64() * 1e3));
     }
@@ -263,7 +265,10 @@ impl Sim<'_> {
             join_ms: Percentiles::of(&join_ms),
             full_degree_ms: Percentiles::of(&full_ms),
             link_setup_ms: report::LinkSetup::of(&totals.link_setup_ms),
-            signaling: report::Signaling::from_stats(&totals.overlay),
+            signaling: report::Signaling {
+                door_rejoins: totals.door_rejoins,
+                ..report::Signaling::from_stats(&totals.overlay)
+            },
             unicast: report::Unicast {
                 sent: self.unicast_log.len() as u64,
                 delivered: traffic.unicast_delivered,

@@ -34,6 +34,8 @@ pub(super) struct Slot {
     /// The node while it runs (`None` while joining, and once gone or if its join failed).
     pub(super) node: Option<Arc<Node>>,
     pub(super) record: Arc<Mutex<Record>>,
+    /// With doors: dropping it stops the node's door.
+    pub(super) door_stop: Option<oneshot::Sender<()>>,
 }
 
 /// The scenario's kill and the survivors' repair.
@@ -150,17 +152,26 @@ impl<'a> Sim<'a> {
         let index = self.slots.len();
         let key = Keypair::from_seed(self.keys.random());
         let record = Arc::new(Mutex::new(Record::default()));
-        let config = mesh_node::Config::new(&self.url).with_overlay(self.overlay.clone());
+        let mut config = mesh_node::Config::new(&self.url).with_overlay(self.overlay.clone());
         let transport = mesh_node::transport::webrtc::Config::new()
             .with_bind_addrs(vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))]);
+        let (door_stop, door_stopped) = oneshot::channel::<()>();
+        let doors = self.scenario.doors;
         self.slots.push(Slot {
             id: key.node_id(),
             started: Instant::now(),
             node: None,
             record: record.clone(),
+            door_stop: doors.then_some(door_stop),
         });
         let shared = self.shared.clone();
         self.joins.spawn(async move {
+            if doors {
+                match start_door(door_stopped).await {
+                    Ok(url) => config = config.with_door(url),
+                    Err(e) => warn!(node = index, "no door: {e}"),
+                }
+            }
             let joined = Node::join(config, key, transport).await.inspect(|node| {
                 // Taken here, at once, so no event waits for the run's loop.
                 if let Some(events) = node.events() {
@@ -286,4 +297,21 @@ where
         }
     }
     answers
+}
+
+/// Starts a node's door (`Scenario::doors`): a bootstrap server on 127.0.0.1, with default
+/// limits, until `stopped` resolves (or its sender is dropped). Returns its URL.
+async fn start_door(stopped: oneshot::Receiver<()>) -> std::io::Result<mesh_proto::DoorUrl> {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let url = format!("ws://{}/ws", listener.local_addr()?)
+        .parse()
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(bootstrap_server::run(
+        listener,
+        bootstrap_server::Config::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Ok(url)
 }

@@ -194,8 +194,9 @@ impl Sim<'_> {
         drop(nodes);
         for &i in indices {
             let slot = &mut self.slots[i];
-            // The last handle: dropping it makes the driver leave.
+            // The last handle: dropping it makes the driver leave; its door goes too.
             slot.node = None;
+            slot.door_stop = None;
         }
     }
 
