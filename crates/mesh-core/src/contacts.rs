@@ -41,6 +41,13 @@ impl BucketSet {
         b < BUCKETS as u32 && self.0 & (1u128 << b) != 0
     }
 
+    /// Removes bucket `b`.
+    pub fn remove(&mut self, b: u32) {
+        if b < BUCKETS as u32 {
+            self.0 &= !(1u128 << b);
+        }
+    }
+
     pub fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
     }

@@ -280,6 +280,9 @@ pub struct Node {
     /// Buckets a lookup found nobody in since the last lost link: not looked for again
     /// until then, so that lookups for our own id go on.
     empty_holes: BucketSet,
+    /// The destination of the last frame this node relayed into a dead end: what the next
+    /// lookup looks for.
+    dead_end: Option<NodeId>,
     /// The last tick at the target degree, or since the last link came up, and
     /// `stats.sessions_failed` then (see [`Node::stranded`]).
     short_since: Option<(Instant, u64)>,
@@ -337,6 +340,7 @@ impl Node {
             lookup_improved: false,
             lookup_hole: None,
             empty_holes: BucketSet::default(),
+            dead_end: None,
             short_since: None,
             lookup_pause: config.announce_interval,
             next_tick: now,

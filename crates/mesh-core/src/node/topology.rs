@@ -274,8 +274,10 @@ impl Node {
         all.into_iter().map(|(_, p)| p).collect()
     }
 
-    /// When due, starts one lookup through the mesh ([`Frame::Lookup`]): for a random id in
-    /// the farthest bucket (above the bucket of our closest neighbour) that no neighbour
+    /// When due, starts one lookup through the mesh ([`Frame::Lookup`]): for the
+    /// destination of the last frame we relayed into a dead end, if any since the last
+    /// lookup (judged like a lookup for its bucket); else for a random id in the farthest
+    /// bucket (above the bucket of our closest neighbour) that no neighbour
     /// nor neighbour's neighbour is in, we know nobody in, and no lookup found empty since
     /// we last lost a link (`empty_holes`); with no such bucket, for our own id (closer
     /// peers than we have), along `lookup_paths` paths (measured, 2 against
@@ -299,17 +301,26 @@ impl Node {
         let known = self
             .covered_buckets()
             .union(self.contacts.non_empty_buckets(now));
-        let hole = (0..deepest).find(|b| !known.contains(*b) && !self.empty_holes.contains(*b));
-        let target = match hole {
-            Some(b) => {
-                // Our id with bit `b` flipped and random bits below: an id in bucket `b`.
-                let me = u128::from_be_bytes(*self.id.as_bytes());
-                let below = if b >= 127 { 0 } else { u128::MAX >> (b + 1) };
-                let flipped = me ^ (1u128 << (127 - b));
-                let id = (flipped & !below) | (self.rng.random::<u128>() & below);
-                NodeId::from_bytes(id.to_be_bytes())
+        let (target, hole) = match self.dead_end.take() {
+            // The destination of a frame we could not relay: its bucket is not empty.
+            Some(to) => (to, Some(bucket(&self.id, &to))),
+            None => {
+                let hole =
+                    (0..deepest).find(|b| !known.contains(*b) && !self.empty_holes.contains(*b));
+                let target = match hole {
+                    Some(b) => {
+                        // Our id with bit `b` flipped and random bits below: an id in
+                        // bucket `b`.
+                        let me = u128::from_be_bytes(*self.id.as_bytes());
+                        let below = if b >= 127 { 0 } else { u128::MAX >> (b + 1) };
+                        let flipped = me ^ (1u128 << (127 - b));
+                        let id = (flipped & !below) | (self.rng.random::<u128>() & below);
+                        NodeId::from_bytes(id.to_be_bytes())
+                    }
+                    None => self.id,
+                };
+                (target, hole)
             }
-            None => self.id,
         };
         let Some((_, via)) = self.greedy_hop(target, &[self.id]) else {
             return;
