@@ -76,7 +76,7 @@ pub struct Config {
     /// loses every link can rejoin through it. Default none.
     pub door: Option<DoorUrl>,
     /// Doors remembered ([`crate::Node::doors`]): up to this many that neighbours (current
-    /// and former) announced as their own, and as many that they passed on. Default 8.
+    /// and former) announced as their own, and as many that they passed on. Default 16.
     pub door_contacts: usize,
 }
 

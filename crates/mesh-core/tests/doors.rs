@@ -135,7 +135,8 @@ fn doors_are_kept_most_recent_first_and_bounded() {
         ],
         "a's own announcement outranks what c says of it"
     );
-    // A node heard of that announces its own door moves up.
+    // What b passes on goes first among the doors heard of, and the least recent one
+    // (far(2)) goes.
     announce(&mut net, victim, b, vec![entry(far(3), door(103))]);
     assert_eq!(
         kept(&net, victim)[2..],
@@ -217,7 +218,7 @@ fn a_node_passes_on_its_neighbours_doors_but_not_those_it_heard_of() {
 }
 
 #[test]
-fn a_node_needs_a_server_only_without_links_or_when_stranded() {
+fn a_linked_node_needs_no_server_and_one_with_no_link_does() {
     let mut net = grown_mesh(6, test_config());
     for i in 0..6 {
         assert!(!net.nodes[i].wants_server(), "node {i} is linked");

@@ -86,9 +86,10 @@ pub(crate) struct Driver<T> {
     door_connecting: Option<JoinHandle<Result<ServerLink, Error>>>,
     next_door_attempt: Instant,
     door_backoff: Duration,
-    /// Peers whose signaling came through the own door, the most recent first (at most
-    /// [`DOOR_CLIENTS`]): the core's frames to them go back that way.
-    door_clients: VecDeque<NodeId>,
+    /// Peers whose signaling came through the own door, and when it last did, the most
+    /// recent first (at most [`DOOR_CLIENTS`], none older than [`DOOR_CLIENT_TTL`]): the
+    /// core's frames to them go back that way.
+    door_clients: VecDeque<(NodeId, Instant)>,
     stats: NodeStats,
     link_setup: LinkSetupTimes,
 }
@@ -159,9 +160,12 @@ impl<T: Transport> Driver<T> {
                     match joined {
                         Ok((_, Ok(link))) => {
                             // The first registration wins; the others, under way or done,
-                            // are dropped (a dropped set aborts its tasks).
+                            // are dropped (a dropped set aborts its tasks). A neighbour's
+                            // door that answers once the node is linked again is not needed.
                             self.connecting = JoinSet::new();
-                            self.server_up(link);
+                            if link.url == self.config.bootstrap || self.core.wants_server() {
+                                self.server_up(link);
+                            }
                         }
                         Ok((url, Err(e))) => self.reconnect_failed(&url, e),
                         Err(e) => self.reconnect_failed("?", Error::Transport(e.to_string())),
@@ -215,9 +219,9 @@ impl<T: Transport> Driver<T> {
     }
 
     /// A neighbour's door is left once the node no longer needs a server (it is linked
-    /// again: the door's owner keeps a place for the next one), or after
-    /// [`DOOR_STAY`] without that (the next door may do better). A bootstrap connection is
-    /// kept while it lasts.
+    /// again: the door's owner keeps a place for the next one), or after [`DOOR_STAY`]
+    /// without that: the bootstrap server is tried next, then, after the pause, every door
+    /// again. A bootstrap connection is kept while it lasts.
     fn maybe_leave_door(&mut self) {
         let Some(link) = &self.server else { return };
         if link.url == self.config.bootstrap {
@@ -225,8 +229,16 @@ impl<T: Transport> Driver<T> {
         }
         let stayed = self.registered_at.elapsed();
         if !self.core.wants_server() || stayed >= DOOR_STAY {
-            info!(url = %link.url, ?stayed, needed = self.core.wants_server(), "leaving a neighbour's door");
+            let needed = self.core.wants_server();
+            info!(url = %link.url, ?stayed, needed, "leaving a neighbour's door");
+            if !needed {
+                // The door did its job: the next time, a round starts without delay.
+                self.backoff = self.config.reconnect_min;
+            }
             self.server_down();
+            if needed {
+                self.doors_tried = true;
+            }
         }
     }
 
@@ -236,13 +248,18 @@ impl<T: Transport> Driver<T> {
     fn rejoin_doors(&self) -> Vec<String> {
         let own = self.config.overlay.door.as_ref().map(|url| url.as_str());
         let linked = self.core.neighbours();
-        self.core
-            .doors()
-            .filter(|(peer, _)| !linked.contains(peer))
-            .map(|(_, url)| url.as_str())
-            .filter(|url| Some(*url) != own && *url != self.config.bootstrap)
-            .map(str::to_owned)
-            .collect()
+        let mut urls: Vec<String> = Vec::new();
+        let doors = self.core.doors().filter(|(peer, _)| !linked.contains(peer));
+        for (_, url) in doors {
+            let url = url.as_str();
+            // Each server once: two registrations of one key at one server replace each
+            // other (a node that came back with a new key, or a neighbour's claim, can
+            // list a URL twice).
+            if Some(url) != own && url != self.config.bootstrap && !urls.iter().any(|u| u == url) {
+                urls.push(url.to_owned());
+            }
+        }
+        urls
     }
 
     /// A round: every door the node knows at once (the first to register it wins), then,
@@ -349,8 +366,8 @@ impl<T: Transport> Driver<T> {
         let now = Instant::now();
         match frame {
             Frame::Transfer { from, payload } => {
-                self.door_clients.retain(|c| *c != from);
-                self.door_clients.push_front(from);
+                self.door_clients.retain(|(c, _)| *c != from);
+                self.door_clients.push_front((from, now));
                 self.door_clients.truncate(DOOR_CLIENTS);
                 self.core
                     .handle_input(now, Input::ServerTransfer { from, payload });
@@ -378,9 +395,11 @@ impl<T: Transport> Driver<T> {
             info!(url = %link.url, "rejoined through a neighbour's door");
             self.stats.door_rejoins += 1;
         }
+        if link.url == self.config.bootstrap {
+            self.backoff = self.config.reconnect_min;
+        }
         self.server = Some(link);
         self.registered_at = Instant::now();
-        self.backoff = self.config.reconnect_min;
         self.doors_tried = false;
         self.stats.server_registrations += 1;
         self.emit(Event::ServerConnected);
@@ -400,9 +419,12 @@ impl<T: Transport> Driver<T> {
     fn on_server_frame(&mut self, frame: Frame) {
         let now = Instant::now();
         match frame {
-            Frame::Transfer { from, payload } => self
-                .core
-                .handle_input(now, Input::ServerTransfer { from, payload }),
+            Frame::Transfer { from, payload } => {
+                // It reaches us through the server now, not through our door.
+                self.door_clients.retain(|(c, _)| *c != from);
+                self.core
+                    .handle_input(now, Input::ServerTransfer { from, payload });
+            }
             Frame::Peers { peers } => self.core.handle_input(now, Input::ServerPeers { peers }),
             Frame::Error {
                 code,
@@ -524,8 +546,11 @@ impl<T: Transport> Driver<T> {
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::SendServer(frame) => {
+                    let now = Instant::now();
+                    self.door_clients
+                        .retain(|(_, at)| now.saturating_duration_since(*at) < DOOR_CLIENT_TTL);
                     let to_door_client = matches!(&frame, Frame::Unicast { to, .. }
-                        if self.door_clients.contains(to));
+                        if self.door_clients.iter().any(|(c, _)| c == to));
                     // To a peer that came through the own door: back that way; anything
                     // else to the server.
                     let link = match &self.door {
@@ -608,6 +633,11 @@ const DOOR_STAY: Duration = Duration::from_secs(30);
 
 /// Peers remembered as having come through the own door ([`Driver::on_door_frame`]).
 const DOOR_CLIENTS: usize = 64;
+
+/// How long a peer counts as a door client after its last frame through the door: a door
+/// session's worth (the core's default `session_timeout` is 15 s) twice over. After that
+/// it has linked or given up, and frames to it go to the server.
+const DOOR_CLIENT_TTL: Duration = Duration::from_secs(30);
 
 /// How long [`crate::Node::links`] waits for the transport's candidate pairs.
 const LINKS_TIMEOUT: Duration = Duration::from_secs(5);

@@ -57,9 +57,9 @@ struct Args {
     #[arg(long, env = "MESH_SERVE_STUN")]
     serve_stun: Option<SocketAddr>,
     /// Also run a door at this address: a bootstrap server with default limits where this
-    /// node registers itself, announced to every neighbour. A neighbour that loses every
-    /// link rejoins through the doors it heard of (the most recent first) before its own
-    /// --bootstrap, so the mesh heals without the bootstrap server. The door must be
+    /// node registers itself, announced to every neighbour (who pass it on one link
+    /// further). A node that loses every link tries all the doors it heard of at once
+    /// before its own --bootstrap, so the mesh heals without the bootstrap server. The door must be
     /// reachable by the neighbours: behind a NAT, only those on the same network reach it.
     #[arg(long, env = "MESH_DOOR", conflicts_with = "serve")]
     door: Option<SocketAddr>,

@@ -144,9 +144,10 @@ pub enum Event {
     /// Registered with the bootstrap server, or with a neighbour's door after losing every
     /// link ([`NodeStats::door_rejoins`] tells which).
     ServerConnected,
-    /// The connection to the bootstrap server (or door) is gone. The node registers again
-    /// only while it has no link: at the doors its neighbours announced first, the most
-    /// recent first, then at the bootstrap server.
+    /// The connection to the bootstrap server (or a neighbour's door) is gone, or the node
+    /// left a door it no longer needs. It registers again only while it needs a server (no
+    /// link, or stranded on an island): at every door it knows at once, then at the
+    /// bootstrap server.
     ServerDisconnected,
 }
 
@@ -158,7 +159,8 @@ pub struct NodeStats {
     pub overlay: mesh_core::Stats,
     /// Current neighbours.
     pub degree: usize,
-    /// Successful registrations with the bootstrap server (1 + reconnections).
+    /// Successful registrations: with the bootstrap server (1 + reconnections) and at
+    /// neighbours' doors ([`NodeStats::door_rejoins`]).
     pub server_registrations: u64,
     /// Whether the node is registered with the bootstrap server (or a neighbour's door)
     /// now.

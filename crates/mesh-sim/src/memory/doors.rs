@@ -4,7 +4,7 @@
 //! that needs a server (`mesh_core::Node::wants_server`) — every door it knows at once
 //! (`mesh_core::Node::doors`, not those of its current neighbours), then the bootstrap
 //! server, then a doubling pause — and leaving a neighbour's door once linked again or after
-//! [`DOOR_STAY_NS`]. A door is a room of its own: its owner, who
+//! [`DOOR_STAY_NS`] (then the bootstrap server is next). A door is a room of its own: its owner, who
 //! is always registered there, and the nodes that came through it. The owner's frames to
 //! one of them go back through the door, as the driver's do.
 //!
@@ -103,7 +103,15 @@ impl Sim<'_> {
             let stay_until = a.since + DOOR_STAY_NS;
             if !wants || self.now >= stay_until {
                 self.leave_room(i, j);
-                self.slots[i as usize].attach.at = Attached::Nowhere;
+                let a = &mut self.slots[i as usize].attach;
+                a.at = Attached::Nowhere;
+                if wants {
+                    // Stayed long enough for nothing: the bootstrap server next.
+                    a.doors_tried = true;
+                } else {
+                    a.backoff = RECONNECT_MIN_NS;
+                }
+                a.next = self.now + a.backoff;
                 self.queue
                     .push(self.now, Event::Deliver(i, Input::ServerDown));
             } else {
@@ -184,6 +192,15 @@ impl Sim<'_> {
             Attached::Door(j) => self.slots[j as usize].node.is_some(),
             Attached::Nowhere => false,
         };
+        // A door that answers once the node is linked again is not needed (the driver
+        // drops it).
+        let needed = self.slots[i as usize]
+            .node
+            .as_ref()
+            .is_some_and(mesh_core::Node::wants_server);
+        if ok && target != Attached::Bootstrap && !needed {
+            return;
+        }
         let now = self.now;
         if ok {
             {
@@ -191,7 +208,9 @@ impl Sim<'_> {
                 a.at = target;
                 a.since = now;
                 a.doors_tried = false;
-                a.backoff = RECONNECT_MIN_NS;
+                if target == Attached::Bootstrap {
+                    a.backoff = RECONNECT_MIN_NS;
+                }
             }
             match target {
                 Attached::Door(j) => {
