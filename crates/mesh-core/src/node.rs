@@ -189,10 +189,6 @@ pub enum Event {
 /// `Node::resend`). Measured (memory, 3,000 nodes, seeds 1–3): 956 of 960 delivered with
 /// none, 958 with one, 960 with two; docs/benchmarks.md §8.3.
 const RESENDS: usize = 2;
-
-/// Peers of the server's last sample kept as first choices for a door session (servers
-/// send at most 16 on request; a `Welcome` may hold more).
-const MAX_SERVER_PEERS: usize = 32;
 /// Application messages kept for a resend: at most this many, each at most
 /// [`RESEND_MAX_SIZE`] bytes, for at most [`RESEND_WINDOW`].
 const RESEND_CAPACITY: usize = 64;
@@ -201,6 +197,10 @@ const RESEND_CAPACITY: usize = 64;
 const RESEND_MAX_SIZE: usize = 16 * 1024;
 /// How long a sent message can still be resent.
 const RESEND_WINDOW: Duration = Duration::from_secs(2);
+
+/// Peers of the server's last sample kept as first choices for a door session (servers
+/// send at most 16 on request; a `Welcome` may hold more).
+const MAX_SERVER_PEERS: usize = 32;
 
 /// An application message sent through the mesh, kept for a resend.
 #[derive(Debug)]
@@ -306,6 +306,14 @@ pub struct Node {
     stranded_now: bool,
     outputs: VecDeque<Output>,
     stats: Stats,
+}
+
+/// Puts `node`'s door first in `list`, without an older entry of it, keeping the `cap`
+/// most recent.
+fn push_recent(list: &mut VecDeque<(NodeId, DoorUrl)>, node: NodeId, url: DoorUrl, cap: usize) {
+    list.retain(|(p, _)| *p != node);
+    list.push_front((node, url));
+    list.truncate(cap);
 }
 
 impl Node {
@@ -830,23 +838,19 @@ impl Node {
     /// `peer`'s `Doors`: its own door is kept first among the announced ones, the others
     /// first among those heard of, in the order `peer` gave them; an older entry of the
     /// same node goes, and beyond [`Config::door_contacts`] the least recent one.
-    fn on_doors(&mut self, peer: NodeId, doors: Vec<Door>) {
+    fn on_doors(&mut self, peer: NodeId, mut doors: Vec<Door>) {
         let cap = self.config.door_contacts;
-        let mut doors = doors;
         doors.truncate(MAX_DOORS);
         for Door { node, url } in doors.into_iter().rev() {
             if node == self.id {
                 continue;
             }
+            let known = self.doors.iter().any(|(p, _)| *p == node);
+            self.heard_doors.retain(|(p, _)| *p != node);
             if node == peer {
-                self.heard_doors.retain(|(p, _)| *p != node);
-                self.doors.retain(|(p, _)| *p != node);
-                self.doors.push_front((node, url));
-                self.doors.truncate(cap);
-            } else if !self.doors.iter().any(|(p, _)| *p == node) {
-                self.heard_doors.retain(|(p, _)| *p != node);
-                self.heard_doors.push_front((node, url));
-                self.heard_doors.truncate(cap);
+                push_recent(&mut self.doors, node, url, cap);
+            } else if !known {
+                push_recent(&mut self.heard_doors, node, url, cap);
             }
         }
     }
@@ -868,7 +872,7 @@ impl Node {
 
     fn top_up(&mut self, now: Instant) {
         let offering = |s: &&Session| !s.linked && s.role == Role::Offerer;
-        let pending = self.sessions.values().filter(offering).count();
+        let mut pending = self.sessions.values().filter(offering).count();
         let stranded = self.stranded(now);
         self.stranded_now = stranded;
         if self.degree() == 0 || (stranded && self.server_up) {
@@ -887,7 +891,10 @@ impl Node {
             let alone = self.degree() == 0;
             if self.server_up && !via_server && (!alone || pending == 0) {
                 match self.server_candidate(now) {
-                    Some(peer) => self.start_session(peer, Carrier::Server, now),
+                    Some(peer) => {
+                        self.start_session(peer, Carrier::Server, now);
+                        pending += 1;
+                    }
                     None => self.request_peers_from_server(now),
                 }
             }
@@ -895,7 +902,6 @@ impl Node {
                 return;
             }
         }
-        let pending = self.sessions.values().filter(offering).count();
         let want = self
             .config
             .target_degree

@@ -77,15 +77,15 @@ pub(crate) struct Driver<T> {
     connecting: JoinSet<(String, Result<ServerLink, Error>)>,
     /// Whether this round's doors were tried (the bootstrap server is next).
     doors_tried: bool,
-    next_reconnect: Instant,
-    backoff: Duration,
+    /// When to register again, and the pause after the next failed round.
+    reconnect: Retry,
     /// When the node last registered (with the bootstrap server or a neighbour's door).
     registered_at: Instant,
     /// The registration at this node's own door, if it runs one.
     door: Option<ServerLink>,
     door_connecting: Option<JoinHandle<Result<ServerLink, Error>>>,
-    next_door_attempt: Instant,
-    door_backoff: Duration,
+    /// When to register at the own door again, and the pause after the next failure.
+    door_retry: Retry,
     /// Peers whose signaling came through the own door, and when it last did, the most
     /// recent first (at most [`DOOR_CLIENTS`], none older than [`DOOR_CLIENT_TTL`]): the
     /// core's frames to them go back that way.
@@ -117,13 +117,11 @@ impl<T: Transport> Driver<T> {
             server: None,
             connecting: JoinSet::new(),
             doors_tried: false,
-            next_reconnect: now,
-            backoff: config.reconnect_min,
+            reconnect: Retry::new(now, config.reconnect_min),
             registered_at: now,
             door: None,
             door_connecting: None,
-            next_door_attempt: now,
-            door_backoff: config.reconnect_min,
+            door_retry: Retry::new(now, config.reconnect_min),
             door_clients: VecDeque::new(),
             stats: NodeStats::default(),
             link_setup: LinkSetupTimes::default(),
@@ -204,10 +202,10 @@ impl<T: Transport> Driver<T> {
     fn next_wake(&self) -> Instant {
         let mut wake = self.core.poll_timeout();
         if self.wants_server() && self.connecting.is_empty() {
-            wake = wake.min(self.next_reconnect);
+            wake = wake.min(self.reconnect.next);
         }
         if self.wants_door() && self.door_connecting.is_none() {
-            wake = wake.min(self.next_door_attempt);
+            wake = wake.min(self.door_retry.next);
         }
         wake
     }
@@ -227,13 +225,12 @@ impl<T: Transport> Driver<T> {
         if link.url == self.config.bootstrap {
             return;
         }
-        let stayed = self.registered_at.elapsed();
-        if !self.core.wants_server() || stayed >= DOOR_STAY {
-            let needed = self.core.wants_server();
+        let (stayed, needed) = (self.registered_at.elapsed(), self.core.wants_server());
+        if !needed || stayed >= DOOR_STAY {
             info!(url = %link.url, ?stayed, needed, "leaving a neighbour's door");
             if !needed {
                 // The door did its job: the next time, a round starts without delay.
-                self.backoff = self.config.reconnect_min;
+                self.reconnect.reset(self.config.reconnect_min);
             }
             self.server_down();
             if needed {
@@ -267,7 +264,7 @@ impl<T: Transport> Driver<T> {
     fn maybe_reconnect(&mut self) {
         if !self.wants_server()
             || !self.connecting.is_empty()
-            || Instant::now() < self.next_reconnect
+            || Instant::now() < self.reconnect.next
         {
             return;
         }
@@ -298,20 +295,27 @@ impl<T: Transport> Driver<T> {
     fn reconnect_failed(&mut self, url: &str, e: Error) {
         if url == self.config.bootstrap {
             debug!("reconnecting to the bootstrap server failed: {e}");
-            self.next_reconnect = Instant::now() + self.backoff;
-            self.backoff = (self.backoff * 2).min(self.config.reconnect_max);
+            self.reconnect
+                .fail(Instant::now(), self.config.reconnect_max);
         } else {
             info!(%url, "rejoining through a neighbour's door failed: {e}");
         }
     }
 
     fn spawn_connect(&mut self, url: String, timeout: Duration) {
+        let connect = self.connect(url.clone(), timeout);
+        self.connecting.spawn(async move { (url, connect.await) });
+    }
+
+    /// Connecting and registering this node at `url`, as a task can own it.
+    fn connect(
+        &self,
+        url: String,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ServerLink, Error>> + Send + 'static {
         let key = Keypair::from_seed(self.seed);
         let room = self.config.room.clone();
-        self.connecting.spawn(async move {
-            let result = server::connect(&url, &room, &key, timeout).await;
-            (url, result)
-        });
+        async move { server::connect(&url, &room, &key, timeout).await }
     }
 
     /// Whether the node should register at its own door: it runs one, other than the
@@ -328,22 +332,19 @@ impl<T: Transport> Driver<T> {
     fn maybe_register_at_door(&mut self) {
         if !self.wants_door()
             || self.door_connecting.is_some()
-            || Instant::now() < self.next_door_attempt
+            || Instant::now() < self.door_retry.next
         {
             return;
         }
         if let Some(url) = self.config.overlay.door.as_ref() {
-            let (url, key) = (url.to_string(), Keypair::from_seed(self.seed));
-            let (room, timeout) = (self.config.room.clone(), self.config.bootstrap_timeout);
-            self.door_connecting = Some(tokio::spawn(async move {
-                server::connect(&url, &room, &key, timeout).await
-            }));
+            let connect = self.connect(url.to_string(), self.config.bootstrap_timeout);
+            self.door_connecting = Some(tokio::spawn(connect));
         }
     }
 
     fn door_failed(&mut self) {
-        self.next_door_attempt = Instant::now() + self.door_backoff;
-        self.door_backoff = (self.door_backoff * 2).min(self.config.reconnect_max);
+        self.door_retry
+            .fail(Instant::now(), self.config.reconnect_max);
     }
 
     /// The core is not told: it never offers through its own door (nobody but newcomers
@@ -351,7 +352,7 @@ impl<T: Transport> Driver<T> {
     fn door_up(&mut self, link: ServerLink) {
         info!(url = %link.url, "registered at our own door");
         self.door = Some(link);
-        self.door_backoff = self.config.reconnect_min;
+        self.door_retry.reset(self.config.reconnect_min);
     }
 
     fn door_down(&mut self) {
@@ -391,12 +392,11 @@ impl<T: Transport> Driver<T> {
         }
         self.transport.use_server_stun(stun.clone());
         self.stats.server_stun = stun;
-        if link.url != self.config.bootstrap {
+        if link.url == self.config.bootstrap {
+            self.reconnect.reset(self.config.reconnect_min);
+        } else {
             info!(url = %link.url, "rejoined through a neighbour's door");
             self.stats.door_rejoins += 1;
-        }
-        if link.url == self.config.bootstrap {
-            self.backoff = self.config.reconnect_min;
         }
         self.server = Some(link);
         self.registered_at = Instant::now();
@@ -412,7 +412,7 @@ impl<T: Transport> Driver<T> {
             info!(url = %link.url, "the server connection is gone");
             self.core.handle_input(Instant::now(), Input::ServerDown);
             self.emit(Event::ServerDisconnected);
-            self.next_reconnect = Instant::now() + self.backoff;
+            self.reconnect.wait(Instant::now());
         }
     }
 
@@ -638,6 +638,39 @@ const DOOR_CLIENTS: usize = 64;
 /// session's worth (the core's default `session_timeout` is 15 s) twice over. After that
 /// it has linked or given up, and frames to it go to the server.
 const DOOR_CLIENT_TTL: Duration = Duration::from_secs(30);
+
+/// A retried attempt: when it is due, and the pause it waits after the next failure
+/// (doubling up to a maximum, back to the minimum on success).
+#[derive(Debug)]
+struct Retry {
+    next: Instant,
+    pause: Duration,
+}
+
+impl Retry {
+    fn new(now: Instant, min: Duration) -> Self {
+        Self {
+            next: now,
+            pause: min,
+        }
+    }
+
+    /// Not before one pause from `now`.
+    fn wait(&mut self, now: Instant) {
+        self.next = now + self.pause;
+    }
+
+    /// Failed: not before one pause from `now`, and the pause after doubles (to `max`).
+    fn fail(&mut self, now: Instant, max: Duration) {
+        self.wait(now);
+        self.pause = (self.pause * 2).min(max);
+    }
+
+    /// Succeeded: the pause goes back to `min`.
+    fn reset(&mut self, min: Duration) {
+        self.pause = min;
+    }
+}
 
 /// How long [`crate::Node::links`] waits for the transport's candidate pairs.
 const LINKS_TIMEOUT: Duration = Duration::from_secs(5);

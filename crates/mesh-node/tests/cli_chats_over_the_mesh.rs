@@ -109,6 +109,19 @@ impl Proc {
         }
     }
 
+    /// `/quit`, and the process exits cleanly in time.
+    async fn quit(&mut self) {
+        self.say("/quit").await;
+        let status = tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mesh-node exits cleanly on /quit: {status:?}"
+        );
+    }
+
     /// Reads lines until one equals `want`, with a deadline.
     async fn expect_line(&mut self, want: &str) {
         let read = async {
@@ -240,17 +253,7 @@ async fn three_processes_chat_with_unicast_and_broadcast() {
     b.expect_line(&line).await;
 
     for p in [&mut a, &mut b, &mut c] {
-        p.say("/quit").await;
-    }
-    for p in [&mut a, &mut b, &mut c] {
-        let status = tokio::time::timeout(DEADLINE, p.child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(
-            status.success(),
-            "mesh-node exits cleanly on /quit: {status:?}"
-        );
+        p.quit().await;
     }
 }
 
@@ -287,12 +290,7 @@ async fn a_node_with_a_door_runs_it_and_registers_there() {
     let line = tokio::time::timeout(DEADLINE, read).await.unwrap();
     assert!(line.contains("true"), "{line}");
     for p in [&mut a, &mut b] {
-        p.say("/quit").await;
-        let status = tokio::time::timeout(DEADLINE, p.child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(status.success(), "{status:?}");
+        p.quit().await;
     }
 }
 
@@ -378,13 +376,6 @@ async fn links_lists_each_link_with_its_candidate_pair() {
     );
 
     for p in [&mut a, &mut b] {
-        p.say("/quit").await;
-    }
-    for p in [&mut a, &mut b] {
-        let status = tokio::time::timeout(DEADLINE, p.child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(status.success(), "{status:?}");
+        p.quit().await;
     }
 }

@@ -240,6 +240,35 @@ pub struct Limits {
     pub frame_burst: u32,
 }
 
+/// `FromStr` (through the type's `TryFrom<String>`, which validates), `From<_> for String`
+/// and `Display` for a validated string newtype.
+macro_rules! validated_string {
+    ($t:ident) => {
+        impl FromStr for $t {
+            type Err = Error;
+
+            fn from_str(s: &str) -> Result<Self, Error> {
+                Self::try_from(s.to_owned())
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(value: $t) -> String {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+validated_string!(RoomName);
+validated_string!(DoorUrl);
+
 /// The name of a room: an independent mesh on one server. 1 to
 /// [`RoomName::MAX_LEN`] bytes of UTF-8 with no control characters.
 /// On the wire: a string (varint byte length, then UTF-8).
@@ -277,26 +306,6 @@ impl TryFrom<String> for RoomName {
     }
 }
 
-impl FromStr for RoomName {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Self::try_from(s.to_owned())
-    }
-}
-
-impl From<RoomName> for String {
-    fn from(room: RoomName) -> String {
-        room.0
-    }
-}
-
-impl fmt::Display for RoomName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// The WebSocket URL of a door ([`Frame::Doors`]): `ws://` or `wss://` and at least one
 /// more byte, at most [`DoorUrl::MAX_LEN`] bytes, with no control character and no space.
 /// On the wire: a string (varint byte length, then UTF-8).
@@ -328,26 +337,6 @@ impl TryFrom<String> for DoorUrl {
             ));
         }
         Ok(Self(s))
-    }
-}
-
-impl FromStr for DoorUrl {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Self::try_from(s.to_owned())
-    }
-}
-
-impl From<DoorUrl> for String {
-    fn from(url: DoorUrl) -> String {
-        url.0
-    }
-}
-
-impl fmt::Display for DoorUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -444,14 +444,7 @@ mod tests {
             "the bucket is not empty after all"
         );
         node.handle_input(now + Duration::from_millis(1), crate::Input::Timeout);
-        let (frames, _) = drain(&mut node);
-        let targets: Vec<NodeId> = frames
-            .iter()
-            .filter_map(|(_, f)| match f {
-                mesh_proto::Frame::Lookup { target, .. } => Some(*target),
-                _ => None,
-            })
-            .collect();
+        let targets = lookups_out(&mut node);
         assert!(
             !targets.is_empty() && targets.iter().all(|t| *t == to),
             "{targets:?}"
