@@ -351,7 +351,10 @@ pub fn e2e_overlay() -> mesh_core::Config {
 
 /// Joins one real WebRTC node (UDP on 127.0.0.1 only) through `server`.
 pub async fn join_webrtc(server: &TestServer, overlay: mesh_core::Config) -> MeshNode {
-    join_webrtc_with(mesh_node::Config::new(server.url()).with_overlay(overlay)).await
+    join_webrtc_with(
+        mesh_node::Config::new(server.url().parse().expect("a ws:// URL")).with_overlay(overlay),
+    )
+    .await
 }
 
 /// Joins one real WebRTC node (UDP on 127.0.0.1 only) with `config`.

@@ -1,5 +1,5 @@
 //! Twelve real WebRTC nodes join through the real bootstrap server: each uses the server
-//! for its one door session; every other link is signaled through the mesh. Then any node
+//! for its one entry session; every other link is signaled through the mesh. Then any node
 //! reaches any other, and a broadcast reaches every node exactly once.
 
 use std::collections::{HashMap, HashSet};
@@ -39,7 +39,7 @@ async fn twelve_nodes_one_server_session_each_then_unicast_and_broadcast() {
     assert_eq!(
         door,
         (n - 1) as u64,
-        "every node but the first came in through one door session"
+        "every node but the first came in through one entry session"
     );
     assert!(mesh > 0, "further links were signaled through the mesh");
 

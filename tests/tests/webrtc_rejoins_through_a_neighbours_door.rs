@@ -11,7 +11,7 @@ use mesh_e2e::{
 use mesh_node::{Event, NodeStats};
 
 async fn join(bootstrap: &TestServer, door: Option<&TestServer>) -> MeshNode {
-    let mut config = mesh_node::Config::new(bootstrap.url())
+    let mut config = mesh_node::Config::new(bootstrap.url().parse().expect("a ws:// URL"))
         .with_overlay(e2e_overlay())
         .with_reconnect(Duration::from_millis(50), Duration::from_millis(400));
     if let Some(door) = door {

@@ -19,14 +19,24 @@ fn node_with_links(peers: &[Keypair]) -> (Node, Vec<SessionId>) {
     let now = Instant::now();
     let key = Keypair::from_seed([1; 32]);
     let me = key.node_id();
+    let bootstrap: mesh_proto::ServerUrl = "ws://bootstrap.bench/ws".parse().unwrap();
     let mut node = Node::new(
-        Config::default().with_max_degree(64).with_door_slots(0),
+        Config::default()
+            .with_max_degree(64)
+            .with_entry_slots(0)
+            .with_bootstrap(Some(bootstrap.clone())),
         key,
         now,
         1,
     )
     .unwrap();
-    node.handle_input(now, Input::ServerUp { peers: vec![] });
+    node.handle_input(
+        now,
+        Input::Registered {
+            server: bootstrap.clone(),
+            peers: vec![],
+        },
+    );
     let mut sessions = Vec::new();
     for (i, peer) in peers.iter().enumerate() {
         // Each peer offers through the server; the node answers; the link comes up.
@@ -36,6 +46,7 @@ fn node_with_links(peers: &[Keypair]) -> (Node, Vec<SessionId>) {
         node.handle_input(
             now,
             Input::ServerTransfer {
+                server: bootstrap.clone(),
                 from: peer.node_id(),
                 payload,
             },

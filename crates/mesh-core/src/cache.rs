@@ -3,7 +3,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 /// A map of at most `capacity` entries, each living `ttl` after its last insertion.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mesh_proto::DoorUrl;
+use mesh_proto::ServerUrl;
 
 /// Configuration of a mesh node's overlay logic. Defaults suit a mesh of tens to thousands
 /// of nodes; set fields with the `with_*` builders.
@@ -19,9 +19,9 @@ pub struct Config {
     /// see `docs/architecture.md`, neighbour selection). Default 3.
     pub closest_links: usize,
     /// Links kept free for newcomers: an offer that arrives through the mesh is refused at
-    /// `max_degree - door_slots` links, one through the server (a newcomer's door session)
+    /// `max_degree - entry_slots` links, one through the server (a newcomer's entry session)
     /// only at `max_degree`. Default 2.
-    pub door_slots: usize,
+    pub entry_slots: usize,
     /// Most outgoing sessions under way at once. Default 3.
     pub max_pending_sessions: usize,
     /// A session not linked within this time is abandoned. Default 15 s.
@@ -71,10 +71,33 @@ pub struct Config {
     /// Most sessions tracked at once: linked ones and those under way, in and out. An
     /// offer beyond it is refused `FULL`. Default 32.
     pub max_sessions: usize,
+    /// The bootstrap server's URL: where the node joins (its driver registers it there
+    /// before the node starts) and registers again when it needs a server and no door it
+    /// knows takes it. Default none: the node then rejoins through doors only.
+    pub bootstrap: Option<ServerUrl>,
+    /// Time allowed to connect and register at the bootstrap server or the own door.
+    /// Default 10 s.
+    pub register_timeout: Duration,
+    /// Time allowed to connect and register at a neighbour's door, when the node needs a
+    /// server and tries the doors it heard of before the bootstrap server. Default 3 s.
+    pub door_timeout: Duration,
+    /// The pause before the next round of registrations after the bootstrap server failed
+    /// or was lost (doubles up to `reconnect_max`). Default 500 ms.
+    pub reconnect_min: Duration,
+    /// The longest pause between rounds of registrations. Default 30 s.
+    pub reconnect_max: Duration,
+    /// The longest a node stays registered at a neighbour's door while it still needs a
+    /// server: then the bootstrap server is next. Default 30 s (two entry sessions' worth
+    /// with the default `session_timeout`).
+    pub door_stay: Duration,
+    /// How long a peer whose signaling came through the own door counts as a door client
+    /// (the node's frames to it go back through the door) after its last frame that way.
+    /// Default 30 s (an entry session's worth twice over).
+    pub door_client_ttl: Duration,
     /// This node's door, if it runs one: a bootstrap server where it is itself registered,
     /// announced to every new neighbour ([`mesh_proto::Frame::Doors`]) so that a node that
     /// loses every link can rejoin through it. Default none.
-    pub door: Option<DoorUrl>,
+    pub door: Option<ServerUrl>,
     /// Doors remembered ([`crate::Node::doors`]): up to this many that neighbours (current
     /// and former) announced as their own, and as many that they passed on. Default 16.
     pub door_contacts: usize,
@@ -87,7 +110,7 @@ impl Default for Config {
             min_degree: 3,
             max_degree: 12,
             closest_links: 3,
-            door_slots: 2,
+            entry_slots: 2,
             max_pending_sessions: 3,
             session_timeout: Duration::from_secs(15),
             retry_backoff: Duration::from_secs(10),
@@ -106,6 +129,13 @@ impl Default for Config {
             replay_capacity: 4096,
             replay_ttl: Duration::from_secs(600),
             max_sessions: 32,
+            bootstrap: None,
+            register_timeout: Duration::from_secs(10),
+            door_timeout: Duration::from_secs(3),
+            reconnect_min: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(30),
+            door_stay: Duration::from_secs(30),
+            door_client_ttl: Duration::from_secs(30),
             door: None,
             door_contacts: 16,
         }
@@ -131,7 +161,7 @@ builders! {
     with_min_degree => min_degree: usize;
     with_max_degree => max_degree: usize;
     with_closest_links => closest_links: usize;
-    with_door_slots => door_slots: usize;
+    with_entry_slots => entry_slots: usize;
     with_max_pending_sessions => max_pending_sessions: usize;
     with_session_timeout => session_timeout: Duration;
     with_retry_backoff => retry_backoff: Duration;
@@ -150,19 +180,31 @@ builders! {
     with_replay_capacity => replay_capacity: usize;
     with_replay_ttl => replay_ttl: Duration;
     with_max_sessions => max_sessions: usize;
-    with_door => door: Option<DoorUrl>;
+    with_bootstrap => bootstrap: Option<ServerUrl>;
+    with_register_timeout => register_timeout: Duration;
+    with_door_timeout => door_timeout: Duration;
+    with_door_stay => door_stay: Duration;
+    with_door_client_ttl => door_client_ttl: Duration;
+    with_door => door: Option<ServerUrl>;
     with_door_contacts => door_contacts: usize;
 }
 
 impl Config {
+    /// Sets [`Config::reconnect_min`] and [`Config::reconnect_max`].
+    pub fn with_reconnect(mut self, min: Duration, max: Duration) -> Self {
+        self.reconnect_min = min;
+        self.reconnect_max = max;
+        self
+    }
+
     /// Checks that the settings make sense together.
     pub fn validate(&self) -> Result<(), crate::Error> {
         let bad = |what: &str| Err(crate::Error::InvalidConfig(what.to_owned()));
         if self.min_degree == 0 || self.min_degree > self.target_degree {
             return bad("min_degree must be within 1..=target_degree");
         }
-        if self.target_degree + self.door_slots > self.max_degree {
-            return bad("target_degree + door_slots must be at most max_degree");
+        if self.target_degree + self.entry_slots > self.max_degree {
+            return bad("target_degree + entry_slots must be at most max_degree");
         }
         if self.max_pending_sessions == 0 || self.max_sessions < self.max_pending_sessions {
             return bad("max_pending_sessions must be at least 1 and at most max_sessions");
@@ -172,6 +214,9 @@ impl Config {
         }
         if self.link_timeout <= self.announce_interval {
             return bad("link_timeout must be longer than announce_interval");
+        }
+        if self.reconnect_min.is_zero() || self.reconnect_max < self.reconnect_min {
+            return bad("reconnect_min must be non-zero and at most reconnect_max");
         }
         if self.lookup_paths == 0 {
             return bad("lookup_paths must be at least 1");

@@ -10,7 +10,9 @@
 //! routed traffic.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use mesh_proto::{Distance, NodeId};
 

@@ -13,19 +13,27 @@
 //! call a command such as [`Node::send`]), then drain [`Node::poll_output`] until `None`;
 //! feed [`Input::Timeout`] at [`Node::poll_timeout`].
 //!
+//! The node also decides where it registers for signaling and when (the bootstrap server,
+//! a neighbour's door, its own door): it asks its driver with [`Output::Register`] and
+//! [`Output::Unregister`] and hears back through [`Input::Registered`],
+//! [`Input::RegisterFailed`] and [`Input::ServerDown`]. A driver only moves bytes, opens
+//! connections and reads the clock.
+//!
 //! ```
-//! use std::time::Instant;
-//! use mesh_core::{Config, Input, Node, Output, Role};
+//! use mesh_core::{Config, Event, Input, Instant, Node, Output, Role};
 //! use mesh_proto::identity::Keypair;
 //!
 //! let now = Instant::now();
-//! let mut node = Node::new(Config::default(), Keypair::generate(), now, 7).unwrap();
-//! let door = Keypair::generate().node_id();
-//! // Registered with the bootstrap server, which suggested one peer:
-//! node.handle_input(now, Input::ServerUp { peers: vec![door] });
-//! // With no link yet, the node opens its one door session, as the offerer.
+//! let bootstrap: mesh_proto::ServerUrl = "ws://127.0.0.1:8080/ws".parse().unwrap();
+//! let config = Config::default().with_bootstrap(Some(bootstrap.clone()));
+//! let mut node = Node::new(config, Keypair::generate(), now, 7).unwrap();
+//! let first = Keypair::generate().node_id();
+//! // The driver registered the node at the bootstrap server, which suggested one peer:
+//! node.handle_input(now, Input::Registered { server: bootstrap, peers: vec![first] });
+//! assert!(matches!(node.poll_output(), Some(Output::Event(Event::ServerConnected { .. }))));
+//! // With no link yet, the node opens its one entry session, as the offerer.
 //! let Some(Output::OpenSession { peer, role, .. }) = node.poll_output() else { panic!() };
-//! assert_eq!((peer, role), (door, Role::Offerer));
+//! assert_eq!((peer, role), (first, Role::Offerer));
 //! assert_eq!(node.stats().sessions_initiated_via_server, 1);
 //! ```
 #![warn(missing_docs)]
@@ -33,10 +41,19 @@
 mod cache;
 mod config;
 mod contacts;
+mod contract;
+mod doors;
+mod lookups;
 mod node;
+mod rendezvous;
+mod resend;
 
 pub use config::Config;
-pub use node::{Carrier, Event, Input, MAX_MESSAGE_SIZE, Node, Output, Role};
+pub use contract::{Carrier, Event, Input, LinkDownReason, Output, Role};
+pub use node::{MAX_MESSAGE_SIZE, Node};
+/// The monotonic time the core takes as input: the standard `Instant` on native targets, one
+/// built on `performance.now()` in a browser (where std's panics).
+pub use web_time::Instant;
 
 /// Everything that can go wrong in the overlay logic.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +113,7 @@ pub struct Stats {
     pub links_up: u64,
     /// Links that went down.
     pub links_down: u64,
-    /// Links this node dropped: to make room for a newcomer's door session, or because
+    /// Links this node dropped: to make room for a newcomer's entry session, or because
     /// they were redundant above the target degree.
     pub links_shed: u64,
     /// Links dropped because nothing came on them for `link_timeout`.

@@ -1,24 +1,29 @@
 //! The overlay state machine: one [`Node`], driven by [`Input`]s, producing [`Output`]s.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use bytes::Bytes;
 use mesh_proto::frame::MAX_NODES;
 use mesh_proto::identity::Keypair;
 use mesh_proto::signal::{Payload, RejectReason, SessionId, SignalKind};
-use mesh_proto::{Door, DoorUrl, ErrorCode, Frame, MAX_DOORS, MAX_FRAME_SIZE, NodeId};
+use mesh_proto::{Door, ErrorCode, Frame, MAX_FRAME_SIZE, NodeId, ServerUrl};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::cache::ExpiringMap;
 use crate::contacts::{BucketSet, ContactTable, bucket};
+use crate::lookups::Lookups;
+use crate::rendezvous::{Change, Rendezvous};
+use crate::{doors, resend};
 
 mod routing;
 use routing::Routed;
 mod signaling;
 mod topology;
-use crate::{Config, Error, Stats};
+use crate::{Carrier, Config, Error, Event, Input, LinkDownReason, Output, Role, Stats};
 
 /// Bytes of a routed frame that are not the application's: version, tag, ids, ttl, the
 /// payload's own tag and length prefixes.
@@ -27,190 +32,9 @@ const FRAME_OVERHEAD: usize = 64;
 /// The largest application message [`Node::send`] and [`Node::broadcast`] accept.
 pub const MAX_MESSAGE_SIZE: usize = MAX_FRAME_SIZE - FRAME_OVERHEAD;
 
-/// How a signaling session's messages travel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Carrier {
-    /// Through the bootstrap server (`Unicast` → `Transfer`): only for a node's door session
-    /// and for answering a newcomer that has no other way in.
-    Server,
-    /// Through the mesh (`Route` → … → `Transfer`).
-    Mesh,
-}
-
-/// Which side of a session this node plays.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// The initiator: creates the offer.
-    Offerer,
-    /// Answers the remote offer.
-    Answerer,
-}
-
-/// Something that happened, for the node to react to.
-#[derive(Debug)]
-pub enum Input {
-    /// Registered with the bootstrap server; `peers` is the Welcome sample.
-    ServerUp {
-        /// Other peers of the room.
-        peers: Vec<NodeId>,
-    },
-    /// A `Peers` answer from the server.
-    ServerPeers {
-        /// Other peers of the room.
-        peers: Vec<NodeId>,
-    },
-    /// A `Transfer` from the server.
-    ServerTransfer {
-        /// The registered sender.
-        from: NodeId,
-        /// Its payload (an encoded [`Payload`]).
-        payload: Vec<u8>,
-    },
-    /// A non-fatal `Error` from the server (e.g. a unicast target that left).
-    ServerError {
-        /// The code.
-        code: ErrorCode,
-        /// The peer it is about.
-        target: Option<NodeId>,
-    },
-    /// The server connection is gone.
-    ServerDown,
-    /// The transport opened the link of `session`.
-    LinkUp {
-        /// The session.
-        session: SessionId,
-    },
-    /// One message received on the link of `session`: an encoded frame.
-    LinkData {
-        /// The session whose link received it.
-        session: SessionId,
-        /// The encoded frame.
-        bytes: Bytes,
-    },
-    /// The transport ended `session` (failed, closed, or the remote left).
-    LinkClosed {
-        /// The session.
-        session: SessionId,
-        /// Why, for logs.
-        reason: String,
-    },
-    /// The transport produced a signaling step for `session` (offer, answer, candidate,
-    /// end of candidates) to carry to the remote side.
-    LocalSignal {
-        /// The session.
-        session: SessionId,
-        /// The step.
-        signal: SignalKind,
-    },
-    /// The time returned by [`Node::poll_timeout`] has come.
-    Timeout,
-}
-
-/// Something for the driver to do.
-#[derive(Debug)]
-pub enum Output {
-    /// Send this frame to the bootstrap server.
-    SendServer(Frame),
-    /// Send these bytes (one encoded frame) on the link of `session`.
-    SendLink {
-        /// The session whose link carries it.
-        session: SessionId,
-        /// The encoded frame.
-        bytes: Bytes,
-    },
-    /// Start a transport session with `peer`.
-    OpenSession {
-        /// The new session.
-        session: SessionId,
-        /// The remote node.
-        peer: NodeId,
-        /// Our side.
-        role: Role,
-    },
-    /// Apply a verified signaling step from the remote side of `session`.
-    RemoteSignal {
-        /// The session.
-        session: SessionId,
-        /// The step (never `Reject`: rejections are handled here).
-        signal: SignalKind,
-    },
-    /// Close `session` and its link.
-    CloseSession {
-        /// The session.
-        session: SessionId,
-    },
-    /// Tell the application.
-    Event(Event),
-}
-
-/// What the application hears.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// A link to `peer` is up.
-    LinkUp {
-        /// The new neighbour.
-        peer: NodeId,
-    },
-    /// The link to `peer` is gone.
-    LinkDown {
-        /// The former neighbour.
-        peer: NodeId,
-        /// Why.
-        reason: String,
-    },
-    /// A unicast message for this node.
-    Message {
-        /// The origin (as it claims; see `docs/protocol.md`).
-        from: NodeId,
-        /// The application bytes.
-        data: Vec<u8>,
-    },
-    /// A broadcast, delivered once.
-    Broadcast {
-        /// The origin.
-        from: NodeId,
-        /// The application bytes.
-        data: Vec<u8>,
-    },
-    /// A message this node sent to `to` was dropped on the way: the node `at` could find
-    /// no next hop closer to `to` (or the TTL ran out there), and sending it again through
-    /// other first neighbours (at most twice, within 2 s) did not get it through either.
-    /// Best effort, like delivery: a drop can also go unreported.
-    Unreachable {
-        /// The destination.
-        to: NodeId,
-        /// The node that dropped it.
-        at: NodeId,
-    },
-}
-
-/// How many times an application message is sent again, each time through a first
-/// neighbour it has not been through, after a relay reported a dead end (see
-/// `Node::resend`). Measured (memory, 3,000 nodes, seeds 1–3): 956 of 960 delivered with
-/// none, 958 with one, 960 with two; docs/benchmarks.md §8.3.
-const RESENDS: usize = 2;
-/// Application messages kept for a resend: at most this many, each at most
-/// [`RESEND_MAX_SIZE`] bytes, for at most [`RESEND_WINDOW`].
-const RESEND_CAPACITY: usize = 64;
-/// The largest application payload kept for a resend (bigger ones are not resent): with
-/// [`RESEND_CAPACITY`], at most 1 MiB kept.
-const RESEND_MAX_SIZE: usize = 16 * 1024;
-/// How long a sent message can still be resent.
-const RESEND_WINDOW: Duration = Duration::from_secs(2);
-
-/// Peers of the server's last sample kept as first choices for a door session (servers
+/// Peers of the server's last sample kept as first choices for a entry session (servers
 /// send at most 16 on request; a `Welcome` may hold more).
 const MAX_SERVER_PEERS: usize = 32;
-
-/// An application message sent through the mesh, kept for a resend.
-#[derive(Debug)]
-struct SentApp {
-    to: NodeId,
-    payload: Vec<u8>,
-    /// The first neighbours it went to, the first one first.
-    first_hops: Vec<NodeId>,
-    at: Instant,
-}
 
 /// What a neighbour says its neighbours are, and the distance buckets they are in (from
 /// this node; computed once per announcement, since coverage is asked on every tick that
@@ -243,7 +67,8 @@ pub struct Node {
     key: Keypair,
     id: NodeId,
     rng: StdRng,
-    server_up: bool,
+    /// Where the node is registered, and when to register elsewhere.
+    rendezvous: Rendezvous,
     leaving: bool,
     sessions: BTreeMap<SessionId, Session>,
     /// Neighbour → the session of its link.
@@ -267,53 +92,25 @@ pub struct Node {
     /// [`Node::rewire`]: a link, a neighbour set, a newly known peer, or the periodic
     /// refresh (backoffs end).
     topology_dirty: bool,
-    next_lookup: Instant,
-    /// The target of the lookup under way: only its answer is taken.
-    lookup_target: Option<NodeId>,
-    /// Answers still expected to the lookup under way (one per path it took).
-    lookup_awaiting: usize,
-    /// Whether an answer to the lookup under way brought a closer peer (or, for a hole,
-    /// a peer in it).
-    lookup_improved: bool,
-    /// The bucket the lookup under way looks for someone in (`None`: our own id).
-    lookup_hole: Option<u32>,
-    /// Buckets a lookup found nobody in since the last lost link: not looked for again
-    /// until then, so that lookups for our own id go on.
-    empty_holes: BucketSet,
-    /// The destination of the last frame this node relayed into a dead end: what the next
-    /// lookup looks for.
-    dead_end: Option<NodeId>,
+    /// Lookups through the mesh: when, the one under way, buckets found empty.
+    lookups: Lookups,
     /// The last tick at the target degree, or since the last link came up, and
     /// `stats.sessions_failed` then (see [`Node::stranded`]).
     short_since: Option<(Instant, u64)>,
-    /// The pause before the next lookup when the last one found nothing closer.
-    lookup_pause: Duration,
     next_tick: Instant,
     next_announce: Instant,
     next_peer_request: Instant,
-    /// Application messages sent through the mesh lately, oldest first, for a resend.
-    sent_app: VecDeque<SentApp>,
-    /// Doors neighbours announced as their own, the most recent first, at most
-    /// `config.door_contacts`.
-    doors: VecDeque<(NodeId, DoorUrl)>,
-    /// Doors neighbours passed on from their own neighbours (none of `doors`), the most
-    /// recent first, at most `config.door_contacts`.
-    heard_doors: VecDeque<(NodeId, DoorUrl)>,
+    /// Application messages sent through the mesh lately, for a resend.
+    sent_app: resend::Window,
+    /// The doors neighbours told of.
+    doors: doors::Book,
     /// The server's last sample (`Welcome` or `Peers`): peers registered where the node's
-    /// door sessions go, so the first choice for one. Empty while the server is down.
+    /// entry sessions go, so the first choice for one. Empty while no server is up.
     server_peers: Vec<NodeId>,
     /// Whether the last top-up found the node stranded ([`Node::stranded`]).
     stranded_now: bool,
     outputs: VecDeque<Output>,
     stats: Stats,
-}
-
-/// Puts `node`'s door first in `list`, without an older entry of it, keeping the `cap`
-/// most recent.
-fn push_recent(list: &mut VecDeque<(NodeId, DoorUrl)>, node: NodeId, url: DoorUrl, cap: usize) {
-    list.retain(|(p, _)| *p != node);
-    list.push_front((node, url));
-    list.truncate(cap);
 }
 
 impl Node {
@@ -327,7 +124,7 @@ impl Node {
             id,
             key,
             rng: StdRng::seed_from_u64(seed),
-            server_up: false,
+            rendezvous: Rendezvous::new(&config, now),
             leaving: false,
             sessions: BTreeMap::new(),
             links: BTreeMap::new(),
@@ -342,21 +139,13 @@ impl Node {
             dedup: ExpiringMap::new(config.dedup_capacity, config.dedup_ttl),
             replay: ExpiringMap::new(config.replay_capacity, config.replay_ttl),
             topology_dirty: true,
-            next_lookup: now,
-            lookup_target: None,
-            lookup_awaiting: 0,
-            lookup_improved: false,
-            lookup_hole: None,
-            empty_holes: BucketSet::default(),
-            dead_end: None,
+            lookups: Lookups::new(&config, now),
             short_since: None,
-            lookup_pause: config.announce_interval,
             next_tick: now,
             next_announce: now + config.announce_interval,
             next_peer_request: now,
-            sent_app: VecDeque::new(),
-            doors: VecDeque::new(),
-            heard_doors: VecDeque::new(),
+            sent_app: resend::Window::default(),
+            doors: doors::Book::new(config.door_contacts),
             server_peers: Vec::new(),
             stranded_now: false,
             outputs: VecDeque::new(),
@@ -404,18 +193,31 @@ impl Node {
     /// former) announced as their own, the most recently announced first, then those they
     /// passed on, likewise; at most [`Config::door_contacts`] of each. Where to register
     /// when the node needs a server, before the bootstrap server.
-    pub fn doors(&self) -> impl Iterator<Item = (NodeId, &DoorUrl)> {
-        self.doors
-            .iter()
-            .chain(&self.heard_doors)
-            .map(|(peer, url)| (*peer, url))
+    pub fn doors(&self) -> impl Iterator<Item = (NodeId, &ServerUrl)> {
+        self.doors.iter()
+    }
+
+    /// The server the node signals through (the bootstrap server or a neighbour's door),
+    /// if it is registered at one.
+    pub fn server(&self) -> Option<&ServerUrl> {
+        self.rendezvous.attached()
+    }
+
+    /// Whether the node is registered at its own door ([`Config::door`]).
+    pub fn own_door_registered(&self) -> bool {
+        self.rendezvous.own_door_registered()
+    }
+
+    /// Whether a server carries this node's signaling now.
+    fn server_up(&self) -> bool {
+        self.rendezvous.attached().is_some()
     }
 
     /// Whether the node needs a server to signal through: it has no link, or it is
     /// stranded (below the target degree, sessions through the mesh failing and no new
-    /// link for a whole `session_timeout`: its links may lead only to an island). A driver
-    /// with no server connection registers somewhere (a neighbour's door, the bootstrap
-    /// server) while this holds.
+    /// link for a whole `session_timeout`: its links may lead only to an island). While
+    /// this holds and it is registered nowhere, the node asks its driver to register it
+    /// somewhere (a neighbour's door, the bootstrap server: [`Output::Register`]).
     pub fn wants_server(&self) -> bool {
         self.degree() == 0 || self.stranded_now
     }
@@ -442,7 +244,8 @@ impl Node {
 
     /// When to feed [`Input::Timeout`] next.
     pub fn poll_timeout(&self) -> Instant {
-        self.next_tick
+        let rendezvous = self.rendezvous.next_wake(&self.config, self.wants_server());
+        rendezvous.map_or(self.next_tick, |at| at.min(self.next_tick))
     }
 
     /// Feeds one input.
@@ -451,22 +254,39 @@ impl Node {
             return;
         }
         match input {
-            Input::ServerUp { peers } => {
-                self.server_up = true;
-                self.on_server_peers(peers, now);
+            Input::Registered { server, peers } => {
+                let wants = self.wants_server();
+                let change =
+                    self.rendezvous
+                        .registered(&self.config, now, server, wants, &mut self.outputs);
+                if let Some(change) = change {
+                    self.on_rendezvous(change);
+                    self.on_server_peers(peers, now);
+                }
+            }
+            Input::RegisterFailed { server } => {
+                self.rendezvous.register_failed(&self.config, now, &server)
             }
             Input::ServerPeers { peers } => self.on_server_peers(peers, now),
-            Input::ServerTransfer { from, payload } => {
+            Input::ServerTransfer {
+                server,
+                from,
+                payload,
+            } => {
+                self.rendezvous.heard_from(&server, from, now);
                 self.deliver_payload(from, &payload, Carrier::Server, now)
             }
             Input::ServerError { code, target } => self.on_server_error(code, target, now),
-            Input::ServerDown => {
-                self.server_up = false;
-                self.server_peers.clear();
+            Input::ServerDown { server } => {
+                if let Some(change) = self.rendezvous.server_down(&self.config, now, &server) {
+                    self.on_rendezvous(change);
+                }
             }
             Input::LinkUp { session } => self.on_link_up(session, now),
             Input::LinkData { session, bytes } => self.on_link_data(session, &bytes, now),
-            Input::LinkClosed { session, reason } => self.on_link_closed(session, reason, now),
+            Input::LinkClosed { session, reason } => {
+                self.on_link_closed(session, LinkDownReason::Transport(reason), now)
+            }
             Input::LocalSignal { session, signal } => self.send_signal(session, signal, now),
             Input::Timeout => {
                 if now >= self.next_tick {
@@ -475,6 +295,35 @@ impl Node {
                 }
             }
         }
+        self.rendezvous_upkeep(now);
+    }
+
+    /// Leaves, or registers at, servers as the rendezvous rules say.
+    fn rendezvous_upkeep(&mut self, now: Instant) {
+        let wants = self.wants_server();
+        let linked = self.neighbours();
+        let change = self.rendezvous.upkeep(
+            &self.config,
+            now,
+            wants,
+            self.doors.iter(),
+            &linked,
+            &mut self.outputs,
+        );
+        if let Some(change) = change {
+            self.on_rendezvous(change);
+        }
+    }
+
+    fn on_rendezvous(&mut self, change: Change) {
+        let event = match change {
+            Change::Attached { server, door } => Event::ServerConnected { server, door },
+            Change::Detached { server } => {
+                self.server_peers.clear();
+                Event::ServerDisconnected { server }
+            }
+        };
+        self.outputs.push_back(Output::Event(event));
     }
 
     /// Sends `data` to `to` through the mesh.
@@ -486,21 +335,8 @@ impl Node {
         let payload = mesh_proto::encode_payload(&Payload::App(data))?;
         let (first_hop, payload) = self.route_out_avoiding(to, payload, &[], now)?;
         self.stats.messages_sent += 1;
-        if first_hop != to && payload.len() <= RESEND_MAX_SIZE {
-            while self.sent_app.len() >= RESEND_CAPACITY
-                || self
-                    .sent_app
-                    .front()
-                    .is_some_and(|m| now.saturating_duration_since(m.at) > RESEND_WINDOW)
-            {
-                self.sent_app.pop_front();
-            }
-            self.sent_app.push_back(SentApp {
-                to,
-                payload,
-                first_hops: vec![first_hop],
-                at: now,
-            });
+        if first_hop != to {
+            self.sent_app.keep(to, payload, first_hop, now);
         }
         Ok(())
     }
@@ -536,7 +372,7 @@ impl Node {
         } else {
             Carrier::Mesh
         };
-        if carrier == Carrier::Server && !self.server_up {
+        if carrier == Carrier::Server && !self.server_up() {
             return Err(Error::NoRoute(peer));
         }
         self.learn_peers(&[peer], now);
@@ -547,7 +383,8 @@ impl Node {
     /// Closes the link to `peer` (if any); the node will not pick `peer` again for a while.
     pub fn disconnect(&mut self, now: Instant, peer: NodeId) {
         if let Some(session) = self.links.get(&peer).copied() {
-            self.drop_link(session, "closed locally".to_owned(), now);
+            self.drop_link(session, LinkDownReason::Local, now);
+            self.rendezvous_upkeep(now);
         }
     }
 
@@ -573,11 +410,7 @@ impl Node {
             .map(|(id, _)| *id)
             .collect();
         for session in expired {
-            if let Some(s) = self.sessions.remove(&session) {
-                self.stats.sessions_failed += 1;
-                self.back_off(s.peer, now);
-                self.outputs.push_back(Output::CloseSession { session });
-            }
+            self.fail_session(session, true, now);
         }
         self.close_drained(now);
         self.drop_silent(now);
@@ -608,12 +441,12 @@ impl Node {
             .collect();
         for session in silent {
             self.stats.links_timed_out += 1;
-            self.drop_link(session, format!("nothing heard for {timeout:?}"), now);
+            self.drop_link(session, LinkDownReason::Silent(timeout), now);
         }
     }
 
     fn on_server_error(&mut self, code: ErrorCode, target: Option<NodeId>, now: Instant) {
-        // A door session to a peer that left the server cannot complete.
+        // A entry session to a peer that left the server cannot complete.
         let Some(target) = target else { return };
         if code != ErrorCode::UNKNOWN_PEER {
             return;
@@ -632,11 +465,20 @@ impl Node {
             .map(|(id, _)| *id)
             .collect();
         for session in failed {
-            self.sessions.remove(&session);
-            self.stats.sessions_failed += 1;
-            self.back_off(peer, now);
+            self.fail_session(session, true, now);
+        }
+    }
+
+    /// The one way a session ends without a link: counted, its peer not tried again for
+    /// `retry_backoff`, and (with `close`) its transport session closed.
+    fn fail_session(&mut self, session: SessionId, close: bool, now: Instant) -> Option<Session> {
+        let s = self.sessions.remove(&session)?;
+        self.stats.sessions_failed += 1;
+        self.back_off(s.peer, now);
+        if close {
             self.outputs.push_back(Output::CloseSession { session });
         }
+        Some(s)
     }
 
     fn on_link_up(&mut self, session: SessionId, now: Instant) {
@@ -677,29 +519,26 @@ impl Node {
         self.outputs
             .push_back(Output::Event(Event::LinkUp { peer }));
         self.send_frame(session, &Frame::GetNeighbours);
-        let doors = self.doors_to_announce(peer);
+        let own = self.config.door.as_ref().map(|url| (self.id, url));
+        let doors: Vec<Door> = self.doors.to_announce(own, peer);
         if !doors.is_empty() {
             self.send_frame(session, &Frame::Doors { doors });
         }
         self.announce();
     }
 
-    fn on_link_closed(&mut self, session: SessionId, reason: String, now: Instant) {
+    fn on_link_closed(&mut self, session: SessionId, reason: LinkDownReason, now: Instant) {
         let Some(s) = self.sessions.get(&session) else {
             return;
         };
         if s.linked {
             self.drop_link(session, reason, now);
-        } else {
-            let (peer, role, carrier) = (s.peer, s.role, s.carrier);
-            self.sessions.remove(&session);
-            self.stats.sessions_failed += 1;
-            self.back_off(peer, now);
-            if role == Role::Answerer {
-                // Do not leave the offerer waiting for its timeout.
-                let reject = SignalKind::Reject(RejectReason::FAILED);
-                self.send_signal_to(peer, carrier, session, reject, now);
-            }
+        } else if let Some(s) = self.fail_session(session, false, now)
+            && s.role == Role::Answerer
+        {
+            // Do not leave the offerer waiting for its timeout.
+            let reject = SignalKind::Reject(RejectReason::FAILED);
+            self.send_signal_to(s.peer, s.carrier, session, reject, now);
         }
     }
 
@@ -719,7 +558,7 @@ impl Node {
             Ok(frame) => frame,
             Err(e) => {
                 self.stats.malformed_frames += 1;
-                self.drop_link(session, format!("malformed frame: {e}"), now);
+                self.drop_link(session, LinkDownReason::Malformed(e.to_string()), now);
                 return;
             }
         };
@@ -811,46 +650,11 @@ impl Node {
                 self.on_lookup(target, from, ttl, now);
             }
             Frame::Closing => self.on_closing(peer, now),
-            Frame::Doors { doors } => self.on_doors(peer, doors),
+            Frame::Doors { doors } => self.doors.on_doors(self.id, peer, doors),
             other => {
                 self.stats.malformed_frames += 1;
-                let reason = format!("{} frames are not valid on a link", other.kind());
-                self.drop_link(session, reason, now);
-            }
-        }
-    }
-
-    /// What a new neighbour `peer` is told of doors: our own first, then those our
-    /// neighbours announced as theirs (not `peer`'s own), at most [`MAX_DOORS`]. Doors we
-    /// only heard of are not passed on: a door travels at most two links from its node.
-    fn doors_to_announce(&self, peer: NodeId) -> Vec<Door> {
-        let own = self.config.door.iter().map(|url| (self.id, url));
-        own.chain(self.doors.iter().map(|(node, url)| (*node, url)))
-            .filter(|(node, _)| *node != peer)
-            .take(MAX_DOORS)
-            .map(|(node, url)| Door {
-                node,
-                url: url.clone(),
-            })
-            .collect()
-    }
-
-    /// `peer`'s `Doors`: its own door is kept first among the announced ones, the others
-    /// first among those heard of, in the order `peer` gave them; an older entry of the
-    /// same node goes, and beyond [`Config::door_contacts`] the least recent one.
-    fn on_doors(&mut self, peer: NodeId, mut doors: Vec<Door>) {
-        let cap = self.config.door_contacts;
-        doors.truncate(MAX_DOORS);
-        for Door { node, url } in doors.into_iter().rev() {
-            if node == self.id {
-                continue;
-            }
-            let known = self.doors.iter().any(|(p, _)| *p == node);
-            self.heard_doors.retain(|(p, _)| *p != node);
-            if node == peer {
-                push_recent(&mut self.doors, node, url, cap);
-            } else if !known {
-                push_recent(&mut self.heard_doors, node, url, cap);
+                let why = format!("{} frames are not valid on a link", other.kind());
+                self.drop_link(session, LinkDownReason::Malformed(why), now);
             }
         }
     }
@@ -875,7 +679,8 @@ impl Node {
         let mut pending = self.sessions.values().filter(offering).count();
         let stranded = self.stranded(now);
         self.stranded_now = stranded;
-        if self.degree() == 0 || (stranded && self.server_up) {
+        let server_up = self.server_up();
+        if self.degree() == 0 || (stranded && server_up) {
             // The door: one server-signaled session at a time, with no link at all, or
             // stranded: below the target degree, with sessions through the mesh failing
             // and none linking for a whole session timeout. The links we have may lead
@@ -889,7 +694,7 @@ impl Node {
                 .filter(offering)
                 .any(|s| s.carrier == Carrier::Server);
             let alone = self.degree() == 0;
-            if self.server_up && !via_server && (!alone || pending == 0) {
+            if server_up && !via_server && (!alone || pending == 0) {
                 match self.server_candidate(now) {
                     Some(peer) => {
                         self.start_session(peer, Carrier::Server, now);
@@ -919,7 +724,7 @@ impl Node {
     }
 
     /// A sample of the server's peers (`Welcome`, `Peers`): known from now on, and the
-    /// first choice for a door session.
+    /// first choice for a entry session.
     fn on_server_peers(&mut self, mut peers: Vec<NodeId>, now: Instant) {
         peers.retain(|p| *p != self.id);
         peers.truncate(MAX_SERVER_PEERS);
@@ -929,7 +734,7 @@ impl Node {
     }
 
     /// The eligible peer of the server's last sample closest to us: registered at the
-    /// server, so a door session with it can go through (a contact may have gone).
+    /// server, so a entry session with it can go through (a contact may have gone).
     fn server_candidate(&self, now: Instant) -> Option<NodeId> {
         self.server_peers
             .iter()
@@ -939,10 +744,12 @@ impl Node {
     }
 
     fn request_peers_from_server(&mut self, now: Instant) {
-        if self.server_up && now >= self.next_peer_request {
+        if let Some(server) = self.rendezvous.attached().cloned()
+            && now >= self.next_peer_request
+        {
             self.next_peer_request = now + self.config.retry_backoff;
-            self.outputs
-                .push_back(Output::SendServer(Frame::GetPeers { max: 16 }));
+            let frame = Frame::GetPeers { max: 16 };
+            self.outputs.push_back(Output::SendServer { server, frame });
         }
     }
 
@@ -966,7 +773,7 @@ impl Node {
         }
     }
 
-    fn drop_link(&mut self, session: SessionId, reason: String, now: Instant) {
+    fn drop_link(&mut self, session: SessionId, reason: LinkDownReason, now: Instant) {
         let Some(s) = self.sessions.remove(&session) else {
             return;
         };
@@ -982,9 +789,7 @@ impl Node {
             self.routes.retain(|_, via| *via != peer);
             self.stats.links_down += 1;
             // Repair: hear of the peers now closest to us through the mesh soon.
-            self.next_lookup = self.next_lookup.min(now);
-            self.lookup_pause = self.config.announce_interval;
-            self.empty_holes = BucketSet::default();
+            self.lookups.link_lost(&self.config, now);
             self.outputs
                 .push_back(Output::Event(Event::LinkDown { peer, reason }));
             self.announce();

@@ -5,10 +5,10 @@
 
 mod support;
 
-use mesh_proto::{Door, DoorUrl, Frame, NodeId};
+use mesh_proto::{Door, Frame, NodeId, ServerUrl};
 use support::{grown_mesh, test_config};
 
-fn door(i: usize) -> DoorUrl {
+fn door(i: usize) -> ServerUrl {
     format!("ws://10.0.0.{i}:8080/ws").parse().unwrap()
 }
 
@@ -43,7 +43,7 @@ fn a_node_with_a_door_announces_it_to_every_new_neighbour() {
     assert!(!linked.is_empty());
     let mut passed_on = 0;
     for i in 1..n {
-        let doors: Vec<(NodeId, DoorUrl)> =
+        let doors: Vec<(NodeId, ServerUrl)> =
             net.nodes[i].doors().map(|(p, u)| (p, u.clone())).collect();
         if linked.contains(&i) {
             assert_eq!(doors, [(door_id, door(0))], "node {i}");
@@ -65,11 +65,11 @@ fn a_node_with_a_door_announces_it_to_every_new_neighbour() {
     assert!(net.nodes[0].doors().next().is_none());
 }
 
-fn entry(node: NodeId, url: DoorUrl) -> Door {
+fn entry(node: NodeId, url: ServerUrl) -> Door {
     Door { node, url }
 }
 
-fn kept(net: &support::Net, i: usize) -> Vec<(NodeId, DoorUrl)> {
+fn kept(net: &support::Net, i: usize) -> Vec<(NodeId, ServerUrl)> {
     net.nodes[i].doors().map(|(p, u)| (p, u.clone())).collect()
 }
 

@@ -28,7 +28,7 @@ fn a_malformed_frame_drops_that_link_only() {
     }
     assert_eq!(net.nodes[victim].stats().malformed_frames, 1);
     assert!(net.events.iter().any(|(k, e)| *k == victim
-        && matches!(e, Event::LinkDown { reason, .. } if reason.contains("malformed"))));
+        && matches!(e, Event::LinkDown { reason, .. } if matches!(reason, mesh_core::LinkDownReason::Malformed(_)))));
     // A server frame on a link is a violation too.
     let neighbours = net.nodes[victim].neighbours();
     if let Some(next) = neighbours.first() {
@@ -209,7 +209,7 @@ fn a_replayed_offer_is_refused() {
 #[test]
 fn glare_resolves_to_one_link() {
     let mut net = Net::new(2, test_config());
-    // Both register at once, each told about the other: both open a door session.
+    // Both register at once, each told about the other: both open a entry session.
     net.join_together(&[0, 1]);
     assert!(
         net.run_until(Duration::from_secs(10), |net| net.degree(0) == 1
@@ -230,7 +230,7 @@ fn a_full_node_rejects_and_the_newcomer_is_told() {
         .with_target_degree(1)
         .with_min_degree(1)
         .with_max_degree(1)
-        .with_door_slots(0);
+        .with_entry_slots(0);
     let mut net = Net::new(3, config);
     net.join(0);
     net.join(1);
@@ -253,7 +253,7 @@ fn an_answerer_whose_transport_fails_tells_the_offerer_at_once() {
     let mut net = Net::new(2, test_config());
     net.failing_answerers = vec![0];
     net.join(0);
-    net.join(1); // its door session goes to node 0, whose transport fails
+    net.join(1); // its entry session goes to node 0, whose transport fails
     assert!(net.run_until(Duration::from_millis(100), |net| {
         net.nodes[1].stats().sessions_rejected >= 1
     }));

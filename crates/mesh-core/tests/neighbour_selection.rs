@@ -38,7 +38,7 @@ fn every_node_with_room_links_to_its_closest_peer() {
     let n = 24;
     let net = settled(n);
     let config = net.nodes[0].config().clone();
-    let limit = config.max_degree - config.door_slots;
+    let limit = config.max_degree - config.entry_slots;
     let mut with_room = 0;
     for i in 0..n {
         // A node at the mesh limit cannot open another session (and may have no link it can
@@ -94,7 +94,7 @@ fn degrees_settle_between_the_target_and_the_mesh_limit() {
     let n = 24;
     let net = settled(n);
     let config = net.nodes[0].config().clone();
-    let limit = config.max_degree - config.door_slots;
+    let limit = config.max_degree - config.entry_slots;
     for i in 0..n {
         let d = net.degree(i);
         assert!(

@@ -1,4 +1,4 @@
-//! Joining: the server carries each node's one door session; every other session is
+//! Joining: the server carries each node's one entry session; every other session is
 //! signaled through the mesh. Deterministic, in virtual time.
 
 mod support;
@@ -22,7 +22,7 @@ fn twelve_nodes_join_and_the_server_carries_one_session_each() {
         door_sessions += stats.sessions_initiated_via_server;
         assert!(net.degree(i) >= 2, "node {i} has degree {}", net.degree(i));
     }
-    // Every node but the first came in through exactly one door session...
+    // Every node but the first came in through exactly one entry session...
     assert_eq!(door_sessions, (n - 1) as u64);
     // ...and every other link was signaled over the mesh.
     let mesh: u64 = (0..n)
@@ -51,7 +51,7 @@ fn degree_never_exceeds_the_maximum() {
     let config = test_config()
         .with_target_degree(3)
         .with_max_degree(3)
-        .with_door_slots(0)
+        .with_entry_slots(0)
         .with_min_degree(1);
     let mut net = grown_mesh(10, config);
     net.run_for(Duration::from_secs(20));
@@ -79,7 +79,7 @@ fn a_full_door_makes_room_for_a_newcomer() {
         .with_target_degree(3)
         .with_min_degree(1)
         .with_max_degree(3)
-        .with_door_slots(0);
+        .with_entry_slots(0);
     let mut net = Net::new(5, config);
     net.join_knowing(0, &[]);
     for i in 1..4 {

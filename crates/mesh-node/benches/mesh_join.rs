@@ -69,7 +69,7 @@ async fn join(url: &str) -> (Node, Instant) {
     let start = Instant::now();
     let transport = mesh_node::transport::webrtc::Config::new()
         .with_bind_addrs(vec![SocketAddr::from(([127, 0, 0, 1], 0))]);
-    let config = Config::new(url).with_overlay(overlay());
+    let config = Config::new(url.parse().expect("a ws:// URL")).with_overlay(overlay());
     let node = Node::join(config, Keypair::generate(), transport)
         .await
         .expect("join");

@@ -215,11 +215,12 @@ impl Chain {
             .with_target_degree(1)
             .with_min_degree(1)
             .with_max_degree(2)
-            .with_door_slots(0);
+            .with_entry_slots(0);
         let mut nodes: Vec<Node> = Vec::new();
         let mut events = Vec::new();
         for k in 0..n {
-            let config = Config::new(&url).with_overlay(overlay.clone());
+            let config =
+                Config::new(url.parse().expect("a ws:// URL")).with_overlay(overlay.clone());
             let node = Node::join(config, Keypair::generate(), loopback())
                 .await
                 .expect("join");

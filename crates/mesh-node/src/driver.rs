@@ -1,25 +1,23 @@
 //! The driver: one task that owns the overlay state machine and connects it to the world.
-//! It selects over application commands, transport events, frames from the bootstrap
-//! server (or the neighbour's door it rejoined through), frames from its own door, a
-//! reconnection attempt of each, and the core's timer; after every input it drains the
-//! core's outputs into the transport, the server, the door and the application.
+//! It selects over application commands, transport events, frames from the servers the
+//! node is registered at, registrations under way, and the core's timer; after every input
+//! it drains the core's outputs into the transport, the servers and the application.
 //!
-//! The core knows one server. Two WebSocket connections can stand behind it: the
-//! **server** (the bootstrap server, or a neighbour's door after every link was lost) and,
-//! when the node runs a door of its own, its **registration at that door**. Newcomers that
-//! come through the door reach the core as any server transfer; the core's answers to them
-//! go back through the door (the driver remembers who came that way), everything else to
-//! the server.
+//! It decides nothing: where to register and when, which server a frame goes to, when to
+//! give up and leave are the core's (`mesh_core`'s rendezvous rules). The driver opens the
+//! WebSocket connections the core asks for ([`Output::Register`]), closes those it is done
+//! with ([`Output::Unregister`]) and reports what happened to them.
 
 use std::collections::{HashMap, VecDeque};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use mesh_core::{Input, Output, Role};
 use mesh_proto::identity::Keypair;
 use mesh_proto::signal::SessionId;
-use mesh_proto::{ErrorCode, Frame, NodeId};
+use mesh_proto::{Frame, NodeId, ServerUrl};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 use crate::Error;
@@ -72,31 +70,18 @@ pub(crate) struct Driver<T> {
     transport_rx: mpsc::Receiver<TransportEvent>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
-    server: Option<ServerLink>,
-    /// Registrations under way: at every door at once, or at the bootstrap server.
-    connecting: JoinSet<(String, Result<ServerLink, Error>)>,
-    /// Whether this round's doors were tried (the bootstrap server is next).
-    doors_tried: bool,
-    /// When to register again, and the pause after the next failed round.
-    reconnect: Retry,
-    /// When the node last registered (with the bootstrap server or a neighbour's door).
-    registered_at: Instant,
-    /// The registration at this node's own door, if it runs one.
-    door: Option<ServerLink>,
-    door_connecting: Option<JoinHandle<Result<ServerLink, Error>>>,
-    /// When to register at the own door again, and the pause after the next failure.
-    door_retry: Retry,
-    /// Peers whose signaling came through the own door, and when it last did, the most
-    /// recent first (at most [`DOOR_CLIENTS`], none older than [`DOOR_CLIENT_TTL`]): the
-    /// core's frames to them go back that way.
-    door_clients: VecDeque<(NodeId, Instant)>,
+    /// Registered connections: the server the node signals through and its own door.
+    servers: HashMap<ServerUrl, ServerLink>,
+    /// Registrations under way, as the core asked.
+    connecting: JoinSet<(ServerUrl, Result<ServerLink, Error>)>,
+    attempts: HashMap<ServerUrl, AbortHandle>,
     stats: NodeStats,
     link_setup: LinkSetupTimes,
 }
 
 impl<T: Transport> Driver<T> {
     pub fn new(
-        config: Config,
+        mut config: Config,
         key: Keypair,
         transport: T,
         transport_rx: mpsc::Receiver<TransportEvent>,
@@ -106,6 +91,7 @@ impl<T: Transport> Driver<T> {
     ) -> Result<Self, Error> {
         let now = Instant::now();
         let seed = key.to_seed();
+        config.overlay.bootstrap = Some(config.bootstrap.clone());
         let core = mesh_core::Node::new(config.overlay.clone(), key, now, rand::random())?;
         let mut driver = Self {
             seed,
@@ -114,20 +100,16 @@ impl<T: Transport> Driver<T> {
             transport_rx,
             commands,
             events,
-            server: None,
+            servers: HashMap::new(),
             connecting: JoinSet::new(),
-            doors_tried: false,
-            reconnect: Retry::new(now, config.reconnect_min),
-            registered_at: now,
-            door: None,
-            door_connecting: None,
-            door_retry: Retry::new(now, config.reconnect_min),
-            door_clients: VecDeque::new(),
+            attempts: HashMap::new(),
             stats: NodeStats::default(),
             link_setup: LinkSetupTimes::default(),
             config,
         };
-        driver.server_up(server);
+        // The first registration, made by `Node::join`, is the one the core starts with.
+        let bootstrap = driver.config.bootstrap.clone();
+        driver.registered(bootstrap, server);
         Ok(driver)
     }
 
@@ -135,10 +117,7 @@ impl<T: Transport> Driver<T> {
         info!("joined");
         loop {
             self.flush();
-            self.maybe_leave_door();
-            self.maybe_reconnect();
-            self.maybe_register_at_door();
-            let wake = tokio::time::Instant::from_std(self.next_wake());
+            let wake = tokio::time::Instant::from_std(self.core.poll_timeout());
             tokio::select! {
                 command = self.commands.recv() => match command {
                     None | Some(Command::Leave) => break,
@@ -150,36 +129,25 @@ impl<T: Transport> Driver<T> {
                         self.on_transport(event);
                     }
                 }
-                frame = recv_server(&mut self.server) => match frame {
-                    Some(frame) => self.on_server_frame(frame),
-                    None => self.server_down(),
+                (server, frame) = recv_any(&mut self.servers) => match frame {
+                    Some(frame) => self.on_server_frame(server, frame),
+                    None => {
+                        info!(url = %server, "the server connection is gone");
+                        self.servers.remove(&server);
+                        self.core.handle_input(Instant::now(), Input::ServerDown { server });
+                    }
                 },
                 Some(joined) = self.connecting.join_next(), if !self.connecting.is_empty() => {
-                    match joined {
-                        Ok((_, Ok(link))) => {
-                            // The first registration wins; the others, under way or done,
-                            // are dropped (a dropped set aborts its tasks). A neighbour's
-                            // door that answers once the node is linked again is not needed.
-                            self.connecting = JoinSet::new();
-                            if link.url == self.config.bootstrap || self.core.wants_server() {
-                                self.server_up(link);
+                    // An aborted attempt (the core gave up on it) reports nothing.
+                    if let Ok((server, result)) = joined {
+                        self.attempts.remove(&server);
+                        match result {
+                            Ok(link) => self.registered(server, link),
+                            Err(e) => {
+                                info!(url = %server, "registering failed: {e}");
+                                let input = Input::RegisterFailed { server };
+                                self.core.handle_input(Instant::now(), input);
                             }
-                        }
-                        Ok((url, Err(e))) => self.reconnect_failed(&url, e),
-                        Err(e) => self.reconnect_failed("?", Error::Transport(e.to_string())),
-                    }
-                }
-                frame = recv_server(&mut self.door) => match frame {
-                    Some(frame) => self.on_door_frame(frame),
-                    None => self.door_down(),
-                },
-                result = join_connecting(&mut self.door_connecting) => {
-                    self.door_connecting = None;
-                    match result {
-                        Ok(link) => self.door_up(link),
-                        Err(e) => {
-                            warn!("registering at our own door failed: {e}");
-                            self.door_failed();
                         }
                     }
                 }
@@ -192,261 +160,83 @@ impl<T: Transport> Driver<T> {
         self.core.leave();
         self.flush();
         self.connecting.abort_all();
-        if let Some(task) = self.door_connecting.take() {
-            task.abort();
-        }
-        self.server = None;
-        self.door = None;
+        self.servers.clear();
     }
 
-    fn next_wake(&self) -> Instant {
-        let mut wake = self.core.poll_timeout();
-        if self.wants_server() && self.connecting.is_empty() {
-            wake = wake.min(self.reconnect.next);
+    /// A registration at `server` succeeded: the core decides whether it keeps it.
+    fn registered(&mut self, server: ServerUrl, mut link: ServerLink) {
+        if self.config.overlay.door.as_ref() == Some(&server) {
+            info!(url = %server, "registered at our own door");
         }
-        if self.wants_door() && self.door_connecting.is_none() {
-            wake = wake.min(self.door_retry.next);
-        }
-        wake
+        let peers = std::mem::take(&mut link.peers);
+        self.servers.insert(server.clone(), link);
+        self.core
+            .handle_input(Instant::now(), Input::Registered { server, peers });
     }
 
-    /// The node registers somewhere only while it has no server connection and needs one
-    /// ([`mesh_core::Node::wants_server`]: no link, or stranded on an island).
-    fn wants_server(&self) -> bool {
-        self.server.is_none() && self.core.wants_server()
-    }
-
-    /// A neighbour's door is left once the node no longer needs a server (it is linked
-    /// again: the door's owner keeps a place for the next one), or after [`DOOR_STAY`]
-    /// without that: the bootstrap server is tried next, then, after the pause, every door
-    /// again. A bootstrap connection is kept while it lasts.
-    fn maybe_leave_door(&mut self) {
-        let Some(link) = &self.server else { return };
-        if link.url == self.config.bootstrap {
-            return;
-        }
-        let (stayed, needed) = (self.registered_at.elapsed(), self.core.wants_server());
-        if !needed || stayed >= DOOR_STAY {
-            info!(url = %link.url, ?stayed, needed, "leaving a neighbour's door");
-            if !needed {
-                // The door did its job: the next time, a round starts without delay.
-                self.reconnect.reset(self.config.reconnect_min);
-            }
-            self.server_down();
-            if needed {
-                self.doors_tried = true;
-            }
-        }
-    }
-
-    /// The doors a node that needs a server tries (all at once, before the bootstrap
-    /// server): those it knows ([`mesh_core::Node::doors`]), but not its own, nor one of a
-    /// peer it is linked to (that one cannot lead anywhere new).
-    fn rejoin_doors(&self) -> Vec<String> {
-        let own = self.config.overlay.door.as_ref().map(|url| url.as_str());
-        let linked = self.core.neighbours();
-        let mut urls: Vec<String> = Vec::new();
-        let doors = self.core.doors().filter(|(peer, _)| !linked.contains(peer));
-        for (_, url) in doors {
-            let url = url.as_str();
-            // Each server once: two registrations of one key at one server replace each
-            // other (a node that came back with a new key, or a neighbour's claim, can
-            // list a URL twice).
-            if Some(url) != own && url != self.config.bootstrap && !urls.iter().any(|u| u == url) {
-                urls.push(url.to_owned());
-            }
-        }
-        urls
-    }
-
-    /// A round: every door the node knows at once (the first to register it wins), then,
-    /// if none did, the bootstrap server; then a pause, twice as long each round.
-    fn maybe_reconnect(&mut self) {
-        if !self.wants_server()
-            || !self.connecting.is_empty()
-            || Instant::now() < self.reconnect.next
-        {
-            return;
-        }
-        let doors = if self.doors_tried {
-            Vec::new()
-        } else {
-            self.rejoin_doors()
-        };
-        if doors.is_empty() {
-            debug!(url = %self.config.bootstrap, "reconnecting to the bootstrap server");
-            self.doors_tried = false;
-            let url = self.config.bootstrap.clone();
-            self.spawn_connect(url, self.config.bootstrap_timeout);
-        } else {
-            info!(
-                doors = doors.len(),
-                "rejoining through the doors of neighbours"
-            );
-            self.doors_tried = true;
-            for url in doors {
-                self.spawn_connect(url, self.config.door_timeout);
-            }
-        }
-    }
-
-    /// A registration attempt failed. Once the last of the round's doors failed, the
-    /// bootstrap server is next, at once; once it failed, the next round after a pause.
-    fn reconnect_failed(&mut self, url: &str, e: Error) {
-        if url == self.config.bootstrap {
-            debug!("reconnecting to the bootstrap server failed: {e}");
-            self.reconnect
-                .fail(Instant::now(), self.config.reconnect_max);
-        } else {
-            info!(%url, "rejoining through a neighbour's door failed: {e}");
-        }
-    }
-
-    fn spawn_connect(&mut self, url: String, timeout: Duration) {
-        let connect = self.connect(url.clone(), timeout);
-        self.connecting.spawn(async move { (url, connect.await) });
-    }
-
-    /// Connecting and registering this node at `url`, as a task can own it.
-    fn connect(
-        &self,
-        url: String,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<ServerLink, Error>> + Send + 'static {
+    /// Connecting and registering this node at `server`, on a task of its own.
+    fn connect(&mut self, server: ServerUrl, timeout: Duration) {
         let key = Keypair::from_seed(self.seed);
         let room = self.config.room.clone();
-        async move { server::connect(&url, &room, &key, timeout).await }
-    }
-
-    /// Whether the node should register at its own door: it runs one, other than the
-    /// bootstrap server it joined through, and is not registered there.
-    fn wants_door(&self) -> bool {
-        self.config
-            .overlay
-            .door
-            .as_ref()
-            .is_some_and(|url| url.as_str() != self.config.bootstrap)
-            && self.door.is_none()
-    }
-
-    fn maybe_register_at_door(&mut self) {
-        if !self.wants_door()
-            || self.door_connecting.is_some()
-            || Instant::now() < self.door_retry.next
-        {
-            return;
-        }
-        if let Some(url) = self.config.overlay.door.as_ref() {
-            let connect = self.connect(url.to_string(), self.config.bootstrap_timeout);
-            self.door_connecting = Some(tokio::spawn(connect));
+        let url = server.clone();
+        let task = self.connecting.spawn(async move {
+            let result = server::connect(url.as_str(), &room, &key, timeout).await;
+            (url, result)
+        });
+        if let Some(old) = self.attempts.insert(server, task) {
+            old.abort();
         }
     }
 
-    fn door_failed(&mut self) {
-        self.door_retry
-            .fail(Instant::now(), self.config.reconnect_max);
-    }
-
-    /// The core is not told: it never offers through its own door (nobody but newcomers
-    /// is there), it only answers those who come through it.
-    fn door_up(&mut self, link: ServerLink) {
-        info!(url = %link.url, "registered at our own door");
-        self.door = Some(link);
-        self.door_retry.reset(self.config.reconnect_min);
-    }
-
-    fn door_down(&mut self) {
-        if self.door.take().is_some() {
-            warn!("the registration at our own door is gone");
-            self.door_clients.clear();
-            self.door_failed();
-        }
-    }
-
-    fn on_door_frame(&mut self, frame: Frame) {
-        let now = Instant::now();
-        match frame {
-            Frame::Transfer { from, payload } => {
-                self.door_clients.retain(|(c, _)| *c != from);
-                self.door_clients.push_front((from, now));
-                self.door_clients.truncate(DOOR_CLIENTS);
-                self.core
-                    .handle_input(now, Input::ServerTransfer { from, payload });
-            }
-            Frame::Error {
-                code,
-                target,
-                message,
-            } => self.server_error("our own door", code, target, &message),
-            other => debug!(kind = other.kind(), "ignoring a frame from our own door"),
-        }
-    }
-
-    fn server_up(&mut self, link: ServerLink) {
-        let peers = link.peers.clone();
-        let stun = link
-            .stun_port
-            .and_then(|port| server::stun_url(&link.url, port));
+    /// The core is registered at `server`, the server it signals through from now on.
+    fn server_connected(&mut self, server: &ServerUrl, door: bool) {
+        let stun = self.servers.get(server).and_then(|link| {
+            let port = link.stun_port?;
+            server::stun_url(server.as_str(), port)
+        });
         if stun != self.stats.server_stun {
-            info!(stun = ?stun, "the bootstrap server's STUN responder");
+            info!(stun = ?stun, "the server's STUN responder");
         }
         self.transport.use_server_stun(stun.clone());
         self.stats.server_stun = stun;
-        if link.url == self.config.bootstrap {
-            self.reconnect.reset(self.config.reconnect_min);
-        } else {
-            info!(url = %link.url, "rejoined through a neighbour's door");
+        if door {
+            info!(url = %server, "rejoined through a neighbour's door");
             self.stats.door_rejoins += 1;
         }
-        self.server = Some(link);
-        self.registered_at = Instant::now();
-        self.doors_tried = false;
         self.stats.server_registrations += 1;
         self.emit(Event::ServerConnected);
-        self.core
-            .handle_input(Instant::now(), Input::ServerUp { peers });
     }
 
-    fn server_down(&mut self) {
-        if let Some(link) = self.server.take() {
-            info!(url = %link.url, "the server connection is gone");
-            self.core.handle_input(Instant::now(), Input::ServerDown);
-            self.emit(Event::ServerDisconnected);
-            self.reconnect.wait(Instant::now());
-        }
-    }
-
-    fn on_server_frame(&mut self, frame: Frame) {
+    fn on_server_frame(&mut self, server: ServerUrl, frame: Frame) {
         let now = Instant::now();
         match frame {
             Frame::Transfer { from, payload } => {
-                // It reaches us through the server now, not through our door.
-                self.door_clients.retain(|(c, _)| *c != from);
-                self.core
-                    .handle_input(now, Input::ServerTransfer { from, payload });
+                let input = Input::ServerTransfer {
+                    server,
+                    from,
+                    payload,
+                };
+                self.core.handle_input(now, input);
             }
-            Frame::Peers { peers } => self.core.handle_input(now, Input::ServerPeers { peers }),
+            Frame::Peers { peers } if self.core.server() == Some(&server) => {
+                self.core.handle_input(now, Input::ServerPeers { peers })
+            }
             Frame::Error {
                 code,
                 target,
                 message,
-            } => self.server_error("the server", code, target, &message),
-            other => debug!(
-                kind = other.kind(),
-                "ignoring a frame from the bootstrap server"
-            ),
-        }
-    }
-
-    /// An `Error` frame from the server or the own door (`from`, for the logs): a fatal one
-    /// ends that connection (it closes next); any other goes to the core.
-    fn server_error(&mut self, from: &str, code: ErrorCode, target: Option<NodeId>, message: &str) {
-        if code.is_fatal() {
-            warn!(%code, "{from} ends the session: {message}");
-        } else {
-            debug!(%code, ?target, "{from}: {message}");
-            self.core
-                .handle_input(Instant::now(), Input::ServerError { code, target });
+            } => {
+                // A fatal one ends that connection (it closes next); any other goes to the
+                // core.
+                if code.is_fatal() {
+                    warn!(%code, url = %server, "the server ends the session: {message}");
+                } else {
+                    debug!(%code, ?target, url = %server, "{message}");
+                    self.core
+                        .handle_input(now, Input::ServerError { code, target });
+                }
+            }
+            other => debug!(kind = other.kind(), url = %server, "ignoring a frame from a server"),
         }
     }
 
@@ -493,8 +283,8 @@ impl<T: Transport> Driver<T> {
                 let mut stats = self.stats.clone();
                 stats.overlay = self.core.stats().clone();
                 stats.degree = self.core.neighbours().len();
-                stats.server_connected = self.server.is_some();
-                stats.door_registered = self.door.is_some();
+                stats.server_connected = self.core.server().is_some();
+                stats.door_registered = self.core.own_door_registered();
                 stats.link_setup = self.link_setup.recent.iter().copied().collect();
                 let _ = reply.send(stats);
             }
@@ -545,25 +335,21 @@ impl<T: Transport> Driver<T> {
     fn flush(&mut self) {
         while let Some(output) = self.core.poll_output() {
             match output {
-                Output::SendServer(frame) => {
-                    let now = Instant::now();
-                    self.door_clients
-                        .retain(|(_, at)| now.saturating_duration_since(*at) < DOOR_CLIENT_TTL);
-                    let to_door_client = matches!(&frame, Frame::Unicast { to, .. }
-                        if self.door_clients.iter().any(|(c, _)| c == to));
-                    // To a peer that came through the own door: back that way; anything
-                    // else to the server.
-                    let link = match &self.door {
-                        Some(door) if to_door_client => Some(door),
-                        _ => self.server.as_ref(),
-                    };
-                    match link {
-                        Some(link) => {
-                            if link.tx.try_send(frame).is_err() {
-                                warn!(url = %link.url, "server connection queue full: frame dropped");
-                            }
+                Output::SendServer { server, frame } => match self.servers.get(&server) {
+                    Some(link) => {
+                        if link.tx.try_send(frame).is_err() {
+                            warn!(url = %server, "server connection queue full: frame dropped");
                         }
-                        None => debug!("no bootstrap connection: frame dropped"),
+                    }
+                    None => debug!(url = %server, "no connection to the server: frame dropped"),
+                },
+                Output::Register { server, timeout } => self.connect(server, timeout),
+                Output::Unregister { server } => {
+                    if let Some(attempt) = self.attempts.remove(&server) {
+                        attempt.abort();
+                    }
+                    if self.servers.remove(&server).is_some() {
+                        info!(url = %server, "leaving the server");
                     }
                 }
                 Output::SendLink { session, bytes } => {
@@ -603,7 +389,18 @@ impl<T: Transport> Driver<T> {
                         }
                         mesh_core::Event::LinkDown { peer, reason } => {
                             info!(%peer, "link down: {reason}");
-                            Event::LinkDown { peer, reason }
+                            Event::LinkDown {
+                                peer,
+                                reason: reason.to_string(),
+                            }
+                        }
+                        mesh_core::Event::ServerConnected { server, door } => {
+                            self.server_connected(&server, door);
+                            continue;
+                        }
+                        mesh_core::Event::ServerDisconnected { server } => {
+                            info!(url = %server, "no longer registered at the server");
+                            Event::ServerDisconnected
                         }
                         mesh_core::Event::Message { from, data } => Event::Message { from, data },
                         mesh_core::Event::Broadcast { from, data } => {
@@ -624,51 +421,6 @@ impl<T: Transport> Driver<T> {
         if self.events.try_send(event).is_err() {
             self.stats.events_dropped += 1;
         }
-    }
-}
-
-/// The longest a node stays registered at a neighbour's door while still needing a
-/// server: two door sessions' worth (the core's default `session_timeout` is 15 s).
-const DOOR_STAY: Duration = Duration::from_secs(30);
-
-/// Peers remembered as having come through the own door ([`Driver::on_door_frame`]).
-const DOOR_CLIENTS: usize = 64;
-
-/// How long a peer counts as a door client after its last frame through the door: a door
-/// session's worth (the core's default `session_timeout` is 15 s) twice over. After that
-/// it has linked or given up, and frames to it go to the server.
-const DOOR_CLIENT_TTL: Duration = Duration::from_secs(30);
-
-/// A retried attempt: when it is due, and the pause it waits after the next failure
-/// (doubling up to a maximum, back to the minimum on success).
-#[derive(Debug)]
-struct Retry {
-    next: Instant,
-    pause: Duration,
-}
-
-impl Retry {
-    fn new(now: Instant, min: Duration) -> Self {
-        Self {
-            next: now,
-            pause: min,
-        }
-    }
-
-    /// Not before one pause from `now`.
-    fn wait(&mut self, now: Instant) {
-        self.next = now + self.pause;
-    }
-
-    /// Failed: not before one pause from `now`, and the pause after doubles (to `max`).
-    fn fail(&mut self, now: Instant, max: Duration) {
-        self.wait(now);
-        self.pause = (self.pause * 2).min(max);
-    }
-
-    /// Succeeded: the pause goes back to `min`.
-    fn reset(&mut self, min: Duration) {
-        self.pause = min;
     }
 }
 
@@ -710,23 +462,18 @@ impl LinkSetupTimes {
     }
 }
 
-async fn recv_server(server: &mut Option<ServerLink>) -> Option<Frame> {
-    match server {
-        Some(link) => link.rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn join_connecting(
-    task: &mut Option<JoinHandle<Result<ServerLink, Error>>>,
-) -> Result<ServerLink, Error> {
-    match task {
-        Some(handle) => match handle.await {
-            Ok(result) => result,
-            Err(e) => Err(Error::Transport(format!("reconnection task failed: {e}"))),
-        },
-        None => std::future::pending().await,
-    }
+/// The next frame from any registered connection, or `None` once that connection is
+/// gone; pending while there is none.
+async fn recv_any(servers: &mut HashMap<ServerUrl, ServerLink>) -> (ServerUrl, Option<Frame>) {
+    std::future::poll_fn(|cx| {
+        for (server, link) in servers.iter_mut() {
+            if let Poll::Ready(frame) = link.rx.poll_recv(cx) {
+                return Poll::Ready((server.clone(), frame));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 #[cfg(test)]

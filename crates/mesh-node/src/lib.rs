@@ -14,13 +14,13 @@
 //!
 //! // A bootstrap server on a loopback port, and two nodes on an in-memory network.
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let url = format!("ws://{}/ws", listener.local_addr()?);
+//! let url: mesh_proto::ServerUrl = format!("ws://{}/ws", listener.local_addr()?).parse()?;
 //! tokio::spawn(bootstrap_server::run(listener, Default::default(), std::future::pending()));
 //! let net = MemoryNetwork::new();
 //! let join = |key: Keypair| {
 //!     let net = net.clone();
 //!     let id = key.node_id();
-//!     Node::join_with(Config::new(&url), key, move |events| MemoryTransport::new(net, id, events))
+//!     Node::join_with(Config::new(url.clone()), key, move |events| MemoryTransport::new(net, id, events))
 //! };
 //! let a = join(Keypair::generate()).await?;
 //! let b = join(Keypair::generate()).await?;

@@ -66,7 +66,7 @@ struct Args {
     /// With --door: the URL to announce for it (e.g. ws://203.0.113.7:8081/ws). Default:
     /// ws://<--door's address>/ws, which needs a specific address, not a wildcard.
     #[arg(long, env = "MESH_DOOR_URL", requires = "door")]
-    door_url: Option<mesh_proto::DoorUrl>,
+    door_url: Option<mesh_proto::ServerUrl>,
     /// The room (independent mesh) to join.
     #[arg(long, env = "MESH_ROOM", default_value = "default")]
     room: RoomName,
@@ -235,7 +235,10 @@ async fn main() -> anyhow::Result<()> {
         .with_target_degree(degree)
         .with_min_degree(degree.min(3))
         .with_max_degree(degree + (degree / 2).max(2));
-    let mut config = Config::new(&bootstrap)
+    let bootstrap: mesh_proto::ServerUrl = bootstrap
+        .parse()
+        .context("--bootstrap must be a ws:// or wss:// URL")?;
+    let mut config = Config::new(bootstrap.clone())
         .with_room(args.room.clone())
         .with_overlay(overlay);
     if let Some(url) = door {
@@ -277,8 +280,8 @@ async fn main() -> anyhow::Result<()> {
 /// Starts the --door server at `addr` and returns the URL to announce for it.
 async fn start_door(
     addr: SocketAddr,
-    url: Option<mesh_proto::DoorUrl>,
-) -> anyhow::Result<mesh_proto::DoorUrl> {
+    url: Option<mesh_proto::ServerUrl>,
+) -> anyhow::Result<mesh_proto::ServerUrl> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for the door"))?;

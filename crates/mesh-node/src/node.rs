@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use mesh_proto::identity::Keypair;
-use mesh_proto::{NodeId, RoomName};
+use mesh_proto::{NodeId, RoomName, ServerUrl};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Error;
@@ -15,21 +15,13 @@ use crate::transport::{CandidatePair, Transport, TransportEvent};
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The bootstrap server's WebSocket URL, e.g. `ws://127.0.0.1:8080/ws`.
-    pub bootstrap: String,
+    pub bootstrap: ServerUrl,
     /// The room (mesh) to join. Default `default`.
     pub room: RoomName,
-    /// The overlay's settings (degree, timers, table sizes).
+    /// The overlay's settings (degree, timers, table sizes, and when to register where:
+    /// `register_timeout`, `door_timeout`, `reconnect_min`, `reconnect_max`, ...). Its
+    /// `bootstrap` is set from [`Config::bootstrap`] when the node starts.
     pub overlay: mesh_core::Config,
-    /// Time allowed to connect and register with the bootstrap server. Default 10 s.
-    pub bootstrap_timeout: Duration,
-    /// Time allowed to connect and register with a neighbour's door, when the node lost
-    /// every link and tries the doors it heard of before the bootstrap server. Default 3 s.
-    pub door_timeout: Duration,
-    /// First delay before reconnecting to the bootstrap server (doubles up to
-    /// `reconnect_max`). Default 500 ms.
-    pub reconnect_min: Duration,
-    /// Longest delay between reconnection attempts. Default 30 s.
-    pub reconnect_max: Duration,
     /// Events queued for the application before further events are dropped (and counted
     /// in [`NodeStats::events_dropped`]). Default 1024.
     pub event_queue: usize,
@@ -39,15 +31,11 @@ pub struct Config {
 
 impl Config {
     /// A configuration that joins through the bootstrap server at `bootstrap`.
-    pub fn new(bootstrap: impl Into<String>) -> Self {
+    pub fn new(bootstrap: ServerUrl) -> Self {
         Self {
-            bootstrap: bootstrap.into(),
+            bootstrap,
             room: RoomName::default(),
             overlay: mesh_core::Config::default(),
-            bootstrap_timeout: Duration::from_secs(10),
-            door_timeout: Duration::from_secs(3),
-            reconnect_min: Duration::from_millis(500),
-            reconnect_max: Duration::from_secs(30),
             event_queue: 1024,
             transport_queue: 4096,
         }
@@ -65,9 +53,10 @@ impl Config {
         self
     }
 
-    /// Sets [`Config::bootstrap_timeout`].
+    /// Sets the time allowed to connect and register at the bootstrap server or the own
+    /// door (`overlay.register_timeout`, default 10 s).
     pub fn with_bootstrap_timeout(mut self, d: Duration) -> Self {
-        self.bootstrap_timeout = d;
+        self.overlay.register_timeout = d;
         self
     }
 
@@ -76,21 +65,22 @@ impl Config {
     /// in its room and which it announces to every new neighbour. A neighbour that loses
     /// every link can then rejoin through it without the bootstrap server. Sets
     /// `overlay.door`.
-    pub fn with_door(mut self, url: mesh_proto::DoorUrl) -> Self {
+    pub fn with_door(mut self, url: mesh_proto::ServerUrl) -> Self {
         self.overlay.door = Some(url);
         self
     }
 
-    /// Sets [`Config::door_timeout`].
+    /// Sets the time allowed to register at a neighbour's door (`overlay.door_timeout`,
+    /// default 3 s).
     pub fn with_door_timeout(mut self, d: Duration) -> Self {
-        self.door_timeout = d;
+        self.overlay.door_timeout = d;
         self
     }
 
-    /// Sets [`Config::reconnect_min`] and [`Config::reconnect_max`].
+    /// Sets the pauses between rounds of registrations (`overlay.reconnect_min`, default
+    /// 500 ms, doubling up to `overlay.reconnect_max`, default 30 s).
     pub fn with_reconnect(mut self, min: Duration, max: Duration) -> Self {
-        self.reconnect_min = min;
-        self.reconnect_max = max;
+        self.overlay = self.overlay.with_reconnect(min, max);
         self
     }
 
@@ -234,10 +224,10 @@ impl Node {
     {
         let id = key.node_id();
         let server = crate::server::connect(
-            &config.bootstrap,
+            config.bootstrap.as_str(),
             &config.room,
             &key,
-            config.bootstrap_timeout,
+            config.overlay.register_timeout,
         )
         .await?;
         let (transport_tx, transport_rx) = mpsc::channel(config.transport_queue);

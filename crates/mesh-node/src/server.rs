@@ -20,8 +20,6 @@ const FROM_SERVER: usize = 256;
 /// A registered connection to the bootstrap server.
 #[derive(Debug)]
 pub(crate) struct ServerLink {
-    /// The URL it was reached at.
-    pub url: String,
     /// The Welcome sample.
     pub peers: Vec<NodeId>,
     /// The UDP port of the server's STUN responder, from the Welcome.
@@ -123,7 +121,6 @@ pub(crate) async fn connect(
         let _ = ws.close(None).await;
     });
     Ok(ServerLink {
-        url: url.to_owned(),
         peers,
         stun_port,
         tx,

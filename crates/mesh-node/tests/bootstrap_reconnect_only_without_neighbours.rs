@@ -47,7 +47,7 @@ async fn join(net: &MemoryNetwork, url: &str) -> Node {
 async fn join_room(net: &MemoryNetwork, url: &str, room: &str) -> Node {
     let key = Keypair::generate();
     let (net, id) = (net.clone(), key.node_id());
-    let config = Config::new(url)
+    let config = Config::new(url.parse().expect("a ws:// URL"))
         .with_room(room.parse().unwrap())
         .with_reconnect(Duration::from_millis(50), Duration::from_millis(400));
     Node::join_with(config, key, move |events| {

@@ -54,7 +54,7 @@ fn door_flags_are_checked() {
             "--door-url",
             "http://127.0.0.1:1/ws",
         ],
-        "invalid door URL",
+        "invalid server URL",
     );
     refused(
         &["--door", "127.0.0.1:0", "--serve", "127.0.0.1:0"],

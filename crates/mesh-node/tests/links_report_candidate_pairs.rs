@@ -88,9 +88,11 @@ async fn memory_links_have_no_candidate_pair() {
     let join = |key: Keypair| {
         let net = net.clone();
         let id = key.node_id();
-        Node::join_with(Config::new(door.url()), key, move |events| {
-            MemoryTransport::new(net, id, events)
-        })
+        Node::join_with(
+            Config::new(door.url().parse().expect("a ws:// URL")),
+            key,
+            move |events| MemoryTransport::new(net, id, events),
+        )
     };
     let a = join(Keypair::generate()).await.unwrap();
     let b = join(Keypair::generate()).await.unwrap();

@@ -217,7 +217,11 @@ async fn relay_only_nodes_link_through_turn_over_udp() {
             .with_bind_addrs(vec!["127.0.0.1:0".parse().unwrap()])
             .with_ice_servers(vec![IceServer::turn(coturn.url("udp"), USER, PASSWORD)])
             .with_relay_only(true);
-        Node::join(Config::new(door.url()), Keypair::generate(), transport)
+        Node::join(
+            Config::new(door.url().parse().expect("a ws:// URL")),
+            Keypair::generate(),
+            transport,
+        )
     };
     let a = join().await.unwrap();
     let b = join().await.unwrap();

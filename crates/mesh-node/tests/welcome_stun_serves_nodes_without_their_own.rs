@@ -116,7 +116,7 @@ async fn join_refuses_unusable_ice_servers() {
     ] {
         let transport = webrtc::Config::new().with_ice_servers(vec![server]);
         let err = Node::join(
-            mesh_node::Config::new(door.url()),
+            mesh_node::Config::new(door.url().parse().expect("a ws:// URL")),
             mesh_proto::identity::Keypair::generate(),
             transport,
         )

@@ -194,7 +194,7 @@ pub struct Door {
     /// The node registered at the door (which runs it).
     pub node: NodeId,
     /// The door's WebSocket URL.
-    pub url: DoorUrl,
+    pub url: ServerUrl,
 }
 
 /// The most peers a [`Frame::Nodes`] carries.
@@ -267,7 +267,7 @@ macro_rules! validated_string {
 }
 
 validated_string!(RoomName);
-validated_string!(DoorUrl);
+validated_string!(ServerUrl);
 
 /// The name of a room: an independent mesh on one server. 1 to
 /// [`RoomName::MAX_LEN`] bytes of UTF-8 with no control characters.
@@ -306,15 +306,17 @@ impl TryFrom<String> for RoomName {
     }
 }
 
-/// The WebSocket URL of a door ([`Frame::Doors`]): `ws://` or `wss://` and at least one
-/// more byte, at most [`DoorUrl::MAX_LEN`] bytes, with no control character and no space.
-/// On the wire: a string (varint byte length, then UTF-8).
+/// The WebSocket URL of a server a node registers at: the bootstrap server, or a door
+/// ([`Frame::Doors`]; a door is a bootstrap server that a node runs for its neighbours).
+/// `ws://` or `wss://` and at least one more byte, at most [`ServerUrl::MAX_LEN`] bytes,
+/// with no control character and no space. On the wire: a string (varint byte length, then
+/// UTF-8).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct DoorUrl(String);
+pub struct ServerUrl(String);
 
-impl DoorUrl {
-    /// Longest door URL, in bytes.
+impl ServerUrl {
+    /// Longest server URL, in bytes.
     pub const MAX_LEN: usize = 256;
 
     /// The URL as text.
@@ -323,7 +325,7 @@ impl DoorUrl {
     }
 }
 
-impl TryFrom<String> for DoorUrl {
+impl TryFrom<String> for ServerUrl {
     type Error = Error;
 
     fn try_from(s: String) -> Result<Self, Error> {
@@ -332,7 +334,7 @@ impl TryFrom<String> for DoorUrl {
             && s.len() <= Self::MAX_LEN
             && !s.chars().any(|c| c.is_control() || c.is_whitespace());
         if !valid {
-            return Err(Error::InvalidDoorUrl(
+            return Err(Error::InvalidServerUrl(
                 s.chars().take(Self::MAX_LEN).collect(),
             ));
         }
@@ -463,8 +465,8 @@ mod tests {
 
     #[test]
     fn door_urls_are_validated() {
-        assert!("ws://127.0.0.1:8080/ws".parse::<DoorUrl>().is_ok());
-        assert!("wss://door.example/ws".parse::<DoorUrl>().is_ok());
+        assert!("ws://127.0.0.1:8080/ws".parse::<ServerUrl>().is_ok());
+        assert!("wss://door.example/ws".parse::<ServerUrl>().is_ok());
         for bad in [
             "",
             "ws://",
@@ -473,11 +475,11 @@ mod tests {
             "ws://a\n",
             "WS://a",
         ] {
-            assert!(bad.parse::<DoorUrl>().is_err(), "{bad:?}");
+            assert!(bad.parse::<ServerUrl>().is_err(), "{bad:?}");
         }
-        let longest = format!("ws://{}", "x".repeat(DoorUrl::MAX_LEN - 5));
-        assert!(longest.parse::<DoorUrl>().is_ok());
-        assert!(format!("{longest}x").parse::<DoorUrl>().is_err());
+        let longest = format!("ws://{}", "x".repeat(ServerUrl::MAX_LEN - 5));
+        assert!(longest.parse::<ServerUrl>().is_ok());
+        assert!(format!("{longest}x").parse::<ServerUrl>().is_err());
     }
 
     #[test]

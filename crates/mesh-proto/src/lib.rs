@@ -33,7 +33,7 @@ pub use codec::{
     MAX_FRAME_SIZE, PROTOCOL_VERSION, decode, decode_payload, decode_with_limit, encode,
     encode_payload,
 };
-pub use frame::{Door, DoorUrl, ErrorCode, Frame, Limits, MAX_DOORS, RoomName, Steering};
+pub use frame::{Door, ErrorCode, Frame, Limits, MAX_DOORS, RoomName, ServerUrl, Steering};
 pub use id::{Distance, NodeId};
 
 /// Everything that can go wrong in this crate.
@@ -74,12 +74,12 @@ pub enum Error {
     /// A room name was empty, too long or held control characters.
     #[error("invalid room name {0:?}: use 1 to 64 bytes of UTF-8 without control characters")]
     InvalidRoomName(String),
-    /// A door URL was not `ws://` or `wss://`, too long, or held spaces or control
-    /// characters.
+    /// A server URL (the bootstrap server's or a door's) was not `ws://` or `wss://`, too
+    /// long, or held spaces or control characters.
     #[error(
-        "invalid door URL {0:?}: use a ws:// or wss:// URL of at most 256 bytes without spaces or control characters"
+        "invalid server URL {0:?}: use a ws:// or wss:// URL of at most 256 bytes without spaces or control characters"
     )]
-    InvalidDoorUrl(String),
+    InvalidServerUrl(String),
     /// 32 bytes that are not an Ed25519 public key.
     #[error("invalid Ed25519 public key")]
     InvalidPublicKey,

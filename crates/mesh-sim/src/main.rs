@@ -58,7 +58,7 @@ struct RunArgs {
     #[arg(long, value_enum, default_value_t = TransportKind::Webrtc)]
     transport: TransportKind,
     /// Target degree: links each node aims for (minimum min(3, D), maximum
-    /// max(D + D/2, D + 4): two places kept for newcomers' door sessions and at least two
+    /// max(D + D/2, D + 4): two places kept for newcomers' entry sessions and at least two
     /// for offers through the mesh).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     degree: u32,

@@ -73,7 +73,7 @@ impl LinkSetup {
 pub struct Signaling {
     /// Sessions started.
     pub sessions: u64,
-    /// Of which signaled through the bootstrap server (door sessions).
+    /// Of which signaled through the bootstrap server (entry sessions).
     pub via_server: u64,
     /// Of which signaled through the mesh.
     pub via_mesh: u64,

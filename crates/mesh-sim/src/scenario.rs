@@ -94,7 +94,7 @@ impl Scenario {
 
     /// The overlay configuration of every node of the run: the library's defaults (table
     /// sizes, TTL, closest links), with `degree` as the target, a minimum of up to 3, and a
-    /// maximum that leaves the default two door slots plus at least two places for offers
+    /// maximum that leaves the default two entry slots plus at least two places for offers
     /// through the mesh above the target (12 for degree 8, the default). Faster than the
     /// defaults, so that runs of tens of seconds show a settled mesh: a 50 ms tick (default
     /// 200 ms), announcements every 1 s (5 s), session timeout 5 s (15 s), retry after 1 s
@@ -103,10 +103,10 @@ impl Scenario {
     pub fn overlay(&self) -> mesh_core::Config {
         let d = self.degree.max(1);
         let base = mesh_core::Config::default();
-        let door_slots = base.door_slots;
+        let entry_slots = base.entry_slots;
         base.with_target_degree(d)
             .with_min_degree(d.min(3))
-            .with_max_degree((d + d / 2).max(d + 2 + door_slots))
+            .with_max_degree((d + d / 2).max(d + 2 + entry_slots))
             .with_tick_interval(Duration::from_millis(50))
             .with_announce_interval(Duration::from_secs(1))
             .with_link_timeout(Duration::from_secs(5))

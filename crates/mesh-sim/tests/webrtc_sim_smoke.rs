@@ -53,7 +53,7 @@ async fn twenty_webrtc_nodes_join_one_mesh_and_deliver_everything() {
     assert_eq!(report.unicast.delivered, report.unicast.sent, "{summary}");
     assert!(report.broadcast.sent > 0, "{summary}");
     assert_eq!(report.broadcast.min_coverage, 1.0, "{summary}");
-    // Every node but the first opened its door session through the server; links came from
+    // Every node but the first opened its entry session through the server; links came from
     // the driver's own record; hops from the probes.
     assert!(report.signaling.via_server >= 19, "{summary}");
     assert!(report.signaling.via_mesh > 0, "{summary}");
@@ -74,7 +74,7 @@ async fn twenty_webrtc_nodes_join_one_mesh_and_deliver_everything() {
 
 /// The server stops once the mesh has formed; then a fifth of the nodes is killed. The mesh
 /// keeps routing and repairs without it: everything sent after the repair arrives, and no
-/// session went through the server after it stopped (each node's door session came
+/// session went through the server after it stopped (each node's entry session came
 /// before).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_server_twenty_webrtc_nodes_keep_routing_and_repair_a_kill() {
@@ -100,7 +100,7 @@ async fn without_the_server_twenty_webrtc_nodes_keep_routing_and_repair_a_kill()
     assert_eq!(report.components, 1, "{summary}");
     assert_eq!(
         report.signaling.via_server, 19,
-        "one door session per node but the first, none after the server stopped:\n{summary}"
+        "one entry session per node but the first, none after the server stopped:\n{summary}"
     );
     let repair = report
         .repair

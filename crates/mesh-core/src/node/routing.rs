@@ -1,12 +1,13 @@
 //! Routing: delivering payloads here, sending towards a node, relaying `Route` frames, and
 //! choosing the next hop.
 
-use std::time::Instant;
+use web_time::Instant;
 
 use mesh_proto::signal::Payload;
 use mesh_proto::{Distance, Frame, NodeId, Steering};
 
-use super::{Carrier, Event, Node, Output, RESEND_WINDOW, RESENDS, SentApp};
+use super::{Carrier, Event, Node, Output};
+
 use crate::Error;
 use crate::contacts::bucket;
 
@@ -143,11 +144,7 @@ impl Node {
         // met the same relay on all three attempts, whose bucket of the destination a
         // lookup had found empty before the destination joined, and which never looked
         // again; docs/benchmarks.md §10).
-        self.empty_holes.remove(bucket(&self.id, &to));
-        self.dead_end = Some(to);
-        if self.lookup_target.is_none() {
-            self.next_lookup = self.next_lookup.min(now);
-        }
+        self.lookups.dead_end(to, bucket(&self.id, &to), now);
     }
 
     /// Tells `origin` that its unicast to `to` ends here, unless what was dropped is itself
@@ -188,36 +185,20 @@ impl Node {
     /// A relay reported that our application message to `to` met a dead end: sends the
     /// oldest message to `to` still kept once more, through a first neighbour it has not
     /// been through (another way into the mesh, often around the relay's hole), at most
-    /// [`RESENDS`] times. Returns whether it did (if not, the application hears of it).
+    /// `resend::RESENDS` times. Returns whether it did (if not, the application hears of it).
     /// The report does not say which message it was; with several to `to` under way, the
     /// oldest is taken.
     fn resend(&mut self, to: NodeId, now: Instant) -> bool {
-        let Some(i) = self.sent_app.iter().position(|m| m.to == to) else {
+        let Some(mut m) = self.sent_app.take(to, now) else {
             return false;
         };
-        let Some(m) = self.sent_app.remove(i) else {
-            return false;
-        };
-        if now.saturating_duration_since(m.at) > RESEND_WINDOW {
-            return false;
-        }
-        let SentApp {
-            payload,
-            mut first_hops,
-            ..
-        } = m;
-        let Ok((hop, payload)) = self.route_out_avoiding(to, payload, &first_hops, now) else {
+        let payload = std::mem::take(&mut m.payload);
+        let Ok((hop, payload)) = self.route_out_avoiding(to, payload, &m.first_hops, now) else {
             return false;
         };
         self.stats.messages_resent += 1;
-        if first_hops.len() < RESENDS {
-            first_hops.push(hop);
-            self.sent_app.push_back(SentApp {
-                payload,
-                first_hops,
-                ..m
-            });
-        }
+        m.payload = payload;
+        self.sent_app.keep_again(m, hop);
         true
     }
 
@@ -324,7 +305,8 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
+    use web_time::Instant;
 
     use mesh_proto::identity::Keypair;
     use mesh_proto::signal::SessionId;
@@ -420,7 +402,7 @@ mod tests {
             &[(me ^ (1 << 127), vec![]), (me ^ (1 << 126), vec![])],
             now,
         );
-        node.empty_holes.insert(b);
+        node.lookups.empty_holes.insert(b);
         drain(&mut node);
         let route = mesh_proto::Frame::Route {
             to,
@@ -440,7 +422,7 @@ mod tests {
         );
         assert_eq!(node.stats().dropped_no_route, 1);
         assert!(
-            !node.empty_holes.contains(b),
+            !node.lookups.empty_holes.contains(b),
             "the bucket is not empty after all"
         );
         node.handle_input(now + Duration::from_millis(1), crate::Input::Timeout);
@@ -480,7 +462,7 @@ mod tests {
         // Too late for a resend: reported at once.
         node.send(now, id(to), b"again".to_vec()).unwrap();
         routes_out(&mut node, id(to));
-        let later = now + super::RESEND_WINDOW + std::time::Duration::from_millis(1);
+        let later = now + crate::resend::WINDOW + std::time::Duration::from_millis(1);
         node.on_unreachable(id(to), relay, 0, later);
         assert_eq!(routes_out(&mut node, id(to)), (vec![], true));
     }
@@ -529,7 +511,7 @@ mod tests {
         }
 
         // The next lookup is for our own id, not the empty bucket again.
-        let later = node.next_lookup;
+        let later = node.lookups.next;
         node.lookup(later);
         let targets = lookups_out(&mut node);
         assert!(!targets.is_empty());
@@ -538,10 +520,10 @@ mod tests {
         // A lost link (one that leaves the shape as it was) makes the bucket worth
         // looking for again.
         let lost = node.links[&id(spare)];
-        node.drop_link(lost, "gone".to_owned(), later);
+        node.drop_link(lost, crate::LinkDownReason::Local, later);
         lookups_out(&mut node);
-        node.lookup_target = None;
-        node.lookup(node.next_lookup.max(later));
+        node.lookups.target = None;
+        node.lookup(node.lookups.next.max(later));
         let targets = lookups_out(&mut node);
         assert!(
             targets

@@ -1,13 +1,13 @@
 //! Signaling sessions: starting them, signing and carrying their steps, verifying what
 //! arrives, and deciding on offers (replay, glare, room).
 
-use std::time::Instant;
+use web_time::Instant;
 
 use mesh_proto::signal::{Payload, RejectReason, SessionId, Signal, SignalKind};
 use mesh_proto::{Frame, NodeId};
 use rand::Rng;
 
-use super::{Carrier, Node, Output, Role, Session};
+use super::{Carrier, LinkDownReason, Node, Output, Role, Session};
 
 impl Node {
     pub(super) fn start_session(&mut self, peer: NodeId, carrier: Carrier, now: Instant) {
@@ -68,23 +68,21 @@ impl Node {
                     .sessions
                     .get(&session)
                     .is_some_and(|s| s.role == Role::Offerer);
-                if self.server_up || !offering {
+                if self.server_up() || !offering {
                     self.stats.signals_sent_via_server += 1;
-                    self.outputs
-                        .push_back(Output::SendServer(Frame::Unicast { to: peer, payload }));
+                    if let Some(server) = self.rendezvous.route(&self.config, Some(peer), now) {
+                        let frame = Frame::Unicast { to: peer, payload };
+                        self.outputs.push_back(Output::SendServer { server, frame });
+                    }
                 }
             }
             Carrier::Mesh => {
                 if self.route_out(peer, payload, now).is_ok() {
                     self.stats.signals_sent_via_mesh += 1;
-                } else if let Some(s) = self.sessions.get(&session).filter(|s| !s.linked) {
+                } else if self.sessions.get(&session).is_some_and(|s| !s.linked) {
                     // No way to the peer from here: the session cannot complete; end it
                     // now rather than at its timeout.
-                    let peer = s.peer;
-                    self.sessions.remove(&session);
-                    self.stats.sessions_failed += 1;
-                    self.back_off(peer, now);
-                    self.outputs.push_back(Output::CloseSession { session });
+                    self.fail_session(session, true, now);
                 }
             }
         }
@@ -178,7 +176,7 @@ impl Node {
             .count();
         let limit = match carrier {
             Carrier::Server => self.config.max_degree,
-            Carrier::Mesh => self.config.max_degree - self.config.door_slots,
+            Carrier::Mesh => self.config.max_degree - self.config.entry_slots,
         };
         if carrier == Carrier::Server && self.degree() + inbound_pending >= limit {
             // The door is the newcomer's only way in: make room by dropping the link to
@@ -253,7 +251,7 @@ impl Node {
             return false;
         };
         self.stats.links_shed += 1;
-        self.drop_link(session, "making room for a newcomer".to_owned(), now);
+        self.drop_link(session, LinkDownReason::MadeRoom, now);
         true
     }
 }

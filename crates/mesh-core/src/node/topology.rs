@@ -16,7 +16,9 @@
 //! that is itself above its target, are shed, so that nodes keep room for newcomers.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use mesh_proto::frame::MAX_NODES;
 use mesh_proto::signal::Payload;
@@ -171,11 +173,11 @@ impl Node {
     }
 
     /// At or above the target degree: opens one session to a structurally better peer, if
-    /// there is one and room for it (below `max_degree - door_slots`, nothing else under
+    /// there is one and room for it (below `max_degree - entry_slots`, nothing else under
     /// way). Returns whether it looked (`false`: not now, try again).
     pub(super) fn rewire(&mut self, now: Instant) -> bool {
         let pending = self.sessions.values().filter(|s| !s.linked).count();
-        let room = self.config.max_degree - self.config.door_slots;
+        let room = self.config.max_degree - self.config.entry_slots;
         if self.degree() == 0 || pending > 0 || self.degree() + 1 > room {
             return false;
         }
@@ -245,7 +247,7 @@ impl Node {
         for peer in due {
             self.draining.remove(&peer);
             if let Some(&session) = self.links.get(&peer) {
-                self.drop_link(session, "redundant link closed".to_owned(), now);
+                self.drop_link(session, super::LinkDownReason::Redundant, now);
             }
         }
     }
@@ -288,11 +290,11 @@ impl Node {
     /// to `lookup_interval`), or `announce_interval` after a lookup that did not get all
     /// its answers.
     pub(super) fn lookup(&mut self, now: Instant) {
-        if now < self.next_lookup || self.degree() == 0 {
+        if now < self.lookups.next || self.degree() == 0 {
             return;
         }
         // Until an answer says otherwise, look again soon.
-        self.next_lookup = now + self.config.announce_interval;
+        self.lookups.next = now + self.config.announce_interval;
         let deepest = self
             .live_links()
             .map(|(p, _)| bucket(&self.id, p))
@@ -301,12 +303,12 @@ impl Node {
         let known = self
             .covered_buckets()
             .union(self.contacts.non_empty_buckets(now));
-        let (target, hole) = match self.dead_end.take() {
+        let (target, hole) = match self.lookups.dead_end.take() {
             // The destination of a frame we could not relay: its bucket is not empty.
             Some(to) => (to, Some(bucket(&self.id, &to))),
             None => {
-                let hole =
-                    (0..deepest).find(|b| !known.contains(*b) && !self.empty_holes.contains(*b));
+                let empty = &self.lookups.empty_holes;
+                let hole = (0..deepest).find(|b| !known.contains(*b) && !empty.contains(*b));
                 let target = match hole {
                     Some(b) => {
                         // Our id with bit `b` flipped and random bits below: an id in
@@ -340,10 +342,8 @@ impl Node {
             vias.extend(others.into_iter().take(paths - 1).map(|(_, n)| n));
         }
         self.stats.lookups_sent += 1;
-        self.lookup_target = Some(target);
-        self.lookup_hole = hole;
-        self.lookup_awaiting = vias.len();
-        self.lookup_improved = false;
+        self.lookups
+            .started(&self.config, now, target, hole, vias.len());
         let frame = Frame::Lookup {
             target,
             from: self.id,
@@ -399,15 +399,14 @@ impl Node {
         mut peers: Vec<NodeId>,
         now: Instant,
     ) {
-        if self.lookup_target != Some(target) {
+        if self.lookups.target != Some(target) {
             self.stats.bad_payloads += 1;
             return;
         }
-        self.lookup_awaiting = self.lookup_awaiting.saturating_sub(1);
         peers.truncate(MAX_NODES);
         peers.push(from);
         peers.retain(|p| *p != self.id);
-        let improved = match self.lookup_hole {
+        let improved = match self.lookups.hole {
             // A lookup for a hole, towards a random id in it, succeeds only by finding
             // someone in it. (Judged by closeness to that random id, as it was, nearly
             // every answer "improved" on the last: a node with an empty bucket looked it up
@@ -433,26 +432,7 @@ impl Node {
             }
         }
         self.stats.lookup_answers += 1;
-        self.lookup_improved |= improved;
-        if self.lookup_awaiting > 0 {
-            return;
-        }
-        self.lookup_target = None;
-        if let Some(b) = self.lookup_hole.take()
-            && !self.lookup_improved
-        {
-            self.empty_holes.insert(b);
-        }
-        // Iterate while answers bring closer peers (each round goes on through the closer
-        // links the node then opens); otherwise look again after a pause that doubles
-        // from `announce_interval` up to `lookup_interval` while nothing new turns up.
-        if std::mem::take(&mut self.lookup_improved) {
-            self.next_lookup = now + self.config.tick_interval;
-            self.lookup_pause = self.config.announce_interval;
-        } else {
-            self.next_lookup = now + self.lookup_pause;
-            self.lookup_pause = (2 * self.lookup_pause).min(self.config.lookup_interval);
-        }
+        self.lookups.answered(&self.config, now, improved);
     }
 
     /// Our role in the session of the link to `peer`.

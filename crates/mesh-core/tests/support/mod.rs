@@ -10,7 +10,7 @@ use bytes::Bytes;
 use mesh_core::{Config, Event, Input, Node, Output, Role};
 use mesh_proto::identity::Keypair;
 use mesh_proto::signal::{SessionId, SignalKind};
-use mesh_proto::{ErrorCode, Frame, NodeId};
+use mesh_proto::{ErrorCode, Frame, NodeId, ServerUrl};
 
 /// A hook that may rewrite the bytes a node sends on a link: (sender index, bytes).
 pub type Tamper = Box<dyn FnMut(usize, &mut Bytes)>;
@@ -21,6 +21,11 @@ struct Pair {
     answerer: Option<usize>,
     up: bool,
     closed: bool,
+}
+
+/// The simulated bootstrap server's URL.
+pub fn bootstrap() -> ServerUrl {
+    "ws://bootstrap.test/ws".parse().unwrap()
 }
 
 pub struct Net {
@@ -42,8 +47,9 @@ pub struct Net {
 
 impl Net {
     /// `n` nodes (not yet joined), each with its own deterministic key and seed.
-    pub fn new(n: usize, config: Config) -> Self {
+    pub fn new(n: usize, mut config: Config) -> Self {
         let now = Instant::now();
+        config.bootstrap.get_or_insert_with(bootstrap);
         let nodes: Vec<Node> = (0..n)
             .map(|i| {
                 let mut seed = [0u8; 32];
@@ -82,7 +88,13 @@ impl Net {
             .map(|j| self.id(*j))
             .collect();
         self.registered.push(i);
-        self.queue.push_back((i, Input::ServerUp { peers }));
+        self.queue.push_back((
+            i,
+            Input::Registered {
+                server: bootstrap(),
+                peers,
+            },
+        ));
         self.settle();
     }
 
@@ -90,7 +102,13 @@ impl Net {
     pub fn join_knowing(&mut self, i: usize, peers: &[usize]) {
         let peers = peers.iter().map(|j| self.id(*j)).collect();
         self.registered.push(i);
-        self.queue.push_back((i, Input::ServerUp { peers }));
+        self.queue.push_back((
+            i,
+            Input::Registered {
+                server: bootstrap(),
+                peers,
+            },
+        ));
         self.settle();
     }
 
@@ -103,7 +121,13 @@ impl Net {
                 .map(|j| self.id(*j))
                 .collect();
             self.registered.push(i);
-            self.queue.push_back((i, Input::ServerUp { peers }));
+            self.queue.push_back((
+                i,
+                Input::Registered {
+                    server: bootstrap(),
+                    peers,
+                },
+            ));
         }
         self.settle();
     }
@@ -112,7 +136,8 @@ impl Net {
     pub fn stop_server(&mut self) {
         self.server_up = false;
         for i in 0..self.nodes.len() {
-            self.queue.push_back((i, Input::ServerDown));
+            let server = bootstrap();
+            self.queue.push_back((i, Input::ServerDown { server }));
         }
         self.settle();
     }
@@ -247,7 +272,35 @@ impl Net {
 
     fn on_output(&mut self, i: usize, out: Output) {
         match out {
-            Output::SendServer(frame) => self.server(i, frame),
+            Output::SendServer { server, frame } => {
+                if server == bootstrap() {
+                    self.server(i, frame);
+                }
+            }
+            Output::Register { server, .. } => {
+                // Only the bootstrap server exists here, and it keeps no sample order.
+                if server == bootstrap() && self.server_up {
+                    self.registered.retain(|j| *j != i);
+                    self.registered.push(i);
+                    let peers = self
+                        .registered
+                        .iter()
+                        .rev()
+                        .filter(|j| **j != i)
+                        .take(8)
+                        .map(|j| self.id(*j))
+                        .collect();
+                    self.queue
+                        .push_back((i, Input::Registered { server, peers }));
+                } else {
+                    self.queue.push_back((i, Input::RegisterFailed { server }));
+                }
+            }
+            Output::Unregister { server } => {
+                if server == bootstrap() {
+                    self.registered.retain(|j| *j != i);
+                }
+            }
             Output::SendLink { session, mut bytes } => {
                 let Some(pair) = self.pairs.get(&session) else {
                     return;
@@ -348,8 +401,15 @@ impl Net {
                     Some(j) => {
                         self.server_unicasts += 1;
                         let from = self.id(i);
-                        self.queue
-                            .push_back((j, Input::ServerTransfer { from, payload }));
+                        let server = bootstrap();
+                        self.queue.push_back((
+                            j,
+                            Input::ServerTransfer {
+                                server,
+                                from,
+                                payload,
+                            },
+                        ));
                     }
                     None => self.queue.push_back((
                         i,
@@ -378,6 +438,7 @@ impl Net {
 /// A small-mesh configuration with short timers, for tests.
 pub fn test_config() -> Config {
     Config::default()
+        .with_bootstrap(Some(bootstrap()))
         .with_target_degree(4)
         .with_min_degree(2)
         .with_max_degree(8)

@@ -88,9 +88,13 @@ pub async fn webrtc_node(url: &str, ice: Vec<IceServer>) -> Node {
     let transport = webrtc::Config::new()
         .with_bind_addrs(vec!["127.0.0.1:0".parse().unwrap()])
         .with_ice_servers(ice);
-    Node::join(Config::new(url), Keypair::generate(), transport)
-        .await
-        .unwrap()
+    Node::join(
+        Config::new(url.parse().expect("a ws:// URL")),
+        Keypair::generate(),
+        transport,
+    )
+    .await
+    .unwrap()
 }
 
 /// Polls `check` every 20 ms until it returns `Some`, for at most [`DEADLINE`].

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use mesh_core::{Input, Node, Output, Role};
 use mesh_proto::signal::{SessionId, SignalKind};
-use mesh_proto::{ErrorCode, Frame, NodeId};
+use mesh_proto::{ErrorCode, Frame, NodeId, ServerUrl};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::doors::{Attached, Attachment, door_url};
+use super::doors::{door_owner, door_url};
 use super::measure::Measure;
 use super::scenario_plan::{Action, PlanState};
 use super::{LINK_LATENCY_NS, LINK_SETUP_LATENCIES, Ns, SERVER_LATENCY_NS};
@@ -29,19 +29,16 @@ pub(super) enum Event {
     Tick(u32),
     /// An input for node `i` (dropped if the node is gone).
     Deliver(u32, Input),
-    /// A frame from node `i` reaches the server.
-    ToServer(u32, Frame),
+    /// A frame from node `i` reaches a server (the bootstrap server or a door).
+    ToServer(u32, ServerUrl, Frame),
     /// Node `i`'s `Register` reaches the server.
     Register(u32),
     /// The link of a session finished its setup.
     LinkReady(SessionId),
     /// A step of the scenario.
     Plan(Action),
-    /// Node `i`'s driver looks at its server connection again (doors only; stale unless
-    /// it is the node's current upkeep time).
-    Upkeep(u32),
-    /// Node `i`'s attempt to register there ends (doors only).
-    Attempted(u32, Attached),
+    /// Node `i`'s attempt to register at a server ends.
+    Registering(u32, ServerUrl),
 }
 
 struct Entry {
@@ -187,8 +184,6 @@ pub(super) struct Slot {
     pub full_degree: Option<Ns>,
     /// One of the scenario's initial nodes (not a churn replacement).
     pub initial: bool,
-    /// Where its driver is registered, and its attempts (doors only).
-    pub attach: Attachment,
 }
 
 /// One transport session, as both ends see it.
@@ -270,12 +265,11 @@ impl<'a> Sim<'a> {
                     }
                 }
                 Event::Deliver(i, input) => self.feed(i, input),
-                Event::ToServer(i, frame) => self.at_server(i, frame),
+                Event::ToServer(i, server, frame) => self.at_server(i, &server, frame),
                 Event::Register(i) => self.register(i),
                 Event::LinkReady(session) => self.link_ready(session),
                 Event::Plan(action) => self.act(action),
-                Event::Upkeep(i) => self.on_upkeep(i),
-                Event::Attempted(i, target) => self.on_attempted(i, target),
+                Event::Registering(i, server) => self.registering(i, &server),
             }
         }
         self.now = self.end;
@@ -301,6 +295,7 @@ impl<'a> Sim<'a> {
         let key = mesh_proto::identity::Keypair::from_seed(key_seed);
         let id = key.node_id();
         let mut config = self.config.clone();
+        config.bootstrap = Some(bootstrap_url());
         if self.scenario.doors {
             config.door = Some(door_url(i));
         }
@@ -323,8 +318,6 @@ impl<'a> Sim<'a> {
             first_link: None,
             full_degree: None,
             initial,
-            // Its registration with the server is under way from the start.
-            attach: Attachment::registering(),
         });
         self.index.insert(id, i);
         self.live.insert(i);
@@ -377,9 +370,6 @@ impl<'a> Sim<'a> {
             self.on_output(i, out);
         }
         self.arm_timer(i);
-        if self.scenario.doors {
-            self.door_upkeep(i);
-        }
     }
 
     fn arm_timer(&mut self, i: u32) {
@@ -395,10 +385,27 @@ impl<'a> Sim<'a> {
 
     fn on_output(&mut self, i: u32, out: Output) {
         match out {
-            Output::SendServer(frame) => {
+            Output::SendServer { server, frame } => {
                 let at = self.now + self.slots[i as usize].server_latency;
-                self.queue.push(at, Event::ToServer(i, frame));
+                self.queue.push(at, Event::ToServer(i, server, frame));
             }
+            Output::Register { server, timeout } => match door_owner(&server) {
+                Some(j) => {
+                    let timeout = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX / 2);
+                    self.door_register(i, j, timeout);
+                }
+                None => {
+                    // Refused at once by a stopped server.
+                    let latency = self.slots[i as usize].server_latency;
+                    let after = if self.server_up { 3 * latency } else { latency };
+                    self.queue
+                        .push(self.now + after, Event::Registering(i, server));
+                }
+            },
+            Output::Unregister { server } => match door_owner(&server) {
+                Some(j) => self.leave_room(i, j),
+                None => self.registry.remove(i),
+            },
             Output::SendLink { session, bytes } => {
                 let Some(pair) = self.pairs.get(&session) else {
                     return;
@@ -548,26 +555,37 @@ impl<'a> Sim<'a> {
 
     // --- the simulated bootstrap server ---------------------------------------------
 
+    /// Node `i`'s registration at the bootstrap server arrives there.
     pub(super) fn register(&mut self, i: u32) {
-        self.slots[i as usize].attach.pending = false;
-        if !self.server_up || self.slots[i as usize].node.is_none() {
+        if self.slots[i as usize].node.is_none() {
+            return;
+        }
+        let server = bootstrap_url();
+        if !self.server_up {
+            self.feed(i, Input::RegisterFailed { server });
             return;
         }
         let peers = self.sample_ids(WELCOME_SAMPLE, i);
         self.registry.insert(i);
-        self.slots[i as usize].attach.at = Attached::Bootstrap;
-        self.server_send(i, Input::ServerUp { peers });
+        self.server_send(i, Input::Registered { server, peers });
     }
 
-    fn at_server(&mut self, i: u32, frame: Frame) {
-        let frame = if self.scenario.doors {
-            match self.door_frame(i, frame) {
-                Some(frame) => frame,
-                None => return,
-            }
-        } else {
-            frame
-        };
+    /// Node `i`'s attempt to register at `server` ends now.
+    fn registering(&mut self, i: u32, server: &ServerUrl) {
+        if self.slots[i as usize].node.is_none() {
+            return;
+        }
+        match door_owner(server) {
+            Some(j) => self.door_registering(i, j),
+            None => self.register(i),
+        }
+    }
+
+    fn at_server(&mut self, i: u32, server: &ServerUrl, frame: Frame) {
+        if let Some(j) = door_owner(server) {
+            self.at_door(i, j, frame);
+            return;
+        }
         if !self.server_up || !self.registry.contains(i) {
             return;
         }
@@ -578,7 +596,7 @@ impl<'a> Sim<'a> {
                     .get(&to)
                     .copied()
                     .filter(|j| self.registry.contains(*j));
-                self.relay_unicast(i, to, target, payload);
+                self.relay_unicast(bootstrap_url(), i, to, target, payload);
             }
             Frame::GetPeers { max } => {
                 let peers = self.sample_ids(PEERS_SAMPLE.min(max.into()), i);
@@ -598,10 +616,11 @@ impl<'a> Sim<'a> {
             .collect()
     }
 
-    /// A server's (or door's) `Unicast` from node `i` to `to`: a `Transfer` to `target`, the
-    /// node registered there as `to`, or `UNKNOWN_PEER` back to `i` if there is none.
+    /// `server`'s `Unicast` from node `i` to `to`: a `Transfer` to `target`, the node
+    /// registered there as `to`, or `UNKNOWN_PEER` back to `i` if there is none.
     pub(super) fn relay_unicast(
         &mut self,
+        server: ServerUrl,
         i: u32,
         to: NodeId,
         target: Option<u32>,
@@ -610,7 +629,12 @@ impl<'a> Sim<'a> {
         match target {
             Some(t) => {
                 let from = self.slots[i as usize].id;
-                self.server_send(t, Input::ServerTransfer { from, payload });
+                let input = Input::ServerTransfer {
+                    server,
+                    from,
+                    payload,
+                };
+                self.server_send(t, input);
             }
             None => self.server_send(
                 i,
@@ -627,6 +651,11 @@ impl<'a> Sim<'a> {
         let at = self.now + self.slots[i as usize].server_latency;
         self.queue.push(at, Event::Deliver(i, input));
     }
+}
+
+/// The emulated bootstrap server's URL.
+pub(super) fn bootstrap_url() -> ServerUrl {
+    "ws://bootstrap.sim/ws".parse().expect("a valid URL")
 }
 
 /// A 64-bit value derived from the scenario seed, a node (0 for the emulator) and a

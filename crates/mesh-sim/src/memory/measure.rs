@@ -152,6 +152,7 @@ impl Sim<'_> {
                     self.on_linked(i);
                 }
             }
+            Event::ServerConnected { door: true, .. } => self.measure.door_rejoins += 1,
             Event::Message { data, .. } => {
                 let record = parse_app(UNICAST_MARK, &data)
                     .and_then(|id| self.measure.unicasts.get_mut(id as usize));
@@ -170,7 +171,10 @@ impl Sim<'_> {
                     record.covered += 1;
                 }
             }
-            Event::LinkDown { .. } | Event::Unreachable { .. } => {}
+            Event::LinkDown { .. }
+            | Event::Unreachable { .. }
+            | Event::ServerConnected { .. }
+            | Event::ServerDisconnected { .. } => {}
         }
     }
 

@@ -1,7 +1,6 @@
 //! The scenario's steps in virtual time: joins, traffic, churn, kills, the server's end,
 //! samples and progress lines.
 
-use super::doors::Attached;
 use super::emulator::{Event, Life, Pool, Sim};
 use super::measure::{
     BROADCAST_MARK, BroadcastRecord, KillRecord, UNICAST_MARK, UnicastRecord, app_data,
@@ -272,15 +271,11 @@ impl Sim<'_> {
     fn kill_server(&mut self) {
         self.server_up = false;
         self.registry = Pool::default();
-        for slot in &mut self.slots {
-            if slot.attach.at == Attached::Bootstrap {
-                slot.attach.at = Attached::Nowhere;
-            }
-        }
         let mut alive = self.live.items().to_vec();
         alive.sort_unstable();
         for i in alive {
-            self.server_send(i, Input::ServerDown);
+            let server = super::emulator::bootstrap_url();
+            self.server_send(i, Input::ServerDown { server });
         }
     }
 

@@ -57,7 +57,7 @@ pub(super) type JoinResult = (usize, Result<Node, mesh_node::Error>);
 pub(super) struct Sim<'a> {
     pub(super) scenario: &'a Scenario,
     pub(super) overlay: mesh_core::Config,
-    pub(super) url: String,
+    pub(super) url: mesh_proto::ServerUrl,
     pub(super) server_stop: Option<oneshot::Sender<()>>,
     pub(super) server: Option<JoinHandle<Result<(), bootstrap_server::Error>>>,
     pub(super) shared: Arc<Shared>,
@@ -92,7 +92,9 @@ impl<'a> Sim<'a> {
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .context("binding the embedded bootstrap server to 127.0.0.1")?;
-        let url = format!("ws://{}/ws", listener.local_addr()?);
+        let url: mesh_proto::ServerUrl = format!("ws://{}/ws", listener.local_addr()?)
+            .parse()
+            .map_err(std::io::Error::other)?;
         // Room for every node, churn's newcomers and reconnections.
         let limit = (4 * n + 64).max(10_000);
         let config = bootstrap_server::Config::default()
@@ -152,7 +154,8 @@ impl<'a> Sim<'a> {
         let index = self.slots.len();
         let key = Keypair::from_seed(self.keys.random());
         let record = Arc::new(Mutex::new(Record::default()));
-        let mut config = mesh_node::Config::new(&self.url).with_overlay(self.overlay.clone());
+        let mut config =
+            mesh_node::Config::new(self.url.clone()).with_overlay(self.overlay.clone());
         let transport = mesh_node::transport::webrtc::Config::new()
             .with_bind_addrs(vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))]);
         let (door_stop, door_stopped) = oneshot::channel::<()>();
@@ -301,7 +304,7 @@ where
 
 /// Starts a node's door (`Scenario::doors`): a bootstrap server on 127.0.0.1, with default
 /// limits, until `stopped` resolves (or its sender is dropped). Returns its URL.
-async fn start_door(stopped: oneshot::Receiver<()>) -> std::io::Result<mesh_proto::DoorUrl> {
+async fn start_door(stopped: oneshot::Receiver<()>) -> std::io::Result<mesh_proto::ServerUrl> {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     let url = format!("ws://{}/ws", listener.local_addr()?)
         .parse()
