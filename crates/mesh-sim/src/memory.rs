@@ -88,7 +88,10 @@
 mod doors;
 mod emulator;
 mod measure;
+mod plan;
+mod records;
 mod scenario_plan;
+mod urls;
 
 use crate::{Report, Scenario};
 

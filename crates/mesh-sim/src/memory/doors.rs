@@ -13,25 +13,10 @@
 //! | the owner is killed or leaves | every member's connection ends (`ServerDown` after its latency) |
 
 use mesh_core::Input;
-use mesh_proto::{Frame, NodeId, ServerUrl};
+use mesh_proto::{Frame, NodeId};
 
 use super::emulator::{Event, Sim};
-
-/// The URL node `i` announces for its door.
-pub(super) fn door_url(i: u32) -> ServerUrl {
-    format!("ws://n{i}.sim/ws")
-        .parse()
-        .expect("a valid door URL")
-}
-
-/// The node whose door `url` is, if it is one of [`door_url`]'s.
-pub(super) fn door_owner(url: &ServerUrl) -> Option<u32> {
-    url.as_str()
-        .strip_prefix("ws://n")?
-        .strip_suffix(".sim/ws")?
-        .parse()
-        .ok()
-}
+use super::urls::door_url;
 
 impl Sim<'_> {
     /// Node `i` asked to register at door `j` (`timeout`: its attempt's).
@@ -127,19 +112,5 @@ impl Sim<'_> {
             }
             other => debug_assert!(false, "unexpected frame to a door: {other:?}"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn door_urls_name_their_owner() {
-        for i in [0, 7, 12_345] {
-            assert_eq!(door_owner(&door_url(i)), Some(i));
-        }
-        let other: ServerUrl = "ws://bootstrap.sim/ws".parse().unwrap();
-        assert_eq!(door_owner(&other), None);
     }
 }

@@ -11,9 +11,9 @@ use mesh_proto::{ErrorCode, Frame, NodeId, ServerUrl};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::doors::{door_owner, door_url};
-use super::measure::Measure;
-use super::scenario_plan::{Action, PlanState};
+use super::plan::{Action, PlanState};
+use super::records::Measure;
+use super::urls::{bootstrap_url, door_owner, door_url};
 use super::{LINK_LATENCY_NS, LINK_SETUP_LATENCIES, Ns, SERVER_LATENCY_NS};
 use crate::Scenario;
 
@@ -651,11 +651,6 @@ impl<'a> Sim<'a> {
         let at = self.now + self.slots[i as usize].server_latency;
         self.queue.push(at, Event::Deliver(i, input));
     }
-}
-
-/// The emulated bootstrap server's URL.
-pub(super) fn bootstrap_url() -> ServerUrl {
-    "ws://bootstrap.sim/ws".parse().expect("a valid URL")
 }
 
 /// A 64-bit value derived from the scenario seed, a node (0 for the emulator) and a

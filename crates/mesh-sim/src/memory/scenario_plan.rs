@@ -2,7 +2,8 @@
 //! samples and progress lines.
 
 use super::emulator::{Event, Life, Pool, Sim};
-use super::measure::{
+use super::plan::Action;
+use super::records::{
     BROADCAST_MARK, BroadcastRecord, KillRecord, UNICAST_MARK, UnicastRecord, app_data,
 };
 use super::{DRAIN_NS, JOIN_GRACE_NS, KILL_DETECTION_NS, Ns, REPAIR_CHECK_NS, S};
@@ -10,36 +11,6 @@ use mesh_core::Input;
 
 /// Virtual time between progress lines.
 const PROGRESS_EVERY: Ns = 5 * S;
-
-/// A step of the scenario. Periodic steps carry their index `k`: the k-th occurrence is
-/// due at the start of its series plus k periods (no drift), and each schedules the next.
-#[derive(Debug)]
-pub(crate) enum Action {
-    /// The next initial node starts.
-    StartInitial,
-    /// Start the traffic even if some initial node never linked.
-    StartTraffic,
-    Unicast(u64),
-    Broadcast(u64),
-    Churn(u64),
-    Kill,
-    /// Whether the survivors of the kill form one component yet.
-    RepairCheck,
-    KillServer,
-    Sample,
-    Progress,
-}
-
-/// Where the scenario is.
-#[derive(Debug, Default)]
-pub(super) struct PlanState {
-    /// Every initial node has started.
-    pub all_started: bool,
-    /// Initial nodes that linked, or are gone without ever linking.
-    pub initial_settled: usize,
-    /// When the traffic (and churn) started.
-    pub traffic_at: Option<Ns>,
-}
 
 fn ns_of(seconds: f64) -> Ns {
     if seconds.is_finite() && seconds > 0.0 {
@@ -274,7 +245,7 @@ impl Sim<'_> {
         let mut alive = self.live.items().to_vec();
         alive.sort_unstable();
         for i in alive {
-            let server = super::emulator::bootstrap_url();
+            let server = super::urls::bootstrap_url();
             self.server_send(i, Input::ServerDown { server });
         }
     }

@@ -7,35 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use mesh_node::{Node, NodeStats};
+use mesh_node::Node;
 use mesh_proto::NodeId;
 use tracing::{info, warn};
 
 use super::observe::{Traffic, lock};
-use super::sim::{Sim, Slot, query};
+use super::sim::{Sim, Slot, Totals, query};
 use super::{DRAIN, IDLE_WINDOW};
 use crate::procfs;
 use crate::report::{self, Percentiles, Sample};
 use crate::{Report, TransportKind};
-
-/// Counters of the nodes that ran, added up.
-#[derive(Debug, Default)]
-pub(super) struct Totals {
-    pub(super) overlay: mesh_core::Stats,
-    pub(super) link_send_dropped: u64,
-    pub(super) link_setup_ms: Vec<f64>,
-    pub(super) door_rejoins: u64,
-}
-
-impl Totals {
-    pub(super) fn add(&mut self, s: &NodeStats) {
-        self.overlay.add(&s.overlay);
-        self.link_send_dropped += s.link_send_dropped;
-        self.door_rejoins += s.door_rejoins;
-        self.link_setup_ms
-            .extend(s.link_setup.iter().map(|d| d.as_secs_f64() * 1e3));
-    }
-}
 
 /// What the end of a run read.
 struct Final {

@@ -19,7 +19,6 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{info, warn};
 
-use super::measure::Totals;
 use super::observe::{self, Record, Shared, Traffic, lock};
 use super::{QUERY_TIMEOUT, TEARDOWN};
 use crate::Scenario;
@@ -317,4 +316,23 @@ async fn start_door(stopped: oneshot::Receiver<()>) -> std::io::Result<mesh_prot
         },
     ));
     Ok(url)
+}
+
+/// Counters of the nodes that ran, added up.
+#[derive(Debug, Default)]
+pub(super) struct Totals {
+    pub(super) overlay: mesh_core::Stats,
+    pub(super) link_send_dropped: u64,
+    pub(super) link_setup_ms: Vec<f64>,
+    pub(super) door_rejoins: u64,
+}
+
+impl Totals {
+    pub(super) fn add(&mut self, s: &mesh_node::NodeStats) {
+        self.overlay.add(&s.overlay);
+        self.link_send_dropped += s.link_send_dropped;
+        self.door_rejoins += s.door_rejoins;
+        self.link_setup_ms
+            .extend(s.link_setup.iter().map(|d| d.as_secs_f64() * 1e3));
+    }
 }

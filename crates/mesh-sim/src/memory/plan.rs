@@ -1,0 +1,34 @@
+//! The scenario's steps as data: what the event heap carries for the plan
+//! (`scenario_plan.rs` carries them out).
+
+use super::Ns;
+
+/// A step of the scenario. Periodic steps carry their index `k`: the k-th occurrence is
+/// due at the start of its series plus k periods (no drift), and each schedules the next.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// The next initial node starts.
+    StartInitial,
+    /// Start the traffic even if some initial node never linked.
+    StartTraffic,
+    Unicast(u64),
+    Broadcast(u64),
+    Churn(u64),
+    Kill,
+    /// Whether the survivors of the kill form one component yet.
+    RepairCheck,
+    KillServer,
+    Sample,
+    Progress,
+}
+
+/// Where the scenario is.
+#[derive(Debug, Default)]
+pub(super) struct PlanState {
+    /// Every initial node has started.
+    pub all_started: bool,
+    /// Initial nodes that linked, or are gone without ever linking.
+    pub initial_settled: usize,
+    /// When the traffic (and churn) started.
+    pub traffic_at: Option<Ns>,
+}
