@@ -9,7 +9,7 @@ use mesh_proto::{Door, Frame, NodeId, ServerUrl};
 use support::{grown_mesh, test_config};
 
 fn door(i: usize) -> ServerUrl {
-    format!("ws://10.0.0.{i}:8080/ws").parse().unwrap()
+    mesh_emu::door_url(i as u32)
 }
 
 #[test]
@@ -17,16 +17,15 @@ fn a_node_with_a_door_announces_it_to_every_new_neighbour() {
     let n = 6;
     // Only node 0 runs a door.
     let mut net = support::Net::new(n, test_config());
-    net.nodes[0] = mesh_core::Node::new(
+    let node = mesh_core::Node::new(
         test_config().with_door(Some(door(0))),
         mesh_proto::identity::Keypair::from_seed([9; 32]),
         net.now,
         99,
     )
     .unwrap();
+    net.replace(0, node);
     let door_id = net.nodes[0].id();
-    net.index.retain(|_, i| *i != 0);
-    net.index.insert(door_id, 0);
     for i in 0..n {
         net.join(i);
         assert!(
@@ -179,13 +178,14 @@ fn a_node_passes_on_its_neighbours_doors_but_not_those_it_heard_of() {
     for i in 0..2 {
         let mut seed = [0u8; 32];
         seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
-        net.nodes[i] = mesh_core::Node::new(
+        let node = mesh_core::Node::new(
             test_config().with_door(Some(door(i))),
             mesh_proto::identity::Keypair::from_seed(seed),
             net.now,
             i as u64,
         )
         .unwrap();
+        net.replace(i, node);
     }
     // A chain: 0 - 2 - 3 - 4, and 1 - 2, each told only of its predecessor.
     net.join_knowing(0, &[]);

@@ -76,7 +76,7 @@ fn with_the_server_gone_links_still_form_through_the_mesh() {
         after > before,
         "new sessions were signaled through the mesh"
     );
-    let server_after = net.server_unicasts;
+    let server_after = net.server_unicasts();
     // And messages still route.
     let (to, now) = (net.id(n - 1), net.now);
     net.nodes[0]
@@ -89,7 +89,8 @@ fn with_the_server_gone_links_still_form_through_the_mesh() {
         Some(b"still routing".to_vec())
     );
     assert_eq!(
-        net.server_unicasts, server_after,
+        net.server_unicasts(),
+        server_after,
         "nothing went through the server"
     );
 }

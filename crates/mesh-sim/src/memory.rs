@@ -85,13 +85,11 @@
 //! are bounded by the traffic rates times the duration; the session table drops a session
 //! when it closes.
 
-mod doors;
-mod emulator;
 mod measure;
 mod plan;
 mod records;
 mod scenario_plan;
-mod urls;
+mod world;
 
 use crate::{Report, Scenario};
 
@@ -136,8 +134,8 @@ pub const DRAIN_NS: u64 = S;
 /// ```
 pub fn run(scenario: &Scenario, progress: bool) -> Report {
     let wall = std::time::Instant::now();
-    let mut sim = emulator::Sim::new(scenario, progress);
-    sim.run();
+    let (mut sim, mut emu) = world::Sim::new(scenario, progress);
+    sim.run(&mut emu);
     let mut report = sim.report();
     report.rss_mb_peak = crate::procfs::peak_rss_mb();
     report.wall_s = wall.elapsed().as_secs_f64();

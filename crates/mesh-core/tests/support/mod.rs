@@ -1,55 +1,84 @@
-//! A deterministic network of `mesh_core::Node`s for tests: a simulated bootstrap server,
-//! simulated links (a session's offer/answer exchange opens them, as WebRTC would), and a
-//! virtual clock. Every step is reproducible from the seeds.
+//! A deterministic network of `mesh_core::Node`s for tests, on the emulator the simulator
+//! runs too (`mesh_emu`), with every latency zero: a simulated bootstrap server, simulated
+//! links (a session's offer/answer exchange opens them, as WebRTC would), and a virtual
+//! clock. Every step is reproducible from the seeds.
 #![allow(dead_code)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mesh_core::{Config, Event, Input, Node, Output, Role};
+use mesh_core::{Config, Event, Input, Node};
+use mesh_emu::{Emulator, Latencies, Sampling, Scheduled, World};
 use mesh_proto::identity::Keypair;
-use mesh_proto::signal::{SessionId, SignalKind};
-use mesh_proto::{ErrorCode, Frame, NodeId, ServerUrl};
+use mesh_proto::signal::SessionId;
+use mesh_proto::{NodeId, ServerUrl};
+use rand::SeedableRng;
 
 /// A hook that may rewrite the bytes a node sends on a link: (sender index, bytes).
 pub type Tamper = Box<dyn FnMut(usize, &mut Bytes)>;
 
-#[derive(Debug, Default)]
-struct Pair {
-    offerer: Option<usize>,
-    answerer: Option<usize>,
-    up: bool,
-    closed: bool,
-}
-
 /// The simulated bootstrap server's URL.
 pub fn bootstrap() -> ServerUrl {
-    "ws://bootstrap.test/ws".parse().unwrap()
+    mesh_emu::bootstrap_url()
 }
 
 pub struct Net {
     pub now: Instant,
     pub nodes: Vec<Node>,
     pub index: HashMap<NodeId, usize>,
+    emu: Emulator<()>,
     registered: Vec<usize>,
-    pub server_up: bool,
-    pairs: HashMap<SessionId, Pair>,
-    queue: VecDeque<(usize, Input)>,
     pub events: Vec<(usize, Event)>,
     pub tamper: Option<Tamper>,
     /// Nodes whose transport fails every session they answer.
     pub failing_answerers: Vec<usize>,
-    /// Unicasts the simulated server relayed.
-    pub server_unicasts: usize,
     left: Vec<bool>,
+}
+
+/// What the emulator sees of a [`Net`]: its nodes and hooks, borrowed apart from the
+/// emulator itself.
+struct View<'a> {
+    nodes: &'a mut [Node],
+    left: &'a [bool],
+    events: &'a mut Vec<(usize, Event)>,
+    tamper: &'a mut Option<Tamper>,
+    failing_answerers: &'a [usize],
+}
+
+impl World<()> for View<'_> {
+    fn node(&self, i: u32) -> Option<&Node> {
+        (!self.left[i as usize]).then(|| &self.nodes[i as usize])
+    }
+    fn node_mut(&mut self, i: u32) -> Option<&mut Node> {
+        (!self.left[i as usize]).then(|| &mut self.nodes[i as usize])
+    }
+    fn on_event(&mut self, _: &mut Emulator<()>, i: u32, event: Event) {
+        self.events.push((i as usize, event));
+    }
+    fn on_user(&mut self, _: &mut Emulator<()>, (): ()) {}
+    fn on_link_frame(&mut self, i: u32, bytes: &mut Bytes) {
+        if let Some(tamper) = self.tamper.as_mut() {
+            tamper(i as usize, bytes);
+        }
+    }
+    fn fails_answering(&self, i: u32) -> bool {
+        self.failing_answerers.contains(&(i as usize))
+    }
 }
 
 impl Net {
     /// `n` nodes (not yet joined), each with its own deterministic key and seed.
     pub fn new(n: usize, mut config: Config) -> Self {
-        let now = Instant::now();
         config.bootstrap.get_or_insert_with(bootstrap);
+        let network = mesh_emu::Config {
+            latencies: Latencies::ZERO,
+            sampling: Sampling::Newest,
+            welcome: 8,
+            peers: 16,
+        };
+        let mut emu = Emulator::new(network, rand::rngs::StdRng::seed_from_u64(0));
+        let now = emu.instant_now();
         let nodes: Vec<Node> = (0..n)
             .map(|i| {
                 let mut seed = [0u8; 32];
@@ -57,97 +86,85 @@ impl Net {
                 Node::new(config.clone(), Keypair::from_seed(seed), now, i as u64).unwrap()
             })
             .collect();
+        for node in &nodes {
+            emu.add(node.id());
+        }
         let index = nodes.iter().enumerate().map(|(i, n)| (n.id(), i)).collect();
         Self {
             now,
             nodes,
             index,
+            emu,
             registered: Vec::new(),
-            server_up: true,
-            pairs: HashMap::new(),
-            queue: VecDeque::new(),
             events: Vec::new(),
             tamper: None,
             failing_answerers: Vec::new(),
-            server_unicasts: 0,
             left: vec![false; n],
         }
+    }
+
+    /// Puts `node` in place of node `i` (before it joins).
+    pub fn replace(&mut self, i: usize, node: Node) {
+        self.index.remove(&self.nodes[i].id());
+        self.index.insert(node.id(), i);
+        self.emu.rename(i as u32, node.id());
+        self.nodes[i] = node;
     }
 
     pub fn id(&self, i: usize) -> NodeId {
         self.nodes[i].id()
     }
 
-    /// Registers node `i` with the simulated server; the Welcome samples up to 8 others.
+    /// Unicasts the simulated server relayed.
+    pub fn server_unicasts(&self) -> u64 {
+        self.emu.server_unicasts
+    }
+
+    /// Registers node `i` with the simulated server; the Welcome lists the 8 nodes that
+    /// registered last, the newest first.
     pub fn join(&mut self, i: usize) {
-        let peers: Vec<NodeId> = self
-            .registered
-            .iter()
-            .rev()
-            .take(8)
-            .map(|j| self.id(*j))
-            .collect();
-        self.registered.push(i);
-        self.queue.push_back((
-            i,
-            Input::Registered {
-                server: bootstrap(),
-                peers,
-            },
-        ));
+        let peers: Vec<usize> = self.registered.iter().rev().take(8).copied().collect();
+        self.register(i, &peers);
         self.settle();
     }
 
     /// Registers node `i`; the Welcome lists exactly `peers`.
     pub fn join_knowing(&mut self, i: usize, peers: &[usize]) {
-        let peers = peers.iter().map(|j| self.id(*j)).collect();
-        self.registered.push(i);
-        self.queue.push_back((
-            i,
-            Input::Registered {
-                server: bootstrap(),
-                peers,
-            },
-        ));
+        self.register(i, peers);
         self.settle();
     }
 
     /// Registers several nodes at once, each told about the others, then lets them act.
     pub fn join_together(&mut self, nodes: &[usize]) {
         for &i in nodes {
-            let peers = nodes
-                .iter()
-                .filter(|j| **j != i)
-                .map(|j| self.id(*j))
-                .collect();
-            self.registered.push(i);
-            self.queue.push_back((
-                i,
-                Input::Registered {
-                    server: bootstrap(),
-                    peers,
-                },
-            ));
+            let others: Vec<usize> = nodes.iter().copied().filter(|j| *j != i).collect();
+            self.register(i, &others);
         }
         self.settle();
     }
 
+    fn register(&mut self, i: usize, peers: &[usize]) {
+        let peers = peers.iter().map(|j| self.id(*j)).collect();
+        self.registered.push(i);
+        self.emu.register_with(i as u32, peers);
+    }
+
     /// Stops the simulated server: every node hears ServerDown.
     pub fn stop_server(&mut self) {
-        self.server_up = false;
-        for i in 0..self.nodes.len() {
-            let server = bootstrap();
-            self.queue.push_back((i, Input::ServerDown { server }));
-        }
+        let alive: Vec<u32> = (0..self.nodes.len() as u32)
+            .filter(|i| !self.left[*i as usize])
+            .collect();
+        self.emu.stop_server(&alive);
         self.settle();
     }
 
     /// Node `i` leaves: closes everything; its links drop on the other side.
     pub fn leave(&mut self, i: usize) {
         self.nodes[i].leave();
+        self.drain(i);
         self.left[i] = true;
         self.registered.retain(|j| *j != i);
-        self.drain(i);
+        self.emu.gone(i as u32);
         self.settle();
     }
 
@@ -178,27 +195,35 @@ impl Net {
         })
     }
 
+    fn view(&mut self) -> (&mut Emulator<()>, View<'_>) {
+        let view = View {
+            nodes: &mut self.nodes,
+            left: &self.left,
+            events: &mut self.events,
+            tamper: &mut self.tamper,
+            failing_answerers: &self.failing_answerers,
+        };
+        (&mut self.emu, view)
+    }
+
+    /// Processes everything due up to `at`.
+    fn run_to(&mut self, at: u64) {
+        let (emu, mut view) = self.view();
+        emu.run(&mut view, at);
+        self.now = self.emu.instant_now();
+    }
+
     /// Runs until `done` holds or `limit` of virtual time passes; returns whether it held.
     pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Net) -> bool) -> bool {
-        let end = self.now + limit;
+        let end = self.emu.now + u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX / 2);
         loop {
             self.settle();
             if done(self) {
                 return true;
             }
-            let next = (0..self.nodes.len())
-                .filter(|i| !self.left[*i])
-                .map(|i| self.nodes[i].poll_timeout())
-                .min()
-                .unwrap_or(end);
-            if next > end {
-                return false;
-            }
-            self.now = self.now.max(next);
-            for i in 0..self.nodes.len() {
-                if !self.left[i] && self.nodes[i].poll_timeout() <= self.now {
-                    self.queue.push_back((i, Input::Timeout));
-                }
+            match self.emu.next_at() {
+                Some(next) if next <= end => self.run_to(next),
+                _ => return false,
             }
         }
     }
@@ -210,42 +235,31 @@ impl Net {
 
     /// Delivers everything queued, and everything that causes, at the current time.
     pub fn settle(&mut self) {
-        while let Some((i, input)) = self.queue.pop_front() {
-            if self.left[i] {
-                continue;
-            }
-            self.nodes[i].handle_input(self.now, input);
-            self.drain(i);
-        }
+        let now = self.emu.now;
+        self.run_to(now);
     }
 
-    /// Takes node `i`'s outputs and acts on them.
+    /// Carries out node `i`'s outputs (after a command such as `send`).
     pub fn drain(&mut self, i: usize) {
-        while let Some(out) = self.nodes[i].poll_output() {
-            self.on_output(i, out);
-        }
+        let (emu, mut view) = self.view();
+        emu.drain(&mut view, i as u32);
     }
 
     /// Injects raw bytes on node `i`'s link to `peer`, as if `peer` had sent them.
     pub fn inject(&mut self, i: usize, peer: usize, bytes: Vec<u8>) {
         let session = self.link_session(i, peer).expect("linked");
-        self.queue.push_back((
-            i,
-            Input::LinkData {
-                session,
-                bytes: bytes.into(),
-            },
-        ));
+        let input = Input::LinkData {
+            session,
+            bytes: bytes.into(),
+        };
+        let now = self.emu.now;
+        self.emu.push(now, Scheduled::Deliver(i as u32, input));
         self.settle();
     }
 
     /// The session of the up link between `a` and `b`.
     pub fn link_session(&self, a: usize, b: usize) -> Option<SessionId> {
-        self.pairs.iter().find_map(|(s, p)| {
-            let ends = (p.offerer, p.answerer);
-            (p.up && !p.closed && (ends == (Some(a), Some(b)) || ends == (Some(b), Some(a))))
-                .then_some(*s)
-        })
+        self.emu.link_session(a as u32, b as u32)
     }
 
     pub fn messages(&self, i: usize) -> Vec<(NodeId, Vec<u8>)> {
@@ -268,170 +282,6 @@ impl Net {
                 _ => None,
             })
             .collect()
-    }
-
-    fn on_output(&mut self, i: usize, out: Output) {
-        match out {
-            Output::SendServer { server, frame } => {
-                if server == bootstrap() {
-                    self.server(i, frame);
-                }
-            }
-            Output::Register { server, .. } => {
-                // Only the bootstrap server exists here, and it keeps no sample order.
-                if server == bootstrap() && self.server_up {
-                    self.registered.retain(|j| *j != i);
-                    self.registered.push(i);
-                    let peers = self
-                        .registered
-                        .iter()
-                        .rev()
-                        .filter(|j| **j != i)
-                        .take(8)
-                        .map(|j| self.id(*j))
-                        .collect();
-                    self.queue
-                        .push_back((i, Input::Registered { server, peers }));
-                } else {
-                    self.queue.push_back((i, Input::RegisterFailed { server }));
-                }
-            }
-            Output::Unregister { server } => {
-                if server == bootstrap() {
-                    self.registered.retain(|j| *j != i);
-                }
-            }
-            Output::SendLink { session, mut bytes } => {
-                let Some(pair) = self.pairs.get(&session) else {
-                    return;
-                };
-                if !pair.up || pair.closed {
-                    return;
-                }
-                let other = if pair.offerer == Some(i) {
-                    pair.answerer
-                } else {
-                    pair.offerer
-                };
-                if let Some(tamper) = self.tamper.as_mut() {
-                    tamper(i, &mut bytes);
-                }
-                if let Some(j) = other {
-                    self.queue
-                        .push_back((j, Input::LinkData { session, bytes }));
-                }
-            }
-            Output::OpenSession { session, role, .. } => {
-                let pair = self.pairs.entry(session).or_default();
-                match role {
-                    Role::Offerer => {
-                        pair.offerer = Some(i);
-                        let sdp = format!("v=0 offer a=fingerprint:{}", self.nodes[i].id());
-                        self.queue.push_back((
-                            i,
-                            Input::LocalSignal {
-                                session,
-                                signal: SignalKind::Offer(sdp),
-                            },
-                        ));
-                    }
-                    Role::Answerer if self.failing_answerers.contains(&i) => {
-                        let reason = "transport failed".to_owned();
-                        self.queue
-                            .push_back((i, Input::LinkClosed { session, reason }));
-                    }
-                    Role::Answerer => pair.answerer = Some(i),
-                }
-            }
-            Output::RemoteSignal { session, signal } => match signal {
-                SignalKind::Offer(_) => {
-                    let sdp = format!("v=0 answer a=fingerprint:{}", self.nodes[i].id());
-                    self.queue.push_back((
-                        i,
-                        Input::LocalSignal {
-                            session,
-                            signal: SignalKind::Answer(sdp),
-                        },
-                    ));
-                }
-                SignalKind::Answer(_) => {
-                    let Some(pair) = self.pairs.get_mut(&session) else {
-                        return;
-                    };
-                    if pair.closed || pair.answerer.is_none() || pair.up {
-                        return;
-                    }
-                    pair.up = true;
-                    for j in [pair.offerer, pair.answerer].into_iter().flatten() {
-                        self.queue.push_back((j, Input::LinkUp { session }));
-                    }
-                }
-                _ => {}
-            },
-            Output::CloseSession { session } => {
-                let Some(pair) = self.pairs.get_mut(&session) else {
-                    return;
-                };
-                if pair.closed {
-                    return;
-                }
-                pair.closed = true;
-                for j in [pair.offerer, pair.answerer].into_iter().flatten() {
-                    let reason = "closed".to_owned();
-                    self.queue
-                        .push_back((j, Input::LinkClosed { session, reason }));
-                }
-            }
-            Output::Event(event) => self.events.push((i, event)),
-        }
-    }
-
-    fn server(&mut self, i: usize, frame: Frame) {
-        if !self.server_up {
-            return;
-        }
-        match frame {
-            Frame::Unicast { to, payload } => {
-                match self
-                    .index
-                    .get(&to)
-                    .copied()
-                    .filter(|j| self.registered.contains(j))
-                {
-                    Some(j) => {
-                        self.server_unicasts += 1;
-                        let from = self.id(i);
-                        let server = bootstrap();
-                        self.queue.push_back((
-                            j,
-                            Input::ServerTransfer {
-                                server,
-                                from,
-                                payload,
-                            },
-                        ));
-                    }
-                    None => self.queue.push_back((
-                        i,
-                        Input::ServerError {
-                            code: ErrorCode::UNKNOWN_PEER,
-                            target: Some(to),
-                        },
-                    )),
-                }
-            }
-            Frame::GetPeers { max } => {
-                let peers = self
-                    .registered
-                    .iter()
-                    .filter(|j| **j != i)
-                    .take(max.into())
-                    .map(|j| self.id(*j))
-                    .collect();
-                self.queue.push_back((i, Input::ServerPeers { peers }));
-            }
-            other => panic!("node {i} sent {other:?} to the server"),
-        }
     }
 }
 

@@ -4,8 +4,8 @@
 use mesh_core::{Event, Stats};
 
 use super::Ns;
-use super::emulator::{Life, Sim};
 use super::records::{BROADCAST_MARK, UNICAST_MARK, parse_app};
+use super::world::{Emu, Life, Sim};
 use crate::TransportKind;
 use crate::report::{self, LinkSetup, Percentiles, Report, Sample, Signaling};
 
@@ -25,7 +25,7 @@ struct LinkGraph {
 
 impl Sim<'_> {
     /// What node `i` told its application.
-    pub(super) fn on_event(&mut self, i: u32, event: Event) {
+    pub(super) fn on_node_event(&mut self, emu: &mut Emu, i: u32, event: Event) {
         let now = self.now;
         match event {
             Event::LinkUp { .. } => {
@@ -46,7 +46,7 @@ impl Sim<'_> {
                     self.measure.full += 1;
                 }
                 if first {
-                    self.on_linked(i);
+                    self.on_linked(emu, i);
                 }
             }
             Event::ServerConnected { door: true, .. } => self.measure.door_rejoins += 1,

@@ -1,13 +1,12 @@
 //! The scenario's steps in virtual time: joins, traffic, churn, kills, the server's end,
 //! samples and progress lines.
 
-use super::emulator::{Event, Life, Pool, Sim};
 use super::plan::Action;
 use super::records::{
     BROADCAST_MARK, BroadcastRecord, KillRecord, UNICAST_MARK, UnicastRecord, app_data,
 };
+use super::world::{Emu, Life, Sim};
 use super::{DRAIN_NS, JOIN_GRACE_NS, KILL_DETECTION_NS, Ns, REPAIR_CHECK_NS, S};
-use mesh_core::Input;
 
 /// Virtual time between progress lines.
 const PROGRESS_EVERY: Ns = 5 * S;
@@ -22,123 +21,124 @@ fn ns_of(seconds: f64) -> Ns {
 
 impl Sim<'_> {
     /// The events of the scenario known from the start.
-    pub(super) fn schedule_plan(&mut self) {
+    pub(super) fn schedule_plan(&mut self, emu: &mut Emu) {
         let sc = self.scenario;
         if sc.nodes > 0 {
-            self.queue.push(0, Event::Plan(Action::StartInitial));
+            emu.schedule(0, Action::StartInitial);
         }
         if let Some(kill) = sc.kill {
             let at = ns_of(kill.at.as_secs_f64());
-            self.queue.push(at, Event::Plan(Action::Kill));
+            emu.schedule(at, Action::Kill);
         }
         if let Some(at) = sc.kill_bootstrap_at {
             let at = ns_of(at.as_secs_f64());
-            self.queue.push(at, Event::Plan(Action::KillServer));
+            emu.schedule(at, Action::KillServer);
         }
-        self.queue.push(0, Event::Plan(Action::Sample));
+        emu.schedule(0, Action::Sample);
         if self.progress {
-            self.queue
-                .push(PROGRESS_EVERY, Event::Plan(Action::Progress));
+            emu.schedule(PROGRESS_EVERY, Action::Progress);
         }
     }
 
     /// Carries out one step.
-    pub(super) fn act(&mut self, action: Action) {
+    pub(super) fn act(&mut self, emu: &mut Emu, action: Action) {
         match action {
             Action::StartInitial => {
-                self.start_node(true);
+                self.start_node(emu, true);
                 let next = self.slots.len();
                 if next < self.scenario.nodes {
                     let at = ns_of(next as f64 / self.scenario.join_rate);
-                    self.queue
-                        .push(at.max(self.now), Event::Plan(Action::StartInitial));
+                    emu.schedule(at.max(self.now), Action::StartInitial);
                 } else {
                     self.plan.all_started = true;
-                    self.queue
-                        .push(self.now + JOIN_GRACE_NS, Event::Plan(Action::StartTraffic));
-                    self.maybe_start_traffic();
+                    emu.schedule(self.now + JOIN_GRACE_NS, Action::StartTraffic);
+                    self.maybe_start_traffic(emu);
                 }
             }
-            Action::StartTraffic => self.start_traffic(),
+            Action::StartTraffic => self.start_traffic(emu),
             Action::Unicast(k) => {
-                self.unicast();
-                self.schedule_periodic(k + 1, 1.0 / self.scenario.unicast_rate, Action::Unicast);
+                self.unicast(emu);
+                self.schedule_periodic(
+                    emu,
+                    k + 1,
+                    1.0 / self.scenario.unicast_rate,
+                    Action::Unicast,
+                );
             }
             Action::Broadcast(k) => {
-                self.broadcast();
+                self.broadcast(emu);
                 let every = self
                     .scenario
                     .broadcast_every
                     .map_or(0.0, |d| d.as_secs_f64());
-                self.schedule_periodic(k + 1, every, Action::Broadcast);
+                self.schedule_periodic(emu, k + 1, every, Action::Broadcast);
             }
             Action::Churn(k) => {
-                self.churn();
-                self.schedule_periodic(k + 1, self.churn_period(), Action::Churn);
+                self.churn(emu);
+                self.schedule_periodic(emu, k + 1, self.churn_period(), Action::Churn);
             }
-            Action::Kill => self.kill(),
-            Action::RepairCheck => self.repair_check(),
-            Action::KillServer => self.kill_server(),
+            Action::Kill => self.kill(emu),
+            Action::RepairCheck => self.repair_check(emu),
+            Action::KillServer => self.kill_server(emu),
             Action::Sample => {
                 self.sample();
                 if self.now + S <= self.end {
-                    self.queue.push(self.now + S, Event::Plan(Action::Sample));
+                    emu.schedule(self.now + S, Action::Sample);
                 }
             }
             Action::Progress => {
-                self.print_progress();
+                self.print_progress(emu);
                 if self.now + PROGRESS_EVERY <= self.end {
-                    self.queue
-                        .push(self.now + PROGRESS_EVERY, Event::Plan(Action::Progress));
+                    emu.schedule(self.now + PROGRESS_EVERY, Action::Progress);
                 }
             }
         }
     }
 
     /// Node `i` has its first link.
-    pub(super) fn on_linked(&mut self, i: u32) {
+    pub(super) fn on_linked(&mut self, emu: &mut Emu, i: u32) {
         if self.slots[i as usize].initial {
             self.plan.initial_settled += 1;
-            self.maybe_start_traffic();
+            self.maybe_start_traffic(emu);
         }
     }
 
     /// Node `i` left or was killed.
-    pub(super) fn on_gone(&mut self, i: u32) {
+    pub(super) fn on_gone(&mut self, emu: &mut Emu, i: u32) {
         let slot = &self.slots[i as usize];
         if slot.initial && slot.first_link.is_none() {
             self.plan.initial_settled += 1;
-            self.maybe_start_traffic();
+            self.maybe_start_traffic(emu);
         }
     }
 
-    fn maybe_start_traffic(&mut self) {
+    fn maybe_start_traffic(&mut self, emu: &mut Emu) {
         // True once: every initial node settles once. (A second StartTraffic would do
         // nothing anyway.)
         if self.plan.all_started && self.plan.initial_settled >= self.scenario.nodes {
             let at = self.now + ns_of(self.scenario.settle.as_secs_f64());
-            self.queue.push(at, Event::Plan(Action::StartTraffic));
+            emu.schedule(at, Action::StartTraffic);
         }
     }
 
-    fn start_traffic(&mut self) {
+    fn start_traffic(&mut self, emu: &mut Emu) {
         if self.plan.traffic_at.is_some() {
             return;
         }
         self.plan.traffic_at = Some(self.now);
         let sc = self.scenario;
         // A rate of 0 gives an infinite period, which schedules nothing.
-        self.schedule_periodic(0, 1.0 / sc.unicast_rate, Action::Unicast);
+        self.schedule_periodic(emu, 0, 1.0 / sc.unicast_rate, Action::Unicast);
         if let Some(every) = sc.broadcast_every {
-            self.schedule_periodic(0, every.as_secs_f64(), Action::Broadcast);
+            self.schedule_periodic(emu, 0, every.as_secs_f64(), Action::Broadcast);
         }
         let churn = self.churn_period();
-        self.schedule_periodic(1, churn, Action::Churn);
+        self.schedule_periodic(emu, 1, churn, Action::Churn);
     }
 
     /// Schedules the `k`-th occurrence of a series of `period` seconds that started with
     /// the traffic, if it falls before the traffic stops.
-    fn schedule_periodic(&mut self, k: u64, period: f64, action: fn(u64) -> Action) {
+    fn schedule_periodic(&mut self, emu: &mut Emu, k: u64, period: f64, action: fn(u64) -> Action) {
         let Some(start) = self.plan.traffic_at else {
             return;
         };
@@ -147,7 +147,7 @@ impl Sim<'_> {
         }
         let at = start.saturating_add(ns_of(k as f64 * period));
         if at < self.end.saturating_sub(DRAIN_NS) {
-            self.queue.push(at, Event::Plan(action(k)));
+            emu.schedule(at, action(k));
         }
     }
 
@@ -156,7 +156,7 @@ impl Sim<'_> {
         1.0 / self.scenario.churns_per_second()
     }
 
-    fn unicast(&mut self) {
+    fn unicast(&mut self, emu: &mut Emu) {
         if self.live.len() < 2 {
             return;
         }
@@ -170,17 +170,17 @@ impl Sim<'_> {
             delivered: None,
         });
         let to = self.slots[b as usize].id;
-        let now = self.instant(self.now);
+        let now = emu.instant_now();
         let Some(node) = self.slots[a as usize].node.as_mut() else {
             return;
         };
         // A node with no link yet refuses (`NoRoute`): the message counts as sent, lost.
         if node.send(now, to, app_data(UNICAST_MARK, id)).is_ok() {
-            self.drain(a);
+            emu.drain(self, a);
         }
     }
 
-    fn broadcast(&mut self) {
+    fn broadcast(&mut self, emu: &mut Emu) {
         let Some(&origin) = self.live.sample(&mut self.plan_rng, 1, None).first() else {
             return;
         };
@@ -191,25 +191,25 @@ impl Sim<'_> {
             alive: self.live.len(),
             covered: 0,
         });
-        let now = self.instant(self.now);
+        let now = emu.instant_now();
         let Some(node) = self.slots[origin as usize].node.as_mut() else {
             return;
         };
         if node.broadcast(now, app_data(BROADCAST_MARK, id)).is_ok() {
-            self.drain(origin);
+            emu.drain(self, origin);
         }
     }
 
     /// A random live node leaves and a new one starts.
-    fn churn(&mut self) {
+    fn churn(&mut self, emu: &mut Emu) {
         if let Some(&i) = self.live.sample(&mut self.plan_rng, 1, None).first() {
-            self.retire(i, Life::Left);
+            self.retire(emu, i, Life::Left);
         }
-        self.start_node(false);
+        self.start_node(emu, false);
     }
 
     /// A fraction of the live nodes vanish at once.
-    fn kill(&mut self) {
+    fn kill(&mut self, emu: &mut Emu) {
         let Some(kill) = self.scenario.kill else {
             return;
         };
@@ -219,38 +219,32 @@ impl Sim<'_> {
         victims.sort_unstable();
         let killed = victims.len();
         for i in victims {
-            self.retire(i, Life::Killed);
+            self.retire(emu, i, Life::Killed);
         }
-        self.drop_sessions_of_dead(KILL_DETECTION_NS);
+        emu.drop_sessions_of_dead(self, KILL_DETECTION_NS);
         self.measure.kill = Some(KillRecord {
             at: self.now,
             killed,
             repaired: None,
         });
-        self.repair_check();
+        self.repair_check(emu);
     }
 
     /// Checks for one component now and, until there is one, every [`REPAIR_CHECK_NS`].
-    fn repair_check(&mut self) {
+    fn repair_check(&mut self, emu: &mut Emu) {
         if !self.check_repair() && self.now + REPAIR_CHECK_NS <= self.end {
-            self.queue
-                .push(self.now + REPAIR_CHECK_NS, Event::Plan(Action::RepairCheck));
+            emu.schedule(self.now + REPAIR_CHECK_NS, Action::RepairCheck);
         }
     }
 
     /// The bootstrap server stops: every live node hears `ServerDown`.
-    fn kill_server(&mut self) {
-        self.server_up = false;
-        self.registry = Pool::default();
+    fn kill_server(&mut self, emu: &mut Emu) {
         let mut alive = self.live.items().to_vec();
         alive.sort_unstable();
-        for i in alive {
-            let server = super::urls::bootstrap_url();
-            self.server_send(i, Input::ServerDown { server });
-        }
+        emu.stop_server(&alive);
     }
 
-    fn print_progress(&self) {
+    fn print_progress(&self, emu: &Emu) {
         let delivered = self
             .measure
             .unicasts
@@ -268,8 +262,8 @@ impl Sim<'_> {
             delivered,
             self.measure.unicasts.len(),
             self.measure.broadcasts.len(),
-            self.queue.len(),
-            self.queue.peak,
+            emu.queued(),
+            emu.peak,
             self.wall.elapsed().as_secs_f64(),
         );
     }
