@@ -312,7 +312,7 @@ async fn command(node: &Node, line: &str) -> bool {
     let result = if line == "/quit" {
         return false;
     } else if line == "/peers" {
-        node.neighbors().await.map(|peers| {
+        node.neighbours().await.map(|peers| {
             println!("neighbours: {}", peers.len());
             for peer in peers {
                 println!("neighbour {peer}");

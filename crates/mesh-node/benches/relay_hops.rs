@@ -195,7 +195,7 @@ async fn pump(
 /// A chain of real nodes, each linked only to its predecessor and successor.
 struct Chain {
     nodes: Vec<Node>,
-    events: Vec<tokio::sync::Mutex<mpsc::Receiver<Event>>>,
+    events: Vec<tokio::sync::Mutex<mesh_node::Events>>,
 }
 
 impl Chain {
@@ -229,7 +229,12 @@ impl Chain {
                     .await
                     .expect("connect");
                 let start = Instant::now();
-                while !node.neighbors().await.unwrap().contains(&nodes[k - 1].id()) {
+                while !node
+                    .neighbours()
+                    .await
+                    .unwrap()
+                    .contains(&nodes[k - 1].id())
+                {
                     assert!(
                         start.elapsed() < DEADLINE,
                         "node {k} did not link to node {}",
@@ -242,7 +247,7 @@ impl Chain {
             events.push(tokio::sync::Mutex::new(rx));
         }
         for (k, node) in nodes.iter().enumerate() {
-            let degree = node.neighbors().await.unwrap().len();
+            let degree = node.neighbours().await.unwrap().len();
             let want = if k == 0 || k == n - 1 { 1 } else { 2 };
             assert_eq!(degree, want, "node {k} is not a chain link");
         }

@@ -166,7 +166,7 @@ impl<T: Transport> Driver<T> {
                             }
                         }
                         Ok((url, Err(e))) => self.reconnect_failed(&url, e),
-                        Err(e) => self.reconnect_failed("?", Error::Transport(e.to_string())),
+                        Err(e) => self.reconnect_failed("?", Error::Task(e)),
                     }
                 }
                 frame = recv_server(&mut self.door) => match frame {
@@ -504,7 +504,7 @@ impl<T: Transport> Driver<T> {
                     Some(session) => self
                         .transport
                         .send(session, bytes.into())
-                        .map_err(|e| Error::Transport(e.to_string())),
+                        .map_err(Error::from),
                     None => Err(Error::Core(mesh_core::Error::NoRoute(peer))),
                 };
                 let _ = reply.send(result);
@@ -723,7 +723,7 @@ async fn join_connecting(
     match task {
         Some(handle) => match handle.await {
             Ok(result) => result,
-            Err(e) => Err(Error::Transport(format!("reconnection task failed: {e}"))),
+            Err(e) => Err(Error::Task(e)),
         },
         None => std::future::pending().await,
     }
