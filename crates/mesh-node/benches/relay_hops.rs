@@ -101,6 +101,13 @@ impl RawLink {
             session,
         };
         link.wait_up().await;
+        // The offerer holds its first message until the answerer's first one arrives (or
+        // 250 ms: `write_link` in transport/webrtc/session.rs): the answerer speaks first,
+        // as in the mesh, so that no round trip below includes that wait.
+        link.b
+            .send(session, Bytes::from_static(b"ready"))
+            .expect("the answerer sends");
+        Self::next_data(&mut link.a_events).await;
         link
     }
 
