@@ -23,6 +23,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 use crate::Error;
+use crate::error::Chain;
 use crate::node::{Config, Event, LinkInfo, NodeStats};
 use crate::server::{self, ServerLink};
 use crate::transport::{SignalBody, Transport, TransportEvent};
@@ -178,7 +179,7 @@ impl<T: Transport> Driver<T> {
                     match result {
                         Ok(link) => self.door_up(link),
                         Err(e) => {
-                            warn!("registering at our own door failed: {e}");
+                            warn!("registering at our own door failed: {}", Chain(&e));
                             self.door_failed();
                         }
                     }
@@ -294,11 +295,11 @@ impl<T: Transport> Driver<T> {
     /// bootstrap server is next, at once; once it failed, the next round after a pause.
     fn reconnect_failed(&mut self, url: &str, e: Error) {
         if url == self.config.bootstrap {
-            debug!("reconnecting to the bootstrap server failed: {e}");
+            debug!("reconnecting to the bootstrap server failed: {}", Chain(&e));
             self.reconnect
                 .fail(Instant::now(), self.config.reconnect_max);
         } else {
-            info!(%url, "rejoining through a neighbour's door failed: {e}");
+            info!(%url, "rejoining through a neighbour's door failed: {}", Chain(&e));
         }
     }
 

@@ -99,3 +99,34 @@ pub enum BootstrapError {
     #[error("the server closed the connection")]
     Closed,
 }
+
+/// Displays an error and its sources, joined by `": "`: for log lines, where `{e}` alone
+/// would show only the outermost message.
+pub(crate) struct Chain<'a>(pub(crate) &'a dyn std::error::Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_shows_every_source() {
+        let e = Error::KeyFile {
+            path: "k".into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a key"),
+        };
+        assert_eq!(e.to_string(), "key file k");
+        assert_eq!(Chain(&e).to_string(), "key file k: not a key");
+    }
+}
