@@ -116,7 +116,7 @@ impl Chat {
             }),
         };
         if let Err(e) = result {
-            eprintln!("error: {}", error_chain(&e));
+            eprintln!("error: {:#}", anyhow::Error::new(e));
         }
         true
     }
@@ -134,7 +134,7 @@ impl Chat {
                 let mut known = match self.node.neighbours().await {
                     Ok(neighbours) => neighbours,
                     Err(e) => {
-                        eprintln!("error: {}", error_chain(&e));
+                        eprintln!("error: {:#}", anyhow::Error::new(e));
                         return true;
                     }
                 };
@@ -149,7 +149,7 @@ impl Chat {
             }
         };
         if let Err(e) = self.node.send(to, text.as_bytes()).await {
-            eprintln!("error: {}", error_chain(&e));
+            eprintln!("error: {:#}", anyhow::Error::new(e));
         }
         true
     }
@@ -221,18 +221,6 @@ pub fn resolve(prefix: &str, known: &[NodeId]) -> Result<NodeId, PrefixError> {
             Err(PrefixError::Ambiguous(prefix.to_owned(), matches))
         }
     }
-}
-
-/// `e` and its sources, joined by ": ".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]
