@@ -334,7 +334,7 @@ pub struct MeshNode {
     /// The node.
     pub node: mesh_node::Node,
     /// Its events.
-    pub events: tokio::sync::mpsc::Receiver<mesh_node::Event>,
+    pub events: mesh_node::Events,
 }
 
 /// The overlay settings of the end-to-end meshes: small degrees and quick timers.
@@ -406,7 +406,7 @@ pub async fn wait_until(what: &str, deadline: Duration, mut condition: impl Asyn
 pub async fn wait_for_degree(node: &MeshNode, degree: usize, deadline: Duration) {
     let what = format!("node {} reaching degree {degree}", node.node.id());
     wait_until(&what, deadline, async || {
-        node.node.neighbors().await.expect("node running").len() >= degree
+        node.node.neighbours().await.expect("node running").len() >= degree
     })
     .await;
 }

@@ -207,7 +207,7 @@ fn binaries() -> Result<(String, String), String> {
         "-p",
         "bootstrap-server",
         "-p",
-        "mesh-node",
+        "mesh-cli",
     ];
     if !cfg!(debug_assertions) {
         args.push("--release");

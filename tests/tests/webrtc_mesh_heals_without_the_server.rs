@@ -44,10 +44,10 @@ async fn links_still_form_and_messages_route_with_the_server_gone() {
     // minimum degree and must rebuild through the mesh alone.
     let mut dropped = 0;
     let v = 1;
-    let mine = nodes[v].node.neighbors().await.unwrap();
+    let mine = nodes[v].node.neighbours().await.unwrap();
     for peer in mine.iter().skip(1) {
         let j = nodes.iter().position(|m| m.node.id() == *peer).unwrap();
-        if nodes[j].node.neighbors().await.unwrap().len() > min {
+        if nodes[j].node.neighbours().await.unwrap().len() > min {
             nodes[v].node.disconnect(*peer).await.unwrap();
             dropped += 1;
         }
@@ -108,7 +108,7 @@ async fn a_leaving_node_is_replaced_and_a_malformed_frame_drops_one_link() {
     // A node leaves: its neighbours see it go and get back to the minimum degree.
     let leaver = nodes.remove(3);
     let gone = leaver.node.id();
-    let former = leaver.node.neighbors().await.unwrap();
+    let former = leaver.node.neighbours().await.unwrap();
     leaver.node.leave().await.unwrap();
     for node in nodes.iter_mut().filter(|m| former.contains(&m.node.id())) {
         let wait = async {
@@ -126,14 +126,14 @@ async fn a_leaving_node_is_replaced_and_a_malformed_frame_drops_one_link() {
     }
     for node in &nodes {
         wait_for_degree(node, min, Duration::from_secs(60)).await;
-        assert!(!node.node.neighbors().await.unwrap().contains(&gone));
+        assert!(!node.node.neighbours().await.unwrap().contains(&gone));
     }
 
     // A neighbour sends garbage: the victim drops that link only. (Once the shape has
     // settled, so that no link is being shed as redundant meanwhile.)
     wait_for_settled(&nodes, Duration::from_secs(1), Duration::from_secs(30)).await;
     let victim = &nodes[0];
-    let neighbours = victim.node.neighbors().await.unwrap();
+    let neighbours = victim.node.neighbours().await.unwrap();
     let offender_id = neighbours[0];
     let offender = nodes.iter().find(|m| m.node.id() == offender_id).unwrap();
     offender
@@ -147,7 +147,7 @@ async fn a_leaving_node_is_replaced_and_a_malformed_frame_drops_one_link() {
         async || victim.node.stats().await.unwrap().overlay.malformed_frames == 1,
     )
     .await;
-    let now = victim.node.neighbors().await.unwrap();
+    let now = victim.node.neighbours().await.unwrap();
     assert!(!now.contains(&offender_id), "the offender's link is gone");
     for other in &neighbours[1..] {
         assert!(now.contains(other), "other links stay");

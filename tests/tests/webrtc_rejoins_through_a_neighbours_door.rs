@@ -66,8 +66,8 @@ async fn a_node_that_lost_every_link_rejoins_through_a_neighbours_door() {
     })
     .await;
     wait_until("b and a linked again", DEADLINE, async || {
-        b.node.neighbors().await.unwrap() == [a.node.id()]
-            && a.node.neighbors().await.unwrap() == [b.node.id()]
+        b.node.neighbours().await.unwrap() == [a.node.id()]
+            && a.node.neighbours().await.unwrap() == [b.node.id()]
     })
     .await;
     // Linked again, b leaves the door: a's door keeps its place for the next one.
@@ -77,7 +77,7 @@ async fn a_node_that_lost_every_link_rejoins_through_a_neighbours_door() {
     .await;
     let s = stats(&b).await;
     assert!(
-        !b.node.neighbors().await.unwrap().contains(&c_id),
+        !b.node.neighbours().await.unwrap().contains(&c_id),
         "the dead neighbour is not a link"
     );
     // Registered twice in all: once at the bootstrap server, once at a's door.

@@ -189,6 +189,20 @@ async fn burst(name: &str, config: Config, count: usize, size: usize) {
     let mut harness = Harness::new(config);
     let opened = harness.open_links(1).await;
     let session = *opened.keys().next().expect("one link");
+    // The offerer holds its first message until the answerer's first one arrives (or
+    // 250 ms: `write_link` in transport/webrtc/session.rs); as the mesh does, the answerer
+    // speaks first, so that the timing is the burst's alone.
+    harness
+        .b
+        .send(session, Bytes::from_static(b"ready"))
+        .expect("the answerer sends");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), harness.events.recv()).await {
+            Ok(Some((Side::A, TransportEvent::Data { .. }))) => break,
+            Ok(Some(_)) => {}
+            other => panic!("the answerer's first message never arrived: {other:?}"),
+        }
+    }
     let message = Bytes::from(vec![0x5a; size]);
     let drops_before = udp_rcvbuf_errors();
     let started = Instant::now();

@@ -41,7 +41,7 @@ async fn timing(
     let o = overlay();
     let goal = o.target_degree.min(possible);
     while start.elapsed() < limit {
-        let degree = node.neighbors().await.expect("running").len();
+        let degree = node.neighbours().await.expect("running").len();
         let t = start.elapsed();
         if degree >= 1 && first.is_none() {
             first = Some(t);

@@ -101,6 +101,13 @@ impl RawLink {
             session,
         };
         link.wait_up().await;
+        // The offerer holds its first message until the answerer's first one arrives (or
+        // 250 ms: `write_link` in transport/webrtc/session.rs): the answerer speaks first,
+        // as in the mesh, so that no round trip below includes that wait.
+        link.b
+            .send(session, Bytes::from_static(b"ready"))
+            .expect("the answerer sends");
+        Self::next_data(&mut link.a_events).await;
         link
     }
 
@@ -195,7 +202,7 @@ async fn pump(
 /// A chain of real nodes, each linked only to its predecessor and successor.
 struct Chain {
     nodes: Vec<Node>,
-    events: Vec<tokio::sync::Mutex<mpsc::Receiver<Event>>>,
+    events: Vec<tokio::sync::Mutex<mesh_node::Events>>,
 }
 
 impl Chain {
@@ -230,7 +237,12 @@ impl Chain {
                     .await
                     .expect("connect");
                 let start = Instant::now();
-                while !node.neighbors().await.unwrap().contains(&nodes[k - 1].id()) {
+                while !node
+                    .neighbours()
+                    .await
+                    .unwrap()
+                    .contains(&nodes[k - 1].id())
+                {
                     assert!(
                         start.elapsed() < DEADLINE,
                         "node {k} did not link to node {}",
@@ -243,7 +255,7 @@ impl Chain {
             events.push(tokio::sync::Mutex::new(rx));
         }
         for (k, node) in nodes.iter().enumerate() {
-            let degree = node.neighbors().await.unwrap().len();
+            let degree = node.neighbours().await.unwrap().len();
             let want = if k == 0 || k == n - 1 { 1 } else { 2 };
             assert_eq!(degree, want, "node {k} is not a chain link");
         }

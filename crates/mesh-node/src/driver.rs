@@ -21,6 +21,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 use crate::Error;
+use crate::error::Chain;
 use crate::node::{Config, Event, LinkInfo, NodeStats};
 use crate::server::{self, ServerLink};
 use crate::transport::{SignalBody, Transport, TransportEvent};
@@ -144,7 +145,7 @@ impl<T: Transport> Driver<T> {
                         match result {
                             Ok(link) => self.registered(server, link),
                             Err(e) => {
-                                info!(url = %server, "registering failed: {e}");
+                                info!(url = %server, "registering failed: {}", Chain(&e));
                                 let input = Input::RegisterFailed { server };
                                 self.core.handle_input(Instant::now(), input);
                             }
@@ -294,7 +295,7 @@ impl<T: Transport> Driver<T> {
                     Some(session) => self
                         .transport
                         .send(session, bytes.into())
-                        .map_err(|e| Error::Transport(e.to_string())),
+                        .map_err(Error::from),
                     None => Err(Error::Core(mesh_core::Error::NoRoute(peer))),
                 };
                 let _ = reply.send(result);

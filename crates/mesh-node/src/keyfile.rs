@@ -10,12 +10,13 @@ use crate::Error;
 
 /// Loads the key in `path`, or creates one there (mode 0600) if the file does not exist.
 pub fn load_or_create(path: &Path) -> Result<Keypair, Error> {
-    let fail = |why: String| Error::KeyFile {
+    let fail = |source: std::io::Error| Error::KeyFile {
         path: path.to_owned(),
-        why,
+        source,
     };
     match std::fs::read_to_string(path) {
-        Ok(text) => parse(text.trim()).map_err(fail),
+        Ok(text) => parse(text.trim())
+            .map_err(|why| fail(std::io::Error::new(std::io::ErrorKind::InvalidData, why))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = Keypair::generate();
             let text: String = key.to_seed().iter().map(|b| format!("{b:02x}")).collect();
@@ -23,11 +24,11 @@ pub fn load_or_create(path: &Path) -> Result<Keypair, Error> {
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(path).map_err(|e| fail(e.to_string()))?;
-            writeln!(file, "{text}").map_err(|e| fail(e.to_string()))?;
+            let mut file = options.open(path).map_err(fail)?;
+            writeln!(file, "{text}").map_err(fail)?;
             Ok(key)
         }
-        Err(e) => Err(fail(e.to_string())),
+        Err(e) => Err(fail(e)),
     }
 }
 
@@ -62,8 +63,13 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(&path, "not a key\n").unwrap();
-        let err = load_or_create(&path).unwrap_err().to_string();
-        assert!(err.contains("64 hex digits"), "{err}");
+        let err = load_or_create(&path).unwrap_err();
+        let why = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            why.as_deref()
+                .is_some_and(|why| why.contains("64 hex digits")),
+            "{err}: {why:?}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,11 +3,13 @@
 //! A node registers with a bootstrap server (the door), opens its first WebRTC link with
 //! signaling carried by the server, and from then on signals every further link through
 //! the mesh itself: `Route` frames relayed over DataChannels, delivered as `Transfer`.
-//! Applications send to any node id, broadcast, open direct links and read [`Event`]s.
+//! Applications send to any node id, broadcast, open direct links and read [`Event`]s
+//! from [`Node::events`], a [`Stream`](futures_util::Stream).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use futures_util::StreamExt;
 //! use mesh_node::transport::memory::{MemoryNetwork, MemoryTransport};
 //! use mesh_node::{Config, Event, Node};
 //! use mesh_proto::identity::Keypair;
@@ -24,72 +26,30 @@
 //! };
 //! let a = join(Keypair::generate()).await?;
 //! let b = join(Keypair::generate()).await?;
-//! let mut b_events = b.events().unwrap();
+//! let mut b_events = b.events().expect("taken once");
 //! // Wait until b has its first link, then send to it.
-//! while !matches!(b_events.recv().await, Some(Event::LinkUp { .. })) {}
+//! while !matches!(b_events.next().await, Some(Event::LinkUp { .. })) {}
 //! a.send(b.id(), b"hello".to_vec()).await?;
-//! loop {
-//!     if let Some(Event::Message { from, data }) = b_events.recv().await {
-//!         assert_eq!((from, data), (a.id(), b"hello".to_vec()));
-//!         break;
+//! let messages = b_events.filter_map(|event| async move {
+//!     match event {
+//!         Event::Message { from, data } => Some((from, data)),
+//!         _ => None,
 //!     }
-//! }
+//! });
+//! let mut messages = std::pin::pin!(messages);
+//! assert_eq!(messages.next().await, Some((a.id(), b"hello".to_vec())));
+//! a.leave().await?;
 //! # Ok(())
 //! # }
 //! ```
 #![warn(missing_docs)]
 
 mod driver;
+mod error;
 pub mod keyfile;
 mod node;
 mod server;
 pub mod transport;
 
-pub use node::{Config, Event, LinkInfo, Node, NodeStats};
-
-/// Everything that can go wrong in a node.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The bootstrap server could not be reached or spoke nonsense.
-    #[error("bootstrap server {url}: {why}")]
-    Bootstrap {
-        /// The URL tried.
-        url: String,
-        /// What went wrong.
-        why: String,
-    },
-    /// The bootstrap server refused the node.
-    #[error("the bootstrap server refused: {code}: {message}")]
-    Refused {
-        /// The server's error code.
-        code: mesh_proto::ErrorCode,
-        /// The server's explanation.
-        message: String,
-    },
-    /// The overlay refused the operation (no route, too large, bad configuration).
-    #[error(transparent)]
-    Core(#[from] mesh_core::Error),
-    /// The transport failed.
-    #[error("transport error: {0}")]
-    Transport(String),
-    /// The node has stopped.
-    #[error("the node has stopped")]
-    Stopped,
-    /// A STUN or TURN server of the configuration is unusable.
-    #[error("ICE server {url}: {why}")]
-    IceServer {
-        /// The URL at fault (empty if the server has none).
-        url: String,
-        /// What is wrong with it, and what to write instead.
-        why: String,
-    },
-    /// A key file could not be read or written.
-    #[error("key file {path}: {why}")]
-    KeyFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What went wrong.
-        why: String,
-    },
-}
+pub use error::{BootstrapError, Error};
+pub use node::{Config, Event, Events, LinkInfo, Node, NodeStats};

@@ -1,6 +1,8 @@
 //! The [`Node`] handle applications hold, its [`Config`] and its [`Event`]s.
 
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use mesh_proto::identity::Keypair;
@@ -187,6 +189,38 @@ pub struct LinkInfo {
     pub candidate_pair: Option<CandidatePair>,
 }
 
+/// The events of a node ([`Node::events`]): a [`Stream`](futures_util::Stream) of
+/// [`Event`]s that ends when the node stops.
+///
+/// The queue behind it is bounded ([`Config::event_queue`]): while the application does
+/// not read, further events are dropped and counted in [`NodeStats::events_dropped`]; the
+/// node itself never waits for its application.
+#[derive(Debug)]
+pub struct Events {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl Events {
+    /// The next event; `None` once the node has stopped and every event was read. The same
+    /// as [`StreamExt::next`](futures_util::StreamExt::next), without the import.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is queued now, without waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl futures_util::Stream for Events {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
 /// A running node. Dropping it (or [`Node::leave`]) stops the node.
 #[derive(Debug)]
 pub struct Node {
@@ -198,6 +232,8 @@ pub struct Node {
 
 /// Commands queued towards the driver.
 const COMMAND_QUEUE: usize = 256;
+/// How long [`Node::leave`] waits for the node to close its links and stop.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Node {
     /// Joins the mesh over real WebRTC links: registers with the bootstrap server and
@@ -258,9 +294,15 @@ impl Node {
         self.id
     }
 
-    /// The stream of events. It can be taken once; later calls return `None`.
-    pub fn events(&self) -> Option<mpsc::Receiver<Event>> {
-        self.events.lock().unwrap_or_else(|e| e.into_inner()).take()
+    /// The node's [`Events`], a [`Stream`](futures_util::Stream). There is one stream per
+    /// node: the first call takes it, later calls return `None`.
+    pub fn events(&self) -> Option<Events> {
+        let rx = self
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        Some(Events { rx })
     }
 
     /// Sends `data` to `to` through the mesh.
@@ -282,7 +324,13 @@ impl Node {
         .await?
     }
 
-    /// Opens a direct link to `peer`, signaled through the mesh.
+    /// Opens a direct link to `peer`, any node of the mesh, with the signaling carried
+    /// through the mesh (not the bootstrap server). Returns once the session is started;
+    /// [`Event::LinkUp`] follows when the link is up (or nothing, if it fails).
+    ///
+    /// Fails at once with [`Error::Core`] if `peer` is this node
+    /// ([`mesh_core::Error::SelfAddressed`]) or if the mesh has no route towards it
+    /// ([`mesh_core::Error::NoRoute`]).
     pub async fn connect_direct(&self, peer: NodeId) -> Result<(), Error> {
         self.ask(|reply| Command::Connect { peer, reply }).await?
     }
@@ -293,7 +341,7 @@ impl Node {
     }
 
     /// The current neighbours.
-    pub async fn neighbors(&self) -> Result<Vec<NodeId>, Error> {
+    pub async fn neighbours(&self) -> Result<Vec<NodeId>, Error> {
         self.ask(|reply| Command::Neighbours { reply }).await
     }
 
@@ -302,7 +350,7 @@ impl Node {
         self.ask(|reply| Command::Stats { reply }).await
     }
 
-    /// The live links (one per neighbour, in the order of [`Node::neighbors`]) and how each
+    /// The live links (one per neighbour, in the order of [`Node::neighbours`]) and how each
     /// one's packets travel. The candidate pairs are read from the transport when asked.
     pub async fn links(&self) -> Result<Vec<LinkInfo>, Error> {
         self.ask(|reply| Command::Links { reply }).await
@@ -317,13 +365,23 @@ impl Node {
     }
 
     /// Leaves the mesh: closes every link and the bootstrap connection, and waits for the
-    /// node to stop.
+    /// node to stop (at most 5 s; then its task is aborted).
+    ///
+    /// Fails with [`Error::Task`] if the node's task had panicked.
     pub async fn leave(mut self) -> Result<(), Error> {
         let _ = self.commands.send(Command::Leave).await;
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        let Some(mut task) = self.task.take() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(LEAVE_TIMEOUT, &mut task).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if e.is_panic() => Err(Error::Task(e)),
+            Ok(Err(_)) => Ok(()),
+            Err(_) => {
+                task.abort();
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     async fn ask<R>(&self, make: impl FnOnce(oneshot::Sender<R>) -> Command) -> Result<R, Error> {

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
-use crate::Error;
+use crate::{BootstrapError, Error};
 
 /// Frames queued towards the server.
 const TO_SERVER: usize = 256;
@@ -37,22 +37,22 @@ pub(crate) async fn connect(
     key: &Keypair,
     deadline: Duration,
 ) -> Result<ServerLink, Error> {
-    let bootstrap = |why: String| Error::Bootstrap {
+    let bootstrap = |source: BootstrapError| Error::Bootstrap {
         url: url.to_owned(),
-        why,
+        source,
     };
     let (mut ws, _) = tokio::time::timeout(deadline, tokio_tungstenite::connect_async(url))
         .await
-        .map_err(|_| bootstrap(format!("no WebSocket connection within {deadline:?}")))?
-        .map_err(|e| bootstrap(e.to_string()))?;
+        .map_err(|_| bootstrap(BootstrapError::Timeout(deadline)))?
+        .map_err(|e| bootstrap(e.into()))?;
     let nonce = match next_frame(&mut ws, deadline, url).await? {
         Frame::Challenge { nonce, .. } => nonce,
         Frame::Error { code, message, .. } => return Err(Error::Refused { code, message }),
         other => {
-            return Err(bootstrap(format!(
-                "expected a Challenge, got {}",
-                other.kind()
-            )));
+            return Err(bootstrap(BootstrapError::Unexpected {
+                expected: "a Challenge",
+                got: other.kind().to_owned(),
+            }));
         }
     };
     let node_id = key.node_id();
@@ -63,20 +63,20 @@ pub(crate) async fn connect(
         room: room.clone(),
         signature,
     };
-    let bytes = mesh_proto::encode(&register).map_err(|e| bootstrap(e.to_string()))?;
+    let bytes = mesh_proto::encode(&register).map_err(|e| bootstrap(e.into()))?;
     ws.send(Message::Binary(bytes.into()))
         .await
-        .map_err(|e| bootstrap(e.to_string()))?;
+        .map_err(|e| bootstrap(e.into()))?;
     let (peers, stun_port) = match next_frame(&mut ws, deadline, url).await? {
         Frame::Welcome {
             peers, stun_port, ..
         } => (peers, stun_port),
         Frame::Error { code, message, .. } => return Err(Error::Refused { code, message }),
         other => {
-            return Err(bootstrap(format!(
-                "expected a Welcome, got {}",
-                other.kind()
-            )));
+            return Err(bootstrap(BootstrapError::Unexpected {
+                expected: "a Welcome",
+                got: other.kind().to_owned(),
+            }));
         }
     };
     info!(%url, %room, peers = peers.len(), ?stun_port, "registered with the bootstrap server");
@@ -133,23 +133,27 @@ type Ws =
 
 /// The next frame during the handshake, skipping pings.
 async fn next_frame(ws: &mut Ws, deadline: Duration, url: &str) -> Result<Frame, Error> {
-    let bootstrap = |why: String| Error::Bootstrap {
+    let bootstrap = |source: BootstrapError| Error::Bootstrap {
         url: url.to_owned(),
-        why,
+        source,
     };
     loop {
         let msg = tokio::time::timeout(deadline, ws.next())
             .await
-            .map_err(|_| bootstrap("the server did not answer in time".into()))?;
+            .map_err(|_| bootstrap(BootstrapError::Timeout(deadline)))?;
         match msg {
             Some(Ok(Message::Binary(bytes))) => {
-                return mesh_proto::decode(&bytes)
-                    .map_err(|e| bootstrap(format!("undecodable frame from the server: {e}")));
+                return mesh_proto::decode(&bytes).map_err(|e| bootstrap(e.into()));
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(other)) => return Err(bootstrap(format!("unexpected message {other:?}"))),
-            Some(Err(e)) => return Err(bootstrap(e.to_string())),
-            None => return Err(bootstrap("the server closed the connection".into())),
+            Some(Ok(other)) => {
+                return Err(bootstrap(BootstrapError::Unexpected {
+                    expected: "a binary frame",
+                    got: format!("{other:?}"),
+                }));
+            }
+            Some(Err(e)) => return Err(bootstrap(e.into())),
+            None => return Err(bootstrap(BootstrapError::Closed)),
         }
     }
 }

@@ -118,7 +118,7 @@ async fn a_lone_node_reconnects_and_a_linked_node_does_not() {
         );
     }
     // Once it loses its last link, it goes back to the door.
-    let peer = other.neighbors().await.unwrap();
+    let peer = other.neighbours().await.unwrap();
     for p in peer {
         other.disconnect(p).await.unwrap();
     }

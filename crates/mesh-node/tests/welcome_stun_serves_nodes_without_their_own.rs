@@ -15,7 +15,7 @@ const ANSWERS: &str = "bootstrap_stun_answers_total";
 async fn wait_linked(a: &Node, b: &Node) {
     wait_until("a and b are linked", || async {
         let linked =
-            a.neighbors().await.unwrap() == [b.id()] && b.neighbors().await.unwrap() == [a.id()];
+            a.neighbours().await.unwrap() == [b.id()] && b.neighbours().await.unwrap() == [a.id()];
         linked.then_some(())
     })
     .await;

@@ -110,7 +110,7 @@ impl Node {
         let stderr = lab.log_file(&format!("{name}.log"))?;
         let mut child = Lab::command_in(ns, bin)
             .args(args)
-            // The binary's default filter, pinned: webrtc-rs's warnings (e.g. a skipped
+            // Pinned (the binary is quiet by default): webrtc-rs's warnings (e.g. a skipped
             // TURN URL) are part of what the test reports.
             .env(
                 "RUST_LOG",

@@ -263,6 +263,7 @@ impl Config {
             return Err(crate::Error::IceServer {
                 url: String::new(),
                 why: "relay-only needs a TURN server: without one no link can open".into(),
+                source: None,
             });
         }
         Ok(())
@@ -365,10 +366,7 @@ impl WebRtcTransport {
 impl Transport for WebRtcTransport {
     fn open(&self, session: SessionId, peer: NodeId, role: Role) -> Result<(), crate::Error> {
         let Some(runtime) = self.shared.runtime.clone() else {
-            return Err(crate::Error::Transport(
-                "the WebRTC transport was created outside a Tokio runtime: create it inside one"
-                    .to_owned(),
-            ));
+            return Err(crate::Error::NoRuntime);
         };
         let (signals_tx, signals_rx) = mpsc::channel(SIGNAL_QUEUE_LEN);
         let (close_tx, close_rx) = oneshot::channel();
@@ -376,15 +374,12 @@ impl Transport for WebRtcTransport {
         {
             let mut sessions = self.shared.sessions();
             if sessions.contains_key(&session) {
-                return Err(crate::Error::Transport(format!(
-                    "session {session} is already open: pick a fresh session id"
-                )));
+                return Err(crate::Error::SessionExists(session));
             }
             if sessions.len() >= self.shared.config.max_sessions {
-                return Err(crate::Error::Transport(format!(
-                    "the WebRTC transport is at its limit of {} sessions: close one first",
-                    self.shared.config.max_sessions
-                )));
+                return Err(crate::Error::SessionLimit {
+                    limit: self.shared.config.max_sessions,
+                });
             }
             sessions.insert(
                 session,

@@ -104,7 +104,7 @@ impl Sim<'_> {
 
     /// The live nodes' links as their neighbour lists say.
     async fn link_graph(&self, live: &[(usize, Arc<Node>)]) -> LinkGraph {
-        let neighbours = query(live, |node| async move { node.neighbors().await }).await;
+        let neighbours = query(live, |node| async move { node.neighbours().await }).await;
         let index_of: HashMap<NodeId, usize> = live
             .iter()
             .enumerate()

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use mesh_node::Event;
 use mesh_proto::NodeId;
-use tokio::sync::mpsc;
 
 /// What a traffic payload is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,7 +145,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Consumes node `index`'s events until the node stops.
 pub(super) async fn observe(
     index: usize,
-    mut events: mpsc::Receiver<Event>,
+    mut events: mesh_node::Events,
     record: Arc<Mutex<Record>>,
     shared: Arc<Shared>,
 ) {

@@ -68,6 +68,7 @@ impl IceServer {
             return Err(crate::Error::IceServer {
                 url: String::new(),
                 why: "an ICE server needs at least one URL".to_owned(),
+                source: None,
             });
         }
         for raw in &self.urls {
@@ -76,6 +77,7 @@ impl IceServer {
                 return Err(crate::Error::IceServer {
                     url: raw.clone(),
                     why: "a TURN server needs a username and a credential".to_owned(),
+                    source: None,
                 });
             }
         }
@@ -112,6 +114,7 @@ pub(crate) fn parse(raw: &str) -> Result<Url, crate::Error> {
             "not a STUN or TURN URL ({err}); expected e.g. stun:stun.example.org:3478 or \
              turn:turn.example.org:3478?transport=udp"
         ),
+        source: Some(err),
     })
 }
 

@@ -27,6 +27,9 @@ const CHANNEL_LABEL: &str = "mesh";
 const CHANNEL_ID: u16 = 0;
 /// Driver events queued towards the session task.
 const PC_EVENT_QUEUE_LEN: usize = 32;
+/// How long the offerer's writer holds its first message when the remote sends nothing
+/// ([`write_link`]).
+const FIRST_SEND_WAIT: Duration = Duration::from_millis(250);
 
 /// A session task, ready to run.
 pub(super) struct Session {
@@ -57,6 +60,9 @@ struct Link {
     /// When the link must be open by, once ICE has connected.
     dtls_deadline: Option<tokio::time::Instant>,
     writer: Option<JoinHandle<Result<(), String>>>,
+    /// The offerer's: tells its writer that the remote's channel is open (a first message
+    /// came), see [`write_link`].
+    remote_open: Option<oneshot::Sender<()>>,
 }
 
 impl Session {
@@ -124,6 +130,7 @@ impl Session {
             up: false,
             dtls_deadline: None,
             writer: None,
+            remote_open: None,
         };
         let reason = match self.run_link(&mut link, &mut pc_events).await {
             Ok(never) => match never {},
@@ -305,8 +312,30 @@ impl Session {
                 }
                 link.up = true;
                 link.dtls_deadline = None;
+                // Opening the channel queued the local opening of its SCTP stream, which
+                // webrtc-rs 0.21.1 writes only at the driver's next turn; without a wake that
+                // is when the remote's first message arrives, which then opens the stream
+                // from the remote side, and the local opening fails with a warning (`there
+                // already exists a stream with identifier`). Any DataChannel call that
+                // changes state wakes the driver; this one is idempotent (see the handler's
+                // fast-open wake).
+                if let Err(err) = link.dc.set_buffered_amount_low_threshold(0).await {
+                    tracing::debug!("wake at open failed: {err}");
+                }
                 let (queue_tx, queue_rx) = mpsc::channel(self.shared.config.send_queue_len);
-                link.writer = Some(tokio::spawn(write_link(Arc::clone(&link.dc), queue_rx)));
+                let remote_open = match self.role {
+                    Role::Offerer => {
+                        let (open_tx, open_rx) = oneshot::channel();
+                        link.remote_open = Some(open_tx);
+                        Some(open_rx)
+                    }
+                    Role::Answerer => None,
+                };
+                link.writer = Some(tokio::spawn(write_link(
+                    Arc::clone(&link.dc),
+                    queue_rx,
+                    remote_open,
+                )));
                 self.shared
                     .set_link(self.id, self.serial, queue_tx, Arc::downgrade(&link.pc));
                 self.emit(TransportEvent::LinkUp {
@@ -316,6 +345,9 @@ impl Session {
                 .await
             }
             Some(DataChannelEvent::OnMessage(message)) => {
+                if let Some(remote_open) = link.remote_open.take() {
+                    let _ = remote_open.send(());
+                }
                 self.emit(TransportEvent::Data {
                     session: self.id,
                     bytes: message.data.freeze(),
@@ -464,10 +496,25 @@ async fn wait_writer(
 
 /// Drains the link's send queue into the DataChannel, waiting while its send buffer is
 /// full. Ends when the queue closes (the session ended) or a send fails.
+///
+/// On the offerer, the first message waits until `remote_open` fires (the remote's first
+/// message arrived, so its channel is open) or [`FIRST_SEND_WAIT`] has passed. webrtc-rs
+/// 0.21.1 loses messages that reach the SCTP client (the answerer: it answers
+/// `a=setup:active`, so it is the DTLS and SCTP client) in the same burst of datagrams as
+/// the association's COOKIE-ACK: its driver reads the whole burst before it handles the
+/// "association up" event that opens a pre-negotiated channel, and the DataChannel handler
+/// drops data for a channel not opened yet (`data channel not existed`, then `there already
+/// exists a stream with identifier` when it opens it). Sent at once, an offerer's messages
+/// right after `LinkUp` were lost on 9 of 30 links (28 of 90 messages). The mesh core sends
+/// on every new link at once from both ends, so the wait is about one round trip.
 async fn write_link(
     dc: Arc<dyn DataChannel>,
     mut queue: mpsc::Receiver<Bytes>,
+    remote_open: Option<oneshot::Receiver<()>>,
 ) -> Result<(), String> {
+    if let Some(remote_open) = remote_open {
+        let _ = tokio::time::timeout(FIRST_SEND_WAIT, remote_open).await;
+    }
     while let Some(bytes) = queue.recv().await {
         let message = bytes
             .try_into_mut()

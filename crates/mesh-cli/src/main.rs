@@ -1,5 +1,8 @@
 //! `mesh-node`: join a mesh and chat over it from the terminal. See `--help`.
 
+mod chat;
+mod stats;
+
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,37 +10,50 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use mesh_node::transport::webrtc::{self, IceServer};
-use mesh_node::{Config, Event, Node};
+use mesh_node::{Config, Node};
+use mesh_proto::RoomName;
 use mesh_proto::identity::Keypair;
-use mesh_proto::{NodeId, RoomName};
 use rtc::ice::url::SchemeType;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tracing_subscriber::EnvFilter;
 
 /// A node of the peer-relayed WebRTC mesh overlay.
 ///
-/// Joins the mesh through a bootstrap server (the door), opens its first WebRTC link with
-/// signaling carried by the server, and every further link with signaling carried by the
-/// mesh. Prints its own NodeId on the first line of stdout. With --door, it also runs a door
+/// Joins the mesh through a bootstrap server, opens its first WebRTC link with signaling
+/// carried by the server, and every further link with signaling carried by the mesh.
+/// Prints its own node id on the first line of stdout. With --door, it also runs a door
 /// for its neighbours: one that later loses every link rejoins through it, even with the
 /// bootstrap server gone.
 ///
-/// Then reads lines from stdin: a plain line is broadcast to every node; `/to <node-id>
-/// <text>` sends to one node; `/peers` lists the neighbours (`neighbours: N`, then one
-/// `neighbour <id>` line each); `/links` lists the links and how each one travels
-/// (`links: N`, then one `link <id> <local-type>/<local-proto> <remote-type>/<remote-proto>`
-/// line each: the ICE candidate pair selected for it, e.g. `link <id> srflx/udp srflx/udp`;
-/// types host, srflx, prflx, relay; `unknown/unknown` when not known); `/stats` prints
-/// counters; `/quit` (or end of input) leaves. Received messages are printed as
-/// `<sender> <text>` (`<sender> [broadcast] <text>` for broadcasts). Logs go to stderr
-/// (set RUST_LOG, e.g. `debug`).
+/// Then reads commands from stdin, one per line:
+///
+///   <text>               broadcast <text> to every node of the mesh
+///   /to <id> <text>      send <text> to one node; <id> may be a unique prefix of a known
+///                        id (a neighbour or a node heard from), as git takes hash prefixes
+///   /peers               the neighbours: `neighbours: N`, then one `neighbour <id>` line each
+///   /links               the links: `links: N`, then one line per link,
+///                        `link <id> <local-type>/<local-proto> <remote-type>/<remote-proto>`:
+///                        the ICE candidate pair selected for it, e.g. srflx/udp srflx/udp
+///                        (types host, srflx, prflx, relay; unknown/unknown when not known)
+///   /stats               a short summary of the node's counters
+///   /stats --json        the same counters as one JSON object on one line (its keys are
+///                        listed in docs/operations.md)
+///   /help                the list of commands
+///   /quit                leave the mesh (as does the end of input)
+///
+/// Messages received are printed on stdout as `<sender> <text>` (`<sender> [broadcast]
+/// <text>` for broadcasts); errors, notices and logs go to stderr. Logs are quiet by
+/// default (warnings of the mesh crates only; webrtc-rs's own log lines are left out): -v
+/// adds what the node does (links up and down, registrations), -vv debug output and
+/// webrtc-rs's warnings, -vvv everything. RUST_LOG, if set, replaces these (e.g.
+/// RUST_LOG=debug).
 ///
 /// Behind a NAT: with no --stun, the node uses the bootstrap server's STUN responder if the
 /// server announces one (bootstrap-server --stun-listen, or --serve-stun here). webrtc-rs
 /// 0.21.1 gathers relay candidates only through TURN over UDP: a turn: URL with
 /// ?transport=tcp, and turns:/stuns: URLs, are accepted but not used (a warning says so).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, verbatim_doc_comment)]
 struct Args {
     /// The bootstrap server's WebSocket URL.
     #[arg(
@@ -106,6 +122,10 @@ struct Args {
     /// the --turn server, and without a working one no link opens. For testing a TURN server.
     #[arg(long, env = "MESH_RELAY_ONLY")]
     relay_only: bool,
+    /// More log output on stderr: -v what the node does, -vv debug, -vvv everything
+    /// (including webrtc-rs). RUST_LOG, if set, wins.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 /// Parses a --stun URL: a STUN URL as webrtc-rs reads it.
@@ -177,19 +197,38 @@ fn ice_servers(args: &Args) -> anyhow::Result<Vec<IceServer>> {
     Ok(ice)
 }
 
-/// The node's own logs at info; webrtc-rs's (chatty at info) only from warnings on.
-const DEFAULT_LOG: &str = "warn,rtc_ice=error,rtc_dtls=error,mesh_node=info,mesh_core=info";
+/// The log filter for `-v` given `verbose` times, when RUST_LOG is not set.
+///
+/// Quiet by default: only the warnings of the mesh crates (this binary's crate is named
+/// `mesh_node` too). The dependencies' logs are not the user's business: webrtc-rs warns
+/// about a STUN check that came before its session's answer (`password is empty`), which
+/// ICE retries anyway. (Its two warnings at every link up, `data channel not existed` and
+/// `there already exists a stream with identifier`, were a lost message and a late stream
+/// opening; the transport now avoids both, see docs/webrtc-rs-upstream.md, finding 5.)
+/// webrtc-rs's logs appear from -vv on.
+fn log_filter(verbose: u8) -> &'static str {
+    match verbose {
+        0 => "off,mesh_node=warn,mesh_core=warn,mesh_proto=warn,bootstrap_server=warn",
+        1 => "off,mesh_node=info,mesh_core=info,mesh_proto=info,bootstrap_server=info",
+        2 => {
+            "warn,rtc_ice=error,rtc_dtls=error,mesh_node=debug,mesh_core=debug,mesh_proto=debug,\
+              bootstrap_server=debug"
+        }
+        _ => "debug",
+    }
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new(log_filter(args.verbose))),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let args = Args::parse();
     if args.serve_stun.is_some() && args.serve.is_none() {
         anyhow::bail!(
             "--serve-stun runs the STUN responder of --serve's bootstrap server; give --serve too"
@@ -208,9 +247,10 @@ async fn main() -> anyhow::Result<()> {
         let server = bootstrap_server::Server::bind(listener, config)
             .await
             .context("cannot start the embedded bootstrap server")?;
-        tracing::info!("bootstrap server for other nodes: --bootstrap {bootstrap}");
+        // Notices for the person who started it, whatever the log level.
+        eprintln!("bootstrap server for other nodes: --bootstrap {bootstrap}");
         if let Some(stun) = server.stun_addr() {
-            tracing::info!("its STUN responder: stun:{stun} (UDP), announced in its Welcome");
+            eprintln!("its STUN responder: stun:{stun} (UDP), announced in its Welcome");
         }
         tokio::spawn(async move {
             if let Err(e) = server.run(std::future::pending()).await {
@@ -252,28 +292,23 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot join the mesh through {bootstrap}"))?;
     let mut events = node.events().context("events already taken")?;
+    let mut chat = chat::Chat::new(node);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(Event::Message { from, data }) => println!("{from} {}", String::from_utf8_lossy(&data)),
-                Some(Event::Broadcast { from, data }) => {
-                    println!("{from} [broadcast] {}", String::from_utf8_lossy(&data))
-                }
-                Some(Event::LinkUp { peer }) => tracing::info!(%peer, "neighbour up"),
-                Some(Event::LinkDown { peer, reason }) => tracing::info!(%peer, "neighbour down: {reason}"),
-                Some(_) => {}
+                Some(event) => chat.on_event(event),
                 None => break,
             },
             line = lines.next_line() => {
                 let Some(line) = line.context("reading stdin")? else { break };
-                if !command(&node, line.trim()).await {
+                if !chat.command(line.trim()).await {
                     break;
                 }
             }
         }
     }
-    node.leave().await?;
+    chat.into_node().leave().await?;
     Ok(())
 }
 
@@ -298,62 +333,11 @@ async fn start_door(
     let server = bootstrap_server::Server::bind(listener, bootstrap_server::Config::default())
         .await
         .context("cannot start the door")?;
-    tracing::info!("door for neighbours that lose every link: {url}");
+    eprintln!("door for neighbours that lose every link: {url}");
     tokio::spawn(async move {
         if let Err(e) = server.run(std::future::pending()).await {
             tracing::error!("the door failed: {e}");
         }
     });
     Ok(url)
-}
-
-/// Runs one stdin line; false to quit.
-async fn command(node: &Node, line: &str) -> bool {
-    if line.is_empty() {
-        return true;
-    }
-    let result = if line == "/quit" {
-        return false;
-    } else if line == "/peers" {
-        node.neighbors().await.map(|peers| {
-            println!("neighbours: {}", peers.len());
-            for peer in peers {
-                println!("neighbour {peer}");
-            }
-        })
-    } else if line == "/links" {
-        node.links().await.map(|links| {
-            println!("links: {}", links.len());
-            for link in links {
-                let pair = link.candidate_pair.unwrap_or_default();
-                println!("link {} {pair}", link.peer);
-            }
-        })
-    } else if line == "/stats" {
-        node.stats().await.map(|s| println!("{s:#?}"))
-    } else if let Some(rest) = line.strip_prefix("/to ") {
-        let (to, text) = rest.split_once(' ').unwrap_or((rest, ""));
-        match to.parse::<NodeId>() {
-            Ok(to) => node.send(to, text.as_bytes().to_vec()).await,
-            Err(e) => {
-                eprintln!("usage: /to <node-id> <text> ({e})");
-                return true;
-            }
-        }
-    } else if line.starts_with('/') {
-        eprintln!("unknown command; try /to <node-id> <text>, /peers, /links, /stats, /quit");
-        return true;
-    } else {
-        node.broadcast(line.as_bytes().to_vec())
-            .await
-            .map(|reached| {
-                if reached == 0 {
-                    eprintln!("not sent: no neighbour yet (the node is still joining)");
-                }
-            })
-    };
-    if let Err(e) = result {
-        eprintln!("error: {e}");
-    }
-    true
 }
