@@ -1,7 +1,7 @@
 //! The scenario in wall-clock time: nodes start at the join rate, then unicasts, broadcasts,
 //! churn, the kill and the server's stop happen when they are due, until the end. What is
 //! due after the traffic's planned start waits for the mesh: it moves by as much as the
-//! initial joins made the traffic start late (see [`Late`]).
+//! initial joins came late (see [`Late`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,7 +15,7 @@ use tracing::{debug, info};
 
 use super::observe::{self, Kind, lock};
 use super::sim::{KillRecord, Sim, query};
-use super::{AFTER_REPAIR, REPAIR_POLL, REPAIR_WAIT};
+use super::{AFTER_REPAIR, FORM_WAIT, REPAIR_POLL, REPAIR_WAIT};
 use crate::Report;
 use crate::scenario::JOIN_GRACE;
 
@@ -40,6 +40,7 @@ impl Sim<'_> {
         let mut kill_at = s.kill.map(|k| (late.due(k.at), k.fraction));
         let mut server_kill_at = s.kill_bootstrap_at.map(|d| late.due(d));
         let mut next_repair_check: Option<Instant> = None;
+        let mut held = true;
         let mut next_sample = start + Duration::from_secs(1);
         loop {
             let now = Instant::now();
@@ -63,20 +64,6 @@ impl Sim<'_> {
                 let joined = self.shared.joined_initial.load(Ordering::Relaxed);
                 info!(joined, "initial joins done, mesh settled: traffic starts");
                 traffic_started = true;
-                let lag = late.lag(now);
-                if !lag.is_zero() {
-                    info!(
-                        ?lag,
-                        "the traffic starts late: what is due after it moves by as much"
-                    );
-                }
-                for due in [Some(&mut end), kill_at.as_mut().map(|(at, _)| at)]
-                    .into_iter()
-                    .chain([server_kill_at.as_mut()])
-                    .flatten()
-                {
-                    due.release(lag);
-                }
                 next_unicast = unicast_every.map(|d| now + d);
                 next_broadcast = s.broadcast_every.map(|d| now + d);
                 next_churn = churn_every.map(|d| now + d);
@@ -86,6 +73,24 @@ impl Sim<'_> {
                         .progress_chars("=> "),
                 );
                 self.bar.set_length(s.duration.as_secs());
+            }
+            if held && traffic_started && self.formed(now) {
+                // The mesh has formed: what was held is due as late as the mesh came.
+                held = false;
+                let lag = late.lag(now);
+                if !lag.is_zero() {
+                    info!(
+                        ?lag,
+                        "the mesh formed late: what is due after it moves by as much"
+                    );
+                }
+                for due in [Some(&mut end), kill_at.as_mut().map(|(at, _)| at)]
+                    .into_iter()
+                    .chain([server_kill_at.as_mut()])
+                    .flatten()
+                {
+                    due.release(lag);
+                }
             }
             if let Some((at, fraction)) = kill_at
                 && at.at(now)
@@ -161,6 +166,19 @@ impl Sim<'_> {
             }
         }
         self.finish().await
+    }
+
+    /// Whether the initial mesh has formed: every initial node (but those whose join
+    /// failed) has reached the minimum degree, or [`FORM_WAIT`] has passed since the last
+    /// one started.
+    fn formed(&self, now: Instant) -> bool {
+        let s = self.scenario;
+        let formed = self.shared.formed_initial.load(Ordering::Relaxed);
+        formed + self.initial_failed >= s.nodes
+            || self
+                .slots
+                .get(s.nodes - 1)
+                .is_some_and(|last| now >= last.started + FORM_WAIT)
     }
 
     /// Whether the end waits for the mesh after a kill: until the repair has been seen and
@@ -267,7 +285,8 @@ impl Sim<'_> {
 /// rate) and `settle` had passed, as if joins took no time. On a slow machine the joins
 /// take longer, and a scenario that kept its times from the start would stop the server or
 /// kill nodes in a mesh still forming, or end before any traffic: what is due after this
-/// moment is held until the traffic starts, then moves by as much as it started late.
+/// moment is held until the traffic has started and the mesh has formed (every initial
+/// node at the minimum degree), then moves by as much as that came late.
 #[derive(Clone, Copy, Debug)]
 struct Late {
     start: Instant,
@@ -294,7 +313,7 @@ impl Late {
         }
     }
 
-    /// How late the traffic starts at `now`.
+    /// How late the mesh is, formed at `now`.
     fn lag(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.planned)
     }
@@ -305,7 +324,7 @@ impl Late {
 enum Due {
     /// Happens at this time.
     At(Instant),
-    /// Planned for this time, held until the traffic starts.
+    /// Planned for this time, held until the traffic starts and the mesh has formed.
     Held(Instant),
 }
 
@@ -323,7 +342,7 @@ impl Due {
         }
     }
 
-    /// The traffic started `lag` late: a held moment is due that much later than planned.
+    /// The mesh came `lag` late: a held moment is due that much later than planned.
     fn release(&mut self, lag: Duration) {
         if let Due::Held(at) = *self {
             *self = Due::At(at + lag);
