@@ -36,7 +36,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, Stream, StreamExt};
 use mesh_proto::identity::{Keypair, register_message};
 use mesh_proto::{ErrorCode, Frame, NodeId, RoomName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use mesh_testkit::{Metrics, TestServer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -145,12 +145,12 @@ fn main() -> Result<()> {
 }
 
 async fn run(settings: Settings) -> Result<()> {
-    let server = Server::start().await?;
+    let server = start_server().await;
     let echo = EchoServer::start().await?;
 
     ping_pong(&server, &echo, settings).await?;
     println!();
-    let before = server.metrics().await?;
+    let before = server.metrics().await;
     let mut totals = ThroughputTotals::default();
     for payload in settings.throughput_payloads {
         let end = throughput(&server, settings, payload).await?;
@@ -163,66 +163,20 @@ async fn run(settings: Settings) -> Result<()> {
     flood(&server, settings).await?;
 
     echo.stop().await;
-    server.stop().await
+    Ok(server.stop().await?)
 }
 
 // ---------------------------------------------------------------------------------------
 // Servers
 
 /// The real bootstrap server with rate limits raised out of the way.
-struct Server {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), bootstrap_server::Error>>,
-}
-
-impl Server {
-    async fn start() -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let config = Config::default()
-            .with_frames_per_second(10_000_000)
-            .with_frame_burst(10_000_000)
-            .with_max_connections(64)
-            .with_shutdown_grace(Duration::from_secs(2));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(bootstrap_server::run(listener, config, async move {
-            let _ = stopped.await;
-        }));
-        Ok(Self { addr, stop, task })
-    }
-
-    fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
-    /// The server's `/metrics` text, over a plain HTTP/1.1 GET.
-    async fn metrics(&self) -> Result<String> {
-        let fetch = async {
-            let mut stream = TcpStream::connect(self.addr).await?;
-            let request = format!(
-                "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                self.addr
-            );
-            stream.write_all(request.as_bytes()).await?;
-            let mut response = String::new();
-            stream.read_to_string(&mut response).await?;
-            anyhow::Ok(response)
-        };
-        let response = within(fetch).await??;
-        match response.split_once("\r\n\r\n") {
-            Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
-            _ => bail!("GET /metrics failed: {response:.200}"),
-        }
-    }
-
-    async fn stop(self) -> Result<()> {
-        let _ = self.stop.send(());
-        within(self.task)
-            .await?
-            .context("server task panicked")?
-            .context("server returned an error")
-    }
+async fn start_server() -> TestServer {
+    let config = Config::default()
+        .with_frames_per_second(10_000_000)
+        .with_frame_burst(10_000_000)
+        .with_max_connections(64)
+        .with_shutdown_grace(Duration::from_secs(2));
+    TestServer::start(config).await
 }
 
 /// A minimal axum WebSocket echo server: the cost of one server hop with nothing on it.
@@ -344,7 +298,7 @@ where
 // ---------------------------------------------------------------------------------------
 // Ping-pong latency
 
-async fn ping_pong(server: &Server, echo: &EchoServer, settings: Settings) -> Result<()> {
+async fn ping_pong(server: &TestServer, echo: &EchoServer, settings: Settings) -> Result<()> {
     let url = server.url();
     let (mut a, _) = join(&url, "ping").await?;
     let (b, b_id) = join(&url, "ping").await?;
@@ -545,7 +499,11 @@ struct ThroughputTotals {
 }
 
 /// Runs the windowed throughput test for one payload size; returns the final counts.
-async fn throughput(server: &Server, settings: Settings, payload_len: usize) -> Result<Snapshot> {
+async fn throughput(
+    server: &TestServer,
+    settings: Settings,
+    payload_len: usize,
+) -> Result<Snapshot> {
     let url = server.url();
     let room = format!("throughput-{payload_len}");
     let stop = CancellationToken::new();
@@ -676,11 +634,11 @@ async fn receive(mut ws: Ws, c: Arc<PairCounters>) -> Result<()> {
 /// A sender that ignores flow control: one pair, open loop, 200-byte Unicasts written as
 /// fast as the socket takes them, for at most `settings.flood_time`. Reports what the
 /// server did with them, from its own metrics.
-async fn flood(server: &Server, settings: Settings) -> Result<()> {
+async fn flood(server: &TestServer, settings: Settings) -> Result<()> {
     let url = server.url();
     let (sender, _) = join(&url, "flood").await?;
     let (mut receiver, receiver_id) = join(&url, "flood").await?;
-    let before = server.metrics().await?;
+    let before = server.metrics().await;
     let frame: Bytes = mesh_proto::encode(&unicast(receiver_id, &[0xa5; PING_PAYLOAD]))?.into();
     let delivered = Arc::new(AtomicU64::new(0));
     let counting = delivered.clone();
@@ -725,8 +683,8 @@ async fn flood(server: &Server, settings: Settings) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     receiving.abort();
 
-    let after = server.metrics().await?;
-    let delta = |series: &str| metric(&after, series) - metric(&before, series);
+    let after = server.metrics().await;
+    let delta = |series: &str| after.value(series) - before.value(series);
     println!(
         "\nflood (no flow control), 1 pair, {PING_PAYLOAD}-byte payload, up to {:.1} s:",
         settings.flood_time.as_secs_f64()
@@ -754,31 +712,17 @@ async fn flood(server: &Server, settings: Settings) -> Result<()> {
 // ---------------------------------------------------------------------------------------
 // The server's own view
 
-/// The value of a sample line `series value` in Prometheus text (0 if absent).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
 /// Compares the server's own counters over the throughput runs with the clients' counts,
 /// and prints the server's mean unicast latency under load.
 async fn check_server_metrics(
-    server: &Server,
-    before: &str,
+    server: &TestServer,
+    before: &Metrics,
     totals: &ThroughputTotals,
 ) -> Result<()> {
     // The last acknowledgements may still be on their way into the server: retry briefly.
     for attempt in 0.. {
-        let after = server.metrics().await?;
-        let delta = |series: &str| (metric(&after, series) - metric(before, series)) as u64;
+        let after = server.metrics().await;
+        let delta = |series: &str| (after.value(series) - before.value(series)) as u64;
         let unicasts_in = delta("bootstrap_frames_in_total{kind=\"unicast\"}");
         let dropped = delta("bootstrap_frames_dropped_total");
         if (unicasts_in != totals.sent + totals.acks || dropped != totals.busy) && attempt < 20 {
@@ -795,8 +739,8 @@ async fn check_server_metrics(
             totals.delivered,
             totals.busy
         );
-        let latency_sum = metric(&after, "bootstrap_unicast_latency_seconds_sum")
-            - metric(before, "bootstrap_unicast_latency_seconds_sum");
+        let latency_sum = after.value("bootstrap_unicast_latency_seconds_sum")
+            - before.value("bootstrap_unicast_latency_seconds_sum");
         let latency_count = delta("bootstrap_unicast_latency_seconds_count");
         if latency_count > 0 {
             println!(

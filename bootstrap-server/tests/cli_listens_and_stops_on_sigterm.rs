@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use mesh_proto::{ErrorCode, Frame};
+use mesh_testkit::wait_until;
 use tokio_tungstenite::tungstenite::Message;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootstrap-server");
@@ -119,16 +120,9 @@ async fn logs_the_bound_address_serves_and_stops_on_sigterm() {
         Frame::Error { code, .. } => assert_eq!(code, ErrorCode::SHUTTING_DOWN),
         other => panic!("unexpected {other:?}"),
     }
-    let start = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "the server did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exit = wait_until("the server exits after SIGTERM", DEADLINE, async || {
+        child.try_wait().unwrap()
+    })
+    .await;
     assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
 }

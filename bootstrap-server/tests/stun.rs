@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bootstrap_server::{Config, Server};
+use mesh_testkit::{TestServer, wait_until};
 use rtc_stun::attributes::ATTR_SOFTWARE;
 use rtc_stun::message::{
     BINDING_REQUEST, BINDING_SUCCESS, CLASS_REQUEST, Getter, METHOD_ALLOCATE, Message, MessageType,
@@ -15,10 +16,7 @@ use rtc_stun::message::{
 };
 use rtc_stun::textattrs::TextAttribute;
 use rtc_stun::xoraddr::XorMappedAddress;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::time::timeout;
 
 /// How long any wait for something that should happen may take.
@@ -26,68 +24,33 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// How long to wait before concluding that no answer is coming.
 const SILENCE: Duration = Duration::from_millis(200);
 
-/// The real server with a STUN responder on 127.0.0.1, port 0.
-struct TestServer {
-    http: SocketAddr,
-    stun: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), bootstrap_server::Error>>,
+/// The real server with its STUN responder on `ip`, port 0.
+async fn start_on(config: Config, ip: &str) -> TestServer {
+    let stun = SocketAddr::new(ip.parse().unwrap(), 0);
+    let server = TestServer::start(config.with_stun_listen(Some(stun))).await;
+    let stun = server.stun_addr().expect("stun_listen was set");
+    assert_ne!(stun.port(), 0, "the bound port is reported, not 0");
+    server
 }
 
-impl TestServer {
-    async fn start(config: Config) -> Self {
-        Self::start_on(config, "127.0.0.1").await
-    }
+/// The real server with its STUN responder on 127.0.0.1, port 0.
+async fn start(config: Config) -> TestServer {
+    start_on(config, "127.0.0.1").await
+}
 
-    /// With the STUN responder on `ip`, port 0.
-    async fn start_on(config: Config, ip: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stun = SocketAddr::new(ip.parse().unwrap(), 0);
-        let config = config.with_stun_listen(Some(stun));
-        let server = Server::bind(listener, config).await.unwrap();
-        let http = server.local_addr().unwrap();
-        let stun = server.stun_addr().expect("stun_listen was set");
-        assert_ne!(stun.port(), 0, "the bound port is reported, not 0");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
-        Self {
-            http,
-            stun,
-            stop,
-            task,
-        }
-    }
+/// The STUN responder's address.
+fn stun(server: &TestServer) -> SocketAddr {
+    server.stun_addr().expect("stun_listen was set")
+}
 
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        timeout(DEADLINE, self.task)
-            .await
-            .expect("the server stops within the deadline")
-            .expect("no panic")
-            .expect("a clean stop");
-    }
+/// The value of one series of `/metrics`, e.g. `bootstrap_stun_answers_total`.
+async fn metric(server: &TestServer, series: &str) -> u64 {
+    server.metrics().await.count(series)
+}
 
-    /// The value of one line of `/metrics`, e.g. `bootstrap_stun_answers_total`.
-    async fn metric(&self, series: &str) -> u64 {
-        let fetch = async {
-            let mut stream = TcpStream::connect(self.http).await.unwrap();
-            let request = format!(
-                "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                self.http
-            );
-            stream.write_all(request.as_bytes()).await.unwrap();
-            let mut response = String::new();
-            stream.read_to_string(&mut response).await.unwrap();
-            response
-        };
-        let response = timeout(DEADLINE, fetch).await.expect("/metrics answers");
-        response
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .map_or(0, |value| value.trim().parse().unwrap())
-    }
+/// Stops the server and checks that it stopped cleanly.
+async fn stop(server: TestServer) {
+    server.stop().await.expect("a clean stop");
 }
 
 /// A Binding request with a fresh transaction id.
@@ -128,23 +91,23 @@ async fn client_on(ip: &str) -> UdpSocket {
 
 #[tokio::test]
 async fn a_binding_request_gets_the_clients_address_back() {
-    let server = TestServer::start(Config::default()).await;
+    let server = start(Config::default()).await;
     let client = client_on("127.0.0.1").await;
     let (request, id) = binding_request();
-    client.send_to(&request, server.stun).await.unwrap();
+    client.send_to(&request, stun(&server)).await.unwrap();
     let answer = receive(&client).await;
     assert_eq!(answer.typ, BINDING_SUCCESS);
     assert_eq!(answer.transaction_id, id);
     assert_eq!(mapped_address(&answer), client.local_addr().unwrap());
     let software = TextAttribute::get_from_as(&answer, ATTR_SOFTWARE).unwrap();
     assert!(software.text.starts_with("bootstrap-server/"), "{software}");
-    assert_eq!(server.metric("bootstrap_stun_answers_total").await, 1);
-    server.stop().await;
+    assert_eq!(metric(&server, "bootstrap_stun_answers_total").await, 1);
+    stop(server).await;
 }
 
 #[tokio::test]
 async fn garbage_gets_no_answer_and_the_responder_keeps_answering() {
-    let server = TestServer::start(Config::default()).await;
+    let server = start(Config::default()).await;
     let client = client_on("127.0.0.1").await;
     let (good, _) = binding_request();
     let mut response = Message::new();
@@ -171,24 +134,24 @@ async fn garbage_gets_no_answer_and_the_responder_keeps_answering() {
         ),
     ];
     for (what, datagram) in &garbage {
-        client.send_to(datagram, server.stun).await.unwrap();
+        client.send_to(datagram, stun(&server)).await.unwrap();
         // The responder handles datagrams in order: had it answered the garbage, that answer
         // would arrive before this one.
         let (request, id) = binding_request();
-        client.send_to(&request, server.stun).await.unwrap();
+        client.send_to(&request, stun(&server)).await.unwrap();
         let answer = receive(&client).await;
         assert_eq!(answer.transaction_id, id, "{what} was answered");
     }
     assert!(silent(&client).await, "nothing else arrives");
     assert_eq!(
-        server.metric("bootstrap_stun_answers_total").await,
+        metric(&server, "bootstrap_stun_answers_total").await,
         garbage.len() as u64
     );
     let refused = |reason: &str| format!("bootstrap_stun_refused_total{{reason=\"{reason}\"}}");
-    assert_eq!(server.metric(&refused("not_stun")).await, 3);
-    assert_eq!(server.metric(&refused("not_binding_request")).await, 2);
-    assert_eq!(server.metric(&refused("oversized")).await, 1);
-    server.stop().await;
+    assert_eq!(metric(&server, &refused("not_stun")).await, 3);
+    assert_eq!(metric(&server, &refused("not_binding_request")).await, 2);
+    assert_eq!(metric(&server, &refused("oversized")).await, 1);
+    stop(server).await;
 }
 
 #[tokio::test]
@@ -196,12 +159,12 @@ async fn a_source_past_its_burst_is_refused_and_another_source_is_answered() {
     let config = Config::default()
         .with_stun_answers_per_source(1)
         .with_stun_source_burst(2);
-    let server = TestServer::start(config).await;
+    let server = start(config).await;
     let busy = client_on("127.0.0.1").await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         let (request, id) = binding_request();
-        busy.send_to(&request, server.stun).await.unwrap();
+        busy.send_to(&request, stun(&server)).await.unwrap();
         ids.push(id);
     }
     assert_eq!(receive(&busy).await.transaction_id, ids[0]);
@@ -211,17 +174,19 @@ async fn a_source_past_its_burst_is_refused_and_another_source_is_answered() {
     // 127.0.0.2 is another source with its own bucket (a unit test checks they differ).
     let other = client_on("127.0.0.2").await;
     let (request, id) = binding_request();
-    other.send_to(&request, server.stun).await.unwrap();
+    other.send_to(&request, stun(&server)).await.unwrap();
     let answer = receive(&other).await;
     assert_eq!(answer.transaction_id, id);
     assert_eq!(mapped_address(&answer), other.local_addr().unwrap());
     assert_eq!(
-        server
-            .metric("bootstrap_stun_refused_total{reason=\"rate_limited_source\"}")
-            .await,
+        metric(
+            &server,
+            "bootstrap_stun_refused_total{reason=\"rate_limited_source\"}"
+        )
+        .await,
         3
     );
-    server.stop().await;
+    stop(server).await;
 }
 
 #[tokio::test]
@@ -229,34 +194,36 @@ async fn the_total_budget_caps_answers_to_all_sources() {
     let config = Config::default()
         .with_stun_answers_per_second(1)
         .with_stun_answer_burst(2);
-    let server = TestServer::start(config).await;
+    let server = start(config).await;
     let one = client_on("127.0.0.1").await;
     let two = client_on("127.0.0.2").await;
     for client in [&one, &two] {
         let (request, id) = binding_request();
-        client.send_to(&request, server.stun).await.unwrap();
+        client.send_to(&request, stun(&server)).await.unwrap();
         assert_eq!(receive(client).await.transaction_id, id);
     }
     let (request, _) = binding_request();
-    one.send_to(&request, server.stun).await.unwrap();
-    two.send_to(&request, server.stun).await.unwrap();
+    one.send_to(&request, stun(&server)).await.unwrap();
+    two.send_to(&request, stun(&server)).await.unwrap();
     assert!(silent(&one).await && silent(&two).await, "the burst is 2");
     assert_eq!(
-        server
-            .metric("bootstrap_stun_refused_total{reason=\"rate_limited_total\"}")
-            .await,
+        metric(
+            &server,
+            "bootstrap_stun_refused_total{reason=\"rate_limited_total\"}"
+        )
+        .await,
         2
     );
-    server.stop().await;
+    stop(server).await;
 }
 
 #[tokio::test]
 async fn the_responder_stops_with_the_server_and_frees_its_port() {
     // On an address no other test of this file binds: on 127.0.0.1, another test's socket
     // bound to port 0 could be given the port the moment it is free (it happened once).
-    let server = TestServer::start_on(Config::default(), "127.0.0.3").await;
-    let stun = server.stun;
-    server.stop().await;
+    let server = start_on(Config::default(), "127.0.0.3").await;
+    let stun = stun(&server);
+    stop(server).await;
     // `run` has returned, so the responder's socket is closed.
     UdpSocket::bind(stun)
         .await
@@ -331,13 +298,9 @@ async fn the_cli_logs_the_stun_address_and_answers_on_it() {
         .status()
         .unwrap();
     assert!(status.success());
-    let start = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(start.elapsed() < DEADLINE, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exit = wait_until("the server exits after SIGTERM", DEADLINE, async || {
+        child.0.try_wait().unwrap()
+    })
+    .await;
     assert!(exit.success(), "{exit:?}");
 }

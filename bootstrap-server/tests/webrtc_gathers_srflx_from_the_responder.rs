@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use bootstrap_server::{Config, Server};
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use bootstrap_server::Config;
+use mesh_testkit::TestServer;
+use tokio::sync::mpsc;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceGatheringState, RTCIceServer, RTCPeerConnectionIceEvent, SettingEngineBuilder,
@@ -33,14 +33,9 @@ impl PeerConnectionEventHandler for Candidates {
 
 #[tokio::test]
 async fn a_peer_connection_gathers_a_srflx_candidate_from_the_responder() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = Config::default().with_stun_listen(Some("127.0.0.1:0".parse().unwrap()));
-    let server = Server::bind(listener, config).await.unwrap();
+    let server = TestServer::start(config).await;
     let stun = server.stun_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
 
     let (tx, mut rx) = mpsc::channel(64);
     let settings = SettingEngineBuilder::new()
@@ -91,10 +86,5 @@ async fn a_peer_connection_gathers_a_srflx_candidate_from_the_responder() {
     );
 
     pc.close().await.unwrap();
-    let _ = stop.send(());
-    tokio::time::timeout(DEADLINE, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    server.stop().await.unwrap();
 }

@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use bootstrap_server::{Config, Server};
+use bootstrap_server::Config;
 use futures_util::{SinkExt, StreamExt};
 use mesh_proto::identity::{Keypair, register_message};
 use mesh_proto::{Frame, RoomName};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use mesh_testkit::TestServer;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -61,48 +60,32 @@ async fn recv(ws: &mut Ws) -> Frame {
     }
 }
 
-/// Runs the server of `config` on 127.0.0.1:0 until the returned sender fires.
-async fn start(config: Config) -> (Server, oneshot::Sender<()>, oneshot::Receiver<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = Server::bind(listener, config).await.unwrap();
-    let (stop, stopped) = oneshot::channel();
-    (server, stop, stopped)
-}
-
 #[tokio::test]
 async fn the_welcome_carries_the_bound_stun_port() {
     let config = Config::default().with_stun_listen(Some("127.0.0.1:0".parse().unwrap()));
-    let (server, stop, stopped) = start(config).await;
-    let addr = server.local_addr().unwrap();
+    let server = TestServer::start(config).await;
+    let addr = server.addr();
     let stun = server.stun_addr().expect("stun_listen was set");
     assert_ne!(stun.port(), 0);
-    let task = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
 
     let Frame::Welcome { stun_port, .. } = welcome(addr).await else {
         unreachable!("welcome() checked the kind");
     };
     assert_eq!(stun_port, Some(stun.port()));
 
-    let _ = stop.send(());
-    timeout(DEADLINE, task).await.unwrap().unwrap().unwrap();
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn without_a_responder_the_welcome_has_no_stun_port() {
-    let (server, stop, stopped) = start(Config::default()).await;
-    let addr = server.local_addr().unwrap();
+    let server = TestServer::start(Config::default()).await;
+    let addr = server.addr();
     assert_eq!(server.stun_addr(), None);
-    let task = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
 
     let Frame::Welcome { stun_port, .. } = welcome(addr).await else {
         unreachable!("welcome() checked the kind");
     };
     assert_eq!(stun_port, None);
 
-    let _ = stop.send(());
-    timeout(DEADLINE, task).await.unwrap().unwrap().unwrap();
+    server.stop().await.unwrap();
 }

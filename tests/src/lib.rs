@@ -1,5 +1,7 @@
-//! Test support for end-to-end tests: the real bootstrap server on a port-0 loopback
-//! listener, and a real WebSocket client that speaks the protocol through `mesh_proto`.
+//! Test support for end-to-end tests: a real WebSocket client that speaks the protocol
+//! through `mesh_proto`, and meshes of real WebRTC nodes. The server on a port-0 loopback
+//! listener, `/metrics` and waiting with a deadline come from `mesh_testkit` (re-exported
+//! here).
 //!
 //! Every wait has a deadline ([`DEADLINE`]); nothing sleeps for a fixed time.
 #![warn(missing_docs)]
@@ -7,98 +9,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bootstrap_server::Config;
 use futures_util::{SinkExt, StreamExt};
 use mesh_proto::identity::{Keypair, register_message};
 use mesh_proto::{ErrorCode, Frame, Limits, NodeId, RoomName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// How long any single wait in a test may take before the test fails.
-pub const DEADLINE: Duration = Duration::from_secs(10);
-
-/// A real bootstrap server on `127.0.0.1:0`.
-#[derive(Debug)]
-pub struct TestServer {
-    /// The bound address.
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), bootstrap_server::Error>>,
-}
-
-impl TestServer {
-    /// Starts a server with `config` on a loopback port chosen by the kernel.
-    pub async fn start(config: Config) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(bootstrap_server::run(listener, config, async move {
-            let _ = stopped.await;
-        }));
-        Self {
-            addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    /// The WebSocket URL of the server.
-    pub fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
-    /// Asks the server to shut down and waits (with a deadline) for `run` to return.
-    pub async fn stop(mut self) -> Result<(), bootstrap_server::Error> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(DEADLINE, &mut self.task)
-            .await
-            .expect("server did not stop within the deadline")
-            .expect("server task panicked")
-    }
-
-    /// A plain HTTP/1.1 GET on the server: (status code, body).
-    pub async fn http_get(&self, path: &str) -> (u16, String) {
-        let fetch = async {
-            let mut stream = TcpStream::connect(self.addr).await.expect("connect");
-            let request = format!(
-                "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                self.addr
-            );
-            stream
-                .write_all(request.as_bytes())
-                .await
-                .expect("write request");
-            let mut response = String::new();
-            stream
-                .read_to_string(&mut response)
-                .await
-                .expect("read response");
-            response
-        };
-        let response = tokio::time::timeout(DEADLINE, fetch)
-            .await
-            .expect("HTTP GET timed out");
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status line");
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    }
-}
+pub use mesh_testkit::{DEADLINE, Metrics, TestServer, wait_until};
 
 /// What a client read from the server.
 #[derive(Debug)]
@@ -290,6 +209,29 @@ impl Client {
         }
     }
 
+    /// The room's peers the server lists for this client (up to `max`).
+    pub async fn peers(&mut self, max: u16) -> Vec<NodeId> {
+        self.send(&Frame::GetPeers { max }).await;
+        match self.recv_frame().await {
+            Frame::Peers { peers } => peers,
+            other => panic!("expected Peers, got {other:?}"),
+        }
+    }
+
+    /// Asks for the room's peers until `gone` is no longer among them; panics naming
+    /// `what` after [`DEADLINE`].
+    pub async fn wait_until_gone(&mut self, gone: NodeId, what: &str) {
+        wait_until(what, DEADLINE, async || {
+            let peers = self.peers(10).await;
+            if peers.contains(&gone) {
+                Err(format!("{gone} still among {} peers", peers.len()))
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+    }
+
     /// Reads (answering pings) until `n` pings have arrived; panics after [`DEADLINE`].
     pub async fn wait_for_pings(&mut self, n: usize) {
         let wait = async {
@@ -314,18 +256,6 @@ fn zero_limits() -> Limits {
         frames_per_second: 0,
         frame_burst: 0,
     }
-}
-
-/// The value of a metric sample line `name{labels} value` (or `name value`) in
-/// Prometheus text, if present.
-pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
 }
 
 /// One real node of a test mesh, with its event stream.
@@ -390,23 +320,16 @@ pub async fn webrtc_mesh(
     nodes
 }
 
-/// Polls `condition` every 20 ms until it holds; fails, naming `what`, after `deadline`.
-pub async fn wait_until(what: &str, deadline: Duration, mut condition: impl AsyncFnMut() -> bool) {
-    let start = tokio::time::Instant::now();
-    while !condition().await {
-        assert!(
-            start.elapsed() < deadline,
-            "{what}: not within {deadline:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits until `node` has at least `degree` neighbours.
 pub async fn wait_for_degree(node: &MeshNode, degree: usize, deadline: Duration) {
     let what = format!("node {} reaching degree {degree}", node.node.id());
     wait_until(&what, deadline, async || {
-        node.node.neighbours().await.expect("node running").len() >= degree
+        let neighbours = node.node.neighbours().await.expect("node running").len();
+        if neighbours >= degree {
+            Ok(())
+        } else {
+            Err(format!("{neighbours} neighbours"))
+        }
     })
     .await;
 }
@@ -428,7 +351,14 @@ pub async fn wait_for_settled(nodes: &[MeshNode], quiet: Duration, deadline: Dur
             last = Some(changes);
             since = tokio::time::Instant::now();
         }
-        since.elapsed() >= quiet
+        if since.elapsed() >= quiet {
+            Ok(())
+        } else {
+            Err(format!(
+                "{changes} link changes so far, the last {:?} ago",
+                since.elapsed()
+            ))
+        }
     })
     .await;
 }

@@ -1,7 +1,7 @@
 //! `/healthz` and `/metrics` report what the server did, from its own counters.
 
 use bootstrap_server::Config;
-use mesh_e2e::{Client, TestServer, metric};
+use mesh_e2e::{Client, Metrics, TestServer};
 use mesh_proto::{ErrorCode, Frame, NodeId};
 
 #[tokio::test]
@@ -33,8 +33,8 @@ async fn metrics_count_connections_frames_errors_and_latency() {
 
     let (status, text) = server.http_get("/metrics").await;
     assert_eq!(status, 200);
-    let m =
-        |series: &str| metric(&text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
+    let metrics: Metrics = text.parse().expect("Prometheus text");
+    let m = |series: &str| metrics.value(series);
     assert_eq!(m("bootstrap_connections"), 3.0);
     assert_eq!(m("bootstrap_peers"), 3.0);
     assert_eq!(m("bootstrap_rooms"), 2.0);

@@ -2,7 +2,7 @@
 //! is closed; everyone else carries on.
 
 use bootstrap_server::Config;
-use mesh_e2e::{Client, Received, TestServer};
+use mesh_e2e::{Client, DEADLINE, Received, TestServer, wait_until};
 use mesh_proto::{ErrorCode, Frame};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -18,6 +18,13 @@ async fn still_fine(a: &mut Client, b: &mut Client) {
     b.unicast_to(a, b"still fine").await;
 }
 
+/// Frames of at most 1 KiB, payloads of at most 512 bytes.
+fn small_frames() -> Config {
+    Config::default()
+        .with_max_frame_size(1024)
+        .with_max_payload_size(512)
+}
+
 #[tokio::test]
 async fn connection_limit_refuses_the_excess_and_frees_on_leave() {
     let server = TestServer::start(Config::default().with_max_connections(2)).await;
@@ -28,16 +35,10 @@ async fn connection_limit_refuses_the_excess_and_frees_on_leave() {
 
     // Once a connection ends, its permit is free again.
     drop(b);
-    let start = tokio::time::Instant::now();
-    let mut c = loop {
-        if let Ok(c) = Client::try_connect(&server.url()).await {
-            break c;
-        }
-        assert!(
-            start.elapsed() < mesh_e2e::DEADLINE,
-            "the permit was never released"
-        );
-    };
+    let mut c = wait_until("the permit is released", DEADLINE, async || {
+        Client::try_connect(&server.url()).await
+    })
+    .await;
     c.register("lobby").await;
     assert_eq!(
         c.limits.max_payload_size as usize,
@@ -48,12 +49,7 @@ async fn connection_limit_refuses_the_excess_and_frees_on_leave() {
 
 #[tokio::test]
 async fn oversized_frame_is_refused() {
-    let server = TestServer::start(
-        Config::default()
-            .with_max_frame_size(1024)
-            .with_max_payload_size(512),
-    )
-    .await;
+    let server = TestServer::start(small_frames()).await;
     let (mut a, mut b) = bystanders(&server).await;
     let (mut offender, _) = Client::join(&server.url(), "lobby").await;
     let mut bytes = mesh_proto::encode(&Frame::Broadcast {
@@ -71,12 +67,7 @@ async fn oversized_frame_is_refused() {
 
 #[tokio::test]
 async fn far_oversized_frame_is_cut_by_the_websocket_layer() {
-    let server = TestServer::start(
-        Config::default()
-            .with_max_frame_size(1024)
-            .with_max_payload_size(512),
-    )
-    .await;
+    let server = TestServer::start(small_frames()).await;
     let (mut a, mut b) = bystanders(&server).await;
     let (mut offender, _) = Client::join(&server.url(), "lobby").await;
     // Far beyond the limit: the server must not buffer it, and drops the connection.

@@ -32,20 +32,9 @@ async fn a_silent_client_is_closed_after_the_idle_timeout() {
     let silent_id = silent.id();
     // `silent` does not read, so it answers no ping. Meanwhile `other` keeps reading.
     let start = tokio::time::Instant::now();
-    loop {
-        other.send(&Frame::GetPeers { max: 10 }).await;
-        let Frame::Peers { peers } = other.recv_frame().await else {
-            panic!("expected Peers")
-        };
-        if !peers.contains(&silent_id) {
-            break;
-        }
-        assert!(
-            start.elapsed() < mesh_e2e::DEADLINE,
-            "the silent client was never dropped"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    other
+        .wait_until_gone(silent_id, "the silent client is dropped")
+        .await;
     assert!(
         start.elapsed() >= Duration::from_millis(250),
         "dropped before its idle timeout"
@@ -70,7 +59,7 @@ async fn a_connection_that_never_registers_is_closed() {
 async fn shutdown_closes_sessions_with_going_away_and_stops_accepting() {
     let server = TestServer::start(Config::default()).await;
     let url = server.url();
-    let addr = server.addr;
+    let addr = server.addr();
     let (mut a, _) = Client::join(&url, "lobby").await;
     let (mut b, _) = Client::join(&url, "other").await;
     let unregistered = Client::connect(&url).await;

@@ -32,20 +32,7 @@ async fn check(input: Message, code: ErrorCode, ws_close: u16) {
     b.unicast_to(&mut a, b"carry on").await;
     // The offender is gone from the room.
     let gone = offender.id();
-    let start = tokio::time::Instant::now();
-    loop {
-        a.send(&Frame::GetPeers { max: 10 }).await;
-        let Frame::Peers { peers } = a.recv_frame().await else {
-            panic!("expected Peers")
-        };
-        if !peers.contains(&gone) {
-            break;
-        }
-        assert!(
-            start.elapsed() < mesh_e2e::DEADLINE,
-            "the offender was never removed"
-        );
-    }
+    a.wait_until_gone(gone, "the offender is removed").await;
 }
 
 #[tokio::test]

@@ -131,21 +131,8 @@ async fn a_departed_peer_is_removed_at_once() {
     let gone = b.id();
     drop(b);
     // The server notices the closed socket and drops the peer from the room.
-    let start = tokio::time::Instant::now();
-    loop {
-        a.send(&Frame::GetPeers { max: 10 }).await;
-        let Frame::Peers { peers } = a.recv_frame().await else {
-            panic!("expected Peers")
-        };
-        if !peers.contains(&gone) {
-            break;
-        }
-        assert!(
-            start.elapsed() < mesh_e2e::DEADLINE,
-            "the departed peer was never removed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    a.wait_until_gone(gone, "the departed peer is removed")
+        .await;
     a.send(&Frame::Unicast {
         to: gone,
         payload: vec![],

@@ -13,11 +13,23 @@
 //!    payload carries an id and its send time), a broadcast from a random node every
 //!    `broadcast_every`, and churn (a random node leaves, a new one joins) at
 //!    `churn_per_min`. `kill` and `kill_bootstrap_at` happen at their time from the start.
+//!    **What is due after the traffic's planned start waits for the mesh**: the planned
+//!    start is when it would be if joins took no time (the last initial node's start at
+//!    `join_rate`, plus `settle`). The server's stop, the kill and the end that fall after
+//!    it are held until the traffic has started and the mesh has formed (every initial
+//!    node at the minimum degree, or `FORM_WAIT`, 30 s, after the last one started), then
+//!    move by as much as that came late. On an idle machine that is the last joins' link
+//!    time (tens to hundreds of milliseconds); on a busy one the phases keep their order
+//!    and spacing instead of falling into a mesh still forming (or the end coming before
+//!    any traffic). What falls before it keeps its time. After a kill, the end also waits
+//!    for the repair and `AFTER_REPAIR` (1 s) of traffic after it (at most `REPAIR_WAIT`,
+//!    30 s, from the kill).
 //!    With `doors`, every node also runs a door (its own bootstrap server on 127.0.0.1:0,
 //!    `mesh_node::Config::with_door`), which stops when the node is killed or leaves.
-//! 4. At `duration` from the start, traffic stops; the run waits (up to 3 s) for what is in
-//!    flight, counts hops with probes, reads every node's neighbours and counters, and
-//!    measures idle CPU for 2 s. Then every node leaves and the server stops.
+//! 4. At `duration` from the start (moved as above), traffic stops; the run waits (up to
+//!    3 s) for what is in flight, counts hops with probes, reads every node's neighbours
+//!    and counters, and measures idle CPU for 2 s. Then every node leaves and the server
+//!    stops.
 //!
 //! What the figures mean, where it is not obvious:
 //! - **join_ms**: `Node::join` called → first `LinkUp`; **full_degree_ms**: → degree ≥ the
@@ -82,6 +94,14 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a kill, how often the run checks whether the live nodes form one component again
 /// (the resolution of `repair.repair_ms`, plus the time the check takes).
 const REPAIR_POLL: Duration = Duration::from_millis(100);
+/// The held phases wait at most this long after the last initial node started for every
+/// initial node to reach the minimum degree.
+const FORM_WAIT: Duration = Duration::from_secs(30);
+/// After a kill, the end waits for the repair at most this long from the kill.
+const REPAIR_WAIT: Duration = Duration::from_secs(30);
+/// After a kill, the end waits until the repair has been seen and this much traffic has
+/// followed it, so that `repair.unicast_after` measures something.
+const AFTER_REPAIR: Duration = Duration::from_secs(1);
 /// How long leaving, and stopping the server, may take at the end.
 const TEARDOWN: Duration = Duration::from_secs(10);
 

@@ -87,6 +87,8 @@ pub(super) struct Shared {
     pub joined_initial: AtomicUsize,
     /// All nodes that have had a link.
     pub joined_total: AtomicUsize,
+    /// Initial nodes whose degree has reached the minimum.
+    pub formed_initial: AtomicUsize,
     /// Traffic received.
     pub traffic: Mutex<Traffic>,
 }
@@ -164,6 +166,9 @@ pub(super) async fn observe(
                 }
                 if r.full_degree.is_none() && r.neighbours.len() >= shared.min_degree {
                     r.full_degree = Some(now);
+                    if index < shared.initial {
+                        shared.formed_initial.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             Event::LinkDown { peer, .. } => {

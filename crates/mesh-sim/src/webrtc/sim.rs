@@ -110,6 +110,7 @@ impl<'a> Sim<'a> {
             min_degree: overlay.min_degree,
             joined_initial: Default::default(),
             joined_total: Default::default(),
+            formed_initial: Default::default(),
             traffic: Mutex::new(Traffic::default()),
         });
         let bar = if progress {

@@ -1,5 +1,7 @@
 //! The scenario in wall-clock time: nodes start at the join rate, then unicasts, broadcasts,
-//! churn, the kill and the server's stop happen when they are due, until the end.
+//! churn, the kill and the server's stop happen when they are due, until the end. What is
+//! due after the traffic's planned start waits for the mesh: it moves by as much as the
+//! initial joins came late (see [`Late`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,9 +13,9 @@ use mesh_node::Node;
 use rand::Rng;
 use tracing::{debug, info};
 
-use super::REPAIR_POLL;
 use super::observe::{self, Kind, lock};
 use super::sim::{KillRecord, Sim, query};
+use super::{AFTER_REPAIR, FORM_WAIT, REPAIR_POLL, REPAIR_WAIT};
 use crate::Report;
 use crate::scenario::JOIN_GRACE;
 
@@ -22,8 +24,9 @@ impl Sim<'_> {
     pub(super) async fn run(&mut self) -> anyhow::Result<Report> {
         let s = self.scenario;
         let start = self.shared.start;
-        let end = start + s.duration;
         let join_every = Duration::from_secs_f64(1.0 / s.join_rate);
+        let late = Late::new(start, s, join_every);
+        let mut end = late.due(s.duration);
         let unicast_every =
             (s.unicast_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / s.unicast_rate));
         let churn_rate = s.churns_per_second();
@@ -34,13 +37,14 @@ impl Sim<'_> {
         let mut traffic_started = false;
         let mut settle_until: Option<Instant> = None;
         let (mut next_unicast, mut next_broadcast, mut next_churn) = (None, None, None);
-        let mut kill_at = s.kill.map(|k| (start + k.at, k.fraction));
-        let mut server_kill_at = s.kill_bootstrap_at.map(|d| start + d);
+        let mut kill_at = s.kill.map(|k| (late.due(k.at), k.fraction));
+        let mut server_kill_at = s.kill_bootstrap_at.map(|d| late.due(d));
         let mut next_repair_check: Option<Instant> = None;
+        let mut held = true;
         let mut next_sample = start + Duration::from_secs(1);
         loop {
             let now = Instant::now();
-            if now >= end {
+            if end.at(now) && !self.awaiting_repair(now) {
                 break;
             }
             while started < s.nodes && next_join <= now {
@@ -70,8 +74,26 @@ impl Sim<'_> {
                 );
                 self.bar.set_length(s.duration.as_secs());
             }
+            if held && traffic_started && self.formed(now) {
+                // The mesh has formed: what was held is due as late as the mesh came.
+                held = false;
+                let lag = late.lag(now);
+                if !lag.is_zero() {
+                    info!(
+                        ?lag,
+                        "the mesh formed late: what is due after it moves by as much"
+                    );
+                }
+                for due in [Some(&mut end), kill_at.as_mut().map(|(at, _)| at)]
+                    .into_iter()
+                    .chain([server_kill_at.as_mut()])
+                    .flatten()
+                {
+                    due.release(lag);
+                }
+            }
             if let Some((at, fraction)) = kill_at
-                && at <= now
+                && at.at(now)
             {
                 self.kill(fraction).await;
                 kill_at = None;
@@ -81,7 +103,7 @@ impl Sim<'_> {
                 let repaired = self.check_repair().await;
                 next_repair_check = (!repaired).then(|| Instant::now() + REPAIR_POLL);
             }
-            if server_kill_at.is_some_and(|at| at <= now) {
+            if server_kill_at.is_some_and(|at| at.at(now)) {
                 info!("stopping the bootstrap server");
                 if let Some(stop) = self.server_stop.take() {
                     let _ = stop.send(());
@@ -114,7 +136,7 @@ impl Sim<'_> {
             }
             self.show_progress(traffic_started);
 
-            let mut wake = end.min(next_sample).min(now + Duration::from_millis(100));
+            let mut wake = next_sample.min(now + Duration::from_millis(100));
             if started < s.nodes {
                 wake = wake.min(next_join);
             }
@@ -123,14 +145,17 @@ impl Sim<'_> {
                 next_unicast,
                 next_broadcast,
                 next_churn,
-                server_kill_at,
                 settling,
                 next_repair_check,
             ]
             .into_iter()
             .flatten()
-            .chain(kill_at.map(|(at, _)| at))
-            {
+            .chain(
+                [Some(end), server_kill_at, kill_at.map(|(at, _)| at)]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Due::time),
+            ) {
                 wake = wake.min(t);
             }
             tokio::select! {
@@ -141,6 +166,29 @@ impl Sim<'_> {
             }
         }
         self.finish().await
+    }
+
+    /// Whether the initial mesh has formed: every initial node (but those whose join
+    /// failed) has reached the minimum degree, or [`FORM_WAIT`] has passed since the last
+    /// one started.
+    fn formed(&self, now: Instant) -> bool {
+        let s = self.scenario;
+        let formed = self.shared.formed_initial.load(Ordering::Relaxed);
+        formed + self.initial_failed >= s.nodes
+            || self
+                .slots
+                .get(s.nodes - 1)
+                .is_some_and(|last| now >= last.started + FORM_WAIT)
+    }
+
+    /// Whether the end waits for the mesh after a kill: until the repair has been seen and
+    /// [`AFTER_REPAIR`] of traffic has followed it, at most [`REPAIR_WAIT`] after the kill.
+    fn awaiting_repair(&self, now: Instant) -> bool {
+        match &self.kill {
+            None => false,
+            Some(kill) if now >= kill.at + REPAIR_WAIT => false,
+            Some(kill) => kill.repaired.is_none_or(|(at, _)| now < at + AFTER_REPAIR),
+        }
     }
 
     /// A unicast between two random linked nodes.
@@ -230,5 +278,74 @@ impl Sim<'_> {
             self.retire(&[i]).await;
         }
         self.start_join();
+    }
+}
+
+/// When the traffic was planned to start: once every initial node had started (at the join
+/// rate) and `settle` had passed, as if joins took no time. On a slow machine the joins
+/// take longer, and a scenario that kept its times from the start would stop the server or
+/// kill nodes in a mesh still forming, or end before any traffic: what is due after this
+/// moment is held until the traffic has started and the mesh has formed (every initial
+/// node at the minimum degree), then moves by as much as that came late.
+#[derive(Clone, Copy, Debug)]
+struct Late {
+    start: Instant,
+    planned: Instant,
+}
+
+impl Late {
+    fn new(start: Instant, s: &crate::Scenario, join_every: Duration) -> Self {
+        let joins = join_every.mul_f64(s.nodes.saturating_sub(1) as f64);
+        Self {
+            start,
+            planned: start + joins + s.settle,
+        }
+    }
+
+    /// The moment `offset` from the start: fixed if it comes before the planned traffic
+    /// start, held until the traffic starts otherwise.
+    fn due(&self, offset: Duration) -> Due {
+        let at = self.start + offset;
+        if at < self.planned {
+            Due::At(at)
+        } else {
+            Due::Held(at)
+        }
+    }
+
+    /// How late the mesh is, formed at `now`.
+    fn lag(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.planned)
+    }
+}
+
+/// A scheduled moment of the scenario (the server's stop, the kill, the end).
+#[derive(Clone, Copy, Debug)]
+enum Due {
+    /// Happens at this time.
+    At(Instant),
+    /// Planned for this time, held until the traffic starts and the mesh has formed.
+    Held(Instant),
+}
+
+impl Due {
+    /// Whether it is due at `now` (a held moment never is).
+    fn at(self, now: Instant) -> bool {
+        matches!(self, Due::At(at) if at <= now)
+    }
+
+    /// The time to wake up for it, if it has one yet.
+    fn time(self) -> Option<Instant> {
+        match self {
+            Due::At(at) => Some(at),
+            Due::Held(_) => None,
+        }
+    }
+
+    /// The mesh came `lag` late: a held moment is due that much later than planned.
+    fn release(&mut self, lag: Duration) {
+        if let Due::Held(at) = *self {
+            *self = Due::At(at + lag);
+        }
     }
 }
