@@ -22,9 +22,9 @@ use tracing::{debug, info, warn};
 
 use crate::Error;
 use crate::error::Chain;
-use crate::node::{Config, Event, LinkInfo, NodeStats};
 use crate::server::{self, ServerLink};
 use crate::transport::{SignalBody, Transport, TransportEvent};
+use crate::{Config, Event, LinkInfo, NodeStats};
 
 /// What the [`crate::Node`] handle asks of the driver.
 #[derive(Debug)]
@@ -390,10 +390,7 @@ impl<T: Transport> Driver<T> {
                         }
                         mesh_core::Event::LinkDown { peer, reason } => {
                             info!(%peer, "link down: {reason}");
-                            Event::LinkDown {
-                                peer,
-                                reason: reason.to_string(),
-                            }
+                            Event::LinkDown { peer, reason }
                         }
                         mesh_core::Event::ServerConnected { server, door } => {
                             self.server_connected(&server, door);

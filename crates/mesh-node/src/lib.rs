@@ -44,12 +44,17 @@
 //! ```
 #![warn(missing_docs)]
 
+mod config;
 mod driver;
 mod error;
+mod event;
 pub mod keyfile;
 mod node;
 mod server;
 pub mod transport;
 
+pub use config::Config;
 pub use error::{BootstrapError, Error};
-pub use node::{Config, Event, Events, LinkInfo, Node, NodeStats};
+pub use event::{Event, LinkInfo, NodeStats};
+pub use mesh_core::LinkDownReason;
+pub use node::{Events, Node};

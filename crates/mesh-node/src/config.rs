@@ -1,0 +1,85 @@
+//! A node's [`Config`].
+
+use std::time::Duration;
+
+use mesh_proto::{RoomName, ServerUrl};
+
+/// Configuration of a node. Build with [`Config::new`] and the `with_*` builders.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The bootstrap server's WebSocket URL, e.g. `ws://127.0.0.1:8080/ws`.
+    pub bootstrap: ServerUrl,
+    /// The room (mesh) to join. Default `default`.
+    pub room: RoomName,
+    /// The overlay's settings (degree, timers, table sizes, and when to register where:
+    /// `register_timeout`, `door_timeout`, `reconnect_min`, `reconnect_max`, ...). Its
+    /// `bootstrap` is set from [`Config::bootstrap`] when the node starts.
+    pub overlay: mesh_core::Config,
+    /// Events queued for the application before further events are dropped (and counted
+    /// in [`NodeStats::events_dropped`]). Default 1024.
+    pub event_queue: usize,
+    /// Transport events queued towards the driver. Default 4096.
+    pub transport_queue: usize,
+}
+
+impl Config {
+    /// A configuration that joins through the bootstrap server at `bootstrap`.
+    pub fn new(bootstrap: ServerUrl) -> Self {
+        Self {
+            bootstrap,
+            room: RoomName::default(),
+            overlay: mesh_core::Config::default(),
+            event_queue: 1024,
+            transport_queue: 4096,
+        }
+    }
+
+    /// Sets [`Config::room`].
+    pub fn with_room(mut self, room: RoomName) -> Self {
+        self.room = room;
+        self
+    }
+
+    /// Sets [`Config::overlay`].
+    pub fn with_overlay(mut self, overlay: mesh_core::Config) -> Self {
+        self.overlay = overlay;
+        self
+    }
+
+    /// Sets the time allowed to connect and register at the bootstrap server or the own
+    /// door (`overlay.register_timeout`, default 10 s).
+    pub fn with_bootstrap_timeout(mut self, d: Duration) -> Self {
+        self.overlay.register_timeout = d;
+        self
+    }
+
+    /// Runs a door at `url`: a bootstrap server (started by the application, e.g. with
+    /// `bootstrap_server::run`, or by `mesh-node --door`) where the node registers itself
+    /// in its room and which it announces to every new neighbour. A neighbour that loses
+    /// every link can then rejoin through it without the bootstrap server. Sets
+    /// `overlay.door`.
+    pub fn with_door(mut self, url: mesh_proto::ServerUrl) -> Self {
+        self.overlay.door = Some(url);
+        self
+    }
+
+    /// Sets the time allowed to register at a neighbour's door (`overlay.door_timeout`,
+    /// default 3 s).
+    pub fn with_door_timeout(mut self, d: Duration) -> Self {
+        self.overlay.door_timeout = d;
+        self
+    }
+
+    /// Sets the pauses between rounds of registrations (`overlay.reconnect_min`, default
+    /// 500 ms, doubling up to `overlay.reconnect_max`, default 30 s).
+    pub fn with_reconnect(mut self, min: Duration, max: Duration) -> Self {
+        self.overlay = self.overlay.with_reconnect(min, max);
+        self
+    }
+
+    /// Sets [`Config::event_queue`].
+    pub fn with_event_queue(mut self, n: usize) -> Self {
+        self.event_queue = n;
+        self
+    }
+}

@@ -1,0 +1,105 @@
+//! What a node tells its application ([`Event`]), what it did ([`NodeStats`]) and its
+//! links ([`LinkInfo`]).
+
+use std::time::Duration;
+
+use mesh_proto::NodeId;
+
+use crate::transport::CandidatePair;
+
+/// What a node tells its application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A link to a neighbour is up.
+    LinkUp {
+        /// The neighbour.
+        peer: NodeId,
+    },
+    /// A link to a neighbour is gone.
+    LinkDown {
+        /// The former neighbour.
+        peer: NodeId,
+        /// Why: the transport ended it, the neighbour sent a malformed frame, nothing came
+        /// for `link_timeout`, or this node closed it.
+        reason: mesh_core::LinkDownReason,
+    },
+    /// A message sent to this node.
+    Message {
+        /// The origin.
+        from: NodeId,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// A broadcast (delivered once).
+    Broadcast {
+        /// The origin.
+        from: NodeId,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// A message this node sent was dropped on the way: the node `at` found no next hop
+    /// closer to `to`, and sending it again through other first neighbours (at most twice,
+    /// within 2 s) did not get it through either (best effort: a drop can also go
+    /// unreported).
+    Unreachable {
+        /// The destination.
+        to: NodeId,
+        /// The node that dropped it.
+        at: NodeId,
+    },
+    /// Registered with the bootstrap server, or with a neighbour's door after losing every
+    /// link ([`NodeStats::door_rejoins`] tells which).
+    ServerConnected,
+    /// The connection to the bootstrap server (or a neighbour's door) is gone, or the node
+    /// left a door it no longer needs. It registers again only while it needs a server (no
+    /// link, or stranded on an island): at every door it knows at once, then at the
+    /// bootstrap server.
+    ServerDisconnected,
+}
+
+/// What a node did: the overlay's counters plus the driver's own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// The overlay state machine's counters.
+    pub overlay: mesh_core::Stats,
+    /// Current neighbours.
+    pub degree: usize,
+    /// Successful registrations: with the bootstrap server (1 + reconnections) and at
+    /// neighbours' doors ([`NodeStats::door_rejoins`]).
+    pub server_registrations: u64,
+    /// Whether the node is registered with the bootstrap server (or a neighbour's door)
+    /// now.
+    pub server_connected: bool,
+    /// Registrations at a neighbour's door ([`Config::with_door`]) after losing every link:
+    /// rejoins that did without the bootstrap server. Also counted in
+    /// `server_registrations`.
+    pub door_rejoins: u64,
+    /// Whether the node is registered at its own door now (always `false` without one, or
+    /// when the door is the bootstrap server itself).
+    pub door_registered: bool,
+    /// Frames dropped because a link's send buffer was full.
+    pub link_send_dropped: u64,
+    /// Events dropped because the application did not read them.
+    pub events_dropped: u64,
+    /// Setup times of the last 256 links this node opened as the offerer, oldest first:
+    /// from the session's start (`OpenSession`) to its link being up (`LinkUp`).
+    pub link_setup: Vec<Duration>,
+    /// The STUN server the bootstrap server announced in its last `Welcome`
+    /// (`stun:<host of the bootstrap URL>:<port>`), handed to the transport, which uses it
+    /// only if it has no STUN server of its own; `None` if the server runs no STUN
+    /// responder.
+    pub server_stun: Option<String>,
+}
+
+/// One live link, as [`Node::links`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkInfo {
+    /// The neighbour at the other end.
+    pub peer: NodeId,
+    /// How the link's packets travel: the ICE candidate pair the transport selected, when
+    /// it can tell (`None` with the memory transport, or if the link closed meanwhile).
+    pub candidate_pair: Option<CandidatePair>,
+}
