@@ -160,6 +160,7 @@ pub enum Output {
 
 /// What the application hears.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A link to `peer` is up.
     LinkUp {
@@ -180,7 +181,10 @@ pub enum Event {
         /// Whether it is a neighbour's door rather than the bootstrap server.
         door: bool,
     },
-    /// No longer registered at `server` (lost, or left).
+    /// No longer registered at `server`: the connection is gone, or the node left a door
+    /// it no longer needs. It registers again only while it needs a server (no link, or
+    /// stranded on an island): at every door it knows at once, then at the bootstrap
+    /// server.
     ServerDisconnected {
         /// The server.
         server: ServerUrl,

@@ -205,7 +205,6 @@ impl<T: Transport> Driver<T> {
             self.stats.door_rejoins += 1;
         }
         self.stats.server_registrations += 1;
-        self.emit(Event::ServerConnected);
     }
 
     fn on_server_frame(&mut self, server: ServerUrl, frame: Frame) {
@@ -383,32 +382,20 @@ impl<T: Transport> Driver<T> {
                 }
                 Output::CloseSession { session } => self.transport.close(session),
                 Output::Event(event) => {
-                    let event = match event {
-                        mesh_core::Event::LinkUp { peer } => {
-                            info!(%peer, "link up");
-                            Event::LinkUp { peer }
+                    match &event {
+                        Event::LinkUp { peer } => info!(%peer, "link up"),
+                        Event::LinkDown { peer, reason } => info!(%peer, "link down: {reason}"),
+                        Event::ServerConnected { server, door } => {
+                            self.server_connected(server, *door)
                         }
-                        mesh_core::Event::LinkDown { peer, reason } => {
-                            info!(%peer, "link down: {reason}");
-                            Event::LinkDown { peer, reason }
+                        Event::ServerDisconnected { server } => {
+                            info!(url = %server, "no longer registered at the server")
                         }
-                        mesh_core::Event::ServerConnected { server, door } => {
-                            self.server_connected(&server, door);
-                            continue;
+                        Event::Unreachable { to, at } => {
+                            debug!(%to, %at, "unicast reported unreachable")
                         }
-                        mesh_core::Event::ServerDisconnected { server } => {
-                            info!(url = %server, "no longer registered at the server");
-                            Event::ServerDisconnected
-                        }
-                        mesh_core::Event::Message { from, data } => Event::Message { from, data },
-                        mesh_core::Event::Broadcast { from, data } => {
-                            Event::Broadcast { from, data }
-                        }
-                        mesh_core::Event::Unreachable { to, at } => {
-                            debug!(%to, %at, "unicast reported unreachable");
-                            Event::Unreachable { to, at }
-                        }
-                    };
+                        _ => {}
+                    }
                     self.emit(event);
                 }
             }

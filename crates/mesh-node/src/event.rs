@@ -1,62 +1,11 @@
-//! What a node tells its application ([`Event`]), what it did ([`NodeStats`]) and its
-//! links ([`LinkInfo`]).
+//! What a node did ([`NodeStats`]) and its links ([`LinkInfo`]). What it tells its
+//! application is [`mesh_core::Event`], re-exported as `mesh_node::Event`.
 
 use std::time::Duration;
 
 use mesh_proto::NodeId;
 
 use crate::transport::CandidatePair;
-
-/// What a node tells its application.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// A link to a neighbour is up.
-    LinkUp {
-        /// The neighbour.
-        peer: NodeId,
-    },
-    /// A link to a neighbour is gone.
-    LinkDown {
-        /// The former neighbour.
-        peer: NodeId,
-        /// Why: the transport ended it, the neighbour sent a malformed frame, nothing came
-        /// for `link_timeout`, or this node closed it.
-        reason: mesh_core::LinkDownReason,
-    },
-    /// A message sent to this node.
-    Message {
-        /// The origin.
-        from: NodeId,
-        /// The bytes.
-        data: Vec<u8>,
-    },
-    /// A broadcast (delivered once).
-    Broadcast {
-        /// The origin.
-        from: NodeId,
-        /// The bytes.
-        data: Vec<u8>,
-    },
-    /// A message this node sent was dropped on the way: the node `at` found no next hop
-    /// closer to `to`, and sending it again through other first neighbours (at most twice,
-    /// within 2 s) did not get it through either (best effort: a drop can also go
-    /// unreported).
-    Unreachable {
-        /// The destination.
-        to: NodeId,
-        /// The node that dropped it.
-        at: NodeId,
-    },
-    /// Registered with the bootstrap server, or with a neighbour's door after losing every
-    /// link ([`NodeStats::door_rejoins`] tells which).
-    ServerConnected,
-    /// The connection to the bootstrap server (or a neighbour's door) is gone, or the node
-    /// left a door it no longer needs. It registers again only while it needs a server (no
-    /// link, or stranded on an island): at every door it knows at once, then at the
-    /// bootstrap server.
-    ServerDisconnected,
-}
 
 /// What a node did: the overlay's counters plus the driver's own.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

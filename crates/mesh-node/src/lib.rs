@@ -55,6 +55,7 @@ pub mod transport;
 
 pub use config::Config;
 pub use error::{BootstrapError, Error};
-pub use event::{Event, LinkInfo, NodeStats};
-pub use mesh_core::LinkDownReason;
+pub use event::{LinkInfo, NodeStats};
+/// What a node tells its application: the core's events, as they are.
+pub use mesh_core::{Event, LinkDownReason};
 pub use node::{Events, Node};

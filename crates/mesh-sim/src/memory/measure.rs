@@ -68,10 +68,7 @@ impl Sim<'_> {
                     record.covered += 1;
                 }
             }
-            Event::LinkDown { .. }
-            | Event::Unreachable { .. }
-            | Event::ServerConnected { .. }
-            | Event::ServerDisconnected { .. } => {}
+            _ => {}
         }
     }
 
