@@ -1,6 +1,6 @@
 //! A node of the peer-relayed WebRTC mesh overlay: the library applications use.
 //!
-//! A node registers with a bootstrap server (the door), opens its first WebRTC link with
+//! A node registers with a bootstrap server, opens its first WebRTC link with
 //! signaling carried by the server, and from then on signals every further link through
 //! the mesh itself: `Route` frames relayed over DataChannels, delivered as `Transfer`.
 //! Applications send to any node id, broadcast, open direct links and read [`Event`]s

@@ -1,43 +1,22 @@
 //! A node reconnects to the bootstrap server (with backoff) only while it has no link.
 //! Uses the in-memory transport: the subject is the server connection, not WebRTC.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use mesh_node::transport::memory::{MemoryNetwork, MemoryTransport};
 use mesh_node::{Config, Node, NodeStats};
 use mesh_proto::identity::Keypair;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use mesh_testkit::{TestServer, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-struct Server {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), bootstrap_server::Error>>,
+/// A bootstrap server with default limits on `addr` (port 0: any).
+async fn start(addr: &str) -> TestServer {
+    TestServer::start_at(addr.parse().unwrap(), Default::default()).await
 }
 
-async fn start(addr: SocketAddr) -> (Server, SocketAddr) {
-    let listener = TcpListener::bind(addr).await.expect("bind loopback");
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(bootstrap_server::run(
-        listener,
-        Default::default(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    (Server { stop, task }, addr)
-}
-
-async fn stop(server: Server) {
-    let _ = server.stop.send(());
-    tokio::time::timeout(DEADLINE, server.task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+async fn stop(server: TestServer) {
+    server.stop().await.expect("the server stops cleanly");
 }
 
 async fn join(net: &MemoryNetwork, url: &str) -> Node {
@@ -57,26 +36,19 @@ async fn join_room(net: &MemoryNetwork, url: &str, room: &str) -> Node {
     .unwrap()
 }
 
-async fn wait_stats(node: &Node, what: &str, mut ok: impl FnMut(&NodeStats) -> bool) -> NodeStats {
-    let start = tokio::time::Instant::now();
-    loop {
+async fn wait_stats(node: &Node, what: &str, ok: impl Fn(&NodeStats) -> bool) -> NodeStats {
+    wait_until(what, DEADLINE, async || {
         let stats = node.stats().await.unwrap();
-        if ok(&stats) {
-            return stats;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "timed out waiting until {what}: {stats:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if ok(&stats) { Ok(stats) } else { Err(stats) }
+    })
+    .await
 }
 
 #[tokio::test]
 async fn a_lone_node_reconnects_and_a_linked_node_does_not() {
     let net = MemoryNetwork::new();
-    let (server, addr) = start("127.0.0.1:0".parse().unwrap()).await;
-    let url = format!("ws://{addr}/ws");
+    let server = start("127.0.0.1:0").await;
+    let (addr, url) = (server.addr().to_string(), server.url());
     let lone = join(&net, &url).await;
     wait_stats(&lone, "registered", |s| s.server_connected).await;
 
@@ -86,7 +58,7 @@ async fn a_lone_node_reconnects_and_a_linked_node_does_not() {
     })
     .await;
     // The server comes back on the same address: the lone node registers again.
-    let (server, _) = start(addr).await;
+    let server = start(&addr).await;
     let stats = wait_stats(&lone, "the lone node re-registers", |s| {
         s.server_registrations == 2
     })
@@ -102,7 +74,7 @@ async fn a_lone_node_reconnects_and_a_linked_node_does_not() {
     for node in [&lone, &other, &control] {
         wait_stats(node, "disconnected", |s| !s.server_connected).await;
     }
-    let (server, _) = start(addr).await;
+    let server = start(&addr).await;
     // The control, with no link and the same backoff, comes back: by then the linked nodes
     // would have too, had they tried.
     wait_stats(&control, "the control re-registers", |s| {
