@@ -43,6 +43,7 @@ mod config;
 mod contacts;
 mod contract;
 mod doors;
+mod links;
 mod lookups;
 mod node;
 mod rendezvous;

@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::cache::ExpiringMap;
 use crate::contacts::{BucketSet, ContactTable, bucket};
+use crate::links::Links;
 use crate::lookups::Lookups;
 use crate::rendezvous::{Change, Rendezvous};
 use crate::{doors, resend};
@@ -71,11 +72,8 @@ pub struct Node {
     rendezvous: Rendezvous,
     leaving: bool,
     sessions: BTreeMap<SessionId, Session>,
-    /// Neighbour → the session of its link.
-    links: BTreeMap<NodeId, SessionId>,
-    /// Links being closed (`Frame::Closing` sent or received) → when to close them at the
-    /// latest. They carry what still arrives, but nothing new, and count for nothing.
-    draining: BTreeMap<NodeId, Instant>,
+    /// The links, one per neighbour, and those being closed.
+    links: Links,
     /// What each neighbour says its neighbours are.
     neighbour_sets: BTreeMap<NodeId, Announced>,
     /// Peers we know of, linked or not, in k-buckets.
@@ -127,8 +125,7 @@ impl Node {
             rendezvous: Rendezvous::new(&config, now),
             leaving: false,
             sessions: BTreeMap::new(),
-            links: BTreeMap::new(),
-            draining: BTreeMap::new(),
+            links: Links::default(),
             neighbour_sets: BTreeMap::new(),
             contacts: ContactTable::new(id, config.bucket_size, long),
             backoff: ExpiringMap::new(
@@ -166,27 +163,22 @@ impl Node {
 
     /// The links that count: all but those being closed.
     fn live_links(&self) -> impl Iterator<Item = (&NodeId, &SessionId)> {
-        self.links
-            .iter()
-            .filter(|(p, _)| !self.draining.contains_key(p))
+        self.links.live()
     }
 
     /// The session of the link to `peer`, unless it is being closed.
     fn live_link(&self, peer: &NodeId) -> Option<SessionId> {
-        self.links
-            .get(peer)
-            .copied()
-            .filter(|_| !self.draining.contains_key(peer))
+        self.links.live_link(peer)
     }
 
     /// How many links count towards the degree.
     fn degree(&self) -> usize {
-        self.live_links().count()
+        self.links.degree()
     }
 
     /// The session of the link to neighbour `peer`.
     pub fn link_session(&self, peer: NodeId) -> Option<SessionId> {
-        self.links.get(&peer).copied()
+        self.links.get(&peer)
     }
 
     /// The doors this node knows ([`Frame::Doors`]): first those neighbours (current and
@@ -364,7 +356,7 @@ impl Node {
         if peer == self.id {
             return Err(Error::SelfAddressed);
         }
-        if self.links.contains_key(&peer) || self.session_with(peer).is_some() {
+        if self.links.contains(&peer) || self.session_with(peer).is_some() {
             return Ok(());
         }
         let carrier = if self.links.is_empty() {
@@ -382,7 +374,7 @@ impl Node {
 
     /// Closes the link to `peer` (if any); the node will not pick `peer` again for a while.
     pub fn disconnect(&mut self, now: Instant, peer: NodeId) {
-        if let Some(session) = self.links.get(&peer).copied() {
+        if let Some(session) = self.links.get(&peer) {
             self.drop_link(session, LinkDownReason::Local, now);
             self.rendezvous_upkeep(now);
         }
@@ -491,7 +483,7 @@ impl Node {
             return;
         }
         let peer = s.peer;
-        if let Some(&existing) = self.links.get(&peer) {
+        if let Some(existing) = self.links.get(&peer) {
             // Both sides opened a link at once: keep the lower session id (both agree).
             if existing.0 < session.0 {
                 self.sessions.remove(&session);
@@ -758,7 +750,7 @@ impl Node {
             return;
         }
         self.next_peer_request = now + self.config.announce_interval;
-        let sessions: Vec<SessionId> = self.links.values().copied().collect();
+        let sessions: Vec<SessionId> = self.links.all().map(|(_, s)| *s).collect();
         for session in sessions {
             self.send_frame(session, &Frame::GetNeighbours);
         }
@@ -781,8 +773,7 @@ impl Node {
         self.outputs.push_back(Output::CloseSession { session });
         // Whatever ended the link (a bad frame, a close, a departure), do not re-link at once.
         self.back_off(peer, now);
-        if self.links.get(&peer) == Some(&session) {
-            self.draining.remove(&peer);
+        if self.links.get(&peer) == Some(session) {
             self.topology_dirty = true;
             self.links.remove(&peer);
             self.neighbour_sets.remove(&peer);
@@ -839,8 +830,8 @@ impl Node {
     fn send_to_links(&mut self, frame: &Frame, except: Option<NodeId>) -> Result<usize, Error> {
         let bytes = Bytes::from(mesh_proto::encode(frame)?);
         let mut n = 0;
-        for (peer, session) in &self.links {
-            if Some(*peer) != except && !self.draining.contains_key(peer) {
+        for (peer, session) in self.links.live() {
+            if Some(*peer) != except {
                 n += 1;
                 self.outputs.push_back(Output::SendLink {
                     session: *session,

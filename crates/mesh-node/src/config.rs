@@ -16,7 +16,7 @@ pub struct Config {
     /// `bootstrap` is set from [`Config::bootstrap`] when the node starts.
     pub overlay: mesh_core::Config,
     /// Events queued for the application before further events are dropped (and counted
-    /// in [`NodeStats::events_dropped`]). Default 1024.
+    /// in [`crate::NodeStats::events_dropped`]). Default 1024.
     pub event_queue: usize,
     /// Transport events queued towards the driver. Default 4096.
     pub transport_queue: usize,

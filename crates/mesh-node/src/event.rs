@@ -21,7 +21,7 @@ pub struct NodeStats {
     /// Whether the node is registered with the bootstrap server (or a neighbour's door)
     /// now.
     pub server_connected: bool,
-    /// Registrations at a neighbour's door ([`Config::with_door`]) after losing every link:
+    /// Registrations at a neighbour's door ([`crate::Config::with_door`]) after losing every link:
     /// rejoins that did without the bootstrap server. Also counted in
     /// `server_registrations`.
     pub door_rejoins: u64,
@@ -42,7 +42,7 @@ pub struct NodeStats {
     pub server_stun: Option<String>,
 }
 
-/// One live link, as [`Node::links`] reports it.
+/// One live link, as [`crate::Node::links`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LinkInfo {

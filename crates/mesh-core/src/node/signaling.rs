@@ -147,7 +147,7 @@ impl Node {
         }
         self.replay.insert((from, session), (), now);
         self.learn_peers(&[from], now);
-        if self.links.contains_key(&from) {
+        if self.links.contains(&from) {
             self.send_signal_to(
                 from,
                 carrier,
@@ -241,7 +241,7 @@ impl Node {
         let min = self.config.min_degree;
         let victim = self
             .links
-            .iter()
+            .all()
             .filter_map(|(peer, session)| {
                 let degree = self.neighbour_sets.get(peer).map_or(0, |a| a.peers.len()) + 1;
                 (degree > min).then_some((degree, *peer, *session))

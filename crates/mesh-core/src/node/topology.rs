@@ -42,7 +42,7 @@ impl Node {
     /// backing off.
     pub(super) fn is_eligible(&self, peer: &NodeId, now: Instant) -> bool {
         // Sessions are few (at most `max_sessions`): a scan beats building a set.
-        !self.links.contains_key(peer)
+        !self.links.contains(peer)
             && !self.sessions.values().any(|s| s.peer == *peer)
             && !self.backing_off(peer, now)
     }
@@ -87,7 +87,7 @@ impl Node {
             .collect();
         self.neighbour_sets
             .iter()
-            .filter(|(n, _)| !self.draining.contains_key(n))
+            .filter(|(n, _)| !self.links.is_draining(n))
             .fold(links, |covered, (_, a)| covered.union(a.buckets))
     }
 
@@ -216,7 +216,7 @@ impl Node {
             // (and says so to its neighbours), and what it had in flight still arrives.
             self.stats.links_shed += 1;
             self.send_frame(self.links[&peer], &Frame::Closing);
-            self.draining.insert(peer, now + CLOSE_GRACE);
+            self.links.drain(peer, now + CLOSE_GRACE);
             self.announce();
         }
     }
@@ -224,10 +224,10 @@ impl Node {
     /// The neighbour `peer` is about to close our link: stop using and counting it, and
     /// let it close (or close it ourselves if it has not after twice its grace).
     pub(super) fn on_closing(&mut self, peer: NodeId, now: Instant) {
-        if self.draining.contains_key(&peer) {
+        if self.links.is_draining(&peer) {
             return;
         }
-        self.draining.insert(peer, now + 2 * CLOSE_GRACE);
+        self.links.drain(peer, now + 2 * CLOSE_GRACE);
         self.topology_dirty = true;
         self.announce();
         self.top_up(now);
@@ -235,18 +235,8 @@ impl Node {
 
     /// Closes the links whose closing grace is over.
     pub(super) fn close_drained(&mut self, now: Instant) {
-        if self.draining.is_empty() {
-            return;
-        }
-        let due: Vec<NodeId> = self
-            .draining
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in due {
-            self.draining.remove(&peer);
-            if let Some(&session) = self.links.get(&peer) {
+        for peer in self.links.drained(now) {
+            if let Some(session) = self.links.close_drained(&peer) {
                 self.drop_link(session, super::LinkDownReason::Redundant, now);
             }
         }
@@ -266,7 +256,7 @@ impl Node {
             .map(|(p, _)| *p)
             .chain(
                 self.contacts
-                    .closest(&target, max, now, |p| !self.links.contains_key(p)),
+                    .closest(&target, max, now, |p| !self.links.contains(p)),
             )
             .filter(|p| *p != asker && *p != self.id)
             .map(|p| (p.distance(&target), p))
@@ -438,6 +428,7 @@ impl Node {
     /// Our role in the session of the link to `peer`.
     fn role_of(&self, peer: NodeId) -> Option<Role> {
         let session = self.links.get(&peer)?;
+        let session = &session;
         self.sessions.get(session).map(|s| s.role)
     }
 
