@@ -48,6 +48,7 @@ mod lookups;
 mod node;
 mod rendezvous;
 mod resend;
+mod sessions;
 
 pub use config::Config;
 pub use contract::{Carrier, Event, Input, LinkDownReason, Output, Role};

@@ -18,7 +18,7 @@ use crate::contacts::{BucketSet, ContactTable, bucket};
 use crate::links::Links;
 use crate::lookups::Lookups;
 use crate::rendezvous::{Change, Rendezvous};
-use crate::{doors, resend};
+use crate::{doors, resend, sessions};
 
 mod routing;
 use routing::Routed;
@@ -46,18 +46,6 @@ struct Announced {
     buckets: BucketSet,
 }
 
-#[derive(Debug)]
-struct Session {
-    peer: NodeId,
-    role: Role,
-    carrier: Carrier,
-    started: Instant,
-    linked: bool,
-    /// When the link last brought a frame (or came up): a link silent for
-    /// [`Config::link_timeout`] is dropped.
-    heard: Instant,
-}
-
 /// The overlay state machine of one node. It performs no I/O and never reads the clock:
 /// feed it [`Input`]s with the current time, then drain [`Node::poll_output`] until it
 /// returns `None`, and call [`Node::handle_input`] with [`Input::Timeout`] at
@@ -71,7 +59,7 @@ pub struct Node {
     /// Where the node is registered, and when to register elsewhere.
     rendezvous: Rendezvous,
     leaving: bool,
-    sessions: BTreeMap<SessionId, Session>,
+    sessions: sessions::Table,
     /// The links, one per neighbour, and those being closed.
     links: Links,
     /// What each neighbour says its neighbours are.
@@ -124,7 +112,7 @@ impl Node {
             rng: StdRng::seed_from_u64(seed),
             rendezvous: Rendezvous::new(&config, now),
             leaving: false,
-            sessions: BTreeMap::new(),
+            sessions: sessions::Table::new(config.max_sessions),
             links: Links::default(),
             neighbour_sets: BTreeMap::new(),
             contacts: ContactTable::new(id, config.bucket_size, long),
@@ -382,7 +370,7 @@ impl Node {
 
     /// Closes every session and link; the node does nothing more.
     pub fn leave(&mut self) {
-        for session in self.sessions.keys().copied().collect::<Vec<_>>() {
+        for session in self.sessions.ids() {
             self.outputs.push_back(Output::CloseSession { session });
         }
         self.sessions.clear();
@@ -395,13 +383,7 @@ impl Node {
     fn on_tick(&mut self, now: Instant) {
         // Sessions that did not link in time.
         let timeout = self.config.session_timeout;
-        let expired: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| !s.linked && now.saturating_duration_since(s.started) >= timeout)
-            .map(|(id, _)| *id)
-            .collect();
-        for session in expired {
+        for session in self.sessions.expired(now, timeout) {
             self.fail_session(session, true, now);
         }
         self.close_drained(now);
@@ -425,13 +407,7 @@ impl Node {
     /// killed nodes were still open 15 s later).
     fn drop_silent(&mut self, now: Instant) {
         let timeout = self.config.link_timeout;
-        let silent: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.linked && now.saturating_duration_since(s.heard) >= timeout)
-            .map(|(id, _)| *id)
-            .collect();
-        for session in silent {
+        for session in self.sessions.silent(now, timeout) {
             self.stats.links_timed_out += 1;
             self.drop_link(session, LinkDownReason::Silent(timeout), now);
         }
@@ -450,20 +426,19 @@ impl Node {
     /// Ends the sessions with `peer` on `carrier` that are not linked yet: they cannot
     /// complete (the peer is gone, or unreachable that way).
     fn fail_pending(&mut self, peer: NodeId, carrier: Carrier, now: Instant) {
-        let failed: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.peer == peer && !s.linked && s.carrier == carrier)
-            .map(|(id, _)| *id)
-            .collect();
-        for session in failed {
+        for session in self.sessions.pending_with(peer, carrier) {
             self.fail_session(session, true, now);
         }
     }
 
     /// The one way a session ends without a link: counted, its peer not tried again for
     /// `retry_backoff`, and (with `close`) its transport session closed.
-    fn fail_session(&mut self, session: SessionId, close: bool, now: Instant) -> Option<Session> {
+    fn fail_session(
+        &mut self,
+        session: SessionId,
+        close: bool,
+        now: Instant,
+    ) -> Option<sessions::Session> {
         let s = self.sessions.remove(&session)?;
         self.stats.sessions_failed += 1;
         self.back_off(s.peer, now);
@@ -667,13 +642,12 @@ impl Node {
     }
 
     fn top_up(&mut self, now: Instant) {
-        let offering = |s: &&Session| !s.linked && s.role == Role::Offerer;
-        let mut pending = self.sessions.values().filter(offering).count();
+        let mut pending = self.sessions.pending_offers().count();
         let stranded = self.stranded(now);
         self.stranded_now = stranded;
         let server_up = self.server_up();
         if self.degree() == 0 || (stranded && server_up) {
-            // The door: one server-signaled session at a time, with no link at all, or
+            // An entry session: one server-signaled session at a time, with no link at all, or
             // stranded: below the target degree, with sessions through the mesh failing
             // and none linking for a whole session timeout. The links we have may lead
             // only to an island (survivors of a mass failure linked only to each other,
@@ -682,8 +656,7 @@ impl Node {
             // may be a neighbour's door, which reaches only a few.
             let via_server = self
                 .sessions
-                .values()
-                .filter(offering)
+                .pending_offers()
                 .any(|s| s.carrier == Carrier::Server);
             let alone = self.degree() == 0;
             if server_up && !via_server && (!alone || pending == 0) {

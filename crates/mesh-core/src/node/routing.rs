@@ -314,7 +314,7 @@ mod tests {
     use proptest::prelude::*;
 
     use crate::Config;
-    use crate::node::{Carrier, Node, Role, Session};
+    use crate::node::{Carrier, Node, Role};
 
     fn id(n: u128) -> NodeId {
         NodeId::from_bytes(n.to_be_bytes())
@@ -325,17 +325,9 @@ mod tests {
         let mut node = Node::new(Config::default(), Keypair::from_seed(seed), now, 1).unwrap();
         for (k, (peer, set)) in neighbours.iter().enumerate() {
             let session = SessionId(k as u64);
-            node.sessions.insert(
-                session,
-                Session {
-                    peer: id(*peer),
-                    role: Role::Offerer,
-                    carrier: Carrier::Mesh,
-                    started: now,
-                    linked: true,
-                    heard: now,
-                },
-            );
+            node.sessions
+                .start(session, id(*peer), Role::Offerer, Carrier::Mesh, now);
+            node.sessions.get_mut(&session).unwrap().linked = true;
             node.links.insert(id(*peer), session);
             node.set_neighbours(id(*peer), set.iter().map(|p| id(*p)).collect());
         }
@@ -577,17 +569,10 @@ mod tests {
         let mut direct = node(true, true);
         direct.set_neighbours(id(far), vec![id(to)]);
         direct.links.insert(id(far), SessionId(9));
-        direct.sessions.insert(
-            SessionId(9),
-            Session {
-                peer: id(far),
-                role: Role::Offerer,
-                carrier: Carrier::Mesh,
-                started: now,
-                linked: true,
-                heard: now,
-            },
-        );
+        direct
+            .sessions
+            .start(SessionId(9), id(far), Role::Offerer, Carrier::Mesh, now);
+        direct.sessions.get_mut(&SessionId(9)).unwrap().linked = true;
         for steering in [Learned, Greedy, Return, Last] {
             let got = direct.next_hop(id(to), &[], steering, now);
             assert_eq!(got, Some((id(far), steering)));

@@ -7,25 +7,20 @@ use mesh_proto::signal::{Payload, RejectReason, SessionId, Signal, SignalKind};
 use mesh_proto::{Frame, NodeId};
 use rand::Rng;
 
-use super::{Carrier, LinkDownReason, Node, Output, Role, Session};
+use super::{Carrier, LinkDownReason, Node, Output, Role};
 
 impl Node {
     pub(super) fn start_session(&mut self, peer: NodeId, carrier: Carrier, now: Instant) {
-        if self.sessions.len() >= self.config.max_sessions {
+        if self.sessions.is_full() {
             return;
         }
         let session = SessionId(self.rng.random());
-        self.sessions.insert(
-            session,
-            Session {
-                peer,
-                role: Role::Offerer,
-                carrier,
-                started: now,
-                linked: false,
-                heard: now,
-            },
-        );
+        if !self
+            .sessions
+            .start(session, peer, Role::Offerer, carrier, now)
+        {
+            return;
+        }
         match carrier {
             Carrier::Server => self.stats.sessions_initiated_via_server += 1,
             Carrier::Mesh => self.stats.sessions_initiated_via_mesh += 1,
@@ -141,7 +136,7 @@ impl Node {
         carrier: Carrier,
         now: Instant,
     ) {
-        if self.replay.contains(&(from, session), now) || self.sessions.contains_key(&session) {
+        if self.replay.contains(&(from, session), now) || self.sessions.contains(&session) {
             self.stats.replayed_offers += 1;
             return;
         }
@@ -171,8 +166,8 @@ impl Node {
         }
         let inbound_pending = self
             .sessions
-            .values()
-            .filter(|s| !s.linked && s.role == Role::Answerer)
+            .iter()
+            .filter(|(_, s)| !s.linked && s.role == Role::Answerer)
             .count();
         let limit = match carrier {
             Carrier::Server => self.config.max_degree,
@@ -184,9 +179,7 @@ impl Node {
             // minimum.
             self.make_room_for_newcomer(now);
         }
-        if self.degree() + inbound_pending >= limit
-            || self.sessions.len() >= self.config.max_sessions
-        {
+        if self.degree() + inbound_pending >= limit || self.sessions.is_full() {
             self.send_signal_to(
                 from,
                 carrier,
@@ -196,17 +189,8 @@ impl Node {
             );
             return;
         }
-        self.sessions.insert(
-            session,
-            Session {
-                peer: from,
-                role: Role::Answerer,
-                carrier,
-                started: now,
-                linked: false,
-                heard: now,
-            },
-        );
+        self.sessions
+            .start(session, from, Role::Answerer, carrier, now);
         match carrier {
             Carrier::Server => self.stats.sessions_answered_via_server += 1,
             Carrier::Mesh => self.stats.sessions_answered_via_mesh += 1,

@@ -42,9 +42,7 @@ impl Node {
     /// backing off.
     pub(super) fn is_eligible(&self, peer: &NodeId, now: Instant) -> bool {
         // Sessions are few (at most `max_sessions`): a scan beats building a set.
-        !self.links.contains(peer)
-            && !self.sessions.values().any(|s| s.peer == *peer)
-            && !self.backing_off(peer, now)
+        !self.links.contains(peer) && !self.sessions.with_peer(peer) && !self.backing_off(peer, now)
     }
 
     /// Peers we could open a session with now: known and eligible; in no particular order.
@@ -176,7 +174,7 @@ impl Node {
     /// there is one and room for it (below `max_degree - entry_slots`, nothing else under
     /// way). Returns whether it looked (`false`: not now, try again).
     pub(super) fn rewire(&mut self, now: Instant) -> bool {
-        let pending = self.sessions.values().filter(|s| !s.linked).count();
+        let pending = self.sessions.pending();
         let room = self.config.max_degree - self.config.entry_slots;
         if self.degree() == 0 || pending > 0 || self.degree() + 1 > room {
             return false;
