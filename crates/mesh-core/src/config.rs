@@ -30,8 +30,8 @@ pub struct Config {
     pub retry_backoff: Duration,
     /// A peer that refused a session as full (`Reject FULL`) is not offered another for
     /// this long: it stays full until one of its links goes, and offering again at every
-    /// `retry_backoff` cost a rejected session each time (measured: 10,000 memory nodes
-    /// refused about 1,000 sessions a second, settled). Default 60 s.
+    /// `retry_backoff` costs a rejected session each time (docs/benchmarks.md §8.3).
+    /// Default 60 s.
     pub full_backoff: Duration,
     /// Period of the maintenance tick (timeouts, degree top-up, announcements). Default 200 ms.
     pub tick_interval: Duration,

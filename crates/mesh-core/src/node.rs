@@ -403,8 +403,7 @@ impl Node {
 
     /// Drops the links that brought nothing for `link_timeout`: every node announces on
     /// each link every `announce_interval`, so such a neighbour is gone, whether or not its
-    /// transport noticed (measured: 300 WebRTC nodes, a fifth killed at once: 7 links to
-    /// killed nodes were still open 15 s later).
+    /// transport noticed (WebRTC does not always: docs/benchmarks.md §8.2).
     fn drop_silent(&mut self, now: Instant) {
         let timeout = self.config.link_timeout;
         for session in self.sessions.silent(now, timeout) {

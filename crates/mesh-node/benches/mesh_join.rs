@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use mesh_node::{Config, Node};
 use mesh_proto::identity::Keypair;
-use tokio::net::TcpListener;
 
 /// Overlay settings of the run: the defaults but for the degree, sized for one machine.
 fn overlay() -> mesh_core::Config {
@@ -139,13 +138,9 @@ async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 6 } else { 16 };
     let limit = Duration::from_secs(10);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
-    tokio::spawn(bootstrap_server::run(
-        listener,
-        Default::default(),
-        std::future::pending(),
-    ));
+    // Kept until the end: dropping it stops the server.
+    let server = mesh_testkit::TestServer::start(Default::default()).await;
+    let url = server.url();
     println!("mesh_join: {n} real WebRTC nodes on 127.0.0.1, target degree 4, min 2, max 8");
 
     // 1. One after another: each node joins once the previous one is done. The first node

@@ -20,7 +20,6 @@ use mesh_node::{Config, Event, Node};
 use mesh_proto::NodeId;
 use mesh_proto::identity::Keypair;
 use mesh_proto::signal::SessionId;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -203,21 +202,18 @@ async fn pump(
 struct Chain {
     nodes: Vec<Node>,
     events: Vec<tokio::sync::Mutex<mesh_node::Events>>,
+    /// Kept for as long as the chain: dropping it stops the server.
+    _server: mesh_testkit::TestServer,
 }
 
 impl Chain {
     async fn build(n: usize) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/ws", listener.local_addr().unwrap());
         // An empty Welcome and a one-peer sample cap: nodes link only where told to.
         let server_config = bootstrap_server::Config::default()
             .with_welcome_sample(0)
             .with_max_sample(1);
-        tokio::spawn(bootstrap_server::run(
-            listener,
-            server_config,
-            std::future::pending(),
-        ));
+        let server = mesh_testkit::TestServer::start(server_config).await;
+        let url = server.url();
         let overlay = mesh_core::Config::default()
             .with_target_degree(1)
             .with_min_degree(1)
@@ -259,7 +255,11 @@ impl Chain {
             let want = if k == 0 || k == n - 1 { 1 } else { 2 };
             assert_eq!(degree, want, "node {k} is not a chain link");
         }
-        Self { nodes, events }
+        Self {
+            nodes,
+            events,
+            _server: server,
+        }
     }
 
     async fn next_message(&self, k: usize) -> (NodeId, Vec<u8>) {

@@ -134,16 +134,11 @@ impl Node {
     /// A frame we relay has no next hop, and so no greedy progress either: a bucket of ours
     /// that nobody within two links is in, or a destination that the nodes near it do not
     /// know yet. Unless a lookup is under way (a new one would discard its answer), the
-    /// next goes out now rather than at the end of its pause. Measured (1,000 memory nodes,
-    /// docs/benchmarks.md §8.2): without this, 3 of 6 seeds lost 1–2 unicasts of 260; with
-    /// it, 1 of 8. Not at the origin: there the dead ends are mostly a newcomer's offers, and
-    /// looking up on each (tried) lost more.
+    /// next goes out now rather than at the end of its pause. Not at the origin: there the
+    /// dead ends are mostly a newcomer's offers (why both: docs/benchmarks.md §8.2).
     fn on_dead_end(&mut self, to: NodeId, now: Instant) {
         // `to`'s bucket is not empty, whatever an earlier lookup found: the next lookup
-        // looks for `to` itself (traced: 10,000 memory nodes, seed 1, the one unicast lost
-        // met the same relay on all three attempts, whose bucket of the destination a
-        // lookup had found empty before the destination joined, and which never looked
-        // again; docs/benchmarks.md §10).
+        // looks for `to` itself (the loss this prevents: docs/benchmarks.md §10).
         self.lookups.dead_end(to, bucket(&self.id, &to), now);
     }
 
@@ -213,9 +208,7 @@ impl Node {
     /// route (and goes on returning); a returning frame takes learned routes only.
     ///
     /// The steering only moves on, never back: a frame that went back and forth between
-    /// learned routes and greedy steps could loop, and did (measured before the steering
-    /// existed: 22 signals per 1,000-node run circled until their TTL ran out, and 2
-    /// unicasts in a 20-node WebRTC mesh).
+    /// learned routes and greedy steps could loop (docs/benchmarks.md §8.2).
     pub(super) fn next_hop(
         &self,
         to: NodeId,

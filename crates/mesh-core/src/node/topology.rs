@@ -133,9 +133,7 @@ impl Node {
     /// in (a long link: covered through a neighbour, that bucket costs a unicast an extra
     /// hop); else (`prefer_routable`) a random peer a neighbour knows (its signaling is sure
     /// to find a way), else any.
-    ///
-    /// Measured (1,000 memory nodes, degree 8): the long links took the mean unicast path
-    /// from 5.1 to 4.8 hops; docs/benchmarks.md §8.1.
+    /// (What the long links are worth: docs/benchmarks.md §8.1.)
     pub(super) fn pick_candidate(&mut self, prefer_routable: bool, now: Instant) -> Option<NodeId> {
         if let Some(p) = self.structural_candidate(false, now) {
             return Some(p);
@@ -270,9 +268,7 @@ impl Node {
     /// bucket (above the bucket of our closest neighbour) that no neighbour
     /// nor neighbour's neighbour is in, we know nobody in, and no lookup found empty since
     /// we last lost a link (`empty_holes`); with no such bucket, for our own id (closer
-    /// peers than we have), along `lookup_paths` paths (measured, 2 against
-    /// 1: 3,000 memory nodes delivered 959 of 960 unicasts over 3 seeds against 936;
-    /// docs/benchmarks.md §8.2). Due on the first tick with a link, and at once after a
+    /// peers than we have), along `lookup_paths` paths (docs/benchmarks.md §8.2). Due on the first tick with a link, and at once after a
     /// link is lost; after that, when [`Node::on_lookup_answer`] says once every path has
     /// answered (the next tick if an answer brought closer peers, else a pause doubling up
     /// to `lookup_interval`), or `announce_interval` after a lookup that did not get all
