@@ -217,17 +217,56 @@ async fn the_total_budget_caps_answers_to_all_sources() {
     stop(server).await;
 }
 
+/// The inodes of the UDP sockets this process holds bound to `addr` (an IPv4 address), from
+/// `/proc/net/udp` and `/proc/self/fd`. Asking the kernel whether the port can be bound again
+/// would ask about every process: any other one may take a port the moment it is free (it
+/// happened twice, once with another test's port-0 socket, once under `stress-ng`).
+fn own_udp_sockets_on(addr: SocketAddr) -> Vec<String> {
+    let SocketAddr::V4(v4) = addr else {
+        panic!("an IPv4 address")
+    };
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    let table = std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()))
+                .then(|| fields.get(9).map(|i| i.to_string()))?
+        })
+        .collect();
+    let ours: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .collect();
+    inodes
+        .into_iter()
+        .filter(|inode| ours.contains(&format!("socket:[{inode}]")))
+        .collect()
+}
+
 #[tokio::test]
 async fn the_responder_stops_with_the_server_and_frees_its_port() {
-    // On an address no other test of this file binds: on 127.0.0.1, another test's socket
-    // bound to port 0 could be given the port the moment it is free (it happened once).
     let server = start_on(Config::default(), "127.0.0.3").await;
     let stun = stun(&server);
+    assert_eq!(
+        own_udp_sockets_on(stun).len(),
+        1,
+        "the responder's socket is found while it runs"
+    );
     stop(server).await;
     // `run` has returned, so the responder's socket is closed.
-    UdpSocket::bind(stun)
-        .await
-        .expect("the STUN port is free once run returns");
+    assert_eq!(
+        own_udp_sockets_on(stun),
+        Vec::<String>::new(),
+        "no socket of ours is left on the STUN address once run returns"
+    );
 }
 
 #[tokio::test]
