@@ -281,13 +281,13 @@ impl Node {
     /// Leaves, or registers at, servers as the rendezvous rules say.
     fn rendezvous_upkeep(&mut self, now: Instant) {
         let wants = self.wants_server();
-        let linked = self.neighbours();
+        let links = &self.links;
         let change = self.rendezvous.upkeep(
             &self.config,
             now,
             wants,
             self.doors.iter(),
-            &linked,
+            |peer| links.live_link(peer).is_some(),
             &mut self.outputs,
         );
         if let Some(change) = change {

@@ -159,15 +159,15 @@ impl Rendezvous {
 
     /// Leaves a neighbour's door that is no longer needed or was stayed at long enough;
     /// starts a round when the node needs a server and is registered nowhere; registers at
-    /// the own door. `doors` are the doors the node knows (`Node::doors`), `linked` its
-    /// neighbours.
+    /// the own door. `doors` are the doors the node knows (`Node::doors`), `linked` says
+    /// whether a peer is a neighbour (asked only when a round starts).
     pub fn upkeep<'a>(
         &mut self,
         config: &Config,
         now: Instant,
         wants_server: bool,
         doors: impl Iterator<Item = (NodeId, &'a ServerUrl)>,
-        linked: &[NodeId],
+        linked: impl Fn(&NodeId) -> bool,
         out: &mut VecDeque<Output>,
     ) -> Option<Change> {
         let mut change = None;
@@ -217,7 +217,7 @@ impl Rendezvous {
         config: &Config,
         now: Instant,
         doors: impl Iterator<Item = (NodeId, &'a ServerUrl)>,
-        linked: &[NodeId],
+        linked: impl Fn(&NodeId) -> bool,
         out: &mut VecDeque<Output>,
     ) {
         if !self.doors_tried {
@@ -226,7 +226,7 @@ impl Rendezvous {
                 // and each server once: two registrations of one key at one server replace
                 // each other (a node that came back with a new key, or a neighbour's claim,
                 // can list a URL twice).
-                if linked.contains(&peer)
+                if linked(&peer)
                     || Some(url) == self.own_door.as_ref()
                     || Some(url) == self.bootstrap.as_ref()
                     || self.attempts.contains(url)
@@ -407,7 +407,14 @@ mod tests {
                 door: false
             })
         );
-        r.upkeep(config, t0, false, std::iter::empty(), &[], &mut out);
+        r.upkeep(
+            config,
+            t0,
+            false,
+            std::iter::empty(),
+            |_: &NodeId| false,
+            &mut out,
+        );
         assert_eq!(outputs(&mut out), ["register ws://own/ws 10s"]);
         assert_eq!(r.registered(config, t0, url("own"), false, &mut out), None);
         assert!(r.own_door_registered());
@@ -428,21 +435,28 @@ mod tests {
         let known = || doors.iter().map(|(p, u)| (*p, u));
         r.server_down(&config, t0, &url("bootstrap"));
         // Not before one pause.
-        r.upkeep(&config, t0, true, known(), &[b], &mut out);
+        r.upkeep(&config, t0, true, known(), |p: &NodeId| *p == b, &mut out);
         assert!(out.is_empty());
         let t1 = t0 + config.reconnect_min;
         assert_eq!(r.next_wake(&config, true), Some(t1));
-        r.upkeep(&config, t1, true, known(), &[b], &mut out);
+        r.upkeep(&config, t1, true, known(), |p: &NodeId| *p == b, &mut out);
         // b is linked, `a` is listed twice, the own door is not a way back.
         assert_eq!(outputs(&mut out), ["register ws://a/ws 3s"]);
         r.register_failed(&config, t1, &url("a"));
-        r.upkeep(&config, t1, true, known(), &[b], &mut out);
+        r.upkeep(&config, t1, true, known(), |p: &NodeId| *p == b, &mut out);
         assert_eq!(outputs(&mut out), ["register ws://bootstrap/ws 10s"]);
         r.register_failed(&config, t1, &url("bootstrap"));
         // The round ended: the next after a pause, which doubles after every failed round.
         let t2 = t1 + config.reconnect_min;
         assert_eq!(r.next_wake(&config, true), Some(t2));
-        r.upkeep(&config, t2, true, std::iter::empty(), &[b], &mut out);
+        r.upkeep(
+            &config,
+            t2,
+            true,
+            std::iter::empty(),
+            |p: &NodeId| *p == b,
+            &mut out,
+        );
         assert_eq!(outputs(&mut out), ["register ws://bootstrap/ws 10s"]);
         r.register_failed(&config, t2, &url("bootstrap"));
         assert_eq!(
@@ -466,7 +480,7 @@ mod tests {
             t1,
             true,
             doors.iter().map(|(p, u)| (*p, u)),
-            &[],
+            |_: &NodeId| false,
             &mut out,
         );
         assert_eq!(
@@ -497,7 +511,7 @@ mod tests {
             stay,
             true,
             doors.iter().map(|(p, u)| (*p, u)),
-            &[],
+            |_: &NodeId| false,
             &mut out,
         );
         assert_eq!(outputs(&mut out), ["unregister ws://b/ws"]);
@@ -507,7 +521,7 @@ mod tests {
             later,
             true,
             doors.iter().map(|(p, u)| (*p, u)),
-            &[],
+            |_: &NodeId| false,
             &mut out,
         );
         assert_eq!(outputs(&mut out), ["register ws://bootstrap/ws 10s"]);
@@ -528,7 +542,7 @@ mod tests {
             t1,
             true,
             doors.iter().map(|(p, u)| (*p, u)),
-            &[],
+            |_: &NodeId| false,
             &mut out,
         );
         r.registered(&config, t1, url("a"), true, &mut out);
@@ -538,7 +552,7 @@ mod tests {
             t1,
             false,
             doors.iter().map(|(p, u)| (*p, u)),
-            &[a],
+            |p: &NodeId| *p == a,
             &mut out,
         );
         assert_eq!(change, Some(Change::Detached { server: url("a") }));
@@ -550,7 +564,7 @@ mod tests {
             t1 + config.reconnect_max,
             true,
             std::iter::empty(),
-            &[],
+            |_: &NodeId| false,
             &mut out,
         );
         assert_eq!(outputs(&mut out), ["register ws://bootstrap/ws 10s"]);
@@ -594,11 +608,25 @@ mod tests {
         let (mut r, mut out) = settled(&config, t0);
         r.server_down(&config, t0, &url("own"));
         assert!(!r.own_door_registered());
-        r.upkeep(&config, t0, false, std::iter::empty(), &[], &mut out);
+        r.upkeep(
+            &config,
+            t0,
+            false,
+            std::iter::empty(),
+            |_: &NodeId| false,
+            &mut out,
+        );
         assert!(out.is_empty());
         let t1 = t0 + config.reconnect_min;
         assert_eq!(r.next_wake(&config, false), Some(t1));
-        r.upkeep(&config, t1, false, std::iter::empty(), &[], &mut out);
+        r.upkeep(
+            &config,
+            t1,
+            false,
+            std::iter::empty(),
+            |_: &NodeId| false,
+            &mut out,
+        );
         assert_eq!(outputs(&mut out), ["register ws://own/ws 10s"]);
     }
 }
