@@ -13,7 +13,7 @@ use crate::signal::Payload;
 use crate::{Error, Frame};
 
 /// The version byte that opens every encoded frame.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// The largest encoded frame of the protocol, in bytes, version byte included. Carriers
 /// may enforce a smaller limit (see [`decode_with_limit`]), never a larger one.
@@ -64,8 +64,8 @@ fn size_hint(frame: &Frame) -> usize {
         | Frame::Flood { payload, .. } => payload.len(),
         Frame::Welcome { peers, .. }
         | Frame::Peers { peers }
-        | Frame::Neighbours { peers }
-        | Frame::Nodes { peers, .. } => peers.len() * 16,
+        => peers.len() * 16,
+        Frame::Neighbours { peers } | Frame::Nodes { peers, .. } => 16 + peers.len() * 96,
         Frame::Error { message, .. } => message.len(),
         // Fixed-size frames: the largest, Register, is under 200 bytes with its room name.
         _ => 160,
@@ -137,17 +137,17 @@ mod tests {
     fn typed_errors_for_each_kind_of_bad_input() {
         assert!(matches!(decode(&[]), Err(Error::Empty)));
         assert!(matches!(
-            decode(&[2, 7, 5]),
-            Err(Error::UnsupportedVersion { got: 2, .. })
+            decode(&[1, 7, 5]),
+            Err(Error::UnsupportedVersion { got: 1, .. })
         ));
-        assert!(matches!(decode(&[1, 200]), Err(Error::Malformed(_))));
-        assert!(matches!(decode(&[1, 7]), Err(Error::Malformed(_))));
+        assert!(matches!(decode(&[2, 200]), Err(Error::Malformed(_))));
+        assert!(matches!(decode(&[2, 7]), Err(Error::Malformed(_))));
         assert!(matches!(
-            decode(&[1, 7, 5, 0]),
+            decode(&[2, 7, 5, 0]),
             Err(Error::TrailingBytes(1))
         ));
         assert!(matches!(
-            decode_with_limit(&[1, 7, 5], 2),
+            decode_with_limit(&[2, 7, 5], 2),
             Err(Error::FrameTooLarge { size: 3, max: 2 })
         ));
     }
@@ -155,7 +155,7 @@ mod tests {
     #[test]
     fn huge_claimed_lengths_do_not_allocate() {
         // Unicast to a zero id with a payload claiming u64::MAX bytes.
-        let mut bytes = vec![1, 3];
+        let mut bytes = vec![PROTOCOL_VERSION, 3];
         bytes.extend_from_slice(&[0; 16]);
         bytes.push(253);
         bytes.extend_from_slice(&u64::MAX.to_le_bytes());
@@ -275,7 +275,7 @@ mod tests {
     #[test]
     fn invalid_room_name_is_malformed() {
         // Register with a 0-length room name, the rest zeroed.
-        let mut bytes = vec![1, 1];
+        let mut bytes = vec![PROTOCOL_VERSION, 1];
         bytes.extend_from_slice(&[0; 32 + 16]);
         bytes.push(0);
         bytes.extend_from_slice(&[0; 64]);

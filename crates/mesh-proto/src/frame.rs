@@ -12,6 +12,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{PublicKey, Signature};
+use crate::record::NodeRecord;
 use crate::{Error, NodeId};
 
 /// One message on the bootstrap WebSocket (a binary WebSocket message carries exactly one
@@ -121,27 +122,30 @@ pub enum Frame {
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
-    /// Tag 11, node→neighbour on a DataChannel: a broadcast flooded through the mesh. Each
-    /// node delivers it once (deduplicated on `from` and `id`) and forwards it to its other
-    /// neighbours while `ttl` > 0.
+    /// Tag 11, node→neighbour on a DataChannel: a broadcast flooded through the mesh,
+    /// signed by its origin. Each node verifies it before anything else, delivers it once
+    /// (deduplicated on the origin and `id`) and forwards it to its other neighbours while
+    /// `ttl` > 0. See [`crate::authored`].
     Flood {
-        /// The origin.
-        from: NodeId,
-        /// Chosen by the origin, unique among its recent broadcasts.
+        /// The origin's public key; the origin is `NodeId::from_public_key(key)`.
+        key: PublicKey,
+        /// Chosen at random by the origin; `(origin, id)` identifies the flood.
         id: u64,
-        /// Hops left.
+        /// Hops left (not signed: each node lowers it).
         ttl: u8,
-        /// An encoded [`crate::signal::Payload`].
+        /// An encoded [`crate::signal::Payload`] (`App`).
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
+        /// The origin's signature of [`crate::authored::flood_message`].
+        signature: Signature,
     },
     /// Tag 12, node→neighbour: ask for the neighbour's current neighbours.
     GetNeighbours,
     /// Tag 13, node→neighbour: the answer to [`Frame::GetNeighbours`] (also sent unasked
     /// when the sender's neighbour set changes).
     Neighbours {
-        /// The sender's neighbours (never the recipient itself).
-        peers: Vec<NodeId>,
+        /// The records of the sender's neighbours (never the recipient itself).
+        peers: Vec<NodeRecord>,
     },
     /// Tag 14, node→neighbour: ask for the peers the neighbour knows closest to `target`
     /// (a one-link lookup: how a node finds peers in a part of the id space it knows
@@ -154,25 +158,30 @@ pub enum Frame {
     Nodes {
         /// The `target` of the request.
         target: NodeId,
-        /// Peers the sender knows, closest to `target` first, at most [`MAX_NODES`]; never
-        /// the recipient itself.
-        peers: Vec<NodeId>,
+        /// Records of peers the sender knows, closest to `target` first, at most
+        /// [`MAX_NODES`]; never the recipient itself.
+        peers: Vec<NodeRecord>,
     },
     /// Tag 16, node→neighbour: the sender is about to close this link. The recipient stops
     /// sending on it and stops counting it; the sender closes it once what is in flight
     /// has arrived.
     Closing,
-    /// Tag 17, node→neighbour: a lookup routed through the mesh. Each node forwards it
-    /// greedily towards `target` (never to `from`); the node that can get no closer
-    /// answers `from` with a routed [`crate::signal::Payload::Nodes`]: the peers it knows
-    /// closest to `target`. How a node finds the nodes near an id without the server.
+    /// Tag 17, node→neighbour: a lookup routed through the mesh, signed by its origin.
+    /// Each node verifies it, drops a repeat (the origin and `id`), and forwards it
+    /// greedily towards `target` (never to the origin); the node that can get no closer
+    /// answers the origin with a sealed [`crate::signal::Payload::Nodes`]: the records of
+    /// the peers it knows closest to `target`. See [`crate::authored`].
     Lookup {
         /// The id to find the closest nodes to (any 16 bytes; often the origin's own).
         target: NodeId,
-        /// The origin, to answer.
-        from: NodeId,
-        /// Hops left: a node that receives 0 answers instead of forwarding.
+        /// The origin's public key; the origin is `NodeId::from_public_key(key)`.
+        key: PublicKey,
+        /// Chosen at random by the origin; `(origin, id)` identifies the lookup.
+        id: u64,
+        /// Hops left (not signed): a node that receives 0 answers instead of forwarding.
         ttl: u8,
+        /// The origin's signature of [`crate::authored::lookup_message`].
+        signature: Signature,
     },
     /// Tag 18, node→neighbour: doors the sender knows — its own, if it runs one, and those
     /// its neighbours announced as theirs. A door is a bootstrap server (`docs/protocol.md`

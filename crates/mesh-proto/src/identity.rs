@@ -54,6 +54,21 @@ impl Keypair {
     pub fn sign(&self, message: &[u8]) -> Signature {
         Signature(self.signing.sign(message).to_bytes())
     }
+
+    /// The X25519 shared secret of this key and `peer`'s, both taken to Curve25519 in
+    /// Montgomery form (RFC 7748; the Ed25519 secret scalar, the birational map of the
+    /// public point): the two ends of a pair compute the same 32 bytes, nobody else can.
+    /// Fails if `peer` is not a valid key or the result is all zeros (a small-order key).
+    pub fn agree(&self, peer: &PublicKey) -> Result<[u8; 32], Error> {
+        let peer = VerifyingKey::from_bytes(&peer.0).map_err(|_| Error::InvalidPublicKey)?;
+        let shared = peer
+            .to_montgomery()
+            .mul_clamped(self.signing.to_scalar_bytes());
+        if shared.as_bytes() == &[0; 32] {
+            return Err(Error::InvalidPublicKey);
+        }
+        Ok(shared.to_bytes())
+    }
 }
 
 impl fmt::Debug for Keypair {

@@ -23,10 +23,13 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod authored;
 pub mod codec;
 pub mod frame;
 pub mod id;
 pub mod identity;
+pub mod record;
+pub mod seal;
 pub mod signal;
 
 pub use codec::{
@@ -35,6 +38,8 @@ pub use codec::{
 };
 pub use frame::{Door, ErrorCode, Frame, Limits, MAX_DOORS, RoomName, ServerUrl, Steering};
 pub use id::{Distance, NodeId};
+pub use record::NodeRecord;
+pub use seal::{PairKey, Sealed};
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -86,4 +91,8 @@ pub enum Error {
     /// A signature that does not verify under the claimed key.
     #[error("signature does not verify under the claimed public key")]
     BadSignature,
+    /// A sealed payload that does not open under the pair's key: altered, sealed for
+    /// another node or room, or not sealed by the node it claims.
+    #[error("sealed payload does not open: altered, or not sealed by its claimed origin for this node and room")]
+    BadSeal,
 }

@@ -11,10 +11,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Keypair, PublicKey, Signature};
-use crate::{Error, NodeId};
+use crate::record::{NodeRecord, push_room};
+use crate::seal::Sealed;
+use crate::{Error, NodeId, RoomName};
 
 /// Domain-separation prefix of the bytes a [`Signal`] signature covers.
-pub const SIGNAL_CONTEXT: &[u8] = b"mesh-overlay/signal/v1\0";
+pub const SIGNAL_CONTEXT: &[u8] = b"mesh-overlay/signal/v2\0";
 
 /// Identifies one signaling session (one attempt to open one link), chosen at random by
 /// the session's initiator. On the wire: a varint `u64`.
@@ -34,6 +36,11 @@ impl fmt::Display for SessionId {
 }
 
 /// The content of a payload carried between nodes, through the server or the mesh.
+///
+/// Through the mesh, everything but a `Signal` of an entry session travels inside a
+/// [`Payload::Sealed`]: application bytes, lookup answers and unreachable reports are
+/// only ever accepted sealed, so their origin is proven and only their destination reads
+/// them (`docs/protocol.md` §9.2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Payload {
@@ -41,22 +48,28 @@ pub enum Payload {
     App(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Tag 1: a signed signaling message for the recipient's transport.
     Signal(Signal),
-    /// Tag 2: the answer to a [`crate::Frame::Lookup`], routed back to its origin.
+    /// Tag 2: the answer to a [`crate::Frame::Lookup`], sealed for its origin.
     Nodes {
         /// The `target` of the lookup.
         target: NodeId,
-        /// Peers the answering node knows (linked or not), closest to `target` first, at
-        /// most [`crate::frame::MAX_NODES`]; never the lookup's origin.
-        peers: Vec<NodeId>,
+        /// The `id` of the lookup.
+        lookup: u64,
+        /// Records of peers the answering node knows (linked or not, itself included),
+        /// closest to `target` first, at most [`crate::frame::MAX_NODES`]; never the
+        /// lookup's origin.
+        peers: Vec<NodeRecord>,
     },
-    /// Tag 3: a unicast could not be delivered: the node that sends it (the payload's
-    /// `from`) found no next hop closer to `to`, or the TTL ran out there.
+    /// Tag 3: a unicast could not be delivered: the node that sends it (the origin of the
+    /// sealed payload that carries this) found no next hop closer to `to`, or the TTL ran
+    /// out there.
     Unreachable {
         /// The destination of the unicast that was dropped.
         to: NodeId,
-        /// The payload tag of what was dropped (0 `App`, 1 `Signal`).
-        payload_tag: u8,
+        /// The `seq` of the sealed payload that was dropped.
+        seq: u64,
     },
+    /// Tag 4: an inner payload sealed by its origin for its destination.
+    Sealed(Sealed),
 }
 
 impl Payload {
@@ -65,8 +78,20 @@ impl Payload {
         16 + match self {
             Payload::App(bytes) => bytes.len(),
             Payload::Signal(signal) => 160 + signal.kind.body().len(),
-            Payload::Nodes { peers, .. } => 16 + 16 * peers.len(),
-            Payload::Unreachable { .. } => 16,
+            Payload::Nodes { peers, .. } => 32 + 96 * peers.len(),
+            Payload::Unreachable { .. } => 32,
+            Payload::Sealed(sealed) => 64 + sealed.ciphertext.len(),
+        }
+    }
+
+    /// The wire tag of this payload.
+    pub fn tag(&self) -> u8 {
+        match self {
+            Payload::App(_) => 0,
+            Payload::Signal(_) => 1,
+            Payload::Nodes { .. } => 2,
+            Payload::Unreachable { .. } => 3,
+            Payload::Sealed(_) => 4,
         }
     }
 }
@@ -154,10 +179,16 @@ pub struct Signal {
 }
 
 impl Signal {
-    /// Builds and signs a signal from `key`'s node to `to`.
-    pub fn sign(key: &Keypair, session: SessionId, to: NodeId, kind: SignalKind) -> Self {
+    /// Builds and signs a signal from `key`'s node to `to`, for `room`.
+    pub fn sign(
+        key: &Keypair,
+        room: &RoomName,
+        session: SessionId,
+        to: NodeId,
+        kind: SignalKind,
+    ) -> Self {
         let from = key.node_id();
-        let signature = key.sign(&signal_message(session, &from, &to, &kind));
+        let signature = key.sign(&signal_message(room, session, &from, &to, &kind));
         Self {
             session,
             from,
@@ -169,27 +200,31 @@ impl Signal {
     }
 
     /// Checks that `from` derives from `public_key` and that the signature covers every
-    /// field. Says nothing about whether `to` is the caller: check that too.
-    pub fn verify(&self) -> Result<(), Error> {
+    /// field and `room` (the recipient's: a signal signed for another room fails). Says
+    /// nothing about whether `to` is the caller: check that too.
+    pub fn verify(&self, room: &RoomName) -> Result<(), Error> {
         if !self.from.derives_from(&self.public_key) {
             return Err(Error::BadSignature);
         }
-        let message = signal_message(self.session, &self.from, &self.to, &self.kind);
+        let message = signal_message(room, self.session, &self.from, &self.to, &self.kind);
         self.public_key.verify(&message, &self.signature)
     }
 }
 
-/// The exact bytes a [`Signal`] signature covers: [`SIGNAL_CONTEXT`] ‖ session (8 bytes,
-/// little-endian) ‖ from (16) ‖ to (16) ‖ kind tag (1) ‖ body.
+/// The exact bytes a [`Signal`] signature covers: [`SIGNAL_CONTEXT`] ‖ room length (1
+/// byte) ‖ room ‖ session (8 bytes, little-endian) ‖ from (16) ‖ to (16) ‖ kind tag (1) ‖
+/// body.
 pub fn signal_message(
+    room: &RoomName,
     session: SessionId,
     from: &NodeId,
     to: &NodeId,
     kind: &SignalKind,
 ) -> Vec<u8> {
     let body = kind.body();
-    let mut msg = Vec::with_capacity(SIGNAL_CONTEXT.len() + 8 + 32 + 1 + body.len());
+    let mut msg = Vec::with_capacity(SIGNAL_CONTEXT.len() + 65 + 8 + 32 + 1 + body.len());
     msg.extend_from_slice(SIGNAL_CONTEXT);
+    push_room(&mut msg, room);
     msg.extend_from_slice(&session.0.to_le_bytes());
     msg.extend_from_slice(from.as_bytes());
     msg.extend_from_slice(to.as_bytes());
@@ -203,18 +238,23 @@ mod tests {
     use super::*;
     use crate::{decode_payload, encode_payload};
 
+    fn room() -> RoomName {
+        "lobby".parse().unwrap()
+    }
+
     fn offer() -> (Keypair, Signal) {
         let key = Keypair::from_seed([5; 32]);
         let to = Keypair::from_seed([6; 32]).node_id();
         let sdp = "v=0\r\na=fingerprint:sha-256 AB:CD\r\n".to_owned();
-        let signal = Signal::sign(&key, SessionId(42), to, SignalKind::Offer(sdp));
+        let signal = Signal::sign(&key, &room(), SessionId(42), to, SignalKind::Offer(sdp));
         (key, signal)
     }
 
     #[test]
     fn signed_signal_verifies_and_round_trips() {
         let (_, signal) = offer();
-        signal.verify().unwrap();
+        signal.verify(&room()).unwrap();
+        assert!(signal.verify(&"other".parse().unwrap()).is_err());
         let payload = Payload::Signal(signal);
         let bytes = encode_payload(&payload).unwrap();
         assert_eq!(decode_payload(&bytes).unwrap(), payload);
@@ -232,7 +272,7 @@ mod tests {
         let mut kind = signal.clone();
         kind.kind = SignalKind::Answer("v=0\r\na=fingerprint:sha-256 AB:CD\r\n".into());
         for altered in [fingerprint, session, to, kind] {
-            assert!(altered.verify().is_err(), "{altered:?}");
+            assert!(altered.verify(&room()).is_err(), "{altered:?}");
         }
     }
 
@@ -241,9 +281,15 @@ mod tests {
         let (_, signal) = offer();
         // Re-signed by another key but still claiming the original origin.
         let mallory = Keypair::from_seed([9; 32]);
-        let mut forged = Signal::sign(&mallory, signal.session, signal.to, signal.kind.clone());
+        let mut forged = Signal::sign(
+            &mallory,
+            &room(),
+            signal.session,
+            signal.to,
+            signal.kind.clone(),
+        );
         forged.from = signal.from;
-        assert!(forged.verify().is_err());
+        assert!(forged.verify(&room()).is_err());
     }
 
     #[test]
