@@ -64,6 +64,15 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
             .map(|(v, _, _)| v)
     }
 
+    /// The live value of `key`, to change in place (its age is not refreshed).
+    pub fn get_mut(&mut self, key: &K, now: Instant) -> Option<&mut V> {
+        let ttl = self.ttl;
+        self.entries
+            .get_mut(key)
+            .filter(|(_, at, _)| now.saturating_duration_since(*at) < ttl)
+            .map(|(v, _, _)| v)
+    }
+
     pub fn contains(&self, key: &K, now: Instant) -> bool {
         self.get(key, now).is_some()
     }

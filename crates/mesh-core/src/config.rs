@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use mesh_proto::ServerUrl;
+use mesh_proto::{RoomName, ServerUrl};
+
+use crate::budget::Rate;
 
 /// Configuration of a mesh node's overlay logic. Defaults suit a mesh of tens to thousands
 /// of nodes; set fields with the `with_*` builders.
@@ -35,7 +37,9 @@ pub struct Config {
     pub full_backoff: Duration,
     /// Period of the maintenance tick (timeouts, degree top-up, announcements). Default 200 ms.
     pub tick_interval: Duration,
-    /// Period at which neighbours are told our neighbour set. Default 5 s.
+    /// Period at which neighbours are told our neighbour set: the keepalive of every link
+    /// (docs/protocol.md §10.5: at least one frame every 5 s). Default 4.5 s, so that the
+    /// tick's lateness (up to `tick_interval`) keeps within the 5 s.
     pub announce_interval: Duration,
     /// A link that brings nothing for this long is dropped: its neighbour announces at
     /// least every `announce_interval`, so it is gone even if the transport has not said
@@ -101,6 +105,39 @@ pub struct Config {
     /// Doors remembered ([`crate::Node::doors`]): up to this many that neighbours (current
     /// and former) announced as their own, and as many that they passed on. Default 16.
     pub door_contacts: usize,
+    /// The room this node is in: every signature it makes or checks, and every key it
+    /// seals with, is for this room, so nothing crosses from another (docs/protocol.md
+    /// §4.3). A driver sets it from its own room. Default `default`.
+    pub room: RoomName,
+    /// The epoch of this run's sealed payloads: must grow from one run of a node (one key)
+    /// to the next, or its peers refuse what it seals as replayed until they forget it
+    /// (`key_ttl`). `None` (the default): drawn from the seed, fine for simulations; the
+    /// `mesh-node` driver passes the wall-clock time in microseconds.
+    pub seal_epoch: Option<u64>,
+    /// Verified public keys of other nodes kept (to seal for them, to check records
+    /// once). Pair keys and replay windows are kept for a quarter as many peers.
+    /// Default 4096.
+    pub key_capacity: usize,
+    /// How long a key, a pair key and a replay window live after their last use.
+    /// Default 10 min.
+    pub key_ttl: Duration,
+    /// Per link: `Route`/`Transfer` frames the neighbour may make this node take or relay.
+    /// Default 2,000/s, burst 4,000.
+    pub route_budget: Rate,
+    /// Per link: `Flood`s the neighbour may make this node verify and forward.
+    /// Default 200/s, burst 1,000.
+    pub flood_budget: Rate,
+    /// Per link: `Lookup`, `FindNodes` and `GetNeighbours` the neighbour may make this node
+    /// answer or forward. Default 50/s, burst 200.
+    pub lookup_budget: Rate,
+    /// Per link: frames over budget tolerated (each dropped and counted) before the link
+    /// is dropped. Default 100/s, burst 1,000.
+    pub strike_budget: Rate,
+    /// Per origin: floods this node forwards and delivers. Default 10/s, burst 50.
+    pub origin_flood_budget: Rate,
+    /// Outgoing signaling sessions started (a peer it heard of costs a session: made-up
+    /// or departed contacts must not cost many). Default 1/s, burst 16.
+    pub session_budget: Rate,
 }
 
 impl Default for Config {
@@ -116,7 +153,7 @@ impl Default for Config {
             retry_backoff: Duration::from_secs(10),
             full_backoff: Duration::from_secs(60),
             tick_interval: Duration::from_millis(200),
-            announce_interval: Duration::from_secs(5),
+            announce_interval: Duration::from_millis(4500),
             link_timeout: Duration::from_secs(20),
             ttl: 16,
             dedup_capacity: 4096,
@@ -138,6 +175,16 @@ impl Default for Config {
             door_client_ttl: Duration::from_secs(30),
             door: None,
             door_contacts: 16,
+            room: RoomName::default(),
+            seal_epoch: None,
+            key_capacity: 4096,
+            key_ttl: Duration::from_secs(600),
+            route_budget: Rate::new(2000.0, 4000.0),
+            flood_budget: Rate::new(200.0, 1000.0),
+            lookup_budget: Rate::new(50.0, 200.0),
+            strike_budget: Rate::new(100.0, 1000.0),
+            origin_flood_budget: Rate::new(10.0, 50.0),
+            session_budget: Rate::new(1.0, 16.0),
         }
     }
 }
@@ -187,6 +234,16 @@ builders! {
     with_door_client_ttl => door_client_ttl: Duration;
     with_door => door: Option<ServerUrl>;
     with_door_contacts => door_contacts: usize;
+    with_room => room: RoomName;
+    with_seal_epoch => seal_epoch: Option<u64>;
+    with_key_capacity => key_capacity: usize;
+    with_key_ttl => key_ttl: Duration;
+    with_route_budget => route_budget: Rate;
+    with_flood_budget => flood_budget: Rate;
+    with_lookup_budget => lookup_budget: Rate;
+    with_strike_budget => strike_budget: Rate;
+    with_origin_flood_budget => origin_flood_budget: Rate;
+    with_session_budget => session_budget: Rate;
 }
 
 impl Config {
@@ -223,6 +280,23 @@ impl Config {
         }
         if self.ttl == 0 {
             return bad("ttl must be at least 1");
+        }
+        if self.key_capacity < 16 {
+            return bad("key_capacity must be at least 16");
+        }
+        let budgets = [
+            self.route_budget,
+            self.flood_budget,
+            self.lookup_budget,
+            self.strike_budget,
+            self.origin_flood_budget,
+            self.session_budget,
+        ];
+        if budgets
+            .iter()
+            .any(|r| !(r.per_second > 0.0 && r.per_second.is_finite() && r.burst >= 1.0))
+        {
+            return bad("every budget needs a positive finite rate and a burst of at least 1");
         }
         Ok(())
     }

@@ -233,6 +233,11 @@ pub enum LinkDownReason {
     Redundant,
     /// This node closed it to make room for a newcomer's entry session.
     MadeRoom,
+    /// The neighbour sent something that fails verification and that an honest node
+    /// never forwards (a forged flood, lookup or node record): what it was.
+    Forged(String),
+    /// The neighbour kept sending over its budget ([`crate::Config::strike_budget`]).
+    OverBudget,
 }
 
 impl std::fmt::Display for LinkDownReason {
@@ -244,6 +249,8 @@ impl std::fmt::Display for LinkDownReason {
             Self::Local => f.write_str("closed locally"),
             Self::Redundant => f.write_str("redundant link closed"),
             Self::MadeRoom => f.write_str("making room for a newcomer"),
+            Self::Forged(what) => write!(f, "forged {what}"),
+            Self::OverBudget => f.write_str("over budget"),
         }
     }
 }

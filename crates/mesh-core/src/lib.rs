@@ -38,11 +38,13 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod budget;
 mod cache;
 mod config;
 mod contacts;
 mod contract;
 mod doors;
+mod keys;
 mod links;
 mod lookups;
 mod node;
@@ -159,6 +161,34 @@ pub struct Stats {
     pub broadcasts_delivered: u64,
     /// Flood copies dropped as already seen.
     pub flood_duplicates: u64,
+    /// Floods that failed verification (signature, or origin key): dropped, never delivered nor forwarded, and the neighbour that sent one lost its link (an honest node forwards only what it verified).
+    pub forged_floods: u64,
+    /// Lookups that failed verification: dropped, and the neighbour lost its link.
+    pub forged_lookups: u64,
+    /// Node records (in `Neighbours`, `Nodes`) that failed verification for this room: the neighbour that sent one lost its link.
+    pub forged_records: u64,
+    /// Routed payloads whose sealed origin is not the frame's `from`: dropped.
+    pub forged_origins: u64,
+    /// Payloads that must travel sealed through the mesh and came bare (application bytes, lookup answers, unreachable reports, a signal through the mesh): dropped, never delivered.
+    pub unsealed_refused: u64,
+    /// Sealed payloads that did not open (altered, for another node or room, or a made-up origin): dropped.
+    pub seal_failures: u64,
+    /// Sealed payloads refused as already received, or from an earlier run of their origin.
+    pub replays_refused: u64,
+    /// Frames from a neighbour dropped over its budget (route, flood or lookup).
+    pub throttled: u64,
+    /// Links dropped because their neighbour kept sending over budget.
+    pub links_over_budget: u64,
+    /// Floods dropped because their origin was over its flood budget.
+    pub floods_over_origin_budget: u64,
+    /// Outgoing sessions not started for now: the session budget was spent.
+    pub sessions_over_budget: u64,
+    /// Lookups started to learn the key of a destination (to seal a message for it).
+    pub key_lookups: u64,
+    /// Messages given up because the destination's key could not be learned in time.
+    pub sends_unresolved: u64,
+    /// Unreachable reports ignored: about no message of ours still kept.
+    pub unreachable_ignored: u64,
 }
 
 impl Stats {
@@ -199,6 +229,20 @@ impl Stats {
             broadcasts_sent,
             broadcasts_delivered,
             flood_duplicates,
+            forged_floods,
+            forged_lookups,
+            forged_records,
+            forged_origins,
+            unsealed_refused,
+            seal_failures,
+            replays_refused,
+            throttled,
+            links_over_budget,
+            floods_over_origin_budget,
+            sessions_over_budget,
+            key_lookups,
+            sends_unresolved,
+            unreachable_ignored,
         } = *other;
         self.sessions_initiated_via_server += sessions_initiated_via_server;
         self.sessions_initiated_via_mesh += sessions_initiated_via_mesh;
@@ -233,5 +277,19 @@ impl Stats {
         self.broadcasts_sent += broadcasts_sent;
         self.broadcasts_delivered += broadcasts_delivered;
         self.flood_duplicates += flood_duplicates;
+        self.forged_floods += forged_floods;
+        self.forged_lookups += forged_lookups;
+        self.forged_records += forged_records;
+        self.forged_origins += forged_origins;
+        self.unsealed_refused += unsealed_refused;
+        self.seal_failures += seal_failures;
+        self.replays_refused += replays_refused;
+        self.throttled += throttled;
+        self.links_over_budget += links_over_budget;
+        self.floods_over_origin_budget += floods_over_origin_budget;
+        self.sessions_over_budget += sessions_over_budget;
+        self.key_lookups += key_lookups;
+        self.sends_unresolved += sends_unresolved;
+        self.unreachable_ignored += unreachable_ignored;
     }
 }

@@ -1,6 +1,6 @@
 //! The overlay state machine: one [`Node`], driven by [`Input`]s, producing [`Output`]s.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use web_time::Instant;
@@ -9,26 +9,28 @@ use bytes::Bytes;
 use mesh_proto::frame::MAX_NODES;
 use mesh_proto::identity::Keypair;
 use mesh_proto::signal::{Payload, RejectReason, SessionId, SignalKind};
-use mesh_proto::{Door, ErrorCode, Frame, MAX_FRAME_SIZE, NodeId, ServerUrl};
+use mesh_proto::{Door, ErrorCode, Frame, MAX_FRAME_SIZE, NodeId, NodeRecord, ServerUrl, authored};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::budget::{self, Spend};
 use crate::cache::ExpiringMap;
 use crate::contacts::{BucketSet, ContactTable, bucket};
 use crate::links::Links;
 use crate::lookups::Lookups;
 use crate::rendezvous::{Change, Rendezvous};
-use crate::{doors, resend, sessions};
+use crate::{doors, keys, resend, sessions};
 
 mod routing;
 use routing::Routed;
 mod signaling;
 mod topology;
+mod trust;
 use crate::{Carrier, Config, Error, Event, Input, LinkDownReason, Output, Role, Stats};
 
 /// Bytes of a routed frame that are not the application's: version, tag, ids, ttl, the
-/// payload's own tag and length prefixes.
-const FRAME_OVERHEAD: usize = 64;
+/// payload's own tag and length prefixes, and the seal (origin key, epoch, seq, tag).
+const FRAME_OVERHEAD: usize = 160;
 
 /// The largest application message [`Node::send`] and [`Node::broadcast`] accept.
 pub const MAX_MESSAGE_SIZE: usize = MAX_FRAME_SIZE - FRAME_OVERHEAD;
@@ -95,6 +97,21 @@ pub struct Node {
     server_peers: Vec<NodeId>,
     /// Whether the last top-up found the node stranded ([`Node::stranded`]).
     stranded_now: bool,
+    /// Keys of other nodes, pair keys, replay windows, this run's seal sequence.
+    keys: keys::Book,
+    /// This node's own record, signed once.
+    record: NodeRecord,
+    /// What each neighbour may still make this node do.
+    budgets: HashMap<NodeId, budget::Link>,
+    /// What each flood origin may still make this node forward.
+    origin_floods: ExpiringMap<NodeId, budget::Bucket>,
+    /// Outgoing sessions this node may still start.
+    session_bucket: budget::Bucket,
+    /// Sealed signals sent lately: seq → the peer (an unreachable report counts only for
+    /// one of these or a message in `sent_app`).
+    signal_seqs: ExpiringMap<u64, NodeId>,
+    /// Destinations whose key is being looked up, with what waits for it.
+    awaiting: trust::AwaitingKeys,
     outputs: VecDeque<Output>,
     stats: Stats,
 }
@@ -106,10 +123,23 @@ impl Node {
         config.validate()?;
         let long = config.replay_ttl.max(config.route_ttl);
         let id = key.node_id();
+        let mut rng = StdRng::seed_from_u64(seed);
+        // Without an epoch from the driver, one from the seed (a simulation: one run).
+        let epoch = config
+            .seal_epoch
+            .unwrap_or_else(|| rng.random::<u64>() >> 1);
+        let record = NodeRecord::sign(&key, &config.room);
+        let keys = keys::Book::new(
+            &key,
+            config.room.clone(),
+            epoch,
+            config.key_capacity,
+            config.key_ttl,
+        );
         Ok(Self {
             id,
             key,
-            rng: StdRng::seed_from_u64(seed),
+            rng,
             rendezvous: Rendezvous::new(&config, now),
             leaving: false,
             sessions: sessions::Table::new(config.max_sessions),
@@ -133,6 +163,13 @@ impl Node {
             doors: doors::Book::new(config.door_contacts),
             server_peers: Vec::new(),
             stranded_now: false,
+            record,
+            keys,
+            budgets: HashMap::new(),
+            origin_floods: ExpiringMap::new(config.key_capacity, budget::ORIGIN_MEMORY),
+            session_bucket: budget::Bucket::new(config.session_budget, now),
+            signal_seqs: ExpiringMap::new(4 * config.max_sessions, config.session_timeout),
+            awaiting: trust::AwaitingKeys::new(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
             config,
@@ -306,33 +343,47 @@ impl Node {
         self.outputs.push_back(Output::Event(event));
     }
 
-    /// Sends `data` to `to` through the mesh.
+    /// Sends `data` to `to` through the mesh, sealed for `to` (only `to` reads it, and it
+    /// knows this node wrote it). If `to`'s key is not known yet, the message waits while a
+    /// lookup asks for it (at most 5 s; then [`Event::Unreachable`]).
     pub fn send(&mut self, now: Instant, to: NodeId, data: Vec<u8>) -> Result<(), Error> {
         check_size(data.len())?;
         if to == self.id {
             return Err(Error::SelfAddressed);
         }
-        let payload = mesh_proto::encode_payload(&Payload::App(data))?;
-        let (first_hop, payload) = self.route_out_avoiding(to, payload, &[], now)?;
-        self.stats.messages_sent += 1;
-        if first_hop != to {
-            self.sent_app.keep(to, payload, first_hop, now);
+        if self.keys.knows(&to, now) {
+            return self.send_now(to, data, now);
+        }
+        if self.degree() == 0 {
+            return Err(Error::NoRoute(to));
+        }
+        if !self.await_key(to, Some(data), now) {
+            return Err(Error::NoRoute(to));
         }
         Ok(())
     }
 
-    /// Floods `data` to every node of the mesh; returns how many neighbours it went to.
+    /// Seals `data` for `to`, whose key is known, and sends it.
+    fn send_now(&mut self, to: NodeId, data: Vec<u8>, now: Instant) -> Result<(), Error> {
+        let (payload, seq) = self
+            .seal_for(to, &Payload::App(data), now)?
+            .ok_or(Error::NoRoute(to))?;
+        let (first_hop, payload) = self.route_out_avoiding(to, payload, &[], now)?;
+        self.stats.messages_sent += 1;
+        if first_hop != to {
+            self.sent_app.keep(to, seq, payload, first_hop, now);
+        }
+        Ok(())
+    }
+
+    /// Floods `data` to every node of the mesh, signed; returns how many neighbours it
+    /// went to.
     pub fn broadcast(&mut self, now: Instant, data: Vec<u8>) -> Result<usize, Error> {
         check_size(data.len())?;
         let payload = mesh_proto::encode_payload(&Payload::App(data))?;
         let id = self.rng.random::<u64>();
         self.dedup.insert((self.id, id), (), now);
-        let frame = Frame::Flood {
-            from: self.id,
-            id,
-            ttl: self.config.ttl,
-            payload,
-        };
+        let frame = authored::flood(&self.key, &self.config.room, id, self.config.ttl, payload);
         let sent = self.send_to_links(&frame, None)?;
         self.stats.broadcasts_sent += 1;
         Ok(sent)
@@ -354,6 +405,14 @@ impl Node {
         };
         if carrier == Carrier::Server && !self.server_up() {
             return Err(Error::NoRoute(peer));
+        }
+        if carrier == Carrier::Mesh && !self.keys.knows(&peer, now) {
+            // Its offer is sealed for it: its key first.
+            return if self.await_key(peer, None, now) {
+                Ok(())
+            } else {
+                Err(Error::NoRoute(peer))
+            };
         }
         self.learn_peers(&[peer], now);
         self.start_session(peer, carrier, now);
@@ -388,6 +447,7 @@ impl Node {
         }
         self.close_drained(now);
         self.drop_silent(now);
+        self.expire_awaiting(now);
         self.top_up(now);
         self.lookup(now);
         if self.degree() >= self.config.target_degree && self.topology_dirty {
@@ -397,7 +457,7 @@ impl Node {
         if now >= self.next_announce {
             self.next_announce = now + self.config.announce_interval;
             self.topology_dirty = true;
-            self.announce();
+            self.announce(now);
         }
     }
 
@@ -490,7 +550,7 @@ impl Node {
         if !doors.is_empty() {
             self.send_frame(session, &Frame::Doors { doors });
         }
-        self.announce();
+        self.announce(now);
     }
 
     fn on_link_closed(&mut self, session: SessionId, reason: LinkDownReason, now: Instant) {
@@ -528,6 +588,19 @@ impl Node {
                 return;
             }
         };
+        let spend = match &frame {
+            Frame::Route { .. } | Frame::Transfer { .. } => Some(Spend::Route),
+            Frame::Flood { .. } => Some(Spend::Flood),
+            Frame::Lookup { .. } | Frame::FindNodes { .. } | Frame::GetNeighbours => {
+                Some(Spend::Lookup)
+            }
+            _ => None,
+        };
+        if let Some(what) = spend
+            && !self.within_budget(peer, session, what, now)
+        {
+            return;
+        }
         match frame {
             Frame::Route {
                 to,
@@ -554,55 +627,34 @@ impl Node {
                 self.learn_route(from, peer, now);
                 self.deliver_payload(from, &payload, Carrier::Mesh, now);
             }
-            Frame::Flood {
-                from,
-                id,
-                ttl,
-                payload,
-            } => {
-                if self.dedup.contains(&(from, id), now) {
-                    self.stats.flood_duplicates += 1;
-                    return;
-                }
-                self.dedup.insert((from, id), (), now);
-                self.learn_route(from, peer, now);
-                if ttl > 0 {
-                    let frame = Frame::Flood {
-                        from,
-                        id,
-                        ttl: ttl - 1,
-                        payload: payload.clone(),
-                    };
-                    if let Ok(n) = self.send_to_links(&frame, Some(peer)) {
-                        self.stats.frames_relayed += n as u64;
-                    }
-                }
-                match mesh_proto::decode_payload(&payload) {
-                    Ok(Payload::App(data)) => {
-                        self.stats.broadcasts_delivered += 1;
-                        self.outputs
-                            .push_back(Output::Event(Event::Broadcast { from, data }));
-                    }
-                    _ => self.stats.bad_payloads += 1,
-                }
-            }
+            flood @ Frame::Flood { .. } => self.on_flood(peer, session, flood, now),
             Frame::GetNeighbours => {
-                let peers: Vec<NodeId> = self
+                let others: Vec<NodeId> = self
                     .live_links()
                     .map(|(n, _)| *n)
                     .filter(|n| *n != peer)
                     .collect();
+                let peers = self.neighbours_frame(&others, now);
                 self.send_frame(session, &Frame::Neighbours { peers });
             }
-            Frame::Neighbours { mut peers } => {
-                peers.retain(|p| *p != self.id);
-                peers.truncate(2 * self.config.max_degree);
-                self.learn_peers(&peers, now);
-                self.set_neighbours(peer, peers);
+            Frame::Neighbours { peers } => {
+                // The sender's own record first, then its neighbours'.
+                let Some(mut ids) = self.verify_records(&peers, now) else {
+                    self.drop_link(session, LinkDownReason::Forged("node record".into()), now);
+                    return;
+                };
+                if ids.first() == Some(&peer) {
+                    ids.remove(0);
+                }
+                ids.retain(|p| *p != self.id && *p != peer);
+                ids.truncate(2 * self.config.max_degree);
+                self.learn_peers(&ids, now);
+                self.set_neighbours(peer, ids);
                 self.topology_dirty = true;
             }
             Frame::FindNodes { target } => {
-                let peers = self.closest_known(target, peer, MAX_NODES, now);
+                let ids = self.closest_known(target, peer, MAX_NODES, now);
+                let peers = self.records_of(&ids, now);
                 self.send_frame(session, &Frame::Nodes { target, peers });
             }
             Frame::Nodes { .. } => {
@@ -611,10 +663,7 @@ impl Node {
                 // contact table with made-up ids, at any rate, and send us after them.
                 self.stats.bad_payloads += 1;
             }
-            Frame::Lookup { target, from, ttl } => {
-                self.learn_route(from, peer, now);
-                self.on_lookup(target, from, ttl, now);
-            }
+            lookup @ Frame::Lookup { .. } => self.on_lookup_frame(peer, session, lookup, now),
             Frame::Closing => self.on_closing(peer, now),
             Frame::Doors { doors } => self.doors.on_doors(self.id, peer, doors),
             other => {
@@ -623,6 +672,14 @@ impl Node {
                 self.drop_link(session, LinkDownReason::Malformed(why), now);
             }
         }
+    }
+
+    /// A `Neighbours` list: this node's own record, then those of `others` it holds.
+    fn neighbours_frame(&self, others: &[NodeId], now: Instant) -> Vec<NodeRecord> {
+        let mut records = Vec::with_capacity(others.len() + 1);
+        records.push(self.record);
+        records.extend(self.records_of(others, now));
+        records
     }
 
     // --- links ----------------------------------------------------------------------
@@ -728,11 +785,12 @@ impl Node {
         }
     }
 
-    /// Tells every neighbour our neighbour set.
-    fn announce(&mut self) {
+    /// Tells every neighbour our neighbour set (with our own record first).
+    fn announce(&mut self, now: Instant) {
         let all: Vec<(NodeId, SessionId)> = self.live_links().map(|(p, s)| (*p, *s)).collect();
         for (peer, session) in &all {
-            let peers = all.iter().map(|(p, _)| *p).filter(|p| p != peer).collect();
+            let others: Vec<NodeId> = all.iter().map(|(p, _)| *p).filter(|p| p != peer).collect();
+            let peers = self.neighbours_frame(&others, now);
             self.send_frame(*session, &Frame::Neighbours { peers });
         }
     }
@@ -748,6 +806,7 @@ impl Node {
         if self.links.get(&peer) == Some(session) {
             self.topology_dirty = true;
             self.links.remove(&peer);
+            self.budgets.remove(&peer);
             self.neighbour_sets.remove(&peer);
             self.routes.retain(|_, via| *via != peer);
             self.stats.links_down += 1;
@@ -755,7 +814,7 @@ impl Node {
             self.lookups.link_lost(&self.config, now);
             self.outputs
                 .push_back(Output::Event(Event::LinkDown { peer, reason }));
-            self.announce();
+            self.announce(now);
             self.top_up(now);
         }
     }

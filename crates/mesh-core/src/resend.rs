@@ -23,6 +23,8 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(crate) struct Sent {
     pub to: NodeId,
+    /// Its seal's `seq`: what an unreachable report names.
+    pub seq: u64,
     pub payload: Vec<u8>,
     /// The first neighbours it went to, the first one first.
     pub first_hops: Vec<NodeId>,
@@ -38,7 +40,14 @@ pub(crate) struct Window {
 impl Window {
     /// Keeps a message sent to `to` through `first_hop` at `now` (unless too big), making
     /// room by forgetting the oldest and those past the window.
-    pub fn keep(&mut self, to: NodeId, payload: Vec<u8>, first_hop: NodeId, now: Instant) {
+    pub fn keep(
+        &mut self,
+        to: NodeId,
+        seq: u64,
+        payload: Vec<u8>,
+        first_hop: NodeId,
+        now: Instant,
+    ) {
         if payload.len() > MAX_SIZE {
             return;
         }
@@ -52,27 +61,34 @@ impl Window {
         }
         self.sent.push_back(Sent {
             to,
+            seq,
             payload,
             first_hops: vec![first_hop],
             at: now,
         });
     }
 
-    /// Takes the oldest message to `to` still within the window (a dead-end report does
-    /// not say which message it was). One past the window is forgotten.
-    pub fn take(&mut self, to: NodeId, now: Instant) -> Option<Sent> {
-        let i = self.sent.iter().position(|m| m.to == to)?;
+    /// Takes the message `seq` to `to` if it is still within the window. One past the
+    /// window is forgotten.
+    pub fn take(&mut self, to: NodeId, seq: u64, now: Instant) -> Option<Sent> {
+        let i = self.sent.iter().position(|m| m.to == to && m.seq == seq)?;
         let m = self.sent.remove(i)?;
         (now.saturating_duration_since(m.at) <= WINDOW).then_some(m)
     }
 
-    /// Keeps `m` again after it went through `hop`, unless it has been resent
-    /// [`RESENDS`] times.
+    /// Keeps `m` again after it went through `hop` (once it has been resent [`RESENDS`]
+    /// times it is kept as [`Sent::exhausted`]: the next report about it reaches the
+    /// application).
     pub fn keep_again(&mut self, mut m: Sent, hop: NodeId) {
-        if m.first_hops.len() < RESENDS {
-            m.first_hops.push(hop);
-            self.sent.push_back(m);
-        }
+        m.first_hops.push(hop);
+        self.sent.push_back(m);
+    }
+}
+
+impl Sent {
+    /// Whether it has been resent [`RESENDS`] times already.
+    pub fn exhausted(&self) -> bool {
+        self.first_hops.len() > RESENDS
     }
 }
 
@@ -85,14 +101,18 @@ mod tests {
         let t0 = Instant::now();
         let (to, hop) = (NodeId::from_bytes([1; 16]), NodeId::from_bytes([2; 16]));
         let mut w = Window::default();
-        w.keep(to, vec![0; MAX_SIZE + 1], hop, t0);
-        assert!(w.take(to, t0).is_none(), "too big to keep");
+        w.keep(to, 0, vec![0; MAX_SIZE + 1], hop, t0);
+        assert!(w.take(to, 0, t0).is_none(), "too big to keep");
         for i in 0..2 * CAPACITY {
-            w.keep(NodeId::from_bytes([i as u8; 16]), vec![], hop, t0);
+            w.keep(NodeId::from_bytes([i as u8; 16]), i as u64, vec![], hop, t0);
         }
         assert_eq!(w.sent.len(), CAPACITY);
-        w.keep(to, vec![7], hop, t0);
-        assert!(w.take(to, t0 + WINDOW + Duration::from_millis(1)).is_none());
+        w.keep(to, 9, vec![7], hop, t0);
+        assert!(w.take(to, 8, t0).is_none(), "another message");
+        assert!(
+            w.take(to, 9, t0 + WINDOW + Duration::from_millis(1))
+                .is_none()
+        );
     }
 
     #[test]
@@ -100,9 +120,12 @@ mod tests {
         let t0 = Instant::now();
         let to = NodeId::from_bytes([1; 16]);
         let mut w = Window::default();
-        w.keep(to, vec![7], NodeId::from_bytes([10; 16]), t0);
+        w.keep(to, 3, vec![7], NodeId::from_bytes([10; 16]), t0);
         let mut resent = 0;
-        while let Some(m) = w.take(to, t0) {
+        while let Some(m) = w.take(to, 3, t0) {
+            if m.exhausted() {
+                break;
+            }
             resent += 1;
             w.keep_again(m, NodeId::from_bytes([10 + resent; 16]));
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use mesh_proto::frame::MAX_NODES;
 use mesh_proto::identity::Keypair;
-use mesh_proto::{Frame, NodeId};
+use mesh_proto::{Frame, NodeId, NodeRecord};
 use support::{Net, default_degrees_config, grown_mesh, test_config};
 
 /// The `Nodes` frames a node sent: (target, peers).
@@ -26,7 +26,8 @@ fn tap_nodes(net: &mut Net, a: usize) -> Answers {
             return;
         }
         if let Ok(Frame::Nodes { target, peers }) = mesh_proto::decode(bytes) {
-            sink.borrow_mut().push((target, peers));
+            let ids = peers.iter().map(|r| r.id()).collect();
+            sink.borrow_mut().push((target, ids));
         }
     }));
     seen
@@ -75,12 +76,15 @@ fn a_nodes_frame_nobody_asked_for_teaches_nothing() {
     let mut net = grown_mesh(n, test_config());
     let a = 0;
     let b = net.index[&net.nodes[a].neighbours()[0]];
-    let fresh: Vec<NodeId> = (0..MAX_NODES as u8)
-        .map(|i| Keypair::from_seed([200u8.wrapping_add(i); 32]).node_id())
+    // Records that verify (real keys, the right room), only nobody asked for them.
+    let room = net.nodes[a].config().room.clone();
+    let records: Vec<NodeRecord> = (0..MAX_NODES as u8)
+        .map(|i| NodeRecord::sign(&Keypair::from_seed([200u8.wrapping_add(i); 32]), &room))
         .collect();
+    let fresh: Vec<NodeId> = records.iter().map(|r| r.id()).collect();
     let frame = Frame::Nodes {
         target: fresh[0],
-        peers: fresh.clone(),
+        peers: records,
     };
     let bad_before = net.nodes[a].stats().bad_payloads;
     net.inject(a, b, mesh_proto::encode(&frame).unwrap());

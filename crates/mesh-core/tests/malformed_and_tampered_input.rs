@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use mesh_core::Event;
 use mesh_proto::Frame;
-use mesh_proto::signal::{Payload, SignalKind};
+use mesh_proto::signal::Payload;
 use support::{Net, grown_mesh, test_config};
 
 #[test]
@@ -54,8 +54,9 @@ fn a_malformed_frame_drops_that_link_only() {
     }
 }
 
-/// Rewrites the DTLS fingerprint in every offer relayed by a node other than `honest`.
-fn tamper_offers(honest: [usize; 2]) -> support::Tamper {
+/// Alters every sealed payload relayed by a node other than `honest` (relays
+/// cannot read an offer through the mesh any more: it is sealed; they can only alter it).
+fn tamper_sealed(honest: [usize; 2]) -> support::Tamper {
     Box::new(move |sender, bytes: &mut Bytes| {
         if honest.contains(&sender) {
             return;
@@ -63,45 +64,49 @@ fn tamper_offers(honest: [usize; 2]) -> support::Tamper {
         let Ok(frame) = mesh_proto::decode(bytes) else {
             return;
         };
-        let (payload, route) = match frame {
+        let frame = match frame {
             Frame::Route {
                 to,
                 from,
                 ttl,
                 steering,
                 payload,
-            } => (payload, Some((to, from, ttl, steering))),
-            Frame::Transfer { from, payload } => (
-                payload,
-                Some((from, from, u8::MAX, mesh_proto::Steering::Learned)),
-            ),
+            } => {
+                let Some(payload) = flip(&payload) else {
+                    return;
+                };
+                Frame::Route {
+                    to,
+                    from,
+                    ttl,
+                    steering,
+                    payload,
+                }
+            }
+            Frame::Transfer { from, payload } => {
+                let Some(payload) = flip(&payload) else {
+                    return;
+                };
+                Frame::Transfer { from, payload }
+            }
             _ => return,
-        };
-        let Ok(Payload::Signal(mut signal)) = mesh_proto::decode_payload(&payload) else {
-            return;
-        };
-        let SignalKind::Offer(sdp) = &signal.kind else {
-            return;
-        };
-        signal.kind = SignalKind::Offer(sdp.replace("fingerprint:", "fingerprint:EVIL"));
-        let payload = mesh_proto::encode_payload(&Payload::Signal(signal)).unwrap();
-        let frame = match route {
-            Some((_, from, u8::MAX, _)) => Frame::Transfer { from, payload },
-            Some((to, from, ttl, steering)) => Frame::Route {
-                to,
-                from,
-                ttl,
-                steering,
-                payload,
-            },
-            None => return,
         };
         *bytes = mesh_proto::encode(&frame).unwrap().into();
     })
 }
 
+/// The payload with its sealed ciphertext altered, if it is sealed.
+fn flip(payload: &[u8]) -> Option<Vec<u8>> {
+    let Ok(Payload::Sealed(mut sealed)) = mesh_proto::decode_payload(payload) else {
+        return None;
+    };
+    // Added, not flipped: two relays that each flip a bit would restore it.
+    sealed.ciphertext[0] = sealed.ciphertext[0].wrapping_add(1);
+    mesh_proto::encode_payload(&Payload::Sealed(sealed)).ok()
+}
+
 #[test]
-fn a_tampered_offer_is_refused_and_the_honest_path_still_works() {
+fn a_tampered_sealed_offer_is_refused_and_the_honest_path_still_works() {
     let config = test_config()
         .with_target_degree(2)
         .with_min_degree(1)
@@ -117,17 +122,17 @@ fn a_tampered_offer_is_refused_and_the_honest_path_still_works() {
             x != t && room(*x) && room(*t) && !net.nodes[*x].neighbours().contains(&net.id(*t))
         })
         .expect("a sparse mesh has non-adjacent nodes with room");
-    let bad_before = net.nodes[t].stats().bad_signals;
+    let bad_before = net.nodes[t].stats().seal_failures;
     let answered_before = net.nodes[t].stats().sessions_answered_via_mesh;
 
-    net.tamper = Some(tamper_offers([x, t]));
+    net.tamper = Some(tamper_sealed([x, t]));
     let (tid, now) = (net.id(t), net.now);
     net.nodes[x].connect(now, tid).unwrap();
     net.drain(x);
     net.run_for(Duration::from_secs(6)); // past the session timeout
     assert!(
-        net.nodes[t].stats().bad_signals > bad_before,
-        "the altered offer failed verification"
+        net.nodes[t].stats().seal_failures > bad_before,
+        "the altered offer did not open"
     );
     assert_eq!(
         net.nodes[t].stats().sessions_answered_via_mesh,
@@ -148,26 +153,24 @@ fn a_tampered_offer_is_refused_and_the_honest_path_still_works() {
 }
 
 #[test]
-fn a_replayed_offer_is_refused() {
+fn a_replayed_sealed_payload_is_refused() {
     use std::cell::RefCell;
     use std::rc::Rc;
 
     let mut net = grown_mesh(6, test_config());
-    // Capture every frame carrying an offer.
-    let captured: Rc<RefCell<Vec<(usize, Bytes)>>> = Rc::default();
+    // Capture every sealed payload a neighbour hands over (offers, answers, candidates).
+    let captured: Rc<RefCell<Vec<Bytes>>> = Rc::default();
     let sink = captured.clone();
-    net.tamper = Some(Box::new(move |sender, bytes: &mut Bytes| {
+    net.tamper = Some(Box::new(move |_, bytes: &mut Bytes| {
         let payload = match mesh_proto::decode(bytes) {
             Ok(Frame::Transfer { payload, .. }) => payload,
             _ => return,
         };
-        if let Ok(Payload::Signal(s)) = mesh_proto::decode_payload(&payload)
-            && matches!(s.kind, SignalKind::Offer(_))
-        {
-            sink.borrow_mut().push((sender, bytes.clone()));
+        if let Ok(Payload::Sealed(_)) = mesh_proto::decode_payload(&payload) {
+            sink.borrow_mut().push(bytes.clone());
         }
     }));
-    // Force new sessions: everyone drops a neighbour.
+    // Force new sessions through the mesh: everyone drops a neighbour.
     for i in 0..6 {
         if let Some(p) = net.nodes[i].neighbours().first().copied() {
             let now = net.now;
@@ -177,33 +180,40 @@ fn a_replayed_offer_is_refused() {
     }
     net.run_for(Duration::from_secs(10));
     net.tamper = None;
-    let (sender, bytes) = captured
+    let bytes = captured
         .borrow()
         .first()
         .cloned()
-        .expect("an offer was relayed");
+        .expect("a sealed payload was handed over");
     // Deliver it again to its recipient, over any of the recipient's links.
     let Ok(Frame::Transfer { payload, .. }) = mesh_proto::decode(&bytes) else {
         unreachable!()
     };
-    let Ok(Payload::Signal(signal)) = mesh_proto::decode_payload(&payload) else {
+    let Ok(Payload::Sealed(sealed)) = mesh_proto::decode_payload(&payload) else {
         unreachable!()
     };
-    let recipient = net.index[&signal.to];
-    let via = net.index[&net.nodes[recipient].neighbours()[0]];
-    let _ = sender;
-    let before = net.nodes[recipient].stats().clone();
-    net.inject(recipient, via, bytes.to_vec());
-    let after = net.nodes[recipient].stats();
-    assert_eq!(after.replayed_offers, before.replayed_offers + 1);
-    assert_eq!(
-        after.sessions_answered_via_mesh,
-        before.sessions_answered_via_mesh
-    );
-    assert_eq!(
-        after.sessions_answered_via_server,
-        before.sessions_answered_via_server
-    );
+    let origin = net.index[&sealed.origin()];
+    // Its recipient refuses it as a replay, and takes nothing from it; any other node
+    // cannot open it at all.
+    let mut refused_by = None;
+    for r in (0..6).filter(|r| *r != origin) {
+        let Some(via) = net.nodes[r].neighbours().first().map(|p| net.index[p]) else {
+            continue;
+        };
+        let before = net.nodes[r].stats().clone();
+        net.inject(r, via, bytes.to_vec());
+        let after = net.nodes[r].stats();
+        if after.replays_refused == before.replays_refused + 1 {
+            assert_eq!(
+                after.signals_received_via_mesh,
+                before.signals_received_via_mesh
+            );
+            refused_by = Some(r);
+            break;
+        }
+        assert_eq!(after.seal_failures, before.seal_failures + 1, "node {r}");
+    }
+    assert!(refused_by.is_some(), "its recipient refused it as a replay");
 }
 
 #[test]

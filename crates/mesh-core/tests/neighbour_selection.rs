@@ -48,6 +48,9 @@ fn every_node_with_room_links_to_its_closest_peer() {
         }
         with_room += 1;
         let nearest = closest(&net, i, 1)[0];
+        if !net.nodes[i].neighbours().contains(&nearest) {
+            eprintln!("node {i}: {:?}", net.nodes[i].stats());
+        }
         assert!(
             net.nodes[i].neighbours().contains(&nearest),
             "node {i} (degree {}) is not linked to its closest peer",

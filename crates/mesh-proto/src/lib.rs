@@ -93,6 +93,8 @@ pub enum Error {
     BadSignature,
     /// A sealed payload that does not open under the pair's key: altered, sealed for
     /// another node or room, or not sealed by the node it claims.
-    #[error("sealed payload does not open: altered, or not sealed by its claimed origin for this node and room")]
+    #[error(
+        "sealed payload does not open: altered, or not sealed by its claimed origin for this node and room"
+    )]
     BadSeal,
 }

@@ -8,8 +8,8 @@ use mesh_proto::{Distance, Frame, NodeId, Steering};
 
 use super::{Carrier, Event, Node, Output};
 
-use crate::Error;
 use crate::contacts::bucket;
+use crate::{Error, resend};
 
 /// A `Route` frame to relay, as it arrived.
 pub(super) struct Routed {
@@ -21,6 +21,9 @@ pub(super) struct Routed {
 }
 
 impl Node {
+    /// A payload for this node, from `from` (as the carrying frame says). Through the
+    /// mesh only sealed payloads are taken; through a server also a bare signal (an entry
+    /// session's: its origin does not know our key yet). Signals verify themselves.
     pub(super) fn deliver_payload(
         &mut self,
         from: NodeId,
@@ -29,19 +32,12 @@ impl Node {
         now: Instant,
     ) {
         match mesh_proto::decode_payload(payload) {
-            Ok(Payload::App(data)) => {
-                self.stats.messages_delivered += 1;
-                self.outputs
-                    .push_back(Output::Event(Event::Message { from, data }));
+            Ok(Payload::Sealed(sealed)) => self.on_sealed(from, sealed, carrier, now),
+            Ok(Payload::Signal(signal)) if carrier == Carrier::Server => {
+                self.on_signal(signal, carrier, now)
             }
-            Ok(Payload::Signal(signal)) => self.on_signal(signal, carrier, now),
-            Ok(Payload::Nodes { target, peers }) if carrier == Carrier::Mesh => {
-                self.on_lookup_answer(from, target, peers, now)
-            }
-            Ok(Payload::Unreachable { to, payload_tag }) if carrier == Carrier::Mesh => {
-                self.on_unreachable(to, from, payload_tag, now)
-            }
-            Ok(_) | Err(_) => self.stats.bad_payloads += 1,
+            Ok(_) => self.stats.unsealed_refused += 1,
+            Err(_) => self.stats.bad_payloads += 1,
         }
     }
 
@@ -142,51 +138,60 @@ impl Node {
         self.lookups.dead_end(to, bucket(&self.id, &to), now);
     }
 
-    /// Tells `origin` that its unicast to `to` ends here, unless what was dropped is itself
-    /// such a report or a lookup answer (never a report about a report), or undecodable.
+    /// Tells `origin` that its unicast to `to` ends here: sealed for the origin, naming
+    /// the `seq` of what was dropped. Only a sealed application message or signal is
+    /// reported (never a report about a report, nor a lookup answer), and only if its
+    /// sealed origin is the frame's `from`.
     fn report_unreachable(&mut self, to: NodeId, origin: NodeId, payload: &[u8], now: Instant) {
-        let payload_tag = match mesh_proto::decode_payload(payload) {
-            Ok(Payload::App(_)) => 0,
-            Ok(Payload::Signal(_)) => 1,
-            Ok(_) | Err(_) => return,
-        };
-        let report = Payload::Unreachable { to, payload_tag };
-        let Ok(report) = mesh_proto::encode_payload(&report) else {
+        if origin == self.id {
+            return;
+        }
+        let Ok(Payload::Sealed(sealed)) = mesh_proto::decode_payload(payload) else {
             return;
         };
-        if origin != self.id && self.route_out(origin, report, now).is_ok() {
+        if sealed.origin() != origin {
+            return;
+        }
+        // The key is the origin's (its id derives from it), whatever the payload's worth.
+        self.keys.learn(origin, sealed.key, now);
+        let report = Payload::Unreachable {
+            to,
+            seq: sealed.seq,
+        };
+        if self.send_sealed(origin, &report, now).is_some() {
             self.stats.unreachable_sent += 1;
         }
     }
 
-    /// A node on the way reports that our unicast to `to` was dropped there. A signaling
-    /// session with `to` that is not linked yet cannot complete: it ends now, not at its
-    /// timeout. An application message is reported to the application.
-    fn on_unreachable(&mut self, to: NodeId, at: NodeId, payload_tag: u8, now: Instant) {
+    /// A node on the way, `at`, reports that our unicast `seq` to `to` was dropped there.
+    /// It counts only for a message of ours still kept: an application message is sent
+    /// again through another first neighbour (or reported to the application), a signal's
+    /// session with `to` that is not linked yet ends now, not at its timeout.
+    pub(super) fn on_unreachable(&mut self, to: NodeId, at: NodeId, seq: u64, now: Instant) {
         self.stats.unreachable_received += 1;
-        match payload_tag {
-            0 => {
-                let resent = self.resend(to, now);
-                if !resent {
-                    self.outputs
-                        .push_back(Output::Event(Event::Unreachable { to, at }));
-                }
+        if let Some(m) = self.sent_app.take(to, seq, now) {
+            if !self.resend(m, now) {
+                self.outputs
+                    .push_back(Output::Event(Event::Unreachable { to, at }));
             }
-            1 => self.fail_pending(to, Carrier::Mesh, now),
-            _ => {}
+        } else if self.signal_seqs.get(&seq, now) == Some(&to) {
+            self.signal_seqs.remove(&seq);
+            self.fail_pending(to, Carrier::Mesh, now);
+        } else {
+            self.stats.unreachable_ignored += 1;
         }
     }
 
-    /// A relay reported that our application message to `to` met a dead end: sends the
-    /// oldest message to `to` still kept once more, through a first neighbour it has not
-    /// been through (another way into the mesh, often around the relay's hole), at most
-    /// `resend::RESENDS` times. Returns whether it did (if not, the application hears of it).
-    /// The report does not say which message it was; with several to `to` under way, the
-    /// oldest is taken.
-    fn resend(&mut self, to: NodeId, now: Instant) -> bool {
-        let Some(mut m) = self.sent_app.take(to, now) else {
+    /// A relay reported that our application message `m` met a dead end: sends it once
+    /// more (the same sealed bytes: the destination takes it once), through a first
+    /// neighbour it has not been through (another way into the mesh, often around the
+    /// relay's hole), at most `resend::RESENDS` times. Returns whether it did (if not, the
+    /// application hears of it).
+    fn resend(&mut self, mut m: resend::Sent, now: Instant) -> bool {
+        if m.exhausted() {
             return false;
-        };
+        }
+        let to = m.to;
         let payload = std::mem::take(&mut m.payload);
         let Ok((hop, payload)) = self.route_out_avoiding(to, payload, &m.first_hops, now) else {
             return false;
@@ -276,13 +281,9 @@ impl Node {
 
     pub(super) fn learn_route(&mut self, origin: NodeId, via: NodeId, now: Instant) {
         if origin != via && origin != self.id {
+            // The `from` of a relayed frame is the neighbour's word: a route, not a
+            // contact (contacts come from verified records, offers and server samples).
             self.routes.insert(origin, via, now);
-            // Known, but not a reason to look at the shape again: origins come with every
-            // frame, and the periodic announce looks anyway. Not refreshed if known (an
-            // insert costs more than a lookup, and this runs for every frame).
-            if !self.contacts.contains(&origin, now) {
-                self.contacts.insert(origin, now);
-            }
         }
     }
 
@@ -428,6 +429,10 @@ mod tests {
         // that order (sessions 0, 1, 2).
         let hops = [(to ^ 1, vec![]), (to ^ 2, vec![]), (to ^ 4, vec![])];
         let mut node = node_with(seed, &hops, now);
+        // A key to seal with (the made-up id does not derive from it: the node does not
+        // check what it is told in a test).
+        node.keys
+            .learn(id(to), Keypair::from_seed([99; 32]).public(), now);
         let relay = id(to ^ 8);
         node.send(now, id(to), b"hello".to_vec()).unwrap();
         assert_eq!(routes_out(&mut node, id(to)), (vec![SessionId(0)], false));
@@ -444,12 +449,15 @@ mod tests {
         assert_eq!(routes_out(&mut node, id(to)), (vec![], true));
         assert_eq!(node.stats.messages_resent, 2);
 
-        // Too late for a resend: reported at once.
+        // A report about no message still kept (one past the window, or one never sent)
+        // counts for nothing: it may be a lie.
         node.send(now, id(to), b"again".to_vec()).unwrap();
         routes_out(&mut node, id(to));
+        node.on_unreachable(id(to), relay, 7, now);
         let later = now + crate::resend::WINDOW + std::time::Duration::from_millis(1);
-        node.on_unreachable(id(to), relay, 0, later);
-        assert_eq!(routes_out(&mut node, id(to)), (vec![], true));
+        node.on_unreachable(id(to), relay, 1, later);
+        assert_eq!(routes_out(&mut node, id(to)), (vec![], false));
+        assert_eq!(node.stats.unreachable_ignored, 2);
     }
 
     /// The targets of the `Lookup` frames the node sent.
@@ -491,8 +499,7 @@ mod tests {
         );
         // Every path answers, naming nobody in bucket 3 (only peers near us).
         for _ in 0..targets.len() {
-            let peers = vec![id(in_bucket(5)), id(in_bucket(6))];
-            node.on_lookup_answer(answerer, hole, peers, now);
+            node.on_lookup_answer(answerer, hole, 0, vec![], now);
         }
 
         // The next lookup is for our own id, not the empty bucket again.

@@ -14,6 +14,19 @@ impl Node {
         if self.sessions.is_full() {
             return;
         }
+        // An offer through the mesh is sealed for its peer: its key first, from a lookup
+        // that the peer itself answers (so a contact a lookup did not confirm costs no
+        // session); the session starts once the key comes.
+        if carrier == Carrier::Mesh && !self.keys.knows(&peer, now) {
+            self.await_key(peer, None, now);
+            return;
+        }
+        // Every contact heard of can cost a session, made-up and departed ones too: how
+        // many start is budgeted.
+        if !self.session_bucket.take(self.config.session_budget, now) {
+            self.stats.sessions_over_budget += 1;
+            return;
+        }
         let session = SessionId(self.rng.random());
         if !self
             .sessions
@@ -49,12 +62,19 @@ impl Node {
         kind: SignalKind,
         now: Instant,
     ) {
-        let signal = Signal::sign(&self.key, session, peer, kind);
-        let Ok(payload) = mesh_proto::encode_payload(&Payload::Signal(signal)) else {
-            return;
-        };
+        let signal = Payload::Signal(Signal::sign(
+            &self.key,
+            &self.config.room,
+            session,
+            peer,
+            kind,
+        ));
         match carrier {
             Carrier::Server => {
+                // Bare: an entry session's peer may not know our key, nor we its.
+                let Ok(payload) = mesh_proto::encode_payload(&signal) else {
+                    return;
+                };
                 // A node offers through the server only while connected to one; it answers
                 // (or refuses) an offer through the carrier the offer came on, whatever it
                 // believes: the offer came, so something carries server frames (its own
@@ -72,7 +92,9 @@ impl Node {
                 }
             }
             Carrier::Mesh => {
-                if self.route_out(peer, payload, now).is_ok() {
+                // Sealed: relays do not read the SDP nor the candidates' addresses.
+                if let Some(seq) = self.send_sealed(peer, &signal, now) {
+                    self.signal_seqs.insert(seq, peer, now);
                     self.stats.signals_sent_via_mesh += 1;
                 } else if self.sessions.get(&session).is_some_and(|s| !s.linked) {
                     // No way to the peer from here: the session cannot complete; end it
@@ -84,10 +106,12 @@ impl Node {
     }
 
     pub(super) fn on_signal(&mut self, signal: Signal, carrier: Carrier, now: Instant) {
-        if signal.to != self.id || signal.verify().is_err() {
+        if signal.to != self.id || signal.verify(&self.config.room).is_err() {
             self.stats.bad_signals += 1;
             return;
         }
+        // A verified signal proves its key: what this node seals for the peer later.
+        self.keys.learn(signal.from, signal.public_key, now);
         match carrier {
             Carrier::Server => self.stats.signals_received_via_server += 1,
             Carrier::Mesh => self.stats.signals_received_via_mesh += 1,

@@ -22,7 +22,7 @@ use web_time::Instant;
 
 use mesh_proto::frame::MAX_NODES;
 use mesh_proto::signal::Payload;
-use mesh_proto::{Distance, Frame, NodeId};
+use mesh_proto::{Distance, Frame, NodeId, NodeRecord};
 use rand::Rng;
 use rand::seq::IteratorRandom;
 
@@ -213,7 +213,7 @@ impl Node {
             self.stats.links_shed += 1;
             self.send_frame(self.links[&peer], &Frame::Closing);
             self.links.drain(peer, now + CLOSE_GRACE);
-            self.announce();
+            self.announce(now);
         }
     }
 
@@ -225,7 +225,7 @@ impl Node {
         }
         self.links.drain(peer, now + 2 * CLOSE_GRACE);
         self.topology_dirty = true;
-        self.announce();
+        self.announce(now);
         self.top_up(now);
     }
 
@@ -328,14 +328,7 @@ impl Node {
         self.stats.lookups_sent += 1;
         self.lookups
             .started(&self.config, now, target, hole, vias.len());
-        let frame = Frame::Lookup {
-            target,
-            from: self.id,
-            ttl: self.config.ttl,
-        };
-        for via in vias {
-            self.send_frame(self.links[&via], &frame);
-        }
+        self.send_lookup(target, &vias, now);
     }
 
     /// A `Lookup` from `origin`: forwarded greedily towards `target` while that makes
@@ -343,7 +336,15 @@ impl Node {
     /// it. Only the origin is excluded (the target may be its own id): lookups follow XOR
     /// distance alone, so the node aimed at gets strictly closer at least every two hops
     /// and the lookup cannot loop (as long as the neighbour sets are current).
-    pub(super) fn on_lookup(&mut self, target: NodeId, origin: NodeId, ttl: u8, now: Instant) {
+    pub(super) fn on_lookup(
+        &mut self,
+        target: NodeId,
+        origin: NodeId,
+        id: u64,
+        ttl: u8,
+        forward: Frame,
+        now: Instant,
+    ) {
         if origin == self.id {
             return;
         }
@@ -353,41 +354,54 @@ impl Node {
             .filter(|(d, _)| *d < self.id.distance(&target));
         if let Some((_, via)) = progress {
             self.stats.frames_relayed += 1;
-            let frame = Frame::Lookup {
-                target,
-                from: origin,
-                ttl: ttl - 1,
-            };
-            self.send_frame(self.links[&via], &frame);
+            self.send_frame(self.links[&via], &forward);
             return;
         }
-        let peers = self.closest_known(target, origin, MAX_NODES, now);
-        let answer = Payload::Nodes { target, peers };
-        if let Ok(answer) = mesh_proto::encode_payload(&answer)
-            && self.route_out(origin, answer, now).is_ok()
-        {
+        // Our own record first (the lookup may be for our id: a key lookup), then those of
+        // the peers we know closest to the target.
+        let ids = self.closest_known(target, origin, MAX_NODES - 1, now);
+        let mut peers = vec![self.record];
+        peers.extend(self.records_of(&ids, now));
+        let answer = Payload::Nodes {
+            target,
+            lookup: id,
+            peers,
+        };
+        if self.send_sealed(origin, &answer, now).is_some() {
             self.stats.lookups_answered += 1;
         }
-        // The origin is alive and near `target`: heard of just now. (Its contact, if new,
-        // and its route were learned as the frame arrived, unless it is the neighbour that
-        // sent it.)
-        self.learn_peers(&[origin], now);
     }
 
-    /// The answer to our lookup, from `from`, the node where it ended. Only the answer to
-    /// the lookup under way is taken (nobody can feed us peers unasked).
+    /// The answer to a lookup, sealed by `from`, the node where it ended: the records in
+    /// it are checked, and taken if it answers the lookup under way or a key lookup
+    /// (nobody can feed us peers unasked).
     pub(super) fn on_lookup_answer(
         &mut self,
         from: NodeId,
         target: NodeId,
-        mut peers: Vec<NodeId>,
+        lookup: u64,
+        records: Vec<NodeRecord>,
         now: Instant,
     ) {
-        if self.lookups.target != Some(target) {
+        let key_lookup = self.is_key_lookup(&target, lookup);
+        if self.lookups.target != Some(target) && !key_lookup {
             self.stats.bad_payloads += 1;
             return;
         }
-        peers.truncate(MAX_NODES);
+        let mut records = records;
+        records.truncate(MAX_NODES);
+        // A record that fails is the answering node's lie (it passes on only verified
+        // ones): the answer is dropped whole.
+        let Some(mut peers) = self.verify_records(&records, now) else {
+            return;
+        };
+        if key_lookup {
+            // Verifying the records delivered what waited, if the target's was among
+            // them; if not, this answer is all there will be.
+            self.give_up_key(target);
+            self.learn_peers(&peers, now);
+            return;
+        }
         peers.push(from);
         peers.retain(|p| *p != self.id);
         let improved = match self.lookups.hole {

@@ -1,0 +1,415 @@
+//! Trust: sealing what this node writes for one destination and opening what is sealed
+//! for it, verifying floods, lookups and node records before they cost anything, the
+//! budgets of each link and each flood origin, and learning a destination's key before
+//! sealing for it (docs/protocol.md §9.6, §10.10).
+
+use std::collections::BTreeMap;
+
+use web_time::Instant;
+
+use mesh_proto::signal::Payload;
+use mesh_proto::{Frame, NodeId, NodeRecord, Sealed, authored};
+use rand::Rng;
+
+use super::{Carrier, Event, Node, Output};
+use crate::budget::{self, Spend, Verdict};
+use crate::keys::Refused;
+use crate::{Error, LinkDownReason};
+
+/// Destinations whose key is being looked up at once (each with its messages).
+pub(super) const MAX_AWAITED: usize = 32;
+/// Messages kept per destination while its key is looked up.
+const MAX_AWAITED_MESSAGES: usize = 16;
+
+/// What waits for a destination's key.
+#[derive(Debug, Default)]
+pub(super) struct Awaiting {
+    /// The lookup that asks for it.
+    lookup: u64,
+    /// When to give up.
+    until: Option<Instant>,
+    /// Application messages to seal once the key is known.
+    messages: Vec<Vec<u8>>,
+    /// Whether the application asked for a link to it ([`Node::connect`]).
+    connect: bool,
+}
+
+/// The destinations whose key is being looked up.
+pub(super) type AwaitingKeys = BTreeMap<NodeId, Awaiting>;
+
+impl Node {
+    /// The budgets of each link, refilled at the configured rates.
+    pub(super) fn rates(&self) -> budget::Rates {
+        budget::Rates {
+            route: self.config.route_budget,
+            flood: self.config.flood_budget,
+            lookup: self.config.lookup_budget,
+            strikes: self.config.strike_budget,
+        }
+    }
+
+    /// Spends one of `peer`'s tokens for `what` (a frame it sent on `session`). Returns
+    /// whether the frame may go on; over budget it is dropped and counted, and a neighbour
+    /// that stays over budget loses its link.
+    pub(super) fn within_budget(
+        &mut self,
+        peer: NodeId,
+        session: mesh_proto::signal::SessionId,
+        what: Spend,
+        now: Instant,
+    ) -> bool {
+        let rates = self.rates();
+        let verdict = self
+            .budgets
+            .entry(peer)
+            .or_insert_with(|| budget::Link::new(&rates, now))
+            .spend(&rates, what, now);
+        match verdict {
+            Verdict::Go => true,
+            Verdict::Throttle => {
+                self.stats.throttled += 1;
+                false
+            }
+            Verdict::Drop => {
+                self.stats.throttled += 1;
+                self.stats.links_over_budget += 1;
+                self.drop_link(session, LinkDownReason::OverBudget, now);
+                false
+            }
+        }
+    }
+
+    /// A proven origin (it signed or sealed what came): a contact, heard of just now. Not a
+    /// reason to look at the shape again (origins come with much traffic; the periodic
+    /// announce looks anyway), and not refreshed if known.
+    pub(super) fn learn_origin(&mut self, origin: NodeId, now: Instant) {
+        if origin != self.id && !self.contacts.contains(&origin, now) {
+            self.contacts.insert(origin, now);
+        }
+    }
+
+    /// Seals `inner` for `to`: the encoded `Payload::Sealed` and its `seq`, or `None` if
+    /// `to`'s key is not known.
+    pub(super) fn seal_for(
+        &mut self,
+        to: NodeId,
+        inner: &Payload,
+        now: Instant,
+    ) -> Result<Option<(Vec<u8>, u64)>, Error> {
+        let plain = mesh_proto::encode_payload(inner)?;
+        let Some(sealed) = self.keys.seal(&self.key, to, &plain, now) else {
+            return Ok(None);
+        };
+        let seq = sealed.seq;
+        Ok(Some((
+            mesh_proto::encode_payload(&Payload::Sealed(sealed))?,
+            seq,
+        )))
+    }
+
+    /// Seals `inner` for `to` and sends it towards `to`. Returns the `seq` it went with, or
+    /// `None` if `to`'s key is unknown or no neighbour leads there.
+    pub(super) fn send_sealed(&mut self, to: NodeId, inner: &Payload, now: Instant) -> Option<u64> {
+        let (bytes, seq) = self.seal_for(to, inner, now).ok().flatten()?;
+        self.route_out(to, bytes, now).ok()?;
+        Some(seq)
+    }
+
+    /// A sealed payload that came from `from` (the `from` of the frame that carried it).
+    pub(super) fn on_sealed(
+        &mut self,
+        from: NodeId,
+        sealed: Sealed,
+        carrier: Carrier,
+        now: Instant,
+    ) {
+        if sealed.origin() != from {
+            self.stats.forged_origins += 1;
+            return;
+        }
+        let (origin, plain) = match self.keys.open(&self.key, &sealed, now) {
+            Ok(opened) => opened,
+            Err(Refused::Replayed | Refused::OldEpoch) => {
+                self.stats.replays_refused += 1;
+                return;
+            }
+            Err(Refused::BadKey | Refused::BadSeal) => {
+                self.stats.seal_failures += 1;
+                return;
+            }
+        };
+        self.key_learned(origin, now);
+        self.learn_origin(origin, now);
+        match mesh_proto::decode_payload(&plain) {
+            Ok(Payload::App(data)) => {
+                self.stats.messages_delivered += 1;
+                self.outputs
+                    .push_back(Output::Event(Event::Message { from: origin, data }));
+            }
+            Ok(Payload::Signal(signal)) if signal.from == origin => {
+                self.on_signal(signal, carrier, now)
+            }
+            Ok(Payload::Nodes {
+                target,
+                lookup,
+                peers,
+            }) if carrier == Carrier::Mesh => {
+                self.on_lookup_answer(origin, target, lookup, peers, now)
+            }
+            Ok(Payload::Unreachable { to, seq }) if carrier == Carrier::Mesh => {
+                self.on_unreachable(to, origin, seq, now)
+            }
+            Ok(_) | Err(_) => self.stats.bad_payloads += 1,
+        }
+    }
+
+    /// Checks records a neighbour sent (`Neighbours`, `Nodes`): their ids, or `None` if
+    /// one fails (then the neighbour lied: an honest node passes on only records it
+    /// verified, and the caller drops its link).
+    pub(super) fn verify_records(
+        &mut self,
+        records: &[NodeRecord],
+        now: Instant,
+    ) -> Option<Vec<NodeId>> {
+        let mut ids = Vec::with_capacity(records.len());
+        for record in records {
+            match self.keys.learn_record(record, now) {
+                Some(id) => {
+                    ids.push(id);
+                    self.key_learned(id, now);
+                }
+                None => {
+                    self.stats.forged_records += 1;
+                    return None;
+                }
+            }
+        }
+        Some(ids)
+    }
+
+    /// The records of `peers` this node holds (a peer whose record it lacks is left out).
+    pub(super) fn records_of(&self, peers: &[NodeId], now: Instant) -> Vec<NodeRecord> {
+        peers
+            .iter()
+            .filter_map(|p| self.keys.record_of(p, now))
+            .collect()
+    }
+
+    /// A `Flood` from neighbour `peer`: verified, deduplicated, within its origin's
+    /// budget, then forwarded and delivered.
+    pub(super) fn on_flood(
+        &mut self,
+        peer: NodeId,
+        session: mesh_proto::signal::SessionId,
+        frame: Frame,
+        now: Instant,
+    ) {
+        let Frame::Flood {
+            key,
+            id,
+            ttl,
+            payload,
+            signature,
+        } = frame
+        else {
+            return;
+        };
+        let origin = NodeId::from_public_key(&key);
+        if origin == self.id || self.dedup.contains(&(origin, id), now) {
+            self.stats.flood_duplicates += 1;
+            return;
+        }
+        let room = self.keys.room();
+        if authored::verify_flood(room, &key, id, &payload, &signature).is_err() {
+            self.stats.forged_floods += 1;
+            self.drop_link(session, LinkDownReason::Forged("flood".into()), now);
+            return;
+        }
+        // Remembered even if over budget: its copies are not verified again.
+        self.dedup.insert((origin, id), (), now);
+        let rate = self.config.origin_flood_budget;
+        if !self.origin_floods.contains(&origin, now) {
+            self.origin_floods
+                .insert(origin, budget::Bucket::new(rate, now), now);
+        }
+        let within = self
+            .origin_floods
+            .get_mut(&origin, now)
+            .is_some_and(|b| b.take(rate, now));
+        if !within {
+            self.stats.floods_over_origin_budget += 1;
+            return;
+        }
+        self.keys.learn(origin, key, now);
+        self.key_learned(origin, now);
+        self.learn_route(origin, peer, now);
+        self.learn_origin(origin, now);
+        let data = match mesh_proto::decode_payload(&payload) {
+            Ok(Payload::App(data)) => Some(data),
+            _ => None,
+        };
+        if ttl > 0 {
+            let frame = Frame::Flood {
+                key,
+                id,
+                ttl: ttl - 1,
+                payload,
+                signature,
+            };
+            if let Ok(n) = self.send_to_links(&frame, Some(peer)) {
+                self.stats.frames_relayed += n as u64;
+            }
+        }
+        match data {
+            Some(data) => {
+                self.stats.broadcasts_delivered += 1;
+                self.outputs
+                    .push_back(Output::Event(Event::Broadcast { from: origin, data }));
+            }
+            None => self.stats.bad_payloads += 1,
+        }
+    }
+
+    /// A `Lookup` from neighbour `peer`: verified and deduplicated, then forwarded or
+    /// answered ([`Node::on_lookup`]).
+    pub(super) fn on_lookup_frame(
+        &mut self,
+        peer: NodeId,
+        session: mesh_proto::signal::SessionId,
+        frame: Frame,
+        now: Instant,
+    ) {
+        let Frame::Lookup {
+            target,
+            key,
+            id,
+            ttl,
+            signature,
+        } = frame
+        else {
+            return;
+        };
+        let origin = NodeId::from_public_key(&key);
+        if origin == self.id || self.dedup.contains(&(origin, id), now) {
+            return;
+        }
+        let room = self.keys.room();
+        if authored::verify_lookup(room, &key, &target, id, &signature).is_err() {
+            self.stats.forged_lookups += 1;
+            self.drop_link(session, LinkDownReason::Forged("lookup".into()), now);
+            return;
+        }
+        self.dedup.insert((origin, id), (), now);
+        self.keys.learn(origin, key, now);
+        self.key_learned(origin, now);
+        self.learn_route(origin, peer, now);
+        self.learn_origin(origin, now);
+        let forward = Frame::Lookup {
+            target,
+            key,
+            id,
+            ttl: ttl.saturating_sub(1),
+            signature,
+        };
+        self.on_lookup(target, origin, id, ttl, forward, now);
+    }
+
+    /// Sends a signed lookup of `target` to the neighbours `vias`; returns its id.
+    pub(super) fn send_lookup(&mut self, target: NodeId, vias: &[NodeId], now: Instant) -> u64 {
+        let id = self.rng.random::<u64>();
+        self.dedup.insert((self.id, id), (), now);
+        let frame = authored::lookup(&self.key, &self.config.room, target, id, self.config.ttl);
+        for via in vias {
+            if let Some(session) = self.links.get(via) {
+                self.send_frame(session, &frame);
+            }
+        }
+        id
+    }
+
+    /// Holds `message` (or a wish to link, with `None`) for `to` until its key is known,
+    /// looking it up through the mesh. Returns false if nothing more can wait.
+    pub(super) fn await_key(&mut self, to: NodeId, message: Option<Vec<u8>>, now: Instant) -> bool {
+        if !self.awaiting.contains_key(&to) {
+            if self.awaiting.len() >= MAX_AWAITED {
+                return false;
+            }
+            let Some((_, via)) = self.greedy_hop(to, &[self.id]) else {
+                return false;
+            };
+            let lookup = self.send_lookup(to, &[via], now);
+            self.stats.key_lookups += 1;
+            self.awaiting.insert(
+                to,
+                Awaiting {
+                    lookup,
+                    until: Some(now + self.config.session_timeout.min(KEY_WAIT)),
+                    ..Awaiting::default()
+                },
+            );
+        }
+        let Some(a) = self.awaiting.get_mut(&to) else {
+            return false;
+        };
+        match message {
+            Some(m) if a.messages.len() < MAX_AWAITED_MESSAGES => a.messages.push(m),
+            Some(_) => return false,
+            None => a.connect = true,
+        }
+        true
+    }
+
+    /// Whether `lookup` is the key lookup for `target`.
+    pub(super) fn is_key_lookup(&self, target: &NodeId, lookup: u64) -> bool {
+        self.awaiting
+            .get(target)
+            .is_some_and(|a| a.lookup == lookup)
+    }
+
+    /// `id`'s key is known now: what waited for it goes.
+    pub(super) fn key_learned(&mut self, id: NodeId, now: Instant) {
+        let Some(a) = self.awaiting.remove(&id) else {
+            return;
+        };
+        for data in a.messages {
+            if self.send_now(id, data, now).is_err() {
+                self.stats.sends_unresolved += 1;
+                self.outputs.push_back(Output::Event(Event::Unreachable {
+                    to: id,
+                    at: self.id,
+                }));
+            }
+        }
+        if a.connect && self.is_eligible(&id, now) {
+            self.learn_peers(&[id], now);
+            self.start_session(id, Carrier::Mesh, now);
+        }
+    }
+
+    /// Gives up on the keys not learned in time: their messages are reported unreachable.
+    pub(super) fn expire_awaiting(&mut self, now: Instant) {
+        let late: Vec<NodeId> = self
+            .awaiting
+            .iter()
+            .filter(|(_, a)| a.until.is_some_and(|t| now >= t))
+            .map(|(id, _)| *id)
+            .collect();
+        for to in late {
+            self.give_up_key(to);
+        }
+    }
+
+    /// Gives up on `to`'s key: what waited for it is reported unreachable.
+    pub(super) fn give_up_key(&mut self, to: NodeId) {
+        if let Some(a) = self.awaiting.remove(&to)
+            && !a.messages.is_empty()
+        {
+            self.stats.sends_unresolved += a.messages.len() as u64;
+            self.outputs
+                .push_back(Output::Event(Event::Unreachable { to, at: self.id }));
+        }
+    }
+}
+
+/// How long a message waits for its destination's key at most.
+const KEY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
