@@ -9,10 +9,11 @@
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mesh_core::budget::Rate;
 use mesh_core::{Config, Input, Node, Output};
 use mesh_proto::identity::Keypair;
 use mesh_proto::signal::{Payload, SessionId, Signal, SignalKind};
-use mesh_proto::{Frame, NodeId};
+use mesh_proto::{Frame, NodeId, NodeRecord};
 
 /// A node with links to `peers`, opened by feeding it the signaling a real peer would send.
 fn node_with_links(peers: &[Keypair]) -> (Node, Vec<SessionId>) {
@@ -24,6 +25,8 @@ fn node_with_links(peers: &[Keypair]) -> (Node, Vec<SessionId>) {
         Config::default()
             .with_max_degree(64)
             .with_entry_slots(0)
+            // Every iteration arrives at the same instant: no budget would hold.
+            .with_route_budget(Rate::new(1e12, 1e12))
             .with_bootstrap(Some(bootstrap.clone())),
         key,
         now,
@@ -41,7 +44,8 @@ fn node_with_links(peers: &[Keypair]) -> (Node, Vec<SessionId>) {
     for (i, peer) in peers.iter().enumerate() {
         // Each peer offers through the server; the node answers; the link comes up.
         let session = SessionId(1000 + i as u64);
-        let offer = Signal::sign(peer, session, me, SignalKind::Offer("v=0".into()));
+        let room = mesh_proto::RoomName::default();
+        let offer = Signal::sign(peer, &room, session, me, SignalKind::Offer("v=0".into()));
         let payload = mesh_proto::encode_payload(&Payload::Signal(offer)).unwrap();
         node.handle_input(
             now,
@@ -62,12 +66,17 @@ fn node_with_links(peers: &[Keypair]) -> (Node, Vec<SessionId>) {
 fn bench(c: &mut Criterion) {
     let peers: Vec<Keypair> = (2..10u8).map(|i| Keypair::from_seed([i; 32])).collect();
     let (mut node, sessions) = node_with_links(&peers);
+    let own = &peers;
     // Each neighbour announces 10 neighbours of its own: the two-hop view greedy routing
     // searches (80 nodes) is that of a node in a mesh of degree 8 to 12.
     let now = Instant::now();
     for (i, session) in sessions.iter().enumerate() {
-        let peers: Vec<NodeId> = (0..10u8)
-            .map(|j| Keypair::from_seed([100 + 10 * i as u8 + j; 32]).node_id())
+        // The neighbour's own record first, then its neighbours'.
+        let room = mesh_proto::RoomName::default();
+        let peers: Vec<NodeRecord> = std::iter::once(NodeRecord::sign(&own[i], &room))
+            .chain((0..10u8).map(|j| {
+                NodeRecord::sign(&Keypair::from_seed([100 + 10 * i as u8 + j; 32]), &room)
+            }))
             .collect();
         let bytes = mesh_proto::encode(&Frame::Neighbours { peers }).unwrap();
         node.handle_input(
@@ -82,7 +91,14 @@ fn bench(c: &mut Criterion) {
     let far = Keypair::from_seed([99; 32]).node_id();
     let mut group = c.benchmark_group("forward");
     for size in [100usize, 1024] {
-        let payload = mesh_proto::encode_payload(&Payload::App(vec![7; size])).unwrap();
+        // What relays see: a sealed payload (its bytes are opaque to them).
+        let payload = mesh_proto::encode_payload(&Payload::Sealed(mesh_proto::Sealed {
+            key: peers[0].public(),
+            epoch: 1,
+            seq: 1,
+            ciphertext: vec![7; size + 16],
+        }))
+        .unwrap();
         // To a neighbour: delivered as Transfer.
         let to_neighbour = mesh_proto::encode(&Frame::Route {
             to: peers[3].node_id(),

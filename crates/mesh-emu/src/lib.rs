@@ -125,8 +125,8 @@ pub trait World<U> {
     fn on_event(&mut self, emu: &mut Emulator<U>, i: u32, event: Event);
     /// One of the caller's events came due.
     fn on_user(&mut self, emu: &mut Emulator<U>, event: U);
-    /// Node `i` sends `bytes` on a link (a test may rewrite them).
-    fn on_link_frame(&mut self, _i: u32, _bytes: &mut Bytes) {}
+    /// Node `i` sends `bytes` on a link to node `j` (a test may rewrite them).
+    fn on_link_frame(&mut self, _i: u32, _j: u32, _bytes: &mut Bytes) {}
     /// A link came up `setup` after its offerer opened the session.
     fn on_link_up(&mut self, _setup: Ns) {}
     /// Whether node `i`'s transport fails every session it answers.
@@ -461,7 +461,7 @@ impl<U> Emulator<U> {
                 let (Some(j), at) = (other, self.now + pair.latency) else {
                     return;
                 };
-                world.on_link_frame(i, &mut bytes);
+                world.on_link_frame(i, j, &mut bytes);
                 self.push(
                     at,
                     Scheduled::Deliver(j, Input::LinkData { session, bytes }),

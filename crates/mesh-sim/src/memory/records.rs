@@ -1,9 +1,12 @@
 //! What a run records as it goes: the scenario's messages (marked so that the emulator
 //! recognises them on the links), the kill, and the counters of nodes that are gone.
 
+use std::collections::HashMap;
+
 use mesh_core::Stats;
-use mesh_proto::Frame;
+use mesh_proto::identity::Keypair;
 use mesh_proto::signal::Payload;
+use mesh_proto::{Frame, NodeId, PairKey, RoomName};
 
 use super::Ns;
 use crate::report::Sample;
@@ -28,22 +31,47 @@ pub(super) fn parse_app(mark: [u8; 8], data: &[u8]) -> Option<u64> {
     (*head == mark).then(|| u64::from_le_bytes(id))
 }
 
-/// The id of the scenario unicast an encoded link frame carries, if it carries one.
+/// The id of the scenario unicast an encoded link frame carries, if it carries one, for a
+/// frame that `receiver` receives: the frame's sealed payload is opened with the key of
+/// its destination (`key_of`) and the pair keys cached in `opener`.
 ///
-/// The application bytes end the frame (a `Route` or `Transfer` ends with its payload, an
-/// `App` payload with its bytes), so a suffix check rejects every other frame without
-/// decoding it; the few that pass are decoded in full.
-pub(super) fn unicast_in_frame(bytes: &[u8]) -> Option<u64> {
-    let tail = bytes.len().checked_sub(16).map(|at| &bytes[at..])?;
-    parse_app(UNICAST_MARK, tail)?;
-    let payload = match mesh_proto::decode(bytes).ok()? {
-        Frame::Route { payload, .. } | Frame::Transfer { payload, .. } => payload,
+/// Only `Route` and `Transfer` frames (tag byte 10 or 4) are decoded at all.
+pub(super) fn unicast_in_frame<'k>(
+    bytes: &[u8],
+    receiver: NodeId,
+    key_of: impl Fn(&NodeId) -> Option<&'k Keypair>,
+    room: &RoomName,
+    opener: &mut Opener,
+) -> Option<u64> {
+    if !matches!(bytes.get(1), Some(4 | 10)) {
+        return None;
+    }
+    let (to, payload) = match mesh_proto::decode(bytes).ok()? {
+        Frame::Route { to, payload, .. } => (to, payload),
+        Frame::Transfer { payload, .. } => (receiver, payload),
         _ => return None,
     };
-    match mesh_proto::decode_payload(&payload).ok()? {
+    let Payload::Sealed(sealed) = mesh_proto::decode_payload(&payload).ok()? else {
+        return None;
+    };
+    let from = sealed.origin();
+    if !opener.pairs.contains_key(&(from, to)) {
+        let key = PairKey::derive(key_of(&to)?, &sealed.key, &from, &to, room).ok()?;
+        opener.pairs.insert((from, to), key);
+    }
+    let plain = opener.pairs[&(from, to)]
+        .open(sealed.epoch, sealed.seq, &sealed.ciphertext)
+        .ok()?;
+    match mesh_proto::decode_payload(&plain).ok()? {
         Payload::App(data) => parse_app(UNICAST_MARK, &data),
         _ => None,
     }
+}
+
+/// The pair keys the simulator derived to read sealed unicasts on the links.
+#[derive(Debug, Default)]
+pub(super) struct Opener {
+    pairs: HashMap<(NodeId, NodeId), PairKey>,
 }
 
 /// One unicast of the scenario.
@@ -97,14 +125,21 @@ pub(super) struct Measure {
     pub kill: Option<KillRecord>,
     /// Registrations at a neighbour's door (doors only).
     pub door_rejoins: u64,
+    /// Pair keys, to read sealed unicasts.
+    pub opener: Opener,
 }
 
 impl Measure {
-    /// Counts a link transmission of a scenario unicast.
-    pub fn observe_link_frame(&mut self, bytes: &[u8]) {
-        if let Some(record) =
-            unicast_in_frame(bytes).and_then(|id| self.unicasts.get_mut(id as usize))
-        {
+    /// Counts a link transmission of a scenario unicast (`receiver` receives `bytes`).
+    pub fn observe_link_frame<'k>(
+        &mut self,
+        bytes: &[u8],
+        receiver: NodeId,
+        key_of: impl Fn(&NodeId) -> Option<&'k Keypair>,
+        room: &RoomName,
+    ) {
+        let id = unicast_in_frame(bytes, receiver, key_of, room, &mut self.opener);
+        if let Some(record) = id.and_then(|id| self.unicasts.get_mut(id as usize)) {
             record.transmissions += 1;
         }
     }
@@ -113,16 +148,24 @@ impl Measure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mesh_proto::identity::Keypair;
 
     #[test]
-    fn unicast_ids_are_found_in_route_and_transfer_frames_only() {
-        let (a, b) = (
-            Keypair::from_seed([1; 32]).node_id(),
-            Keypair::from_seed([2; 32]).node_id(),
-        );
-        let payload =
-            mesh_proto::encode_payload(&Payload::App(app_data(UNICAST_MARK, 42))).unwrap();
+    fn unicast_ids_are_found_in_sealed_route_and_transfer_frames_only() {
+        let (ka, kb) = (Keypair::from_seed([1; 32]), Keypair::from_seed([2; 32]));
+        let (a, b) = (ka.node_id(), kb.node_id());
+        let room = RoomName::default();
+        let seal = |data: Vec<u8>, seq: u64| {
+            let key = PairKey::derive(&kb, &ka.public(), &b, &a, &room).unwrap();
+            let plain = mesh_proto::encode_payload(&Payload::App(data)).unwrap();
+            let sealed = mesh_proto::Sealed {
+                key: kb.public(),
+                epoch: 1,
+                seq,
+                ciphertext: key.seal(1, seq, &plain),
+            };
+            mesh_proto::encode_payload(&Payload::Sealed(sealed)).unwrap()
+        };
+        let payload = seal(app_data(UNICAST_MARK, 42), 0);
         let route = Frame::Route {
             to: a,
             from: b,
@@ -134,28 +177,21 @@ mod tests {
             from: b,
             payload: payload.clone(),
         };
-        let flood = Frame::Flood {
-            from: b,
-            id: 7,
-            ttl: 16,
-            payload,
+        let flood = mesh_proto::authored::flood(&kb, &room, 7, 16, payload);
+        let key_of = |id: &NodeId| (*id == a).then_some(&ka);
+        let mut opener = Opener::default();
+        let mut find = |frame: &Frame| {
+            let bytes = mesh_proto::encode(frame).unwrap();
+            unicast_in_frame(&bytes, a, key_of, &room, &mut opener)
         };
-        assert_eq!(
-            unicast_in_frame(&mesh_proto::encode(&route).unwrap()),
-            Some(42)
-        );
-        assert_eq!(
-            unicast_in_frame(&mesh_proto::encode(&transfer).unwrap()),
-            Some(42)
-        );
-        assert_eq!(unicast_in_frame(&mesh_proto::encode(&flood).unwrap()), None);
-        let broadcast =
-            mesh_proto::encode_payload(&Payload::App(app_data(BROADCAST_MARK, 42))).unwrap();
+        assert_eq!(find(&route), Some(42));
+        assert_eq!(find(&transfer), Some(42));
+        assert_eq!(find(&flood), None);
         let other = Frame::Transfer {
             from: b,
-            payload: broadcast,
+            payload: seal(app_data(BROADCAST_MARK, 42), 1),
         };
-        assert_eq!(unicast_in_frame(&mesh_proto::encode(&other).unwrap()), None);
-        assert_eq!(unicast_in_frame(b"short"), None);
+        assert_eq!(find(&other), None);
+        assert_eq!(unicast_in_frame(b"short", a, key_of, &room, &mut opener), None);
     }
 }

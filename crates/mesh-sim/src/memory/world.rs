@@ -59,6 +59,9 @@ pub(crate) struct Sim<'a> {
     pub plan: PlanState,
     pub progress: bool,
     pub wall: std::time::Instant,
+    /// Every node's key pair: the simulator opens the scenario's sealed unicasts on the
+    /// links to count their hops (no relay can).
+    pub keys: FastMap<NodeId, mesh_proto::identity::Keypair>,
 }
 
 impl<'a> Sim<'a> {
@@ -89,6 +92,7 @@ impl<'a> Sim<'a> {
             plan: PlanState::default(),
             progress,
             wall: std::time::Instant::now(),
+            keys: FastMap::default(),
         };
         sim.schedule_plan(&mut emu);
         (sim, emu)
@@ -111,6 +115,10 @@ impl<'a> Sim<'a> {
         }
         let key = mesh_proto::identity::Keypair::from_seed(key_seed);
         let id = key.node_id();
+        // The simulator reads the scenario's unicasts on the links (to count their hops):
+        // it holds every node's key, as no relay does.
+        self.keys
+            .insert(id, mesh_proto::identity::Keypair::from_seed(key_seed));
         let mut config = self.config.clone();
         config.bootstrap = Some(bootstrap_url());
         if self.scenario.doors {
@@ -180,8 +188,14 @@ impl World<Action> for Sim<'_> {
         self.act(emu, action);
     }
 
-    fn on_link_frame(&mut self, _i: u32, bytes: &mut bytes::Bytes) {
-        self.measure.observe_link_frame(bytes);
+    fn on_link_frame(&mut self, _i: u32, j: u32, bytes: &mut bytes::Bytes) {
+        let Some(receiver) = self.slots.get(j as usize) else {
+            return;
+        };
+        let receiver = receiver.id;
+        let keys = &self.keys;
+        self.measure
+            .observe_link_frame(bytes, receiver, |id| keys.get(id), &self.config.room);
     }
 
     fn on_link_up(&mut self, setup: Ns) {
