@@ -103,7 +103,7 @@ impl Chat {
                 .node
                 .stats()
                 .await
-                .map(|s| println!("{}", stats::json(self.node.id(), &s))),
+                .map(|s| println!("{}", stats::Json::new(self.node.id(), &s).to_line())),
             ("/to", rest) => return self.send_to(rest).await,
             (command, _) if command.starts_with('/') => {
                 eprintln!("unknown command {line:?}; the commands are:\n{COMMANDS}");
