@@ -9,8 +9,11 @@ use mesh_node::NodeStats;
 use mesh_proto::NodeId;
 use serde::Serialize;
 
+use crate::escape::escape;
+
 /// A few lines a person can read: links, sessions, messages, drops. Plain text, not Rust's
-/// `Debug` output.
+/// `Debug` output; the one string that comes from elsewhere (the STUN server a server
+/// announced) is escaped.
 pub fn summary(id: NodeId, s: &NodeStats) -> String {
     let o = &s.overlay;
     let mut text = String::new();
@@ -70,7 +73,9 @@ pub fn summary(id: NodeId, s: &NodeStats) -> String {
         "  bootstrap server {server} | {} registrations, {} at neighbours' doors | STUN {}",
         s.server_registrations,
         s.door_rejoins,
-        s.server_stun.as_deref().unwrap_or("none announced"),
+        s.server_stun
+            .as_deref()
+            .map_or("none announced".to_owned(), escape),
     );
     text
 }
@@ -216,6 +221,24 @@ mod tests {
         assert!(text.contains("setup median 30.0 ms"), "{text}");
         assert!(!text.contains('{'), "not a Debug dump: {text}");
         assert!(!text.contains("Some("), "not a Debug dump: {text}");
+    }
+
+    #[test]
+    fn the_summary_escapes_what_a_server_announced() {
+        let mut s = stats();
+        s.server_stun = Some("stun:x\n\x1b[2J\u{202e}:1".into());
+        let text = summary(NodeId::from([7; 16]), &s);
+        assert!(
+            text.contains("STUN stun:x\\n\\x1b[2J\\u{202e}:1\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches('\n').count(), text.lines().count(), "{text}");
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && (c.is_control() || c == '\u{202e}')),
+            "{text:?}"
+        );
     }
 
     /// The keys docs/operations.md lists in its `/stats --json` table.
