@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use mesh_node::{Event, Node};
 use mesh_proto::NodeId;
 
+use crate::escape::{escape, escape_bytes};
 use crate::stats;
 
 /// Node ids heard from (link up, a message or a broadcast), kept for `/to` prefixes.
@@ -45,16 +46,17 @@ impl Chat {
     }
 
     /// Prints what an event means to the person at the terminal: messages on stdout, link
-    /// changes as logs (`-v`).
+    /// changes as logs (`-v`). A message is one line whatever its bytes: its text goes
+    /// through [`escape_bytes`], never raw to the terminal.
     pub fn on_event(&mut self, event: Event) {
         match event {
             Event::Message { from, data } => {
                 self.heard(from);
-                println!("{from} {}", String::from_utf8_lossy(&data));
+                println!("{from} {}", escape_bytes(&data));
             }
             Event::Broadcast { from, data } => {
                 self.heard(from);
-                println!("{from} [broadcast] {}", String::from_utf8_lossy(&data));
+                println!("{from} [broadcast] {}", escape_bytes(&data));
             }
             Event::LinkUp { peer } => {
                 self.heard(peer);
@@ -103,7 +105,7 @@ impl Chat {
                 .node
                 .stats()
                 .await
-                .map(|s| println!("{}", stats::json(self.node.id(), &s))),
+                .map(|s| println!("{}", stats::Json::new(self.node.id(), &s).to_line())),
             ("/to", rest) => return self.send_to(rest).await,
             (command, _) if command.starts_with('/') => {
                 eprintln!("unknown command {line:?}; the commands are:\n{COMMANDS}");
@@ -116,7 +118,7 @@ impl Chat {
             }),
         };
         if let Err(e) = result {
-            eprintln!("error: {:#}", anyhow::Error::new(e));
+            report(e);
         }
         true
     }
@@ -134,7 +136,7 @@ impl Chat {
                 let mut known = match self.node.neighbours().await {
                     Ok(neighbours) => neighbours,
                     Err(e) => {
-                        eprintln!("error: {:#}", anyhow::Error::new(e));
+                        report(e);
                         return true;
                     }
                 };
@@ -149,10 +151,16 @@ impl Chat {
             }
         };
         if let Err(e) = self.node.send(to, text.as_bytes()).await {
-            eprintln!("error: {:#}", anyhow::Error::new(e));
+            report(e);
         }
         true
     }
+}
+
+/// Prints `error: <e and its sources>` on stderr, escaped: an error can carry what a peer
+/// or a server said (e.g. a bootstrap server's refusal).
+fn report(e: impl std::error::Error + Send + Sync + 'static) {
+    eprintln!("error: {}", escape(&format!("{:#}", anyhow::Error::new(e))));
 }
 
 /// Puts `id` last in `heard` (once), dropping the oldest beyond [`HEARD_KEPT`].

@@ -1,11 +1,13 @@
 //! `mesh-node`: join a mesh and chat over it from the terminal. See `--help`.
 
 mod chat;
+mod escape;
 mod stats;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
@@ -42,11 +44,15 @@ use tracing_subscriber::EnvFilter;
 ///   /quit                leave the mesh (as does the end of input)
 ///
 /// Messages received are printed on stdout as `<sender> <text>` (`<sender> [broadcast]
-/// <text>` for broadcasts); errors, notices and logs go to stderr. Logs are quiet by
-/// default (warnings of the mesh crates only; webrtc-rs's own log lines are left out): -v
-/// adds what the node does (links up and down, registrations), -vv debug output and
-/// webrtc-rs's warnings, -vvv everything. RUST_LOG, if set, replaces these (e.g.
-/// RUST_LOG=debug).
+/// <text>` for broadcasts), one line each: in <text>, and in everything else a peer or a
+/// server said, control and format characters are escaped (\n, \r, \t, \x1b, \u{202e}; a
+/// byte that is not UTF-8 as \xff; a backslash as \\). Errors, notices and logs go to
+/// stderr.
+///
+/// Logs are quiet by default (warnings of the mesh crates only; webrtc-rs's own log lines
+/// are left out): -v adds what the node does (links up and down, registrations), -vv debug
+/// output and webrtc-rs's warnings, -vvv everything. RUST_LOG, if set, replaces these (e.g.
+/// RUST_LOG=debug). Log fields are escaped as message text is.
 ///
 /// Behind a NAT: with no --stun, the node uses the bootstrap server's STUN responder if the
 /// server announces one (bootstrap-server --stun-listen, or --serve-stun here). webrtc-rs
@@ -219,13 +225,25 @@ fn log_filter(verbose: u8) -> &'static str {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The causes can hold what a server said (a refusal's message): escaped, on one
+            // line.
+            eprintln!("error: {}", escape::escape(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| EnvFilter::new(log_filter(args.verbose))),
         )
+        .fmt_fields(escape::log_fields())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
