@@ -36,14 +36,23 @@
 //!   stops for long stalls every link's ICE, DTLS and SCTP.
 //! - Open the answering side before handing it the offer: signals of unknown sessions are
 //!   dropped.
-//! - A message longer than [`Config::MAX_MESSAGE_SIZE`] (64 KiB) cannot be sent: the link's
-//!   writer fails and the session closes with the reason.
+//! - A message longer than [`Config::MAX_MESSAGE_SIZE`] (64 KiB), or than the remote's
+//!   announced `a=max-message-size` if that is smaller, cannot be sent: the link's writer
+//!   fails and the session closes with the reason.
+//! - Every SDP the transport signals announces `a=max-message-size:65536`
+//!   ([`Config::MAX_MESSAGE_SIZE`]). A remote that sends a larger message anyway breaks
+//!   protocol.md §10.1: the message, up to [`Config::MAX_READ_SIZE`] (256 KiB), is reported
+//!   as `Data` like any other (the mesh core's decoder refuses it, which costs the sender
+//!   its link and is counted), and ends the session: nothing after it is read. webrtc-rs
+//!   discards a message over 256 KiB inside its SCTP stack without telling anyone, so that
+//!   one goes unseen and the link stays up.
 //! - A remote that closes (or whose transport is dropped) is noticed at once; a remote that
 //!   vanishes (crash, network gone) only when ICE consent fails, 5 s + 25 s later. A
 //!   failed DTLS handshake is noticed after [`Config::with_dtls_timeout`].
 
 mod handler;
 mod ice;
+mod sdp;
 mod session;
 
 use std::collections::HashMap;
@@ -77,6 +86,7 @@ pub struct Config {
     ice_check_interval: Duration,
     max_early_candidates: usize,
     dtls_timeout: Duration,
+    oversize_sends: bool,
 }
 
 impl Default for Config {
@@ -92,6 +102,7 @@ impl Default for Config {
             ice_check_interval: Self::DEFAULT_FAST_ICE_CHECK_INTERVAL,
             max_early_candidates: Self::DEFAULT_MAX_EARLY_CANDIDATES,
             dtls_timeout: Self::DEFAULT_DTLS_TIMEOUT,
+            oversize_sends: false,
         }
     }
 }
@@ -114,9 +125,17 @@ impl Config {
     /// How long ICE keeps checking one candidate pair before it gives the pair up, whatever
     /// the check interval: webrtc-rs's default (8 checks 200 ms apart).
     pub const ICE_PAIR_CHECK_BUDGET: Duration = Duration::from_millis(1600);
-    /// The most bytes one message may have: SCTP's default max-message-size, which is also
-    /// `mesh_proto::codec::MAX_FRAME_SIZE`.
-    pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+    /// The most bytes one message may have: `mesh_proto::codec::MAX_FRAME_SIZE`, and what
+    /// every SDP of this transport announces as its `a=max-message-size` (RFC 8841's
+    /// default). The transport sends nothing larger, nor larger than the remote announced.
+    pub const MAX_MESSAGE_SIZE: usize = mesh_proto::codec::MAX_FRAME_SIZE;
+    /// The largest message the transport reads off a link: 256 KiB, the most webrtc-rs
+    /// 0.21.1 can be configured to reassemble (`SctpMaxMessageSize::MAX_MESSAGE_SIZE`). A
+    /// message over [`Config::MAX_MESSAGE_SIZE`] and up to this is reported, so that it
+    /// costs its sender the link; webrtc-rs drops a larger one unseen.
+    pub const MAX_READ_SIZE: usize =
+        rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize::MAX_MESSAGE_SIZE
+            as usize;
 
     /// A configuration with every default.
     pub fn new() -> Self {
@@ -245,6 +264,18 @@ impl Config {
     /// few milliseconds of ICE).
     pub fn with_dtls_timeout(mut self, timeout: Duration) -> Self {
         self.dtls_timeout = timeout;
+        self
+    }
+
+    /// Lets the link's writer send messages over [`Config::MAX_MESSAGE_SIZE`] and over the
+    /// remote's announced `a=max-message-size` (up to [`Config::MAX_READ_SIZE`]), which
+    /// protocol.md §10.1 forbids: for tests of how a peer handles oversized input, with
+    /// `Node::send_raw_to_neighbour`. Not part of the stable API.
+    ///
+    /// Default: off.
+    #[doc(hidden)]
+    pub fn with_oversize_sends(mut self, on: bool) -> Self {
+        self.oversize_sends = on;
         self
     }
 

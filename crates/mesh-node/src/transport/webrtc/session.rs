@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use mesh_proto::NodeId;
 use mesh_proto::signal::SessionId;
+use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -18,7 +19,7 @@ use webrtc::peer_connection::{
 };
 
 use super::handler::{Handler, PcEvent};
-use super::{Config, IceServer, Shared};
+use super::{Config, IceServer, Shared, sdp};
 use crate::transport::{Role, SignalBody, TransportEvent};
 
 /// Label of the link's DataChannel (informational: the channel is pre-negotiated).
@@ -51,6 +52,9 @@ struct Link {
     dc: Arc<dyn DataChannel>,
     /// Remote description applied.
     remote_set: bool,
+    /// The largest message the writer may send: what the remote's SDP announced, at most
+    /// [`Config::MAX_MESSAGE_SIZE`] ([`sdp::remote_limit`]).
+    send_limit: usize,
     /// Remote candidates received before the remote description.
     early_candidates: Vec<String>,
     /// Local `EndOfCandidates` sent.
@@ -125,6 +129,7 @@ impl Session {
             pc,
             dc,
             remote_set: false,
+            send_limit: Config::MAX_MESSAGE_SIZE,
             early_candidates: Vec::new(),
             gathering_done: false,
             up: false,
@@ -155,7 +160,8 @@ impl Session {
                 .set_local_description(offer.clone())
                 .await
                 .map_err(|e| format!("could not apply the local offer: {e}"))?;
-            self.emit_signal(SignalBody::Offer(offer.sdp)).await?;
+            let announced = sdp::announce(&offer.sdp, Config::MAX_MESSAGE_SIZE);
+            self.emit_signal(SignalBody::Offer(announced)).await?;
         }
         let dc = Arc::clone(&link.dc);
         loop {
@@ -192,8 +198,10 @@ impl Session {
                     tracing::debug!("duplicate offer ignored");
                     return Ok(());
                 }
-                let offer = RTCSessionDescription::offer(sdp)
-                    .map_err(|e| format!("the remote offer is not valid SDP: {e}"))?;
+                link.send_limit = sdp::remote_limit(&sdp);
+                let offer =
+                    RTCSessionDescription::offer(sdp::announce(&sdp, Config::MAX_READ_SIZE))
+                        .map_err(|e| format!("the remote offer is not valid SDP: {e}"))?;
                 link.pc
                     .set_remote_description(offer)
                     .await
@@ -208,7 +216,8 @@ impl Session {
                     .set_local_description(answer.clone())
                     .await
                     .map_err(|e| format!("could not apply the local answer: {e}"))?;
-                self.emit_signal(SignalBody::Answer(answer.sdp)).await?;
+                let announced = sdp::announce(&answer.sdp, Config::MAX_MESSAGE_SIZE);
+                self.emit_signal(SignalBody::Answer(announced)).await?;
                 self.apply_early_candidates(link).await;
             }
             (SignalBody::Answer(sdp), Role::Offerer) => {
@@ -216,8 +225,10 @@ impl Session {
                     tracing::debug!("duplicate answer ignored");
                     return Ok(());
                 }
-                let answer = RTCSessionDescription::answer(sdp)
-                    .map_err(|e| format!("the remote answer is not valid SDP: {e}"))?;
+                link.send_limit = sdp::remote_limit(&sdp);
+                let answer =
+                    RTCSessionDescription::answer(sdp::announce(&sdp, Config::MAX_READ_SIZE))
+                        .map_err(|e| format!("the remote answer is not valid SDP: {e}"))?;
                 link.pc
                     .set_remote_description(answer)
                     .await
@@ -331,9 +342,15 @@ impl Session {
                     }
                     Role::Answerer => None,
                 };
+                let send_limit = if self.shared.config.oversize_sends {
+                    Config::MAX_READ_SIZE
+                } else {
+                    link.send_limit
+                };
                 link.writer = Some(tokio::spawn(write_link(
                     Arc::clone(&link.dc),
                     queue_rx,
+                    send_limit,
                     remote_open,
                 )));
                 self.shared
@@ -348,11 +365,24 @@ impl Session {
                 if let Some(remote_open) = link.remote_open.take() {
                     let _ = remote_open.send(());
                 }
+                let len = message.data.len();
                 self.emit(TransportEvent::Data {
                     session: self.id,
                     bytes: message.data.freeze(),
                 })
-                .await
+                .await?;
+                // The remote broke protocol.md §10.1 (every SDP announced 65536): the message
+                // went to the core like any other, whose decoder refuses it and closes the
+                // link. Nothing after it is read, so an offender cannot fill the event queue
+                // with 256 KiB messages meanwhile.
+                if len > Config::MAX_MESSAGE_SIZE {
+                    return Err(format!(
+                        "the remote sent a message of {len} bytes, over the {} it was told \
+                         (a=max-message-size)",
+                        Config::MAX_MESSAGE_SIZE
+                    ));
+                }
+                Ok(())
             }
             Some(DataChannelEvent::OnClosing | DataChannelEvent::OnClose) => {
                 Err("the remote closed the link".to_owned())
@@ -411,7 +441,10 @@ async fn build_peer_connection(
     let mut settings = SettingEngineBuilder::new()
         // Each mDNS-enabled connection binds a second (multicast) socket; candidates are
         // plain addresses here.
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        // webrtc-rs's ceiling, so that its receive buffer holds an oversized message for the
+        // core to refuse; the SDPs signalled still announce 65536 (see `sdp`).
+        .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(Config::MAX_READ_SIZE as u32));
     if config.fast_open {
         let interval = config.ice_check_interval;
         settings = settings
@@ -495,7 +528,9 @@ async fn wait_writer(
 }
 
 /// Drains the link's send queue into the DataChannel, waiting while its send buffer is
-/// full. Ends when the queue closes (the session ended) or a send fails.
+/// full. Ends when the queue closes (the session ended), a send fails, or a message is
+/// over `send_limit` (the remote's announced max-message-size, at most 64 KiB; webrtc-rs
+/// would send up to 256 KiB, [`sdp`]).
 ///
 /// On the offerer, the first message waits until `remote_open` fires (the remote's first
 /// message arrived, so its channel is open) or [`FIRST_SEND_WAIT`] has passed. webrtc-rs
@@ -510,12 +545,20 @@ async fn wait_writer(
 async fn write_link(
     dc: Arc<dyn DataChannel>,
     mut queue: mpsc::Receiver<Bytes>,
+    send_limit: usize,
     remote_open: Option<oneshot::Receiver<()>>,
 ) -> Result<(), String> {
     if let Some(remote_open) = remote_open {
         let _ = tokio::time::timeout(FIRST_SEND_WAIT, remote_open).await;
     }
     while let Some(bytes) = queue.recv().await {
+        if bytes.len() > send_limit {
+            return Err(format!(
+                "a message of {} bytes is over the {send_limit} the remote accepts \
+                 (a=max-message-size)",
+                bytes.len()
+            ));
+        }
         let message = bytes
             .try_into_mut()
             .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
