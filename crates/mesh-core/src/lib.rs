@@ -189,6 +189,9 @@ pub struct Stats {
     pub sends_unresolved: u64,
     /// Unreachable reports ignored: about no message of ours still kept.
     pub unreachable_ignored: u64,
+    /// Links asked for ([`crate::Node::connect`]) to a peer whose key no lookup found:
+    /// given up without a session.
+    pub connects_unresolved: u64,
 }
 
 impl Stats {
@@ -243,6 +246,7 @@ impl Stats {
             key_lookups,
             sends_unresolved,
             unreachable_ignored,
+            connects_unresolved,
         } = *other;
         self.sessions_initiated_via_server += sessions_initiated_via_server;
         self.sessions_initiated_via_mesh += sessions_initiated_via_mesh;
@@ -291,5 +295,6 @@ impl Stats {
         self.key_lookups += key_lookups;
         self.sends_unresolved += sends_unresolved;
         self.unreachable_ignored += unreachable_ignored;
+        self.connects_unresolved += connects_unresolved;
     }
 }

@@ -93,6 +93,16 @@ impl<T: Transport> Driver<T> {
         let now = Instant::now();
         let seed = key.to_seed();
         config.overlay.bootstrap = Some(config.bootstrap.clone());
+        config.overlay.room = config.room.clone();
+        if config.overlay.seal_epoch.is_none() {
+            // Epochs must grow from run to run of one key: the wall clock, in microseconds
+            // (a clock set back makes peers refuse this run's sealed payloads as replays
+            // until they forget the key's last run: `key_ttl`).
+            let micros = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            config.overlay.seal_epoch = Some(micros);
+        }
         let core = mesh_core::Node::new(config.overlay.clone(), key, now, rand::random())?;
         let mut driver = Self {
             seed,

@@ -252,10 +252,10 @@ async fn a_smaller_limit_announced_by_the_remote_is_respected() {
 // --- two nodes -----------------------------------------------------------------------
 
 /// A node on real WebRTC bound to 127.0.0.1 (`transport`: its settings), and its events.
-async fn join(url: &str, transport: webrtc::Config) -> (Node, Events) {
+async fn join(url: &str, key: Keypair, transport: webrtc::Config) -> (Node, Events) {
     let node = Node::join(
         Config::new(url.parse().expect("a ws:// URL")),
-        Keypair::generate(),
+        key,
         transport,
     )
     .await
@@ -316,13 +316,57 @@ async fn expect<T>(events: &mut Events, what: &str, mut pick: impl FnMut(Event) 
         .unwrap_or_else(|_| panic!("{what}: not within {DEADLINE:?}"))
 }
 
+const OFFENDER: [u8; 32] = [21; 32];
+const VICTIM: [u8; 32] = [22; 32];
+
+/// A valid `Transfer` from the offender to the victim, `size` bytes long in all, carrying
+/// application bytes sealed for the victim (protocol.md §9: only sealed application bytes
+/// are taken through the mesh). Returns it and the application bytes.
+fn sealed_transfer(size: usize) -> (Vec<u8>, Vec<u8>) {
+    use mesh_proto::signal::Payload;
+    let (offender, victim) = (Keypair::from_seed(OFFENDER), Keypair::from_seed(VICTIM));
+    let (from, to) = (offender.node_id(), victim.node_id());
+    let room = mesh_proto::RoomName::default();
+    let key = mesh_proto::PairKey::derive(&offender, &victim.public(), &from, &to, &room).unwrap();
+    // The seal, the ids and the length prefixes take between 40 and 300 bytes.
+    for data_len in (size.saturating_sub(300)..size.saturating_sub(40)).rev() {
+        let data = pattern(data_len, 9).to_vec();
+        let Ok(plain) = mesh_proto::encode_payload(&Payload::App(data.clone())) else {
+            continue;
+        };
+        // An epoch above the offender node's own (its wall clock): a later run of it, as
+        // far as the victim can tell, so not refused as a replay.
+        let epoch = u64::MAX >> 1;
+        let sealed = mesh_proto::Sealed {
+            key: offender.public(),
+            epoch,
+            seq: 0,
+            ciphertext: key.seal(epoch, 0, &plain),
+        };
+        let Ok(payload) = mesh_proto::encode_payload(&Payload::Sealed(sealed)) else {
+            continue;
+        };
+        let Ok(frame) = mesh_proto::encode(&mesh_proto::Frame::Transfer { from, payload }) else {
+            continue;
+        };
+        if frame.len() == size {
+            return (frame, data);
+        }
+    }
+    panic!("no sealed Transfer of exactly {size} bytes");
+}
+
 /// `offender` (sending what protocol.md forbids) and `victim` link; the offender sends a
 /// valid 65,536-byte frame, then a `size`-byte one.
 async fn check_node(size: usize) {
     let door = Door::start(false).await;
-    let (offender, _offender_events) =
-        join(&door.url(), loopback().with_oversize_sends(true)).await;
-    let (victim, mut events) = join(&door.url(), loopback()).await;
+    let (offender, _offender_events) = join(
+        &door.url(),
+        Keypair::from_seed(OFFENDER),
+        loopback().with_oversize_sends(true),
+    )
+    .await;
+    let (victim, mut events) = join(&door.url(), Keypair::from_seed(VICTIM), loopback()).await;
     let (offender_id, victim_id) = (offender.id(), victim.id());
     wait_until("the two are linked", || async {
         let linked = victim.neighbours().await.unwrap() == [offender_id]
@@ -331,17 +375,11 @@ async fn check_node(size: usize) {
     })
     .await;
 
-    let (full, data) = transfer(offender_id, MAX);
-    let expected = mesh_proto::Frame::Transfer {
-        from: offender_id,
-        payload: mesh_proto::encode_payload(&mesh_proto::signal::Payload::App(data.clone()))
-            .unwrap(),
+    let (full, data) = sealed_transfer(MAX);
+    let Ok(mesh_proto::Frame::Transfer { from, .. }) = mesh_proto::decode(&full) else {
+        panic!("the hand-built frame is a Transfer the codec reads");
     };
-    assert_eq!(
-        mesh_proto::decode(&full).unwrap(),
-        expected,
-        "the hand-built frame is what the codec reads"
-    );
+    assert_eq!(from, offender_id);
     offender
         .send_raw_to_neighbour(victim_id, full)
         .await

@@ -401,9 +401,13 @@ impl Node {
 
     /// Gives up on `to`'s key: what waited for it is reported unreachable.
     pub(super) fn give_up_key(&mut self, to: NodeId) {
-        if let Some(a) = self.awaiting.remove(&to)
-            && !a.messages.is_empty()
-        {
+        let Some(a) = self.awaiting.remove(&to) else {
+            return;
+        };
+        if a.connect {
+            self.stats.connects_unresolved += 1;
+        }
+        if !a.messages.is_empty() {
             self.stats.sends_unresolved += a.messages.len() as u64;
             self.outputs
                 .push_back(Output::Event(Event::Unreachable { to, at: self.id }));

@@ -192,6 +192,9 @@ mod tests {
             payload: seal(app_data(BROADCAST_MARK, 42), 1),
         };
         assert_eq!(find(&other), None);
-        assert_eq!(unicast_in_frame(b"short", a, key_of, &room, &mut opener), None);
+        assert_eq!(
+            unicast_in_frame(b"short", a, key_of, &room, &mut opener),
+            None
+        );
     }
 }
