@@ -157,9 +157,7 @@ impl Book {
         now: Instant,
     ) -> Result<&Pair, Refused> {
         if !self.pairs.contains(&peer, now) {
-            let send = PairKey::derive(own, key, &self.id, &peer, &self.room)
-                .map_err(|_| Refused::BadKey)?;
-            let recv = PairKey::derive(own, key, &peer, &self.id, &self.room)
+            let (send, recv) = PairKey::derive_both(own, key, &peer, &self.room)
                 .map_err(|_| Refused::BadKey)?;
             self.pairs.insert(peer, Pair { send, recv }, now);
         }

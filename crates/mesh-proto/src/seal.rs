@@ -77,18 +77,39 @@ impl PairKey {
         to: &NodeId,
         room: &RoomName,
     ) -> Result<Self, Error> {
+        Ok(Self::expand(&own.agree(other)?, from, to, room))
+    }
+
+    /// Both keys of a pair for `own`'s node and `other`: the one it seals with for
+    /// `other_id`, and the one it opens what `other_id` sealed for it with. One X25519 for
+    /// the two (the costly step).
+    pub fn derive_both(
+        own: &Keypair,
+        other: &PublicKey,
+        other_id: &NodeId,
+        room: &RoomName,
+    ) -> Result<(Self, Self), Error> {
         let secret = own.agree(other)?;
-        let hk = Hkdf::<Sha256>::new(Some(SEAL_SALT), &secret);
+        let me = own.node_id();
+        Ok((
+            Self::expand(&secret, &me, other_id, room),
+            Self::expand(&secret, other_id, &me, room),
+        ))
+    }
+
+    /// The HKDF step of [`PairKey::derive`].
+    fn expand(secret: &[u8; 32], from: &NodeId, to: &NodeId, room: &RoomName) -> Self {
+        let hk = Hkdf::<Sha256>::new(Some(SEAL_SALT), secret);
         let mut info = Vec::with_capacity(1 + 64 + 32);
         push_room(&mut info, room);
         info.extend_from_slice(from.as_bytes());
         info.extend_from_slice(to.as_bytes());
         let mut key = [0u8; 32];
         hk.expand(&info, &mut key)
-            .map_err(|_| Error::Encode("HKDF output length".into()))?;
-        Ok(Self {
+            .expect("32 bytes is a valid HKDF-SHA-256 output length");
+        Self {
             cipher: XChaCha20Poly1305::new(&key.into()),
-        })
+        }
     }
 
     /// Seals `plaintext` under this key with the nonce `(epoch, seq)`. A key must never
