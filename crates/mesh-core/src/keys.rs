@@ -157,8 +157,8 @@ impl Book {
         now: Instant,
     ) -> Result<&Pair, Refused> {
         if !self.pairs.contains(&peer, now) {
-            let (send, recv) = PairKey::derive_both(own, key, &peer, &self.room)
-                .map_err(|_| Refused::BadKey)?;
+            let (send, recv) =
+                PairKey::derive_both(own, key, &peer, &self.room).map_err(|_| Refused::BadKey)?;
             self.pairs.insert(peer, Pair { send, recv }, now);
         }
         self.pairs.get(&peer, now).ok_or(Refused::BadKey)
