@@ -138,6 +138,9 @@ pub struct Config {
     /// Outgoing signaling sessions started (a peer it heard of costs a session: made-up
     /// or departed contacts must not cost many). Default 1/s, burst 16.
     pub session_budget: Rate,
+    /// A reliable unicast ([`crate::Node::send_reliable`]) not acknowledged within this
+    /// goes again through another first neighbour (twice at most). Default 1 s.
+    pub ack_timeout: Duration,
 }
 
 impl Default for Config {
@@ -185,6 +188,7 @@ impl Default for Config {
             strike_budget: Rate::new(100.0, 1000.0),
             origin_flood_budget: Rate::new(10.0, 50.0),
             session_budget: Rate::new(1.0, 16.0),
+            ack_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -244,6 +248,7 @@ builders! {
     with_strike_budget => strike_budget: Rate;
     with_origin_flood_budget => origin_flood_budget: Rate;
     with_session_budget => session_budget: Rate;
+    with_ack_timeout => ack_timeout: Duration;
 }
 
 impl Config {

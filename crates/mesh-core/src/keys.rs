@@ -191,14 +191,16 @@ impl Book {
         })
     }
 
-    /// Opens a sealed payload for us: its origin and the inner bytes. The origin's key is
+    /// Opens a sealed payload for us: its origin, the inner bytes, and whether it is new
+    /// (`false`: a replay, or from an earlier run of its origin: not to be taken again, but
+    /// a reliable message's acknowledgement may have been lost). The origin's key is
     /// learned once the payload opens (it proved it holds it).
     pub fn open(
         &mut self,
         own: &Keypair,
         sealed: &Sealed,
         now: Instant,
-    ) -> Result<(NodeId, Vec<u8>), Refused> {
+    ) -> Result<(NodeId, Vec<u8>, bool), Refused> {
         let origin = sealed.origin();
         if origin == self.id {
             return Err(Refused::BadSeal);
@@ -225,9 +227,9 @@ impl Book {
             .windows
             .get_mut(&origin, now)
             .ok_or(Refused::Replayed)?;
-        window.accept(sealed.epoch, sealed.seq)?;
+        let fresh = window.accept(sealed.epoch, sealed.seq).is_ok();
         self.learn(origin, sealed.key, now);
-        Ok((origin, plaintext))
+        Ok((origin, plaintext, fresh))
     }
 }
 
@@ -258,9 +260,9 @@ mod tests {
         let sealed = ka.seal(&a, b.node_id(), b"hi", now).unwrap();
         assert_eq!(
             kb.open(&b, &sealed, now).unwrap(),
-            (a.node_id(), b"hi".to_vec())
+            (a.node_id(), b"hi".to_vec(), true)
         );
-        assert_eq!(kb.open(&b, &sealed, now), Err(Refused::Replayed));
+        assert!(!kb.open(&b, &sealed, now).unwrap().2, "a replay is not new");
         // b learned a's key from the payload, and can answer.
         assert!(kb.knows_as(&a.node_id(), &a.public(), now));
         let back = kb.seal(&b, a.node_id(), b"ho", now).unwrap();

@@ -38,6 +38,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod acks;
 pub mod budget;
 mod cache;
 mod config;
@@ -77,6 +78,10 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// Too many reliable messages under way ([`Node::send_reliable`]): wait for some to be
+    /// acknowledged.
+    #[error("too many reliable messages under way: wait for acknowledgements and try again")]
+    Busy,
     /// A message or link addressed to this node itself.
     #[error("a node cannot send to or link with itself")]
     SelfAddressed,
@@ -192,6 +197,16 @@ pub struct Stats {
     /// Links asked for ([`crate::Node::connect`]) to a peer whose key no lookup found:
     /// given up without a session.
     pub connects_unresolved: u64,
+    /// Reliable unicasts sent ([`crate::Node::send_reliable`]).
+    pub reliable_sent: u64,
+    /// Reliable unicasts their destination acknowledged.
+    pub reliable_acked: u64,
+    /// Reliable unicasts sent again (no acknowledgement in time, or a dead end reported).
+    pub reliable_resent: u64,
+    /// Reliable unicasts given up after every try ([`Event::Unreachable`]).
+    pub reliable_lost: u64,
+    /// Acknowledgements this node sent for reliable unicasts it received.
+    pub acks_sent: u64,
 }
 
 impl Stats {
@@ -247,6 +262,11 @@ impl Stats {
             sends_unresolved,
             unreachable_ignored,
             connects_unresolved,
+            reliable_sent,
+            reliable_acked,
+            reliable_resent,
+            reliable_lost,
+            acks_sent,
         } = *other;
         self.sessions_initiated_via_server += sessions_initiated_via_server;
         self.sessions_initiated_via_mesh += sessions_initiated_via_mesh;
@@ -296,5 +316,10 @@ impl Stats {
         self.sends_unresolved += sends_unresolved;
         self.unreachable_ignored += unreachable_ignored;
         self.connects_unresolved += connects_unresolved;
+        self.reliable_sent += reliable_sent;
+        self.reliable_acked += reliable_acked;
+        self.reliable_resent += reliable_resent;
+        self.reliable_lost += reliable_lost;
+        self.acks_sent += acks_sent;
     }
 }

@@ -19,7 +19,7 @@ use crate::contacts::{BucketSet, ContactTable, bucket};
 use crate::links::Links;
 use crate::lookups::Lookups;
 use crate::rendezvous::{Change, Rendezvous};
-use crate::{doors, keys, resend, sessions};
+use crate::{acks, doors, keys, resend, sessions};
 
 mod routing;
 use routing::Routed;
@@ -112,6 +112,8 @@ pub struct Node {
     signal_seqs: ExpiringMap<u64, NodeId>,
     /// Destinations whose key is being looked up, with what waits for it.
     awaiting: trust::AwaitingKeys,
+    /// Reliable unicasts under way, until acknowledged.
+    reliable: acks::Pending,
     outputs: VecDeque<Output>,
     stats: Stats,
 }
@@ -170,6 +172,7 @@ impl Node {
             session_bucket: budget::Bucket::new(config.session_budget, now),
             signal_seqs: ExpiringMap::new(4 * config.max_sessions, config.session_timeout),
             awaiting: trust::AwaitingKeys::new(),
+            reliable: acks::Pending::default(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
             config,
@@ -179,6 +182,11 @@ impl Node {
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// This node's own record: its key, signed by it for its room.
+    pub fn record(&self) -> NodeRecord {
+        self.record
     }
 
     /// The current neighbours (not those whose link is being closed).
@@ -347,30 +355,70 @@ impl Node {
     /// knows this node wrote it). If `to`'s key is not known yet, the message waits while a
     /// lookup asks for it (at most 5 s; then [`Event::Unreachable`]).
     pub fn send(&mut self, now: Instant, to: NodeId, data: Vec<u8>) -> Result<(), Error> {
+        self.send_kind(now, to, data, false)
+    }
+
+    /// Sends `data` to `to` as [`Node::send`] does, and makes sure it arrives: `to`
+    /// acknowledges it; without an acknowledgement within `ack_timeout` it goes again, the
+    /// same sealed bytes (taken once), through a first neighbour it has not been through
+    /// (around a relay that drops it without a word), at most twice; then the application
+    /// hears [`Event::Unreachable`]. At most 256 (4 MiB) under way: beyond,
+    /// [`Error::Busy`].
+    pub fn send_reliable(&mut self, now: Instant, to: NodeId, data: Vec<u8>) -> Result<(), Error> {
+        self.send_kind(now, to, data, true)
+    }
+
+    fn send_kind(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        data: Vec<u8>,
+        reliable: bool,
+    ) -> Result<(), Error> {
         check_size(data.len())?;
         if to == self.id {
             return Err(Error::SelfAddressed);
         }
+        if reliable && !self.reliable.has_room(data.len()) {
+            return Err(Error::Busy);
+        }
         if self.keys.knows(&to, now) {
-            return self.send_now(to, data, now);
+            return self.send_now(to, data, reliable, now);
         }
         if self.degree() == 0 {
             return Err(Error::NoRoute(to));
         }
-        if !self.await_key(to, Some(data), now) {
+        if !self.await_key(to, Some((data, reliable)), now) {
             return Err(Error::NoRoute(to));
         }
         Ok(())
     }
 
     /// Seals `data` for `to`, whose key is known, and sends it.
-    fn send_now(&mut self, to: NodeId, data: Vec<u8>, now: Instant) -> Result<(), Error> {
-        let (payload, seq) = self
-            .seal_for(to, &Payload::App(data), now)?
-            .ok_or(Error::NoRoute(to))?;
+    fn send_now(
+        &mut self,
+        to: NodeId,
+        data: Vec<u8>,
+        reliable: bool,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let inner = if reliable {
+            Payload::Reliable(data)
+        } else {
+            Payload::App(data)
+        };
+        let (payload, seq) = self.seal_for(to, &inner, now)?.ok_or(Error::NoRoute(to))?;
         let (first_hop, payload) = self.route_out_avoiding(to, payload, &[], now)?;
         self.stats.messages_sent += 1;
-        if first_hop != to {
+        if reliable {
+            self.stats.reliable_sent += 1;
+            let entry = acks::Entry {
+                payload,
+                first_hops: vec![first_hop],
+                due: now + self.config.ack_timeout,
+            };
+            self.reliable.keep(to, seq, entry);
+        } else if first_hop != to {
             self.sent_app.keep(to, seq, payload, first_hop, now);
         }
         Ok(())
@@ -448,6 +496,7 @@ impl Node {
         self.close_drained(now);
         self.drop_silent(now);
         self.expire_awaiting(now);
+        self.resend_overdue(now);
         self.top_up(now);
         self.lookup(now);
         if self.degree() >= self.config.target_degree && self.topology_dirty {

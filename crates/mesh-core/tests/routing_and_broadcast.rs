@@ -148,3 +148,79 @@ fn a_unicast_to_nobody_is_reported_unreachable_without_going_out() {
     let relayed: u64 = (0..n).map(|i| net.nodes[i].stats().unreachable_sent).sum();
     assert_eq!(relayed, 0, "no unicast went out to be dropped");
 }
+
+/// A relay that drops a reliable unicast without a word: no report comes, the
+/// acknowledgement does not either, and the origin sends it again another way; the
+/// destination takes it once and acknowledges it.
+#[test]
+fn a_reliable_unicast_dropped_in_silence_goes_again_and_arrives_once() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use bytes::Bytes;
+    use mesh_proto::Frame;
+    use mesh_proto::signal::Payload;
+
+    let n = 12;
+    let mut net = shaped_mesh(n, test_config());
+    let a = 0;
+    // A destination that is not a neighbour: its unicasts are relayed.
+    let b = (1..n)
+        .find(|j| !net.nodes[a].neighbours().contains(&net.id(*j)))
+        .expect("a node two links away or more");
+    let origin_key = *net.nodes[a].record().key.as_bytes();
+    // Each relay that meets the first copy of a's sealed payloads to `b` spoils it so that
+    // nobody can open it and nobody reports it: a silent drop.
+    let dropped = Rc::new(Cell::new(0));
+    let count = dropped.clone();
+    let b_id = net.id(b);
+    net.tamper = Some(Box::new(move |_, bytes: &mut Bytes| {
+        if count.get() > 0 {
+            return;
+        }
+        let Ok(Frame::Route {
+            to,
+            from,
+            ttl,
+            steering,
+            payload,
+        }) = mesh_proto::decode(bytes)
+        else {
+            return;
+        };
+        let Ok(Payload::Sealed(sealed)) = mesh_proto::decode_payload(&payload) else {
+            return;
+        };
+        if to != b_id || sealed.key.as_bytes() != &origin_key {
+            return;
+        }
+        count.set(count.get() + 1);
+        let frame = Frame::Route {
+            to,
+            from,
+            ttl,
+            steering,
+            payload: vec![0xff],
+        };
+        *bytes = mesh_proto::encode(&frame).unwrap().into();
+    }));
+    let now = net.now;
+    net.nodes[a]
+        .send_reliable(now, b_id, b"must arrive".to_vec())
+        .unwrap();
+    net.drain(a);
+    let arrived = net.run_until(Duration::from_secs(10), |net| {
+        net.nodes[a].stats().reliable_acked == 1
+    });
+    assert!(arrived, "{:?}", net.nodes[a].stats());
+    assert_eq!(dropped.get(), 1, "the first copy was dropped on the way");
+    let stats = net.nodes[a].stats();
+    assert!(stats.reliable_resent >= 1);
+    assert_eq!(stats.reliable_lost, 0);
+    let got: Vec<_> = net
+        .messages(b)
+        .into_iter()
+        .filter(|(from, d)| *from == net.id(a) && d == b"must arrive")
+        .collect();
+    assert_eq!(got.len(), 1, "delivered once");
+}

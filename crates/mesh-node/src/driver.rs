@@ -30,6 +30,8 @@ use crate::{Config, Event, LinkInfo, NodeStats};
 #[derive(Debug)]
 pub(crate) enum Command {
     Send {
+        /// Acknowledged and resent ([`mesh_core::Node::send_reliable`]).
+        reliable: bool,
         to: NodeId,
         data: Vec<u8>,
         reply: oneshot::Sender<Result<(), Error>>,
@@ -273,8 +275,18 @@ impl<T: Transport> Driver<T> {
     fn on_command(&mut self, command: Command) {
         let now = Instant::now();
         match command {
-            Command::Send { to, data, reply } => {
-                let _ = reply.send(self.core.send(now, to, data).map_err(Error::from));
+            Command::Send {
+                reliable,
+                to,
+                data,
+                reply,
+            } => {
+                let sent = if reliable {
+                    self.core.send_reliable(now, to, data)
+                } else {
+                    self.core.send(now, to, data)
+                };
+                let _ = reply.send(sent.map_err(Error::from));
             }
             Command::Broadcast { data, reply } => {
                 let _ = reply.send(self.core.broadcast(now, data).map_err(Error::from));

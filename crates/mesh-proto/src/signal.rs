@@ -70,6 +70,15 @@ pub enum Payload {
     },
     /// Tag 4: an inner payload sealed by its origin for its destination.
     Sealed(Sealed),
+    /// Tag 5: application bytes whose destination acknowledges them ([`Payload::Ack`]), so
+    /// that the origin can send them again, another way, when no acknowledgement comes.
+    Reliable(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Tag 6: the destination of a [`Payload::Reliable`] took it (or had taken it): `seq`
+    /// is that of the sealed payload that carried it. Only ever sealed.
+    Ack {
+        /// The `seq` of the sealed payload acknowledged.
+        seq: u64,
+    },
 }
 
 impl Payload {
@@ -81,6 +90,8 @@ impl Payload {
             Payload::Nodes { peers, .. } => 32 + 96 * peers.len(),
             Payload::Unreachable { .. } => 32,
             Payload::Sealed(sealed) => 64 + sealed.ciphertext.len(),
+            Payload::Reliable(bytes) => bytes.len(),
+            Payload::Ack { .. } => 16,
         }
     }
 
@@ -92,6 +103,8 @@ impl Payload {
             Payload::Nodes { .. } => 2,
             Payload::Unreachable { .. } => 3,
             Payload::Sealed(_) => 4,
+            Payload::Reliable(_) => 5,
+            Payload::Ack { .. } => 6,
         }
     }
 }

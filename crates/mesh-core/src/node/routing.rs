@@ -169,7 +169,10 @@ impl Node {
     /// session with `to` that is not linked yet ends now, not at its timeout.
     pub(super) fn on_unreachable(&mut self, to: NodeId, at: NodeId, seq: u64, now: Instant) {
         self.stats.unreachable_received += 1;
-        if let Some(m) = self.sent_app.take(to, seq, now) {
+        if let Some(entry) = self.reliable.take(to, seq) {
+            // No need to wait for its acknowledgement: another way now.
+            self.resend_reliable(to, seq, entry, now);
+        } else if let Some(m) = self.sent_app.take(to, seq, now) {
             if !self.resend(m, now) {
                 self.outputs
                     .push_back(Output::Event(Event::Unreachable { to, at }));

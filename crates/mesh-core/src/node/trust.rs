@@ -28,8 +28,8 @@ pub(super) struct Awaiting {
     lookup: u64,
     /// When to give up.
     until: Option<Instant>,
-    /// Application messages to seal once the key is known.
-    messages: Vec<Vec<u8>>,
+    /// Application messages to seal once the key is known, and whether each is reliable.
+    messages: Vec<(Vec<u8>, bool)>,
     /// Whether the application asked for a link to it ([`Node::connect`]).
     connect: bool,
 }
@@ -127,7 +127,7 @@ impl Node {
             self.stats.forged_origins += 1;
             return;
         }
-        let (origin, plain) = match self.keys.open(&self.key, &sealed, now) {
+        let (origin, plain, fresh) = match self.keys.open(&self.key, &sealed, now) {
             Ok(opened) => opened,
             Err(Refused::Replayed | Refused::OldEpoch) => {
                 self.stats.replays_refused += 1;
@@ -138,6 +138,15 @@ impl Node {
                 return;
             }
         };
+        if !fresh {
+            self.stats.replays_refused += 1;
+            // Taken before; its acknowledgement may have been lost: acknowledged again
+            // (one sealed unicast, as the copy that came cost its sender one).
+            if let Ok(Payload::Reliable(_)) = mesh_proto::decode_payload(&plain) {
+                self.acknowledge(origin, sealed.seq, now);
+            }
+            return;
+        }
         self.key_learned(origin, now);
         self.learn_origin(origin, now);
         match mesh_proto::decode_payload(&plain) {
@@ -145,6 +154,17 @@ impl Node {
                 self.stats.messages_delivered += 1;
                 self.outputs
                     .push_back(Output::Event(Event::Message { from: origin, data }));
+            }
+            Ok(Payload::Reliable(data)) => {
+                self.stats.messages_delivered += 1;
+                self.outputs
+                    .push_back(Output::Event(Event::Message { from: origin, data }));
+                self.acknowledge(origin, sealed.seq, now);
+            }
+            Ok(Payload::Ack { seq }) => {
+                if self.reliable.acked(origin, seq) {
+                    self.stats.reliable_acked += 1;
+                }
             }
             Ok(Payload::Signal(signal)) if signal.from == origin => {
                 self.on_signal(signal, carrier, now)
@@ -161,6 +181,60 @@ impl Node {
             }
             Ok(_) | Err(_) => self.stats.bad_payloads += 1,
         }
+    }
+
+    /// Acknowledges the reliable message `seq` from `origin`.
+    fn acknowledge(&mut self, origin: NodeId, seq: u64, now: Instant) {
+        if self
+            .send_sealed(origin, &Payload::Ack { seq }, now)
+            .is_some()
+        {
+            self.stats.acks_sent += 1;
+        }
+    }
+
+    /// Sends again the reliable messages not acknowledged in time, each through a first
+    /// neighbour it has not been through (or, with none left, the best one); gives up on
+    /// those tried [`crate::resend::RESENDS`] times more.
+    pub(super) fn resend_overdue(&mut self, now: Instant) {
+        for (to, seq) in self.reliable.overdue(now) {
+            if let Some(entry) = self.reliable.take(to, seq) {
+                self.resend_reliable(to, seq, entry, now);
+            }
+        }
+    }
+
+    /// Sends reliable message `seq` to `to` once more, or gives it up.
+    pub(super) fn resend_reliable(
+        &mut self,
+        to: NodeId,
+        seq: u64,
+        mut entry: crate::acks::Entry,
+        now: Instant,
+    ) {
+        if entry.first_hops.len() > crate::resend::RESENDS {
+            self.stats.reliable_lost += 1;
+            self.outputs
+                .push_back(Output::Event(Event::Unreachable { to, at: self.id }));
+            return;
+        }
+        let payload = std::mem::take(&mut entry.payload);
+        let sent = match self.route_out_avoiding(to, payload.clone(), &entry.first_hops, now) {
+            Ok(sent) => Ok(sent),
+            // Every neighbour was tried: the best way again (a drop may not recur).
+            Err(_) => self.route_out_avoiding(to, payload, &[], now),
+        };
+        let Ok((hop, payload)) = sent else {
+            self.stats.reliable_lost += 1;
+            self.outputs
+                .push_back(Output::Event(Event::Unreachable { to, at: self.id }));
+            return;
+        };
+        self.stats.reliable_resent += 1;
+        entry.payload = payload;
+        entry.first_hops.push(hop);
+        entry.due = now + self.config.ack_timeout;
+        self.reliable.keep(to, seq, entry);
     }
 
     /// Checks records a neighbour sent (`Neighbours`, `Nodes`): their ids, or `None` if
@@ -329,7 +403,12 @@ impl Node {
 
     /// Holds `message` (or a wish to link, with `None`) for `to` until its key is known,
     /// looking it up through the mesh. Returns false if nothing more can wait.
-    pub(super) fn await_key(&mut self, to: NodeId, message: Option<Vec<u8>>, now: Instant) -> bool {
+    pub(super) fn await_key(
+        &mut self,
+        to: NodeId,
+        message: Option<(Vec<u8>, bool)>,
+        now: Instant,
+    ) -> bool {
         if !self.awaiting.contains_key(&to) {
             if self.awaiting.len() >= MAX_AWAITED {
                 return false;
@@ -371,8 +450,8 @@ impl Node {
         let Some(a) = self.awaiting.remove(&id) else {
             return;
         };
-        for data in a.messages {
-            if self.send_now(id, data, now).is_err() {
+        for (data, reliable) in a.messages {
+            if self.send_now(id, data, reliable, now).is_err() {
                 self.stats.sends_unresolved += 1;
                 self.outputs.push_back(Output::Event(Event::Unreachable {
                     to: id,
