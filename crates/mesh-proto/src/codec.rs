@@ -62,9 +62,7 @@ fn size_hint(frame: &Frame) -> usize {
         | Frame::TransferBroadcast { payload, .. }
         | Frame::Route { payload, .. }
         | Frame::Flood { payload, .. } => payload.len(),
-        Frame::Welcome { peers, .. }
-        | Frame::Peers { peers }
-        => peers.len() * 16,
+        Frame::Welcome { peers, .. } | Frame::Peers { peers } => peers.len() * 16,
         Frame::Neighbours { peers } | Frame::Nodes { peers, .. } => 16 + peers.len() * 96,
         Frame::Error { message, .. } => message.len(),
         // Fixed-size frames: the largest, Register, is under 200 bytes with its room name.
