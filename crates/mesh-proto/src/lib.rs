@@ -4,7 +4,10 @@
 //!   [`identity::PublicKey`]; XOR [`Distance`] between ids.
 //! - [`Frame`]: every message on the bootstrap WebSocket and on the mesh's DataChannels.
 //! - [`signal::Payload`]: what unicast/route/flood payloads carry: application bytes, or
-//!   WebRTC signaling signed end to end ([`signal::Signal`]).
+//!   WebRTC signaling signed end to end ([`signal::Signal`]), or lookup answers and
+//!   unreachable reports; through the mesh, sealed for their destination ([`seal`]).
+//! - [`NodeRecord`]: a node's key signed for a room ([`record`]); floods and lookups are
+//!   signed by their origin ([`authored`]).
 //! - [`codec`]: [`encode`] and [`decode`], the only way bytes become frames. Every malformed
 //!   input is a typed [`Error`]; nothing panics.
 //!

@@ -11,7 +11,7 @@
 //! Only the two ends hold the key, so a payload that opens was written by the other end
 //! (or by the recipient itself): the origin is authenticated to the recipient, and to
 //! nobody else (relays cannot check it; it is not a signature). The byte layout and every
-//! derivation step are in `docs/protocol.md` §9.6.
+//! derivation step, with a test vector, are in `docs/protocol.md` §9.7.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload as AeadPayload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};

@@ -37,10 +37,11 @@ impl fmt::Display for SessionId {
 
 /// The content of a payload carried between nodes, through the server or the mesh.
 ///
-/// Through the mesh, everything but a `Signal` of an entry session travels inside a
-/// [`Payload::Sealed`]: application bytes, lookup answers and unreachable reports are
-/// only ever accepted sealed, so their origin is proven and only their destination reads
-/// them (`docs/protocol.md` §9.2).
+/// Every unicast payload through the mesh travels inside a [`Payload::Sealed`]; only the
+/// `Signal`s of an entry session travel bare, through the server, and a `Flood` carries a
+/// bare `App` (its signature proves its origin). Application bytes for one node, lookup
+/// answers and unreachable reports are only ever accepted sealed, so their origin is
+/// proven and only their destination reads them (`docs/protocol.md` §9.2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Payload {
