@@ -107,6 +107,8 @@ pub struct Node {
     origin_floods: ExpiringMap<NodeId, budget::Bucket>,
     /// Outgoing sessions this node may still start.
     session_bucket: budget::Bucket,
+    /// Unreachable reports this node may still send.
+    report_bucket: budget::Bucket,
     /// Sealed signals sent lately: seq → the peer (an unreachable report counts only for
     /// one of these or a message in `sent_app`).
     signal_seqs: ExpiringMap<u64, NodeId>,
@@ -170,6 +172,7 @@ impl Node {
             budgets: HashMap::new(),
             origin_floods: ExpiringMap::new(config.key_capacity, budget::ORIGIN_MEMORY),
             session_bucket: budget::Bucket::new(config.session_budget, now),
+            report_bucket: budget::Bucket::new(routing::REPORT_BUDGET, now),
             signal_seqs: ExpiringMap::new(4 * config.max_sessions, config.session_timeout),
             awaiting: trust::AwaitingKeys::new(),
             reliable: acks::Pending::default(),

@@ -60,8 +60,9 @@ fn size_hint(frame: &Frame) -> usize {
         | Frame::Transfer { payload, .. }
         | Frame::Broadcast { payload }
         | Frame::TransferBroadcast { payload, .. }
-        | Frame::Route { payload, .. }
-        | Frame::Flood { payload, .. } => payload.len(),
+        | Frame::Route { payload, .. } => payload.len(),
+        // The key and the signature.
+        Frame::Flood { payload, .. } => payload.len() + 96,
         Frame::Welcome { peers, .. } | Frame::Peers { peers } => peers.len() * 16,
         Frame::Neighbours { peers } | Frame::Nodes { peers, .. } => 16 + peers.len() * 96,
         Frame::Error { message, .. } => message.len(),

@@ -471,7 +471,10 @@ fn payload_conformance_examples() -> Vec<(&'static str, Option<Payload>)> {
         ("00 00", Some(Payload::App(Vec::new()))),
         ("00 03 68 69", None),
         ("00 03 68 69 21 00", None),
-        ("05 00", None),
+        ("07 00", None),
+        ("05 02 68 69", Some(Payload::Reliable(b"hi".to_vec()))),
+        ("06 07", Some(Payload::Ack { seq: 7 })),
+        ("06", None),
         ("04 00", None),
         (
             "04 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 \

@@ -8,7 +8,12 @@ use mesh_proto::{Distance, Frame, NodeId, Steering};
 
 use super::{Carrier, Event, Node, Output};
 
+use crate::budget::Rate;
 use crate::contacts::bucket;
+
+/// Unreachable reports a node sends, at most (each a sealed unicast, and for an origin it
+/// does not know yet an X25519): 20/s, 100 at once.
+pub(super) const REPORT_BUDGET: Rate = Rate::new(20.0, 100.0);
 use crate::{Error, resend};
 
 /// A `Route` frame to relay, as it arrived.
@@ -32,7 +37,9 @@ impl Node {
         now: Instant,
     ) {
         match mesh_proto::decode_payload(payload) {
-            Ok(Payload::Sealed(sealed)) => self.on_sealed(from, sealed, carrier, now),
+            Ok(Payload::Sealed(sealed)) if carrier == Carrier::Mesh => {
+                self.on_sealed(from, sealed, carrier, now)
+            }
             Ok(Payload::Signal(signal)) if carrier == Carrier::Server => {
                 self.on_signal(signal, carrier, now)
             }
@@ -150,6 +157,12 @@ impl Node {
             return;
         };
         if sealed.origin() != origin {
+            return;
+        }
+        // Each report may cost an X25519 with a key this node never saw (anyone can send
+        // routes sealed by fresh keys): reports are budgeted.
+        let rate = REPORT_BUDGET;
+        if !self.report_bucket.take(rate, now) {
             return;
         }
         // The key is the origin's (its id derives from it), whatever the payload's worth.
