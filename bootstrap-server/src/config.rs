@@ -17,7 +17,9 @@ pub struct Config {
     pub max_payload_size: usize,
     /// Sustained frames per second per connection. Default 50.
     pub frames_per_second: u32,
-    /// Frames per connection allowed in a burst. Default 100.
+    /// Frames one connection may send at once: the size of a token bucket that refills at
+    /// [`Config::frames_per_second`] (the burst includes the rate, it does not come on top
+    /// of it). Default 100.
     pub frame_burst: u32,
     /// Most peers registered in one room. Default 10 000.
     pub max_peers_per_room: usize,
@@ -43,13 +45,14 @@ pub struct Config {
     /// Sustained STUN answers per second, all sources together: the most the responder can
     /// be made to reflect. Default 1 000.
     pub stun_answers_per_second: u32,
-    /// STUN answers allowed in a burst above [`Config::stun_answers_per_second`].
-    /// Default 1 000.
+    /// STUN answers at once, all sources together: the size of a token bucket that refills
+    /// at [`Config::stun_answers_per_second`]. Default 1 000.
     pub stun_answer_burst: u32,
     /// Sustained STUN answers per second to one source (an IPv4 address or an IPv6 /64;
     /// sources share [`crate::stun::SOURCE_BUCKETS`] buckets by hash). Default 20.
     pub stun_answers_per_source: u32,
-    /// STUN answers to one source allowed in a burst. Default 50.
+    /// STUN answers at once to one source: the size of a token bucket that refills at
+    /// [`Config::stun_answers_per_source`]. Default 50.
     pub stun_source_burst: u32,
 }
 

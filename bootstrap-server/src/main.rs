@@ -35,7 +35,8 @@ struct Args {
     /// Sustained frames per second allowed per connection.
     #[arg(long, env = "BOOTSTRAP_FRAMES_PER_SECOND", default_value_t = Config::default().frames_per_second)]
     frames_per_second: u32,
-    /// Frames allowed in a burst above the sustained rate.
+    /// Frames one connection may send at once: a token bucket of this many, refilled at
+    /// --frames-per-second (the burst includes the rate, it does not come on top of it).
     #[arg(long, env = "BOOTSTRAP_FRAME_BURST", default_value_t = Config::default().frame_burst)]
     frame_burst: u32,
     /// Most peers registered in one room.
@@ -72,13 +73,15 @@ struct Args {
     /// Sustained STUN answers per second, all sources together (caps use as a reflector).
     #[arg(long, env = "BOOTSTRAP_STUN_ANSWERS_PER_SECOND", default_value_t = Config::default().stun_answers_per_second)]
     stun_answers_per_second: u32,
-    /// STUN answers allowed in a burst above the sustained total.
+    /// STUN answers at once, all sources together: a token bucket of this many, refilled at
+    /// --stun-answers-per-second.
     #[arg(long, env = "BOOTSTRAP_STUN_ANSWER_BURST", default_value_t = Config::default().stun_answer_burst)]
     stun_answer_burst: u32,
     /// Sustained STUN answers per second to one source (an IPv4 address or an IPv6 /64).
     #[arg(long, env = "BOOTSTRAP_STUN_ANSWERS_PER_SOURCE", default_value_t = Config::default().stun_answers_per_source)]
     stun_answers_per_source: u32,
-    /// STUN answers to one source allowed in a burst.
+    /// STUN answers at once to one source: a token bucket of this many, refilled at
+    /// --stun-answers-per-source.
     #[arg(long, env = "BOOTSTRAP_STUN_SOURCE_BURST", default_value_t = Config::default().stun_source_burst)]
     stun_source_burst: u32,
 }
