@@ -9,6 +9,12 @@ use mesh_proto::{Limits, MAX_FRAME_SIZE};
 /// public door; set them with the `with_*` builders.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// How many connections the kernel queues for [`crate::Server::listen`]'s listener
+    /// before the server accepts them (the `listen(2)` backlog). A burst of connects beyond
+    /// it (a reconnect storm after a restart) is dropped by the kernel and retried by the
+    /// clients a second later. The kernel caps it at `net.core.somaxconn` (Linux); the
+    /// server warns when it does. Default 1 024 (`TcpListener::bind`'s own is 128).
+    pub listen_backlog: u32,
     /// Most simultaneous WebSocket connections (registered or not). Default 10 000.
     pub max_connections: usize,
     /// Largest encoded frame accepted, in bytes, at most [`MAX_FRAME_SIZE`]. Default 16 KiB.
@@ -59,6 +65,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            listen_backlog: 1024,
             max_connections: 10_000,
             max_frame_size: 16 * 1024,
             max_payload_size: 12 * 1024,
@@ -93,6 +100,8 @@ macro_rules! builders {
 }
 
 builders! {
+    /// Sets [`Config::listen_backlog`].
+    with_listen_backlog => listen_backlog: u32;
     /// Sets [`Config::max_connections`].
     with_max_connections => max_connections: usize;
     /// Sets [`Config::max_frame_size`] (capped at [`MAX_FRAME_SIZE`] by [`Config::validate`]).
@@ -135,6 +144,9 @@ impl Config {
     /// Checks that the limits make sense together.
     pub fn validate(&self) -> Result<(), crate::Error> {
         let bad = |what: &str| Err(crate::Error::InvalidConfig(what.to_owned()));
+        if self.listen_backlog == 0 || self.listen_backlog > i32::MAX as u32 {
+            return bad(&format!("listen_backlog must be within 1..={}", i32::MAX));
+        }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
         }
@@ -198,6 +210,7 @@ mod tests {
     #[test]
     fn nonsense_is_refused_with_a_reason() {
         for config in [
+            Config::default().with_listen_backlog(0),
             Config::default().with_max_connections(0),
             Config::default().with_max_frame_size(MAX_FRAME_SIZE + 1),
             Config::default().with_max_payload_size(16 * 1024),

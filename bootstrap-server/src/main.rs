@@ -23,6 +23,12 @@ struct Args {
     /// Address to listen on. Port 0 picks a free port; the bound address is logged.
     #[arg(long, env = "BOOTSTRAP_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Connections the kernel queues before the server accepts them (the listen backlog): a
+    /// burst of connects beyond it, such as a reconnect storm after a restart, is dropped
+    /// and retried by the clients a second later. The kernel caps it at
+    /// net.core.somaxconn (Linux); the server warns when it does.
+    #[arg(long, env = "BOOTSTRAP_LISTEN_BACKLOG", default_value_t = Config::default().listen_backlog)]
+    listen_backlog: u32,
     /// Most simultaneous WebSocket connections.
     #[arg(long, env = "BOOTSTRAP_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
     max_connections: usize,
@@ -102,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let config = Config::default()
+        .with_listen_backlog(args.listen_backlog)
         .with_max_connections(args.max_connections)
         .with_max_frame_size(args.max_frame_size)
         .with_max_payload_size(args.max_payload_size)
@@ -122,12 +129,10 @@ async fn main() -> anyhow::Result<()> {
         .with_stun_source_burst(args.stun_source_burst);
     config.validate()?;
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let server = bootstrap_server::Server::bind(listener, config).await?;
+    let backlog = config.listen_backlog;
+    let server = bootstrap_server::Server::listen(args.listen, config).await?;
     let addr = server.local_addr()?;
-    tracing::info!(%addr, "listening: ws://{addr}/ws, http://{addr}/healthz, http://{addr}/metrics");
+    tracing::info!(%addr, backlog, "listening: ws://{addr}/ws, http://{addr}/healthz, http://{addr}/metrics");
     if let Some(stun) = server.stun_addr() {
         tracing::info!(%stun, "STUN binding responder: stun:{stun} (UDP)");
     }
