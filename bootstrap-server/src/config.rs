@@ -15,7 +15,9 @@ pub struct Config {
     /// clients a second later. The kernel caps it at `net.core.somaxconn` (Linux); the
     /// server warns when it does. Default 1 024 (`TcpListener::bind`'s own is 128).
     pub listen_backlog: u32,
-    /// Most simultaneous WebSocket connections (registered or not). Default 10 000.
+    /// Most simultaneous WebSocket connections (registered or not). Default 10 000. Each
+    /// holds a file descriptor: keep it below the process's open-files limit, so that the
+    /// excess is refused with `SERVER_FULL` rather than closed at accept.
     pub max_connections: usize,
     /// Largest encoded frame accepted, in bytes, at most [`MAX_FRAME_SIZE`]. Default 16 KiB.
     pub max_frame_size: usize,

@@ -36,6 +36,7 @@
 //! The wire protocol is specified in `docs/protocol.md`.
 #![warn(missing_docs)]
 
+mod accept;
 mod config;
 mod metrics;
 mod registry;
@@ -282,7 +283,7 @@ async fn serve(
     };
     // Frames are small and latency-bound: disable Nagle, or back-to-back frames wait for the
     // peer's delayed ACK (~40 ms on Linux).
-    let listener = listener.tap_io(|tcp| {
+    let listener = accept::Acceptor::new(listener, shared.clone()).tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }

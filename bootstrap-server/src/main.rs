@@ -92,6 +92,44 @@ struct Args {
     stun_source_burst: u32,
 }
 
+/// Descriptors the process holds besides its connections (stdio, the listener, the runtime's,
+/// the STUN socket, the accept loop's spare: 14 in all), with room to spare.
+const FD_MARGIN: u64 = 32;
+
+/// Raises the soft open-files limit (RLIMIT_NOFILE) to the hard limit, logs it, and warns
+/// when `max_connections` does not fit under it: connections beyond the limit are closed at
+/// accept, unserved, instead of being refused with SERVER_FULL.
+fn raise_open_files_limit(max_connections: usize) {
+    let before = rlimit::Resource::NOFILE.get().map(|(soft, _)| soft);
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!("cannot read or raise the open files limit (RLIMIT_NOFILE): {e}");
+            return;
+        }
+    };
+    match before {
+        Ok(soft) if soft < limit => {
+            tracing::info!(limit, "open files limit: {limit} (raised from {soft})");
+        }
+        _ => tracing::info!(limit, "open files limit: {limit}"),
+    }
+    let needed = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(FD_MARGIN);
+    if needed > limit {
+        let fit = limit.saturating_sub(FD_MARGIN);
+        tracing::warn!(
+            limit,
+            max_connections,
+            "--max-connections {max_connections} does not fit under the open files limit \
+             {limit}: beyond about {fit} connections, new ones are closed as soon as accepted \
+             instead of refused with SERVER_FULL; set --max-connections {fit} or less, or raise \
+             the hard limit (ulimit -Hn, LimitNOFILE= in systemd)"
+        );
+    }
+}
+
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
         .with_context(|| format!("--{name} must be a non-negative number of seconds, got {value}"))
@@ -128,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
         .with_stun_answers_per_source(args.stun_answers_per_source)
         .with_stun_source_burst(args.stun_source_burst);
     config.validate()?;
+    raise_open_files_limit(config.max_connections);
 
     let backlog = config.listen_backlog;
     let server = bootstrap_server::Server::listen(args.listen, config).await?;
