@@ -9,7 +9,15 @@ use mesh_proto::{Limits, MAX_FRAME_SIZE};
 /// public door; set them with the `with_*` builders.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Most simultaneous WebSocket connections (registered or not). Default 10 000.
+    /// How many connections the kernel queues for [`crate::Server::listen`]'s listener
+    /// before the server accepts them (the `listen(2)` backlog). A burst of connects beyond
+    /// it (a reconnect storm after a restart) is dropped by the kernel and retried by the
+    /// clients a second later. The kernel caps it at `net.core.somaxconn` (Linux); the
+    /// server warns when it does. Default 1 024 (`TcpListener::bind`'s own is 128).
+    pub listen_backlog: u32,
+    /// Most simultaneous WebSocket connections (registered or not). Default 10 000. Each
+    /// holds a file descriptor: keep it below the process's open-files limit, so that the
+    /// excess is refused with `SERVER_FULL` rather than closed at accept.
     pub max_connections: usize,
     /// Largest encoded frame accepted, in bytes, at most [`MAX_FRAME_SIZE`]. Default 16 KiB.
     pub max_frame_size: usize,
@@ -17,7 +25,9 @@ pub struct Config {
     pub max_payload_size: usize,
     /// Sustained frames per second per connection. Default 50.
     pub frames_per_second: u32,
-    /// Frames per connection allowed in a burst. Default 100.
+    /// Frames one connection may send at once: the size of a token bucket that refills at
+    /// [`Config::frames_per_second`] (the burst includes the rate, it does not come on top
+    /// of it). Default 100.
     pub frame_burst: u32,
     /// Most peers registered in one room. Default 10 000.
     pub max_peers_per_room: usize,
@@ -43,19 +53,21 @@ pub struct Config {
     /// Sustained STUN answers per second, all sources together: the most the responder can
     /// be made to reflect. Default 1 000.
     pub stun_answers_per_second: u32,
-    /// STUN answers allowed in a burst above [`Config::stun_answers_per_second`].
-    /// Default 1 000.
+    /// STUN answers at once, all sources together: the size of a token bucket that refills
+    /// at [`Config::stun_answers_per_second`]. Default 1 000.
     pub stun_answer_burst: u32,
     /// Sustained STUN answers per second to one source (an IPv4 address or an IPv6 /64;
     /// sources share [`crate::stun::SOURCE_BUCKETS`] buckets by hash). Default 20.
     pub stun_answers_per_source: u32,
-    /// STUN answers to one source allowed in a burst. Default 50.
+    /// STUN answers at once to one source: the size of a token bucket that refills at
+    /// [`Config::stun_answers_per_source`]. Default 50.
     pub stun_source_burst: u32,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
+            listen_backlog: 1024,
             max_connections: 10_000,
             max_frame_size: 16 * 1024,
             max_payload_size: 12 * 1024,
@@ -90,6 +102,8 @@ macro_rules! builders {
 }
 
 builders! {
+    /// Sets [`Config::listen_backlog`].
+    with_listen_backlog => listen_backlog: u32;
     /// Sets [`Config::max_connections`].
     with_max_connections => max_connections: usize;
     /// Sets [`Config::max_frame_size`] (capped at [`MAX_FRAME_SIZE`] by [`Config::validate`]).
@@ -132,6 +146,9 @@ impl Config {
     /// Checks that the limits make sense together.
     pub fn validate(&self) -> Result<(), crate::Error> {
         let bad = |what: &str| Err(crate::Error::InvalidConfig(what.to_owned()));
+        if self.listen_backlog == 0 || self.listen_backlog > i32::MAX as u32 {
+            return bad(&format!("listen_backlog must be within 1..={}", i32::MAX));
+        }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
         }
@@ -195,6 +212,7 @@ mod tests {
     #[test]
     fn nonsense_is_refused_with_a_reason() {
         for config in [
+            Config::default().with_listen_backlog(0),
             Config::default().with_max_connections(0),
             Config::default().with_max_frame_size(MAX_FRAME_SIZE + 1),
             Config::default().with_max_payload_size(16 * 1024),

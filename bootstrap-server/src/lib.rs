@@ -36,6 +36,7 @@
 //! The wire protocol is specified in `docs/protocol.md`.
 #![warn(missing_docs)]
 
+mod accept;
 mod config;
 mod metrics;
 mod registry;
@@ -55,7 +56,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use mesh_proto::ErrorCode;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -72,6 +73,14 @@ pub enum Error {
     /// The listener failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// [`Server::listen`] could not listen on the address asked for.
+    #[error("cannot listen on tcp {addr}: {source}; pick a free port or a local address")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why binding or listening failed.
+        source: std::io::Error,
+    },
     /// The STUN responder's UDP socket could not be bound to [`Config::stun_listen`].
     #[error(
         "cannot bind the STUN responder to udp {addr}: {source}; pick a free port or a local address"
@@ -141,6 +150,36 @@ pub struct Server {
 }
 
 impl Server {
+    /// Listens on `addr` (TCP) with a backlog of [`Config::listen_backlog`], then does what
+    /// [`Server::bind`] does. The way to start a server that queues a burst of connects: a
+    /// listener from `TcpListener::bind` queues 128.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bootstrap_server::Error> {
+    /// let config = bootstrap_server::Config::default().with_listen_backlog(4096);
+    /// let server = bootstrap_server::Server::listen("127.0.0.1:0".parse().unwrap(), config).await?;
+    /// let addr = server.local_addr()?; // nodes connect to ws://{addr}/ws
+    /// assert_ne!(addr.port(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn listen(addr: SocketAddr, config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        let backlog = config.listen_backlog;
+        let listener =
+            listen_tcp(addr, backlog).map_err(|source| Error::Listen { addr, source })?;
+        if let Some(max) = somaxconn().filter(|&max| max < backlog) {
+            tracing::warn!(
+                backlog,
+                somaxconn = max,
+                "the kernel caps the listen backlog at net.core.somaxconn = {max}, below \
+                 listen_backlog = {backlog}: raise it (sysctl net.core.somaxconn={backlog})"
+            );
+        }
+        Self::bind(listener, config).await
+    }
+
     /// Checks `config` and binds the STUN responder's UDP socket if
     /// [`Config::stun_listen`] asks for one; `listener` is already bound.
     pub async fn bind(listener: TcpListener, config: Config) -> Result<Self, Error> {
@@ -186,6 +225,29 @@ impl Server {
     }
 }
 
+/// A TCP listener on `addr` with `backlog` pending connections. Like `TcpListener::bind`,
+/// with `SO_REUSEADDR` on Unix, so a restarted server gets its port back while the old
+/// connections are in `TIME_WAIT`.
+fn listen_tcp(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// The kernel's cap on listen backlogs (`net.core.somaxconn`), where it can be read.
+fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 async fn serve(
     listener: TcpListener,
     stun: Option<(UdpSocket, SocketAddr)>,
@@ -221,7 +283,7 @@ async fn serve(
     };
     // Frames are small and latency-bound: disable Nagle, or back-to-back frames wait for the
     // peer's delayed ACK (~40 ms on Linux).
-    let listener = listener.tap_io(|tcp| {
+    let listener = accept::Acceptor::new(listener, shared.clone()).tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }

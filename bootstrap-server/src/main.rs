@@ -23,6 +23,12 @@ struct Args {
     /// Address to listen on. Port 0 picks a free port; the bound address is logged.
     #[arg(long, env = "BOOTSTRAP_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Connections the kernel queues before the server accepts them (the listen backlog): a
+    /// burst of connects beyond it, such as a reconnect storm after a restart, is dropped
+    /// and retried by the clients a second later. The kernel caps it at
+    /// net.core.somaxconn (Linux); the server warns when it does.
+    #[arg(long, env = "BOOTSTRAP_LISTEN_BACKLOG", default_value_t = Config::default().listen_backlog)]
+    listen_backlog: u32,
     /// Most simultaneous WebSocket connections.
     #[arg(long, env = "BOOTSTRAP_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
     max_connections: usize,
@@ -35,7 +41,8 @@ struct Args {
     /// Sustained frames per second allowed per connection.
     #[arg(long, env = "BOOTSTRAP_FRAMES_PER_SECOND", default_value_t = Config::default().frames_per_second)]
     frames_per_second: u32,
-    /// Frames allowed in a burst above the sustained rate.
+    /// Frames one connection may send at once: a token bucket of this many, refilled at
+    /// --frames-per-second (the burst includes the rate, it does not come on top of it).
     #[arg(long, env = "BOOTSTRAP_FRAME_BURST", default_value_t = Config::default().frame_burst)]
     frame_burst: u32,
     /// Most peers registered in one room.
@@ -72,15 +79,55 @@ struct Args {
     /// Sustained STUN answers per second, all sources together (caps use as a reflector).
     #[arg(long, env = "BOOTSTRAP_STUN_ANSWERS_PER_SECOND", default_value_t = Config::default().stun_answers_per_second)]
     stun_answers_per_second: u32,
-    /// STUN answers allowed in a burst above the sustained total.
+    /// STUN answers at once, all sources together: a token bucket of this many, refilled at
+    /// --stun-answers-per-second.
     #[arg(long, env = "BOOTSTRAP_STUN_ANSWER_BURST", default_value_t = Config::default().stun_answer_burst)]
     stun_answer_burst: u32,
     /// Sustained STUN answers per second to one source (an IPv4 address or an IPv6 /64).
     #[arg(long, env = "BOOTSTRAP_STUN_ANSWERS_PER_SOURCE", default_value_t = Config::default().stun_answers_per_source)]
     stun_answers_per_source: u32,
-    /// STUN answers to one source allowed in a burst.
+    /// STUN answers at once to one source: a token bucket of this many, refilled at
+    /// --stun-answers-per-source.
     #[arg(long, env = "BOOTSTRAP_STUN_SOURCE_BURST", default_value_t = Config::default().stun_source_burst)]
     stun_source_burst: u32,
+}
+
+/// Descriptors the process holds besides its connections (stdio, the listener, the runtime's,
+/// the STUN socket, the accept loop's spare: 14 in all), with room to spare.
+const FD_MARGIN: u64 = 32;
+
+/// Raises the soft open-files limit (RLIMIT_NOFILE) to the hard limit, logs it, and warns
+/// when `max_connections` does not fit under it: connections beyond the limit are closed at
+/// accept, unserved, instead of being refused with SERVER_FULL.
+fn raise_open_files_limit(max_connections: usize) {
+    let before = rlimit::Resource::NOFILE.get().map(|(soft, _)| soft);
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!("cannot read or raise the open files limit (RLIMIT_NOFILE): {e}");
+            return;
+        }
+    };
+    match before {
+        Ok(soft) if soft < limit => {
+            tracing::info!(limit, "open files limit: {limit} (raised from {soft})");
+        }
+        _ => tracing::info!(limit, "open files limit: {limit}"),
+    }
+    let needed = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(FD_MARGIN);
+    if needed > limit {
+        let fit = limit.saturating_sub(FD_MARGIN);
+        tracing::warn!(
+            limit,
+            max_connections,
+            "--max-connections {max_connections} does not fit under the open files limit \
+             {limit}: beyond about {fit} connections, new ones are closed as soon as accepted \
+             instead of refused with SERVER_FULL; set --max-connections {fit} or less, or raise \
+             the hard limit (ulimit -Hn, LimitNOFILE= in systemd)"
+        );
+    }
 }
 
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
@@ -99,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let config = Config::default()
+        .with_listen_backlog(args.listen_backlog)
         .with_max_connections(args.max_connections)
         .with_max_frame_size(args.max_frame_size)
         .with_max_payload_size(args.max_payload_size)
@@ -118,42 +166,53 @@ async fn main() -> anyhow::Result<()> {
         .with_stun_answers_per_source(args.stun_answers_per_source)
         .with_stun_source_burst(args.stun_source_burst);
     config.validate()?;
+    raise_open_files_limit(config.max_connections);
+    let shutdown = shutdown_signal();
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let server = bootstrap_server::Server::bind(listener, config).await?;
+    let backlog = config.listen_backlog;
+    let server = bootstrap_server::Server::listen(args.listen, config).await?;
     let addr = server.local_addr()?;
-    tracing::info!(%addr, "listening: ws://{addr}/ws, http://{addr}/healthz, http://{addr}/metrics");
+    tracing::info!(%addr, backlog, "listening: ws://{addr}/ws, http://{addr}/healthz, http://{addr}/metrics");
     if let Some(stun) = server.stun_addr() {
         tracing::info!(%stun, "STUN binding responder: stun:{stun} (UDP)");
     }
-    server.run(shutdown_signal()).await?;
+    server.run(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: a signal that comes while the server is starting (after the
+/// log has said where it listens) still stops it gracefully, instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let [interrupt, terminate] =
+            [SignalKind::interrupt(), SignalKind::terminate()].map(|kind| match signal(kind) {
+                Ok(signal) => Some(signal),
+                Err(e) => {
+                    tracing::warn!("cannot listen for signal {}: {e}", kind.as_raw_value());
+                    None
+                }
+            });
+        let received = |signal: Option<Signal>| async move {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
+        };
+        async move {
+            tokio::select! {
+                () = received(interrupt) => {}
+                () = received(terminate) => {}
             }
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -19,7 +19,7 @@ pub(crate) struct Code {
     pub code: &'static str,
 }
 
-/// Label of the STUN responder's refusal counter.
+/// Label of the STUN responder's refusal counter and of the accept failures.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct Reason {
     pub reason: &'static str,
@@ -43,6 +43,8 @@ pub(crate) struct Metrics {
     pub unicast_latency: Histogram,
     pub stun_answers: Counter,
     pub stun_refused: Family<Reason, Counter>,
+    pub accept_errors: Family<Reason, Counter>,
+    pub accept_refused: Counter,
 }
 
 impl Metrics {
@@ -63,6 +65,8 @@ impl Metrics {
         let unicast_latency = Histogram::new(exponential_buckets(1e-5, 3.0, 13));
         let stun_answers = Counter::default();
         let stun_refused = Family::<Reason, Counter>::default();
+        let accept_errors = Family::<Reason, Counter>::default();
+        let accept_refused = Counter::default();
         registry.register(
             "connections",
             "Open WebSocket connections",
@@ -105,6 +109,16 @@ impl Metrics {
             "STUN datagrams not answered, by reason (oversized, not_stun, not_binding_request, malformed, rate_limited_source, rate_limited_total, send_failed, internal)",
             stun_refused.clone(),
         );
+        registry.register(
+            "accept_errors",
+            "Failed accepts of TCP connections, by reason (fd_limit: the open-files limit, aborted: the client left first, other)",
+            accept_errors.clone(),
+        );
+        registry.register(
+            "accept_refused",
+            "TCP connections closed as soon as accepted because the process was at its open-files limit",
+            accept_refused.clone(),
+        );
         Self {
             registry,
             connections,
@@ -121,6 +135,8 @@ impl Metrics {
             unicast_latency,
             stun_answers,
             stun_refused,
+            accept_errors,
+            accept_refused,
         }
     }
 

@@ -7,11 +7,12 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, Stream, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use mesh_proto::{ErrorCode, Frame, NodeId, RoomName, identity};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -22,6 +23,19 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::Shared;
 use crate::metrics::{Code, Kind};
 use crate::registry::{Delivery, Outbound, Registration};
+
+/// After the server ends a connection with an `Error` frame, how long it goes on reading
+/// (and discarding) what the client still sends, until the client answers the close or
+/// hangs up (at most [`crate::Config::shutdown_grace`] if that is shorter).
+///
+/// Closing a TCP socket whose input is unread makes the kernel reset the connection, and a
+/// reset discards whatever the server wrote that has not left yet: the `Error` frame and the
+/// close frame, which a flooder, whose input is by definition unread, would never see.
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
+
+/// The most bytes (payloads plus a 6-byte minimum header per message) read and discarded
+/// during [`LINGER`]; past it, the connection is closed at once.
+pub(crate) const LINGER_BYTES: usize = 1 << 20;
 
 /// How a session ended.
 #[derive(Debug)]
@@ -38,28 +52,42 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, permit: OwnedSem
     let span = info_span!("session", session = id, node = tracing::field::Empty);
     async move {
         shared.metrics.connections.inc();
-        let (sink, stream) = socket.split();
+        let (sink, mut stream) = socket.split();
         let (tx, rx) = mpsc::channel(shared.config.outbound_queue);
         let (fin_tx, fin_rx) = oneshot::channel();
         let mut writer =
             tokio::spawn(write_loop(sink, rx, fin_rx, shared.clone()).in_current_span());
 
         let mut session = Session::new(id, shared.clone(), tx);
-        let end = session.read_loop(stream).await;
-        match &end {
-            End::Closed => debug!("connection closed"),
-            End::Fatal(code, why) => info!(%code, "closing connection: {why}"),
-        }
+        let end = session.read_loop(&mut stream).await;
+        let fatal = match &end {
+            End::Closed => {
+                debug!("connection closed");
+                false
+            }
+            End::Fatal(code, why) => {
+                info!(%code, "closing connection: {why}");
+                true
+            }
+        };
         session.unregister();
         drop(session); // drops the queue's sender, so the writer drains and stops
         let _ = fin_tx.send(end);
-        if timeout(shared.config.shutdown_grace, &mut writer)
-            .await
-            .is_err()
-        {
-            debug!("writer stalled on a client that does not read; aborting it");
-            writer.abort();
-        }
+        let grace = shared.config.shutdown_grace;
+        let wait_for_writer = async {
+            if timeout(grace, &mut writer).await.is_err() {
+                debug!("writer stalled on a client that does not read; aborting it");
+                writer.abort();
+            }
+        };
+        // While the writer sends the Error frame and the close, read what the client still
+        // sends, so that the socket is not closed with unread input (see LINGER).
+        let linger = async {
+            if fatal {
+                linger(&mut stream, grace).await;
+            }
+        };
+        tokio::join!(wait_for_writer, linger);
         shared.metrics.connections.dec();
         drop(permit);
     }
@@ -80,6 +108,34 @@ pub(crate) async fn refuse(mut socket: WebSocket, shared: Arc<Shared>, code: Err
     let _ = socket
         .send(Message::Close(Some(close_frame(code, why))))
         .await;
+    // A client may have sent its first frames already: read them, so the close is not a
+    // reset that discards the Error frame (see LINGER).
+    linger(&mut socket, shared.config.shutdown_grace).await;
+}
+
+/// Reads and discards what the client sends until it answers the close (or hangs up),
+/// for at most [`LINGER`] (or `grace` if shorter) and [`LINGER_BYTES`].
+async fn linger<S>(stream: &mut S, grace: Duration)
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let discard = async {
+        let mut bytes = 0;
+        while let Some(Ok(msg)) = stream.next().await {
+            bytes += 6 + match &msg {
+                Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+                Message::Text(t) => t.len(),
+                Message::Close(_) => 0,
+            };
+            if bytes > LINGER_BYTES {
+                debug!("the client sent more than {LINGER_BYTES} bytes after the end; closing");
+                return;
+            }
+        }
+    };
+    if timeout(LINGER.min(grace), discard).await.is_err() {
+        debug!("the client did not answer the close within {LINGER:?}; closing");
+    }
 }
 
 struct Session {
@@ -115,7 +171,7 @@ impl Session {
         }
     }
 
-    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>) -> End {
+    async fn read_loop(&mut self, stream: &mut SplitStream<WebSocket>) -> End {
         let challenge = Frame::Challenge {
             nonce: self.nonce,
             limits: self.shared.config.limits(),

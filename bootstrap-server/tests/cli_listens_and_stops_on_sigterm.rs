@@ -19,6 +19,7 @@ fn help_explains_every_flag() {
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
         "--listen",
+        "--listen-backlog",
         "--max-connections",
         "--max-frame-size",
         "--max-payload-size",

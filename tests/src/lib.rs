@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use mesh_proto::identity::{Keypair, register_message};
 use mesh_proto::{ErrorCode, Frame, Limits, NodeId, RoomName};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -57,6 +57,44 @@ impl Client {
             .await
             .expect("connect timed out")
             .expect("WebSocket handshake");
+        Self::start(ws).await
+    }
+
+    /// Connects over a TCP connection whose receive buffer holds about `bytes` (the kernel
+    /// rounds it up to its minimum), and reads the server's `Challenge`. Such a client
+    /// stands for one on a slow or distant link: what the server sends it stays in the
+    /// server's socket for a while before the client's window lets it through.
+    pub async fn connect_with_receive_buffer(url: &str, bytes: u32) -> Self {
+        let connect = async {
+            let addr: SocketAddr = url
+                .trim_start_matches("ws://")
+                .split('/')
+                .next()
+                .and_then(|host| host.parse().ok())
+                .expect("a ws://IP:PORT/... URL");
+            let socket = match addr {
+                SocketAddr::V4(_) => TcpSocket::new_v4(),
+                SocketAddr::V6(_) => TcpSocket::new_v6(),
+            }
+            .expect("a TCP socket");
+            // Set before connecting, so the window scale is chosen for it.
+            socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+            let stream = socket.connect(addr).await.expect("TCP connect");
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+                .await
+                .expect("WebSocket handshake")
+        };
+        let (ws, _) = tokio::time::timeout(DEADLINE, connect)
+            .await
+            .expect("connect timed out");
+        match Self::start(ws).await {
+            Ok(client) => client,
+            Err(code) => panic!("connection refused with {code}"),
+        }
+    }
+
+    /// Reads the server's `Challenge` on a new connection, or the error it refused with.
+    async fn start(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Result<Self, ErrorCode> {
         let key = Keypair::generate();
         let mut client = Self {
             ws,
@@ -124,6 +162,21 @@ impl Client {
     /// Sends a raw WebSocket message.
     pub async fn send_raw(&mut self, msg: Message) {
         tokio::time::timeout(DEADLINE, self.ws.send(msg))
+            .await
+            .expect("send timed out")
+            .expect("send failed");
+    }
+
+    /// Sends `messages` back to back and flushes once: they leave in as few TCP segments as
+    /// the socket allows, so the server finds them all in its receive buffer at once.
+    pub async fn send_at_once(&mut self, messages: impl IntoIterator<Item = Message>) {
+        let send = async {
+            for msg in messages {
+                self.ws.feed(msg).await?;
+            }
+            self.ws.flush().await
+        };
+        tokio::time::timeout(DEADLINE, send)
             .await
             .expect("send timed out")
             .expect("send failed");

@@ -245,7 +245,8 @@ pub struct Limits {
     pub max_payload_size: u32,
     /// Sustained frames per second allowed per connection.
     pub frames_per_second: u32,
-    /// Frames allowed in a burst above the sustained rate.
+    /// Frames one connection may send at once: the size of a token bucket that refills at
+    /// `frames_per_second` (not a number of frames on top of that rate).
     pub frame_burst: u32,
 }
 

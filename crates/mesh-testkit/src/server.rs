@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use bootstrap_server::{Config, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -38,12 +38,10 @@ impl TestServer {
     ///
     /// If the listener or the STUN socket cannot be bound.
     pub async fn start_at(addr: SocketAddr, config: Config) -> Self {
-        let listener = TcpListener::bind(addr)
+        // As the binary listens: with the configured backlog.
+        let server = Server::listen(addr, config)
             .await
-            .unwrap_or_else(|e| panic!("binding the test server to {addr}: {e}"));
-        let server = Server::bind(listener, config)
-            .await
-            .unwrap_or_else(|e| panic!("starting the test server: {e}"));
+            .unwrap_or_else(|e| panic!("starting the test server on {addr}: {e}"));
         let addr = server.local_addr().expect("the bound address");
         let stun = server.stun_addr();
         let (stop, stopped) = oneshot::channel::<()>();
