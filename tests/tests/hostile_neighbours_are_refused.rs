@@ -1486,3 +1486,136 @@ async fn one_key_in_two_rooms_carries_nothing_across() {
     assert_eq!(after.forged_records - before.forged_records, 1, "{after:?}");
     leave([mx, x1, hx, my, hy, y1], server).await;
 }
+
+// --- 5, off the path: a report from a node the message did not go through ------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_report_from_a_node_off_the_path_does_not_count() {
+    let server = start_server().await;
+    // a and b linked to m and c, not to each other; a's unicasts for b go through c: m is
+    // off their path.
+    let [m, a, b, c] = diamond(&server, false).await;
+    // m learns where a's seal counter stands from a message a sends m itself (one counter
+    // for every destination, one step per sealed payload).
+    let hello = b"hello m".to_vec();
+    a.node.send(m.id(), hello.clone()).await.unwrap();
+    let known = wait_until("m has a's message", DEADLINE, async || {
+        let got = m.wire.frames(Dir::In, a.id());
+        let sealed = got.iter().filter_map(sealed_in);
+        sealed
+            .filter(|s| open(&m.key, &m.room, s) == Some(app(&hello)))
+            .map(|s| s.seq)
+            .next()
+    })
+    .await;
+    let (data, seq) = unicast_through(&a, &b, &c).await;
+    let seen_by_m = m.wire.frames(Dir::In, a.id());
+    assert!(
+        seen_by_m
+            .iter()
+            .filter_map(sealed_in)
+            .all(|s| s.key != a.public() || s.seq != seq),
+        "m never saw the message"
+    );
+    let before = a.stats().await;
+
+    // m guesses: it reports the next 64 seqs after the one it knows unreachable at m,
+    // twice (a message is resent at most twice, then the application hears of it).
+    let mut forger = Forger::new(&m);
+    let guesses = 64;
+    for _ in 0..2 {
+        for k in 1..=guesses {
+            let report = forger.seal(
+                &a,
+                &Payload::Unreachable {
+                    to: b.id(),
+                    seq: known + k,
+                },
+            );
+            let frame = Frame::Transfer {
+                from: m.id(),
+                payload: sealed(report),
+            };
+            m.raw(&a, &frame).await;
+        }
+    }
+    m.raw(&a, &forger.sentinel(&a, b"sentinel")).await;
+    wait_until("a has m's sentinel", DEADLINE, async || {
+        a.messages(m.id(), b"sentinel") == 1
+    })
+    .await;
+    let after = a.stats().await;
+    let summary = format!(
+        "the message's seq {seq}, m knew {known}; messages_resent {} -> {}, \
+         unreachable_received {} -> {}, unreachable_ignored {} -> {}; a's application heard \
+         of {} dead ends",
+        before.messages_resent,
+        after.messages_resent,
+        before.unreachable_received,
+        after.unreachable_received,
+        before.unreachable_ignored,
+        after.unreachable_ignored,
+        a.count(|e| matches!(e, Event::Unreachable { .. })),
+    );
+    assert!(
+        seq > known && seq <= known + guesses,
+        "m's guesses cover the message: {summary}"
+    );
+    assert_eq!(
+        a.count(|e| matches!(e, Event::Unreachable { to, .. } if *to == b.id())),
+        0,
+        "a's application heard that a message b got was dropped: {summary}"
+    );
+    assert_eq!(
+        after.messages_resent, before.messages_resent,
+        "a resent nothing on the word of a node off the path: {summary}"
+    );
+    assert_eq!(b.messages(a.id(), &data), 1);
+    leave([m, a, b, c], server).await;
+}
+
+// --- 6, with valid records: ids nobody holds -----------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_records_of_ids_nobody_runs_cost_no_session() {
+    let server = start_server().await;
+    let [m, a, b, c] = four(&server, e2e_overlay(), loopback()).await;
+    // Eight key pairs the attacker made up, each record validly signed for the room: no
+    // node runs them.
+    let made_up: Vec<Keypair> = (0..8).map(|_| Keypair::generate()).collect();
+    let mut peers = vec![m.record()];
+    peers.extend(made_up.iter().map(|k| NodeRecord::sign(k, &m.room)));
+    let before = [a.stats().await, b.stats().await];
+    let frame = Frame::Neighbours { peers };
+    m.raw(&a, &frame).await;
+    m.raw(&b, &frame).await;
+    // a and b keep 3 links of the 4 they want, so they top up on every tick.
+    wait_for_ticks(&[(&a, &c), (&b, &c)]).await;
+    let after = [a.stats().await, b.stats().await];
+    for (i, node) in [&a, &b].into_iter().enumerate() {
+        assert_eq!(
+            after[i].forged_records, before[i].forged_records,
+            "{}: the records verify",
+            node.name
+        );
+    }
+    for node in [&a, &b, &c] {
+        let offered: Vec<NodeId> = made_up
+            .iter()
+            .map(Keypair::node_id)
+            .filter(|id| node.wire.opened_with(*id))
+            .collect();
+        let stats = node.stats().await;
+        assert!(
+            offered.is_empty(),
+            "{} opened sessions with {} of the 8 made-up ids (sessions_initiated_via_mesh {}, \
+             sessions_failed {}, key_lookups {})",
+            node.name,
+            offered.len(),
+            stats.sessions_initiated_via_mesh,
+            stats.sessions_failed,
+            stats.key_lookups,
+        );
+    }
+    leave([m, a, b, c], server).await;
+}
