@@ -79,6 +79,10 @@ pub(crate) struct Book {
     known: ExpiringMap<NodeId, PublicKey>,
     /// Verified records: the peers this node can tell others of.
     records: ExpiringMap<NodeId, NodeRecord>,
+    /// Keys the node itself proved lately (it signed or sealed something that came here,
+    /// or it is a neighbour): worth a session. A record someone passed on is not: anyone
+    /// can make records of nodes nobody runs.
+    confirmed: ExpiringMap<NodeId, ()>,
     pairs: ExpiringMap<NodeId, Pair>,
     windows: ExpiringMap<NodeId, Window>,
     epoch: u64,
@@ -94,6 +98,7 @@ impl Book {
             id: own.node_id(),
             known: ExpiringMap::new(capacity, ttl),
             records: ExpiringMap::new(capacity, ttl),
+            confirmed: ExpiringMap::new(capacity, ttl),
             pairs: ExpiringMap::new(capacity / 4, ttl),
             windows: ExpiringMap::new(capacity / 4, ttl),
             epoch,
@@ -106,12 +111,33 @@ impl Book {
         &self.room
     }
 
-    /// Remembers `key` as `id`'s (the caller verified the key derives `id` and, where it
-    /// came from a record, the record's signature).
+    /// Remembers `key` as `id`'s, proved by `id` itself (it signed or sealed what came).
+    /// The caller checked that the key derives `id`.
     pub fn learn(&mut self, id: NodeId, key: PublicKey, now: Instant) {
         if id != self.id {
             self.known.insert(id, key, now);
+            self.confirmed.insert(id, (), now);
         }
+    }
+
+    /// Remembers `key` as `id`'s without `id` having proved anything (it derives `id`, so
+    /// it is the right key; whether a node runs it is another matter).
+    pub fn learn_unconfirmed(&mut self, id: NodeId, key: PublicKey, now: Instant) {
+        if id != self.id {
+            self.known.insert(id, key, now);
+        }
+    }
+
+    /// `id` proved its key another way (it is a neighbour: its link is authenticated).
+    pub fn confirm(&mut self, id: NodeId, now: Instant) {
+        if self.known.contains(&id, now) {
+            self.confirmed.insert(id, (), now);
+        }
+    }
+
+    /// Whether `id`'s key is known and `id` proved it lately: a session to it may start.
+    pub fn confirmed(&self, id: &NodeId, now: Instant) -> bool {
+        self.confirmed.contains(id, now) && self.known.contains(id, now)
     }
 
     /// Checks `record` for this book's room (unless the same record was checked before)

@@ -114,6 +114,9 @@ pub struct Node {
     signal_seqs: ExpiringMap<u64, NodeId>,
     /// Destinations whose key is being looked up, with what waits for it.
     awaiting: trust::AwaitingKeys,
+    /// The proofs ([`mesh_proto::Sealed::proof`]) of what this node sealed lately, by seq:
+    /// an unreachable report must quote the one of the payload it is about.
+    sent_proofs: ExpiringMap<u64, [u8; 8]>,
     /// Reliable unicasts under way, until acknowledged.
     reliable: acks::Pending,
     outputs: VecDeque<Output>,
@@ -176,6 +179,7 @@ impl Node {
             signal_seqs: ExpiringMap::new(4 * config.max_sessions, config.session_timeout),
             awaiting: trust::AwaitingKeys::new(),
             reliable: acks::Pending::default(),
+            sent_proofs: ExpiringMap::new(2048, Duration::from_secs(30)),
             outputs: VecDeque::new(),
             stats: Stats::default(),
             config,
@@ -696,6 +700,8 @@ impl Node {
                     return;
                 };
                 if ids.first() == Some(&peer) {
+                    // The neighbour's own record: its link proves it.
+                    self.keys.confirm(peer, now);
                     ids.remove(0);
                 }
                 ids.retain(|p| *p != self.id && *p != peer);

@@ -49,6 +49,21 @@ impl Sealed {
     pub fn origin(&self) -> NodeId {
         NodeId::from_public_key(&self.key)
     }
+
+    /// What an unreachable report quotes to show it saw this payload: the first 8 bytes of
+    /// its authentication tag (the last 16 bytes of the ciphertext; zeros if shorter).
+    pub fn proof(&self) -> [u8; 8] {
+        let mut proof = [0; 8];
+        if let Some(tag) = self
+            .ciphertext
+            .len()
+            .checked_sub(SEAL_OVERHEAD)
+            .map(|at| &self.ciphertext[at..])
+        {
+            proof.copy_from_slice(&tag[..8]);
+        }
+        proof
+    }
 }
 
 /// The key of one direction of one pair in one room: `from` seals with it, `to` opens.

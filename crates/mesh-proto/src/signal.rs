@@ -68,6 +68,10 @@ pub enum Payload {
         to: NodeId,
         /// The `seq` of the sealed payload that was dropped.
         seq: u64,
+        /// The first 8 bytes of the dropped sealed payload's authentication tag (the last
+        /// 16 bytes of its ciphertext, [`crate::Sealed::proof`]): only a node the payload
+        /// went through knows them, so nobody off its path can report it.
+        proof: [u8; 8],
     },
     /// Tag 4: an inner payload sealed by its origin for its destination.
     Sealed(Sealed),

@@ -217,7 +217,8 @@ fn any_payload() -> impl Strategy<Value = Payload> {
                 lookup,
                 peers
             }),
-        (node_id(), any::<u64>()).prop_map(|(to, seq)| Payload::Unreachable { to, seq }),
+        (node_id(), any::<u64>(), any::<[u8; 8]>())
+            .prop_map(|(to, seq, proof)| Payload::Unreachable { to, seq, proof }),
         raw_sealed().prop_map(Payload::Sealed),
     ]
 }

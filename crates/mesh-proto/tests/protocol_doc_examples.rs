@@ -354,6 +354,7 @@ fn payload_examples() -> Vec<(&'static str, Payload)> {
             Payload::Unreachable {
                 to: keypair_2().node_id(),
                 seq: SEQ,
+                proof: sealed_example().proof(),
             },
         ),
         ("signed offer", Payload::Signal(offer_signal())),

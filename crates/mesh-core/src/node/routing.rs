@@ -166,10 +166,11 @@ impl Node {
             return;
         }
         // The key is the origin's (its id derives from it), whatever the payload's worth.
-        self.keys.learn(origin, sealed.key, now);
+        self.keys.learn_unconfirmed(origin, sealed.key, now);
         let report = Payload::Unreachable {
             to,
             seq: sealed.seq,
+            proof: sealed.proof(),
         };
         if self.send_sealed(origin, &report, now).is_some() {
             self.stats.unreachable_sent += 1;
@@ -180,8 +181,21 @@ impl Node {
     /// It counts only for a message of ours still kept: an application message is sent
     /// again through another first neighbour (or reported to the application), a signal's
     /// session with `to` that is not linked yet ends now, not at its timeout.
-    pub(super) fn on_unreachable(&mut self, to: NodeId, at: NodeId, seq: u64, now: Instant) {
+    pub(super) fn on_unreachable(
+        &mut self,
+        to: NodeId,
+        at: NodeId,
+        seq: u64,
+        proof: [u8; 8],
+        now: Instant,
+    ) {
         self.stats.unreachable_received += 1;
+        // Only a node the payload went through knows its tag: a report from anyone else
+        // (guessing the seq) counts for nothing.
+        if !self.sent_proofs.get(&seq, now).is_some_and(|p| *p == proof) {
+            self.stats.unreachable_ignored += 1;
+            return;
+        }
         if let Some(entry) = self.reliable.take(to, seq) {
             // No need to wait for its acknowledgement: another way now.
             self.resend_reliable(to, seq, entry, now);
@@ -455,13 +469,14 @@ mod tests {
 
         // A relay reports a dead end: the message goes again, through the next neighbour,
         // and the application hears nothing yet.
-        node.on_unreachable(id(to), relay, 0, now);
+        let proof0 = *node.sent_proofs.get(&0, now).unwrap();
+        node.on_unreachable(id(to), relay, 0, proof0, now);
         assert_eq!(routes_out(&mut node, id(to)), (vec![SessionId(1)], false));
-        node.on_unreachable(id(to), relay, 0, now);
+        node.on_unreachable(id(to), relay, 0, proof0, now);
         assert_eq!(routes_out(&mut node, id(to)), (vec![SessionId(2)], false));
         assert_eq!(node.stats.messages_resent, 2);
         // Resent twice: the third report reaches the application.
-        node.on_unreachable(id(to), relay, 0, now);
+        node.on_unreachable(id(to), relay, 0, proof0, now);
         assert_eq!(routes_out(&mut node, id(to)), (vec![], true));
         assert_eq!(node.stats.messages_resent, 2);
 
@@ -469,11 +484,14 @@ mod tests {
         // counts for nothing: it may be a lie.
         node.send(now, id(to), b"again".to_vec()).unwrap();
         routes_out(&mut node, id(to));
-        node.on_unreachable(id(to), relay, 7, now);
+        // A report quoting the wrong proof: someone off the path.
+        node.on_unreachable(id(to), relay, 1, [0; 8], now);
+        node.on_unreachable(id(to), relay, 7, [0; 8], now);
         let later = now + crate::resend::WINDOW + std::time::Duration::from_millis(1);
-        node.on_unreachable(id(to), relay, 1, later);
+        let proof1 = *node.sent_proofs.get(&1, now).unwrap();
+        node.on_unreachable(id(to), relay, 1, proof1, later);
         assert_eq!(routes_out(&mut node, id(to)), (vec![], false));
-        assert_eq!(node.stats.unreachable_ignored, 2);
+        assert_eq!(node.stats.unreachable_ignored, 3);
     }
 
     /// The targets of the `Lookup` frames the node sent.

@@ -14,10 +14,11 @@ impl Node {
         if self.sessions.is_full() {
             return;
         }
-        // An offer through the mesh is sealed for its peer: its key first, from a lookup
-        // that the peer itself answers (so a contact a lookup did not confirm costs no
-        // session); the session starts once the key comes.
-        if carrier == Carrier::Mesh && !self.keys.knows(&peer, now) {
+        // An offer through the mesh is sealed for its peer: its key first, proved by the
+        // peer itself (anyone can pass on records of nodes nobody runs); without that, a
+        // lookup for the peer, which only the peer's own sealed answer confirms, and the
+        // session starts then.
+        if carrier == Carrier::Mesh && !self.keys.confirmed(&peer, now) {
             self.await_key(peer, None, now);
             return;
         }

@@ -42,7 +42,10 @@ impl Node {
     /// backing off.
     pub(super) fn is_eligible(&self, peer: &NodeId, now: Instant) -> bool {
         // Sessions are few (at most `max_sessions`): a scan beats building a set.
-        !self.links.contains(peer) && !self.sessions.with_peer(peer) && !self.backing_off(peer, now)
+        !self.links.contains(peer)
+            && !self.sessions.with_peer(peer)
+            && !self.backing_off(peer, now)
+            && !self.awaiting.contains_key(peer)
     }
 
     /// Peers we could open a session with now: known and eligible; in no particular order.
@@ -383,7 +386,9 @@ impl Node {
         records: Vec<NodeRecord>,
         now: Instant,
     ) {
-        let key_lookup = self.is_key_lookup(&target, lookup);
+        // A key lookup, or the lookup's target answering itself (its key proved by the
+        // answer: what waited for it is gone already).
+        let key_lookup = self.is_key_lookup(&target, lookup) || from == target;
         if self.lookups.target != Some(target) && !key_lookup {
             self.stats.bad_payloads += 1;
             return;

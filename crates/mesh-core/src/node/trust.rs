@@ -101,6 +101,7 @@ impl Node {
             return Ok(None);
         };
         let seq = sealed.seq;
+        self.sent_proofs.insert(seq, sealed.proof(), now);
         Ok(Some((
             mesh_proto::encode_payload(&Payload::Sealed(sealed))?,
             seq,
@@ -176,8 +177,8 @@ impl Node {
             }) if carrier == Carrier::Mesh => {
                 self.on_lookup_answer(origin, target, lookup, peers, now)
             }
-            Ok(Payload::Unreachable { to, seq }) if carrier == Carrier::Mesh => {
-                self.on_unreachable(to, origin, seq, now)
+            Ok(Payload::Unreachable { to, seq, proof }) if carrier == Carrier::Mesh => {
+                self.on_unreachable(to, origin, seq, proof, now)
             }
             Ok(_) | Err(_) => self.stats.bad_payloads += 1,
         }
@@ -459,9 +460,22 @@ impl Node {
                 }));
             }
         }
-        if a.connect && self.is_eligible(&id, now) {
-            self.learn_peers(&[id], now);
-            self.start_session(id, Carrier::Mesh, now);
+        if a.connect {
+            if !self.keys.confirmed(&id, now) {
+                // Only a record someone passed on: the node itself must answer first.
+                self.awaiting.insert(
+                    id,
+                    Awaiting {
+                        messages: Vec::new(),
+                        ..a
+                    },
+                );
+                return;
+            }
+            if self.is_eligible(&id, now) {
+                self.learn_peers(&[id], now);
+                self.start_session(id, Carrier::Mesh, now);
+            }
         }
     }
 
@@ -484,7 +498,9 @@ impl Node {
             return;
         };
         if a.connect {
+            // Nobody answered for it: not a contact worth another try soon.
             self.stats.connects_unresolved += 1;
+            self.contacts.remove(&to);
         }
         if !a.messages.is_empty() {
             self.stats.sends_unresolved += a.messages.len() as u64;
