@@ -489,7 +489,9 @@ async fn diamond(server: &TestServer, through_m: bool) -> [Peer; 4] {
 /// from what its neighbours announced, which may still be on its way), each delivered
 /// once. Returns that one's data and the seq of its seal, which `relay` can read (which of
 /// a's sealed payloads for b is the message, the test tells by opening them as b).
-async fn unicast_through(a: &Peer, b: &Peer, relay: &Peer) -> (Vec<u8>, u64) {
+/// Returns the message, and the `seq` and proof ([`mesh_proto::Sealed::proof`]) of the
+/// sealed payload that carried it.
+async fn unicast_through(a: &Peer, b: &Peer, relay: &Peer) -> (Vec<u8>, u64, [u8; 8]) {
     for attempt in 0..10 {
         let data = format!("deliver me once ({attempt})").into_bytes();
         a.node.send(b.id(), data.clone()).await.unwrap();
@@ -507,7 +509,7 @@ async fn unicast_through(a: &Peer, b: &Peer, relay: &Peer) -> (Vec<u8>, u64) {
             .filter_map(sealed_in)
             .find(|s| open(&b.key, &b.room, s) == Some(app(&data)));
         if let Some(s) = relayed {
-            return (data, s.seq);
+            return (data, s.seq, s.proof());
         }
     }
     panic!("none of a's unicasts for b went through {}", relay.name);
@@ -1105,13 +1107,20 @@ async fn a_forged_unreachable_report_neither_duplicates_nor_counts() {
     // a and b linked to m and c, not to each other; a's unicasts for b go through m.
     let [m, a, b, c] = diamond(&server, true).await;
     // a sends b a unicast that goes through m, which reads its seq.
-    let (data, seq) = unicast_through(&a, &b, &m).await;
+    let (data, seq, proof) = unicast_through(&a, &b, &m).await;
     let (a_before, b_before) = (a.stats().await, b.stats().await);
 
     // m tells a, sealed, that the message died at m (a still keeps it for 2 s): a sends it
     // again around m, through c, and b refuses the copy as a replay.
     let mut forger = Forger::new(&m);
-    let report = forger.seal(&a, &Payload::Unreachable { to: b.id(), seq });
+    let report = forger.seal(
+        &a,
+        &Payload::Unreachable {
+            to: b.id(),
+            seq,
+            proof,
+        },
+    );
     let frame = Frame::Transfer {
         from: m.id(),
         payload: sealed(report),
@@ -1140,6 +1149,7 @@ async fn a_forged_unreachable_report_neither_duplicates_nor_counts() {
         &Payload::Unreachable {
             to: b.id(),
             seq: seq + 1_000_000,
+            proof,
         },
     );
     let frame = Frame::Transfer {
@@ -1149,7 +1159,11 @@ async fn a_forged_unreachable_report_neither_duplicates_nor_counts() {
     m.raw(&a, &frame).await;
     let frame = Frame::Transfer {
         from: m.id(),
-        payload: bare(&Payload::Unreachable { to: b.id(), seq }),
+        payload: bare(&Payload::Unreachable {
+            to: b.id(),
+            seq,
+            proof,
+        }),
     };
     m.raw(&a, &frame).await;
     m.raw(&a, &forger.sentinel(&a, b"sentinel")).await;
@@ -1508,7 +1522,7 @@ async fn an_unreachable_report_from_a_node_off_the_path_does_not_count() {
             .next()
     })
     .await;
-    let (data, seq) = unicast_through(&a, &b, &c).await;
+    let (data, seq, _) = unicast_through(&a, &b, &c).await;
     let seen_by_m = m.wire.frames(Dir::In, a.id());
     assert!(
         seen_by_m
@@ -1530,6 +1544,8 @@ async fn an_unreachable_report_from_a_node_off_the_path_does_not_count() {
                 &Payload::Unreachable {
                     to: b.id(),
                     seq: known + k,
+                    // m never saw those payloads: it cannot know their tags.
+                    proof: [0; 8],
                 },
             );
             let frame = Frame::Transfer {
