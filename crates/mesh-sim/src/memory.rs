@@ -85,6 +85,7 @@
 //! are bounded by the traffic rates times the duration; the session table drops a session
 //! when it closes.
 
+mod hostile;
 mod measure;
 mod plan;
 mod records;
