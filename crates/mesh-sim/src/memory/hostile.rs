@@ -221,7 +221,7 @@ impl Sim<'_> {
                     let claimed_key = self.keys.get(&claimed)?.public();
                     let sig = self.keys[&me].sign(&authored::flood_message(&room, id, &payload));
                     (claimed_key, payload, sig)
-                } else if self.hostile.turn % 2 == 0 {
+                } else if self.hostile.turn.is_multiple_of(2) {
                     // The origin's signature over another payload.
                     (key, forged, signature)
                 } else {
@@ -264,7 +264,7 @@ impl Sim<'_> {
     fn poison(&mut self, i: u32, peers: Vec<NodeRecord>) -> Frame {
         let room = self.rooms[self.slots[i as usize].room as usize].clone();
         self.hostile.poisoned += 1;
-        let elsewhere = self.hostile.poisoned % 4 == 0;
+        let elsewhere = self.hostile.poisoned.is_multiple_of(4);
         let signed_for = if elsewhere {
             RoomName::try_from("elsewhere".to_owned()).expect("a valid room name")
         } else {

@@ -64,11 +64,13 @@ pub(super) fn unicast_in_frame<'k>(
         return None;
     };
     let from = sealed.origin();
-    if !opener.pairs.contains_key(&(from, to)) {
-        let key = PairKey::derive(key_of(&to)?, &sealed.key, &from, &to, room).ok()?;
-        opener.pairs.insert((from, to), key);
-    }
-    let plain = opener.pairs[&(from, to)]
+    let key = match opener.pairs.entry((from, to)) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(PairKey::derive(key_of(&to)?, &sealed.key, &from, &to, room).ok()?)
+        }
+    };
+    let plain = key
         .open(sealed.epoch, sealed.seq, &sealed.ciphertext)
         .ok()?;
     match mesh_proto::decode_payload(&plain).ok()? {

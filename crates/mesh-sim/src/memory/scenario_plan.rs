@@ -258,7 +258,7 @@ impl Sim<'_> {
         };
         let room = self.slots[a as usize].room;
         let now = emu.instant_now();
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             let others: Vec<u32> = (0..self.live_rooms.len() as u32)
                 .filter(|r| *r != room && !self.live_rooms[*r as usize].is_empty())
                 .collect();
