@@ -19,6 +19,7 @@
 //! | transport signaling | `OpenSession` (offerer) → `LocalSignal(Offer)` at once; `RemoteSignal(Offer)` (answerer) → `Answer` at once; no trickle (offer and answer carry their candidates), so a session costs two signed messages; the tokens name the node's id after `a=fingerprint:` |
 //! | link setup | when the offerer applies the answer, both ends get `LinkUp` [`Latencies::link_setup`] one-way latencies later, if both are alive and the session still open |
 //! | close | `CloseSession` → `LinkClosed` to the closer at once and to the other end after the link latency |
+//! | rooms | each node is in one room ([`Emulator::add_in_room`]; room 0 by default): the bootstrap server samples `Welcome` and `Peers` from the node's room only and relays a `Unicast` only within it, as the real server does |
 //! | doors | a door is a server of its own: its owner (registered from its start) and the nodes that came through it. Registering at a neighbour's door takes 3 latencies if its owner is alive, else fails after the attempt's timeout; `Unicast` and `GetPeers` work within the room; the owner's end ends every member's connection |
 //!
 //! Where and when nodes register, which server a frame goes to: the nodes decide (mesh-core's
@@ -125,8 +126,13 @@ pub trait World<U> {
     fn on_event(&mut self, emu: &mut Emulator<U>, i: u32, event: Event);
     /// One of the caller's events came due.
     fn on_user(&mut self, emu: &mut Emulator<U>, event: U);
-    /// Node `i` sends `bytes` on a link to node `j` (a test may rewrite them).
-    fn on_link_frame(&mut self, _i: u32, _j: u32, _bytes: &mut Bytes) {}
+    /// Node `i` sends `bytes` on a link to node `j`: a test may rewrite them, or drop the
+    /// frame by returning false (a hostile relay's). Returns whether it goes on.
+    fn on_link_frame(&mut self, _i: u32, _j: u32, _bytes: &mut Bytes) -> bool {
+        true
+    }
+    /// Node `i` opens session `session` with `peer` as `role` (as its core asked).
+    fn on_open_session(&mut self, _i: u32, _peer: NodeId, _role: Role) {}
     /// A link came up `setup` after its offerer opened the session.
     fn on_link_up(&mut self, _setup: Ns) {}
     /// Whether node `i`'s transport fails every session it answers.
@@ -177,6 +183,8 @@ struct Pair {
 #[derive(Debug)]
 struct Peer {
     id: NodeId,
+    /// The room it registers in.
+    room: u32,
     server_latency: Ns,
     /// The time of the node's scheduled timer event.
     tick_at: Ns,
@@ -197,8 +205,10 @@ pub struct Emulator<U> {
     peers: Vec<Peer>,
     /// Node id → index.
     pub index: FastMap<NodeId, u32>,
-    /// The nodes registered at the bootstrap server.
+    /// The nodes registered at the bootstrap server (every room).
     pub registry: Pool,
+    /// The registered nodes of each room, by room.
+    rooms: Vec<Pool>,
     /// Registration order, for [`Sampling::Newest`].
     order: Vec<u32>,
     /// Whether the bootstrap server runs.
@@ -236,6 +246,7 @@ impl<U> Emulator<U> {
             peers: Vec::new(),
             index: FastMap::default(),
             registry: Pool::default(),
+            rooms: Vec::new(),
             order: Vec::new(),
             server_up: true,
             door_rooms: FastMap::default(),
@@ -293,11 +304,19 @@ impl<U> Emulator<U> {
     /// A node with id `id` joins the network (its core is the world's, at the returned
     /// index, which counts up from 0). Its server latency is drawn now.
     pub fn add(&mut self, id: NodeId) -> u32 {
+        self.add_in_room(id, 0)
+    }
+
+    /// A node with id `id` joins the network in room `room` ([`Emulator::add`]): the
+    /// bootstrap server shows it only the nodes of that room, and relays its `Unicast`s
+    /// only to them.
+    pub fn add_in_room(&mut self, id: NodeId, room: u32) -> u32 {
         let i = self.peers.len() as u32;
         let (lo, hi) = self.config.latencies.server;
         let server_latency = self.net_rng.random_range(lo..=hi);
         self.peers.push(Peer {
             id,
+            room,
             server_latency,
             tick_at: Ns::MAX,
         });
@@ -330,14 +349,32 @@ impl<U> Emulator<U> {
     fn insert_registered(&mut self, i: u32) {
         if !self.registry.contains(i) {
             self.registry.insert(i);
+            let room = self.peers[i as usize].room as usize;
+            if self.rooms.len() <= room {
+                self.rooms.resize_with(room + 1, Pool::default);
+            }
+            self.rooms[room].insert(i);
             self.order.push(i);
         }
+    }
+
+    /// Node `i` is no longer registered at the bootstrap server.
+    fn deregister(&mut self, i: u32) {
+        self.registry.remove(i);
+        if let Some(room) = self.rooms.get_mut(self.peers[i as usize].room as usize) {
+            room.remove(i);
+        }
+    }
+
+    /// Whether `j` is registered at the bootstrap server in the room of `i`.
+    fn registered_with(&self, i: u32, j: u32) -> bool {
+        self.registry.contains(j) && self.peers[i as usize].room == self.peers[j as usize].room
     }
 
     /// Node `i` is gone (left or killed): out of the registry and of every door, and its
     /// own door's members lose their connection.
     pub fn gone(&mut self, i: u32) {
-        self.registry.remove(i);
+        self.deregister(i);
         self.doors_on_gone(i);
     }
 
@@ -346,6 +383,7 @@ impl<U> Emulator<U> {
     pub fn stop_server(&mut self, alive: &[u32]) {
         self.server_up = false;
         self.registry = Pool::default();
+        self.rooms.clear();
         for &i in alive {
             let server = self.bootstrap.clone();
             self.server_send(i, Input::ServerDown { server });
@@ -443,7 +481,7 @@ impl<U> Emulator<U> {
             }
             Output::Unregister { server } => match door_owner(&server) {
                 Some(j) => self.leave_room(i, j),
-                None if server == self.bootstrap => self.registry.remove(i),
+                None if server == self.bootstrap => self.deregister(i),
                 None => {}
             },
             Output::SendLink { session, mut bytes } => {
@@ -461,17 +499,46 @@ impl<U> Emulator<U> {
                 let (Some(j), at) = (other, self.now + pair.latency) else {
                     return;
                 };
-                world.on_link_frame(i, j, &mut bytes);
+                if !world.on_link_frame(i, j, &mut bytes) {
+                    return;
+                }
                 self.push(
                     at,
                     Scheduled::Deliver(j, Input::LinkData { session, bytes }),
                 );
             }
-            Output::OpenSession { session, role, .. } => self.open_session(world, i, session, role),
+            Output::OpenSession {
+                session,
+                role,
+                peer,
+            } => {
+                world.on_open_session(i, peer, role);
+                self.open_session(world, i, session, role)
+            }
             Output::RemoteSignal { session, signal } => self.remote_signal(i, session, signal),
             Output::CloseSession { session } => self.close_session(i, session),
             Output::Event(event) => world.on_event(self, i, event),
         }
+    }
+
+    /// Sends `bytes` from node `i` on its link `session` as if its core had (no
+    /// [`World::on_link_frame`]): how a test or a hostile node injects a frame. Nothing
+    /// happens unless the link is up and `i` is one of its ends. Returns whether it went.
+    pub fn inject_link(&mut self, i: u32, session: SessionId, bytes: Bytes) -> bool {
+        let Some(pair) = self.pairs.get(&session).filter(|p| p.up) else {
+            return false;
+        };
+        let other = match (pair.offerer, pair.answerer) {
+            (Some(a), Some(b)) if a == i => b,
+            (Some(a), Some(b)) if b == i => a,
+            _ => return false,
+        };
+        let at = self.now + pair.latency;
+        self.push(
+            at,
+            Scheduled::Deliver(other, Input::LinkData { session, bytes }),
+        );
+        true
     }
 
     // --- the emulated transport -----------------------------------------------------
@@ -646,7 +713,7 @@ impl<U> Emulator<U> {
                     .index
                     .get(&to)
                     .copied()
-                    .filter(|j| self.registry.contains(*j));
+                    .filter(|j| self.registered_with(i, *j));
                 if target.is_some() {
                     self.server_unicasts += 1;
                 }
@@ -662,15 +729,19 @@ impl<U> Emulator<U> {
         }
     }
 
-    /// Up to `k` registered nodes other than `except`.
+    /// Up to `k` registered nodes of the room of `except`, other than `except`.
     fn sample(&mut self, k: usize, except: u32) -> Vec<NodeId> {
+        let room = self.peers[except as usize].room as usize;
         let picked = match self.config.sampling {
-            Sampling::Random => self.registry.sample(&mut self.net_rng, k, Some(except)),
+            Sampling::Random => match self.rooms.get(room) {
+                Some(pool) => pool.sample(&mut self.net_rng, k, Some(except)),
+                None => Vec::new(),
+            },
             Sampling::Newest => self
                 .order
                 .iter()
                 .rev()
-                .filter(|j| **j != except && self.registry.contains(**j))
+                .filter(|j| **j != except && self.registered_with(except, **j))
                 .take(k)
                 .copied()
                 .collect(),
@@ -754,5 +825,34 @@ mod tests {
         emu.run(&mut log, 10);
         assert_eq!(log.0, [2, 1, 3], "events after the end stay queued");
         assert_eq!(emu.next_at(), Some(11));
+    }
+
+    #[test]
+    fn the_server_samples_and_relays_within_a_room() {
+        for sampling in [Sampling::Random, Sampling::Newest] {
+            let config = Config {
+                latencies: Latencies::ZERO,
+                sampling,
+                welcome: 8,
+                peers: 16,
+            };
+            let mut emu: Emulator<()> = Emulator::new(config, rand::SeedableRng::seed_from_u64(1));
+            for k in 0..12u8 {
+                let i = emu.add_in_room(NodeId::from([k; 16]), u32::from(k % 3));
+                emu.insert_registered(i);
+            }
+            for i in 0..12u32 {
+                let peers = emu.sample(16, i);
+                assert_eq!(peers.len(), 3, "the 3 others of its room");
+                for p in peers {
+                    let j = emu.index[&p];
+                    assert!(j != i && j % 3 == i % 3);
+                    assert!(emu.registered_with(i, j));
+                }
+                assert!(!emu.registered_with(i, (i + 1) % 12));
+            }
+            emu.deregister(3);
+            assert_eq!(emu.sample(16, 0).len(), 2);
+        }
     }
 }

@@ -12,12 +12,19 @@ pub mod scenario;
 pub mod webrtc;
 
 pub use report::Report;
-pub use scenario::{Kill, Scenario, TransportKind};
+pub use scenario::{AttackKind, Hostile, Kill, Scenario, TransportKind};
 
 /// Runs `scenario` to completion.
 pub async fn run(scenario: &Scenario, progress: bool) -> anyhow::Result<Report> {
     match scenario.transport {
-        TransportKind::Webrtc => webrtc::run(scenario, progress).await,
+        TransportKind::Webrtc => {
+            anyhow::ensure!(
+                scenario.hostile.is_none() && scenario.rooms <= 1,
+                "hostile nodes and rooms are simulated with the memory transport only \
+                 (--transport memory)"
+            );
+            webrtc::run(scenario, progress).await
+        }
         TransportKind::Memory => Ok(memory::run(scenario, progress)),
     }
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use mesh_sim::{Kill, Scenario, TransportKind};
+use mesh_sim::{AttackKind, Hostile, Kill, Scenario, TransportKind};
 use tracing_subscriber::EnvFilter;
 
 /// Logs shown by default: warnings, but webrtc-rs (`rtc`, `rtc_ice`, `rtc_dtls`) only for
@@ -103,6 +103,30 @@ struct RunArgs {
     /// how the mesh heals after a kill without the server.
     #[arg(long)]
     doors: bool,
+    /// Share of the initial nodes that are hostile (chosen from the seed), e.g. 0.1; with
+    /// --attack. They run the honest core and the simulator rewrites, drops or adds what
+    /// they send on their links; report.json's `attack` gives what it cost the honest
+    /// nodes. Memory transport only.
+    #[arg(long, value_name = "FRACTION", value_parser = fraction, requires = "attack")]
+    hostile: Option<f64>,
+    /// What the hostile nodes do: `forge` (Route/Transfer claiming another honest node as
+    /// origin, floods altered or re-signed under an honest node's key, their own messages
+    /// marked forged), `drop` (every Route/Transfer they relay), `flood` (validly signed
+    /// floods of made-up nodes, 500/s each, up to --spam), `poison` (Neighbours records of
+    /// made-up nodes, some signed for another room), `mixed` (a quarter each).
+    #[arg(long, value_enum, requires = "hostile")]
+    attack: Option<AttackKind>,
+    /// With --attack flood (or mixed): floods each flooding node injects at most. The
+    /// simulation's cost grows with it: 100 flooders × 100 took 324 s and 1.5 GB for 1,000
+    /// nodes (every honest node verifies every flood that gets through).
+    #[arg(long, value_name = "COUNT", default_value_t = 100)]
+    spam: u32,
+    /// Spread the nodes over K rooms (node i in room i mod K): each registers in its room
+    /// at the server, traffic stays within a room, plus a few deliberate cross-room
+    /// unicasts and broadcasts; report.json's `rooms` counts what crossed (must be 0).
+    /// Memory transport only.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rooms: u32,
     #[command(flatten)]
     output: Output,
 }
@@ -134,6 +158,15 @@ impl RunArgs {
             unicast_rate: self.unicast_rate,
             broadcast_every: (!self.broadcast_every.is_zero()).then_some(self.broadcast_every),
             doors: self.doors,
+            hostile: self
+                .hostile
+                .zip(self.attack)
+                .map(|(fraction, attack)| Hostile {
+                    fraction,
+                    attack,
+                    spam: self.spam,
+                }),
+            rooms: self.rooms as usize,
         }
     }
 }
@@ -187,6 +220,14 @@ fn seconds(s: &str) -> Result<Duration, String> {
     match seconds_or_zero(s)? {
         d if d.is_zero() => Err(format!("must be more than 0 seconds, got `{s}`")),
         d => Ok(d),
+    }
+}
+
+/// A share in [0, 1].
+fn fraction(s: &str) -> Result<f64, String> {
+    match number(s)? {
+        x if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("must be between 0 and 1, got `{s}`")),
     }
 }
 
@@ -286,6 +327,29 @@ mod tests {
         assert_eq!(s.duration, Duration::from_millis(1500));
         assert_eq!(s.kill.map(|k| k.fraction), Some(0.5));
         assert!(Cli::try_parse_from(["mesh-sim", "run", "--duration", "0"]).is_err());
+    }
+
+    #[test]
+    fn hostile_and_rooms_flags_map_onto_the_scenario() {
+        let line = "mesh-sim run --transport memory --hostile 0.1 --attack drop --rooms 4";
+        let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let s = args.scenario();
+        let h = s.hostile.expect("hostile nodes");
+        assert_eq!((h.fraction, h.attack, s.rooms), (0.1, AttackKind::Drop, 4));
+        for bad in [
+            "mesh-sim run --hostile 0.1",
+            "mesh-sim run --attack drop",
+            "mesh-sim run --hostile 1.5 --attack drop",
+            "mesh-sim run --rooms 0",
+        ] {
+            assert!(
+                Cli::try_parse_from(bad.split_whitespace()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

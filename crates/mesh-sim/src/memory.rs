@@ -25,6 +25,8 @@
 //! | leave (churn) | [`mesh_core::Node::leave`]: the node closes its sessions (above) and its server connection |
 //! | kill | the node vanishes: nothing more is sent or delivered; the survivors of each of its links get `LinkClosed` [`KILL_DETECTION_NS`] (5 s) later, as a transport whose liveness check gave up would report it (stock WebRTC ICE consent takes 5 + 25 s); its sessions not yet up are left to the survivors' session timeout |
 //! | server kill | every live node gets `ServerDown` after its latency; frames still travelling to the server vanish; a node started later never registers (it stays alone and counts as alive) |
+//! | hostile nodes (`--hostile`, `--attack`) | a share of the initial nodes, chosen from the seed, run the honest core; the simulator rewrites, drops or adds what they send on their links (`hostile.rs`) |
+//! | rooms (`--rooms K`) | node *i* is in room `room-(i mod K)`: its core's room, and its room at the server, which samples and relays only within it |
 //! | doors (`--doors`) | every node runs a door and announces it; a node that needs a server registers at the doors it knows, then the server, as `mesh_node`'s driver does: the model is in `memory/doors.rs` |
 //!
 //! The server and the emulator deregister a node the moment it leaves or is killed.
@@ -85,6 +87,7 @@
 //! are bounded by the traffic rates times the duration; the session table drops a session
 //! when it closes.
 
+mod hostile;
 mod measure;
 mod plan;
 mod records;

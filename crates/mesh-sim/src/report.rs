@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::scenario::TransportKind;
+use crate::scenario::{AttackKind, TransportKind};
 
 /// p50/p90/p99 of a sample, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -194,6 +194,99 @@ pub struct Repair {
     pub unicast_after: UnicastAfter,
 }
 
+/// Messages sent and, of those, delivered (each once).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Delivery {
+    /// Sent.
+    pub sent: u64,
+    /// Delivered to the addressee, each once.
+    pub delivered: u64,
+}
+
+/// What the hostile nodes did and what it cost the honest ones (memory transport). Every
+/// figure is over honest nodes only: honest traffic is the scenario's with both ends
+/// honest, counters are summed over the honest nodes that ran.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Attack {
+    /// Hostile nodes (of the initial nodes; churn replacements are honest).
+    pub hostile: usize,
+    /// The attack.
+    pub kind: AttackKind,
+    /// Deliveries at honest nodes of anything a hostile node forged to look like
+    /// another's: a unicast or broadcast whose claimed origin is not its author, or whose
+    /// content a hostile node altered. The target is 0.
+    pub forged_delivered: u64,
+    /// The scenario's unicasts between two honest nodes.
+    pub honest_unicast: Delivery,
+    /// The lowest share of the honest nodes alive at the send (the origin excepted) that
+    /// delivered a broadcast of an honest origin (1 with none sent).
+    pub honest_broadcast_min_coverage: f64,
+    /// Frames honest nodes dropped over a per-link budget (`Stats::throttled`).
+    pub throttled: u64,
+    /// Links honest nodes closed for a forgery (`LinkDownReason::Forged`).
+    pub links_dropped_forged: u64,
+    /// Of those, links to an honest neighbour.
+    pub links_dropped_forged_honest: u64,
+    /// Links honest nodes closed over budget (`LinkDownReason::OverBudget`).
+    pub links_over_budget: u64,
+    /// Of those, links to an honest neighbour (collateral of relaying an attack).
+    pub links_over_budget_honest: u64,
+    /// Signaling sessions honest nodes opened to made-up nodes (ids only hostile nodes
+    /// announced).
+    pub sessions_to_made_up: u64,
+    /// Sessions honest nodes did not start for want of budget (`sessions_over_budget`).
+    pub sessions_over_budget: u64,
+    /// Links honest nodes wanted whose key no lookup found (`connects_unresolved`).
+    pub connects_unresolved: u64,
+    /// Floods honest nodes refused as forged (`forged_floods`).
+    pub forged_floods: u64,
+    /// Node records honest nodes refused as forged (`forged_records`).
+    pub forged_records: u64,
+    /// Sealed payloads honest nodes refused: origin not the frame's `from`
+    /// (`forged_origins`), or not opening (`seal_failures`).
+    pub forged_origins: u64,
+    /// See `forged_origins`.
+    pub seal_failures: u64,
+    /// Floods honest nodes dropped over their origin's budget (`floods_over_origin_budget`).
+    pub floods_over_origin_budget: u64,
+    /// Frames the hostile nodes dropped (drop).
+    pub frames_dropped: u64,
+    /// Frames the hostile nodes rewrote (forge, poison).
+    pub frames_rewritten: u64,
+    /// Floods of made-up nodes the hostile nodes injected (flood; each once, on every link).
+    pub spam_sent: u64,
+    /// Deliveries of those floods at honest nodes (the cost: at most `spam_sent` × honest
+    /// nodes).
+    pub spam_delivered: u64,
+}
+
+/// One room of a run with `--rooms`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Room {
+    /// Nodes that ran in it.
+    pub nodes: usize,
+    /// The scenario's unicasts within it.
+    pub unicast: Delivery,
+    /// The lowest share of its nodes alive at the send (the origin excepted) that delivered
+    /// one of its broadcasts (1 with none sent).
+    pub broadcast_min_coverage: f64,
+}
+
+/// Nodes spread over rooms (memory transport).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Rooms {
+    /// Rooms.
+    pub k: usize,
+    /// Deliveries of any message at a node of another room than its origin's (the
+    /// scenario's and the deliberate attempts). Must be 0.
+    pub cross_room_deliveries: u64,
+    /// Deliberate cross-room attempts: unicasts to a node of another room, and broadcasts
+    /// counted at the nodes of the other rooms.
+    pub cross_room_attempts: Delivery,
+    /// Each room, in order.
+    pub per_room: Vec<Room>,
+}
+
 /// Mean of the shortest path lengths between `pairs` in the undirected graph of `nodes`
 /// nodes and `edges` (pairs not connected are left out; `None` if none is).
 pub fn shortest_paths_mean(
@@ -288,6 +381,12 @@ pub struct Report {
     /// The repair after the scenario's kill; absent (not even `null`) without a kill.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repair: Option<Repair>,
+    /// Hostile nodes and what they cost; absent without `--hostile`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attack: Option<Attack>,
+    /// The rooms; absent with one room.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<Rooms>,
     /// Peak resident memory of the process, MB.
     pub rss_mb_peak: f64,
     /// CPU used while idle at the end, % of one core.
@@ -393,6 +492,69 @@ impl Report {
                     "{}, {after}, {} / {}",
                     r.killed, r.unicast_after.delivered, r.unicast_after.sent
                 ),
+            );
+        }
+        if let Some(a) = &self.attack {
+            row(
+                "attack: hostile, kind",
+                format!("{}, {:?}", a.hostile, a.kind).to_lowercase(),
+            );
+            row(
+                "attack: forged delivered at honest nodes",
+                a.forged_delivered.to_string(),
+            );
+            row(
+                "attack: honest unicast delivered / sent, honest broadcast min coverage",
+                format!(
+                    "{} / {}, {:.3}",
+                    a.honest_unicast.delivered,
+                    a.honest_unicast.sent,
+                    a.honest_broadcast_min_coverage
+                ),
+            );
+            row(
+                "attack: throttled, links dropped forged (honest) / over budget (honest)",
+                format!(
+                    "{}, {} ({}) / {} ({})",
+                    a.throttled,
+                    a.links_dropped_forged,
+                    a.links_dropped_forged_honest,
+                    a.links_over_budget,
+                    a.links_over_budget_honest
+                ),
+            );
+            row(
+                "attack: sessions to made-up ids, over budget; spam sent, delivered",
+                format!(
+                    "{}, {}; {}, {}",
+                    a.sessions_to_made_up, a.sessions_over_budget, a.spam_sent, a.spam_delivered
+                ),
+            );
+        }
+        if let Some(r) = &self.rooms {
+            let rooms: Vec<String> = r
+                .per_room
+                .iter()
+                .map(|room| {
+                    format!(
+                        "{} nodes {}/{} {:.3}",
+                        room.nodes,
+                        room.unicast.delivered,
+                        room.unicast.sent,
+                        room.broadcast_min_coverage
+                    )
+                })
+                .collect();
+            row(
+                "rooms: k, cross-room deliveries (of attempts)",
+                format!(
+                    "{}, {} (of {})",
+                    r.k, r.cross_room_deliveries, r.cross_room_attempts.sent
+                ),
+            );
+            row(
+                "rooms: nodes, unicast delivered/sent, broadcast min coverage",
+                rooms.join("; "),
             );
         }
         row("RSS peak (MB)", format!("{:.0}", self.rss_mb_peak));

@@ -26,6 +26,39 @@ pub struct Kill {
     pub at: Duration,
 }
 
+/// What the hostile nodes of a run do to what they send on their links (memory transport).
+/// They run the honest core; the simulator rewrites, drops or adds frames on their links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttackKind {
+    /// Forgeries: `Route`/`Transfer` they send claim another honest node as `from` (their
+    /// own unicasts, marked forged, also carry that node's key in the seal); floods they
+    /// relay have their payload altered or are re-signed by their own key under an honest
+    /// node's key; their own broadcasts, marked forged, claim an honest node's key.
+    Forge,
+    /// They drop every `Route`/`Transfer` they relay (not their own).
+    Drop,
+    /// They inject validly signed floods of made-up nodes (a fresh key each) at 500/s each,
+    /// up to `Hostile::spam` floods per hostile node.
+    Flood,
+    /// The records of the `Neighbours` frames they send are replaced by records of made-up
+    /// nodes (fresh keys, valid signatures; every fourth frame: signed for another room).
+    Poison,
+    /// A quarter of the hostile nodes each (forge, drop, flood, poison in turn).
+    Mixed,
+}
+
+/// Hostile nodes among the initial nodes (memory transport).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hostile {
+    /// Share of the initial nodes that are hostile, chosen from the seed, in [0, 1].
+    pub fraction: f64,
+    /// What they do.
+    pub attack: AttackKind,
+    /// Floods each hostile node of [`AttackKind::Flood`] injects at most.
+    pub spam: u32,
+}
+
 /// A scenario. Build with [`Scenario::default`] and the public fields; the `mesh-sim` CLI
 /// maps its flags onto these one to one.
 #[derive(Clone, Debug)]
@@ -64,6 +97,12 @@ pub struct Scenario {
     /// (no link, or stranded on an island) registers at a door its neighbours announced
     /// before the bootstrap server. Default off.
     pub doors: bool,
+    /// Hostile nodes and their attack (memory transport only). Default none.
+    pub hostile: Option<Hostile>,
+    /// Rooms the nodes are spread over (node *i* in room *i* mod `rooms`, named `room-k`;
+    /// memory transport only): traffic stays within a room, but for a few deliberate
+    /// cross-room attempts. Default 1 (every node in the default room).
+    pub rooms: usize,
 }
 
 impl Default for Scenario {
@@ -82,6 +121,8 @@ impl Default for Scenario {
             unicast_rate: 20.0,
             broadcast_every: Some(Duration::from_secs(2)),
             doors: false,
+            hostile: None,
+            rooms: 1,
         }
     }
 }

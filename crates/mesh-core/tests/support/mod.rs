@@ -57,10 +57,11 @@ impl World<()> for View<'_> {
         self.events.push((i as usize, event));
     }
     fn on_user(&mut self, _: &mut Emulator<()>, (): ()) {}
-    fn on_link_frame(&mut self, i: u32, _j: u32, bytes: &mut Bytes) {
+    fn on_link_frame(&mut self, i: u32, _j: u32, bytes: &mut Bytes) -> bool {
         if let Some(tamper) = self.tamper.as_mut() {
             tamper(i as usize, bytes);
         }
+        true
     }
     fn fails_answering(&self, i: u32) -> bool {
         self.failing_answerers.contains(&(i as usize))

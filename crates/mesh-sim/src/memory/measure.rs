@@ -1,10 +1,14 @@
 //! What a run measures (from the emulator's timestamps and the nodes' own counters), and
 //! the [`Report`] built from it.
 
-use mesh_core::{Event, Stats};
+use mesh_core::{Event, LinkDownReason, Stats};
+use mesh_proto::NodeId;
 
 use super::Ns;
-use super::records::{BROADCAST_MARK, UNICAST_MARK, parse_app};
+use super::records::{
+    BROADCAST_MARK, CROSS_BROADCAST_MARK, CROSS_UNICAST_MARK, FORGED_MARK, SPAM_MARK, UNICAST_MARK,
+    parse_app,
+};
 use super::world::{Emu, Life, Sim};
 use crate::TransportKind;
 use crate::report::{self, LinkSetup, Percentiles, Report, Sample, Signaling};
@@ -50,26 +54,212 @@ impl Sim<'_> {
                 }
             }
             Event::ServerConnected { door: true, .. } => self.measure.door_rejoins += 1,
-            Event::Message { data, .. } => {
+            Event::LinkDown { peer, reason } => self.on_link_down(i, peer, &reason),
+            Event::Message { from, data } => {
+                if self.forged(i, from, &data, false) {
+                    return;
+                }
+                if parse_app(CROSS_UNICAST_MARK, &data).is_some() {
+                    self.measure.attack.cross_room_deliveries += 1;
+                    self.measure.attack.cross_delivered += 1;
+                }
                 let record = parse_app(UNICAST_MARK, &data)
                     .and_then(|id| self.measure.unicasts.get_mut(id as usize));
                 if let Some(record) = record {
+                    let origin = record.ends.0 as usize;
+                    if self.slots[origin].room != self.slots[i as usize].room {
+                        self.measure.attack.cross_room_deliveries += 1;
+                    }
                     record.delivered.get_or_insert((now, record.transmissions));
                 }
             }
-            Event::Broadcast { data, .. } => {
-                let start = self.slots[i as usize].start;
-                let record = parse_app(BROADCAST_MARK, &data)
-                    .and_then(|id| self.measure.broadcasts.get_mut(id as usize));
-                if let Some(record) = record
-                    && start <= record.sent_at
-                    && record.origin != i
+            Event::Broadcast { from, data } => {
+                if self.forged(i, from, &data, true) {
+                    return;
+                }
+                let slot = &self.slots[i as usize];
+                let (start, room, honest) = (slot.start, slot.room, slot.hostile.is_none());
+                if let Some(origin) = parse_app(CROSS_BROADCAST_MARK, &data)
+                    && self
+                        .slots
+                        .get(origin as usize)
+                        .is_some_and(|o| o.room != room)
                 {
+                    self.measure.attack.cross_room_deliveries += 1;
+                    self.measure.attack.cross_delivered += 1;
+                }
+                if honest && parse_app(SPAM_MARK, &data).is_some() {
+                    self.measure.attack.spam_delivered += 1;
+                }
+                let Some(record) = parse_app(BROADCAST_MARK, &data)
+                    .and_then(|id| self.measure.broadcasts.get_mut(id as usize))
+                else {
+                    return;
+                };
+                if self.slots[record.origin as usize].room != room {
+                    self.measure.attack.cross_room_deliveries += 1;
+                } else if start <= record.sent_at && record.origin != i {
                     record.covered += 1;
+                    if honest {
+                        record.honest_covered += 1;
+                    }
                 }
             }
             _ => {}
         }
+    }
+
+    /// Whether a message (`broadcast` or unicast) that honest node `i` delivered from
+    /// `from` is a hostile node's forgery: marked forged by a hostile node that is not
+    /// `from`, or one of the scenario's whose origin is not `from`. Counted if so.
+    fn forged(&mut self, i: u32, from: NodeId, data: &[u8], broadcast: bool) -> bool {
+        if self.slots[i as usize].hostile.is_some() {
+            return false;
+        }
+        let author = if let Some(author) = parse_app(FORGED_MARK, data) {
+            Some(author as usize)
+        } else if broadcast {
+            parse_app(BROADCAST_MARK, data)
+                .and_then(|id| self.measure.broadcasts.get(id as usize))
+                .map(|b| b.origin as usize)
+        } else {
+            parse_app(UNICAST_MARK, data)
+                .and_then(|id| self.measure.unicasts.get(id as usize))
+                .map(|u| u.ends.0 as usize)
+        };
+        let forged = author.is_some_and(|a| self.slots.get(a).is_none_or(|s| s.id != from));
+        if forged {
+            self.measure.attack.forged_delivered += 1;
+        }
+        forged
+    }
+
+    /// Honest node `i` lost its link to `peer`: counted if for a forgery or over budget.
+    fn on_link_down(&mut self, i: u32, peer: NodeId, reason: &LinkDownReason) {
+        if self.slots[i as usize].hostile.is_some() {
+            return;
+        }
+        let honest_peer = self
+            .index
+            .get(&peer)
+            .is_some_and(|j| self.slots[*j as usize].hostile.is_none());
+        let a = &mut self.measure.attack;
+        match reason {
+            LinkDownReason::Forged(_) => {
+                a.links_dropped_forged += 1;
+                a.links_dropped_forged_honest += u64::from(honest_peer);
+            }
+            LinkDownReason::OverBudget => {
+                a.links_over_budget += 1;
+                a.links_over_budget_honest += u64::from(honest_peer);
+            }
+            _ => {}
+        }
+    }
+
+    /// The counters summed over the honest nodes that ran.
+    fn honest_totals(&self) -> Stats {
+        let mut t = self.measure.attack.retired_honest.clone();
+        for &i in self.live.items() {
+            let slot = &self.slots[i as usize];
+            if let (Some(node), None) = (&slot.node, slot.hostile) {
+                t.add(node.stats());
+            }
+        }
+        t
+    }
+
+    /// The `attack` of the report: present with hostile nodes.
+    fn attack(&self) -> Option<report::Attack> {
+        let kind = self.scenario.hostile?.attack;
+        let honest = |slot: u32| self.slots[slot as usize].hostile.is_none();
+        let unicasts = self
+            .measure
+            .unicasts
+            .iter()
+            .filter(|u| honest(u.ends.0) && honest(u.ends.1));
+        let (mut sent, mut delivered) = (0, 0);
+        for u in unicasts {
+            sent += 1;
+            delivered += u64::from(u.delivered.is_some());
+        }
+        let coverage = self
+            .measure
+            .broadcasts
+            .iter()
+            .filter(|b| honest(b.origin))
+            .map(|b| match b.honest_alive {
+                0 => 1.0,
+                n => b.honest_covered as f64 / n as f64,
+            })
+            .reduce(f64::min)
+            .unwrap_or(1.0);
+        let t = self.honest_totals();
+        let a = &self.measure.attack;
+        let h = &self.hostile;
+        Some(report::Attack {
+            hostile: h.count(),
+            kind,
+            forged_delivered: a.forged_delivered,
+            honest_unicast: report::Delivery { sent, delivered },
+            honest_broadcast_min_coverage: coverage,
+            throttled: t.throttled,
+            links_dropped_forged: a.links_dropped_forged,
+            links_dropped_forged_honest: a.links_dropped_forged_honest,
+            links_over_budget: a.links_over_budget,
+            links_over_budget_honest: a.links_over_budget_honest,
+            sessions_to_made_up: a.sessions_to_made_up,
+            sessions_over_budget: t.sessions_over_budget,
+            connects_unresolved: t.connects_unresolved,
+            forged_floods: t.forged_floods,
+            forged_records: t.forged_records,
+            forged_origins: t.forged_origins,
+            seal_failures: t.seal_failures,
+            floods_over_origin_budget: t.floods_over_origin_budget,
+            frames_dropped: h.frames_dropped,
+            frames_rewritten: h.frames_rewritten,
+            spam_sent: h.spam_sent,
+            spam_delivered: a.spam_delivered,
+        })
+    }
+
+    /// The `rooms` of the report: present with more than one room.
+    fn rooms(&self) -> Option<report::Rooms> {
+        let k = self.rooms.len();
+        if k <= 1 {
+            return None;
+        }
+        let mut per_room = vec![report::Room::default(); k];
+        let mut coverage: Vec<Option<f64>> = vec![None; k];
+        for slot in &self.slots {
+            per_room[slot.room as usize].nodes += 1;
+        }
+        for u in &self.measure.unicasts {
+            let room = &mut per_room[self.slots[u.ends.0 as usize].room as usize];
+            room.unicast.sent += 1;
+            room.unicast.delivered += u64::from(u.delivered.is_some());
+        }
+        for b in &self.measure.broadcasts {
+            let share = match b.alive.saturating_sub(1) {
+                0 => 1.0,
+                others => b.covered as f64 / others as f64,
+            };
+            let c = &mut coverage[self.slots[b.origin as usize].room as usize];
+            *c = Some(c.map_or(share, |c: f64| c.min(share)));
+        }
+        for (room, c) in per_room.iter_mut().zip(coverage) {
+            room.broadcast_min_coverage = c.unwrap_or(1.0);
+        }
+        let a = &self.measure.attack;
+        Some(report::Rooms {
+            k,
+            cross_room_deliveries: a.cross_room_deliveries,
+            cross_room_attempts: report::Delivery {
+                sent: a.cross_attempts,
+                delivered: a.cross_delivered,
+            },
+            per_room,
+        })
     }
 
     /// The counters summed over every node that ran.
@@ -260,6 +450,8 @@ impl Sim<'_> {
             components: report::components(nodes_alive, edges),
             nodes_alive,
             repair: self.repair(),
+            attack: self.attack(),
+            rooms: self.rooms(),
             rss_mb_peak: 0.0,
             cpu_idle_pct_of_one_core: 0.0,
             wall_s: 0.0,

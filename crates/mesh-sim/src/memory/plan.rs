@@ -18,6 +18,10 @@ pub(crate) enum Action {
     /// Whether the survivors of the kill form one component yet.
     RepairCheck,
     KillServer,
+    /// The flooding hostile nodes inject a flood each.
+    Spam(u64),
+    /// A deliberate unicast (even) or broadcast (odd) across rooms.
+    CrossRoom(u64),
     Sample,
     Progress,
 }

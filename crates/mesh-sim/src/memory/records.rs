@@ -16,6 +16,15 @@ pub(super) const UNICAST_MARK: [u8; 8] = *b"msim/uc\0";
 /// Opens the application bytes of a scenario broadcast; the broadcast id follows.
 pub(super) const BROADCAST_MARK: [u8; 8] = *b"msim/bc\0";
 
+/// Opens what a hostile node forged (`--attack forge`); its slot follows.
+pub(super) const FORGED_MARK: [u8; 8] = *b"msim/fg\0";
+/// Opens a flood of a made-up node (`--attack flood`); its number follows.
+pub(super) const SPAM_MARK: [u8; 8] = *b"msim/sp\0";
+/// Opens a deliberate cross-room unicast (`--rooms`); its number follows.
+pub(super) const CROSS_UNICAST_MARK: [u8; 8] = *b"msim/xu\0";
+/// Opens a deliberate cross-room broadcast (`--rooms`); its origin's slot follows.
+pub(super) const CROSS_BROADCAST_MARK: [u8; 8] = *b"msim/xb\0";
+
 /// The application bytes of scenario message `id`: 8 bytes of mark, 8 of id.
 pub(super) fn app_data(mark: [u8; 8], id: u64) -> Vec<u8> {
     let mut data = Vec::with_capacity(16);
@@ -55,11 +64,13 @@ pub(super) fn unicast_in_frame<'k>(
         return None;
     };
     let from = sealed.origin();
-    if !opener.pairs.contains_key(&(from, to)) {
-        let key = PairKey::derive(key_of(&to)?, &sealed.key, &from, &to, room).ok()?;
-        opener.pairs.insert((from, to), key);
-    }
-    let plain = opener.pairs[&(from, to)]
+    let key = match opener.pairs.entry((from, to)) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(PairKey::derive(key_of(&to)?, &sealed.key, &from, &to, room).ok()?)
+        }
+    };
+    let plain = key
         .open(sealed.epoch, sealed.seq, &sealed.ciphertext)
         .ok()?;
     match mesh_proto::decode_payload(&plain).ok()? {
@@ -91,10 +102,33 @@ pub(super) struct UnicastRecord {
 pub(super) struct BroadcastRecord {
     pub sent_at: Ns,
     pub origin: u32,
-    /// Nodes alive at the send, the origin included.
+    /// Nodes alive at the send, the origin included (of its room).
     pub alive: usize,
-    /// Nodes alive at the send that delivered it.
+    /// Nodes alive at the send that delivered it (of its room).
     pub covered: usize,
+    /// Honest nodes alive at the send, the origin excepted (of its room).
+    pub honest_alive: usize,
+    /// Honest nodes alive at the send that delivered it (of its room).
+    pub honest_covered: usize,
+}
+
+/// What hostile nodes and rooms made happen at honest nodes.
+#[derive(Debug, Default)]
+pub(super) struct AttackRecord {
+    /// Counters of the honest nodes that are gone.
+    pub retired_honest: Stats,
+    pub forged_delivered: u64,
+    pub links_dropped_forged: u64,
+    pub links_dropped_forged_honest: u64,
+    pub links_over_budget: u64,
+    pub links_over_budget_honest: u64,
+    pub sessions_to_made_up: u64,
+    pub spam_delivered: u64,
+    /// Deliveries at a node of another room than the message's origin's.
+    pub cross_room_deliveries: u64,
+    /// Deliberate cross-room attempts, and deliveries of them.
+    pub cross_attempts: u64,
+    pub cross_delivered: u64,
 }
 
 /// The scenario's kill and the survivors' repair.
@@ -127,6 +161,8 @@ pub(super) struct Measure {
     pub door_rejoins: u64,
     /// Pair keys, to read sealed unicasts.
     pub opener: Opener,
+    /// Hostile nodes and rooms.
+    pub attack: AttackRecord,
 }
 
 impl Measure {

@@ -1,15 +1,21 @@
 //! The scenario's steps in virtual time: joins, traffic, churn, kills, the server's end,
 //! samples and progress lines.
 
+use super::hostile::SPAM_RATE;
 use super::plan::Action;
 use super::records::{
-    BROADCAST_MARK, BroadcastRecord, KillRecord, UNICAST_MARK, UnicastRecord, app_data,
+    BROADCAST_MARK, BroadcastRecord, CROSS_BROADCAST_MARK, CROSS_UNICAST_MARK, FORGED_MARK,
+    KillRecord, UNICAST_MARK, UnicastRecord, app_data,
 };
 use super::world::{Emu, Life, Sim};
 use super::{DRAIN_NS, JOIN_GRACE_NS, KILL_DETECTION_NS, Ns, REPAIR_CHECK_NS, S};
 
 /// Virtual time between progress lines.
 const PROGRESS_EVERY: Ns = 5 * S;
+/// Deliberate cross-room attempts with `--rooms` (half unicasts, half broadcasts).
+pub(super) const CROSS_ROOM_ATTEMPTS: u64 = 20;
+/// Seconds between two of them.
+const CROSS_ROOM_EVERY: f64 = 0.25;
 
 fn ns_of(seconds: f64) -> Ns {
     if seconds.is_finite() && seconds > 0.0 {
@@ -80,6 +86,18 @@ impl Sim<'_> {
             Action::Kill => self.kill(emu),
             Action::RepairCheck => self.repair_check(emu),
             Action::KillServer => self.kill_server(emu),
+            Action::Spam(k) => {
+                self.spam(emu);
+                if self.spam_pending() {
+                    self.schedule_periodic(emu, k + 1, 1.0 / SPAM_RATE, Action::Spam);
+                }
+            }
+            Action::CrossRoom(k) => {
+                self.cross_room(emu, k);
+                if k + 1 < CROSS_ROOM_ATTEMPTS {
+                    self.schedule_periodic(emu, k + 1, CROSS_ROOM_EVERY, Action::CrossRoom);
+                }
+            }
             Action::Sample => {
                 self.sample();
                 if self.now + S <= self.end {
@@ -134,6 +152,12 @@ impl Sim<'_> {
         }
         let churn = self.churn_period();
         self.schedule_periodic(emu, 1, churn, Action::Churn);
+        if self.spam_pending() {
+            self.schedule_periodic(emu, 0, 1.0 / SPAM_RATE, Action::Spam);
+        }
+        if self.rooms.len() > 1 {
+            self.schedule_periodic(emu, 0, CROSS_ROOM_EVERY, Action::CrossRoom);
+        }
     }
 
     /// Schedules the `k`-th occurrence of a series of `period` seconds that started with
@@ -160,8 +184,18 @@ impl Sim<'_> {
         if self.live.len() < 2 {
             return;
         }
-        let pick = self.live.sample(&mut self.plan_rng, 2, None);
-        let (a, b) = (pick[0], pick[1]);
+        let (a, b) = if self.rooms.len() > 1 {
+            // Within a room: the origin first, then another node of its room.
+            let a = self.live.sample(&mut self.plan_rng, 1, None)[0];
+            let room = &self.live_rooms[self.slots[a as usize].room as usize];
+            let Some(&b) = room.sample(&mut self.plan_rng, 1, Some(a)).first() else {
+                return;
+            };
+            (a, b)
+        } else {
+            let pick = self.live.sample(&mut self.plan_rng, 2, None);
+            (pick[0], pick[1])
+        };
         let id = self.measure.unicasts.len() as u64;
         self.measure.unicasts.push(UnicastRecord {
             sent_at: self.now,
@@ -171,11 +205,15 @@ impl Sim<'_> {
         });
         let to = self.slots[b as usize].id;
         let now = emu.instant_now();
+        let data = match self.slots[a as usize].hostile {
+            Some(crate::AttackKind::Forge) => app_data(FORGED_MARK, u64::from(a)),
+            _ => app_data(UNICAST_MARK, id),
+        };
         let Some(node) = self.slots[a as usize].node.as_mut() else {
             return;
         };
         // A node with no link yet refuses (`NoRoute`): the message counts as sent, lost.
-        if node.send(now, to, app_data(UNICAST_MARK, id)).is_ok() {
+        if node.send(now, to, data).is_ok() {
             emu.drain(self, a);
         }
     }
@@ -185,18 +223,73 @@ impl Sim<'_> {
             return;
         };
         let id = self.measure.broadcasts.len() as u64;
+        let room = &self.live_rooms[self.slots[origin as usize].room as usize];
+        let honest_alive = room
+            .items()
+            .iter()
+            .filter(|j| **j != origin && self.slots[**j as usize].hostile.is_none())
+            .count();
         self.measure.broadcasts.push(BroadcastRecord {
             sent_at: self.now,
             origin,
-            alive: self.live.len(),
+            alive: room.len(),
             covered: 0,
+            honest_alive,
+            honest_covered: 0,
         });
+        let data = match self.slots[origin as usize].hostile {
+            Some(crate::AttackKind::Forge) => app_data(FORGED_MARK, u64::from(origin)),
+            _ => app_data(BROADCAST_MARK, id),
+        };
         let now = emu.instant_now();
         let Some(node) = self.slots[origin as usize].node.as_mut() else {
             return;
         };
-        if node.broadcast(now, app_data(BROADCAST_MARK, id)).is_ok() {
+        if node.broadcast(now, data).is_ok() {
             emu.drain(self, origin);
+        }
+    }
+
+    /// Deliberate attempt `k` across rooms: a unicast to a node of another room (even `k`)
+    /// or a broadcast (odd `k`) that only the nodes of other rooms would count.
+    fn cross_room(&mut self, emu: &mut Emu, k: u64) {
+        let Some(&a) = self.live.sample(&mut self.plan_rng, 1, None).first() else {
+            return;
+        };
+        let room = self.slots[a as usize].room;
+        let now = emu.instant_now();
+        if k.is_multiple_of(2) {
+            let others: Vec<u32> = (0..self.live_rooms.len() as u32)
+                .filter(|r| *r != room && !self.live_rooms[*r as usize].is_empty())
+                .collect();
+            let Some(&r) = others.get((k / 2) as usize % others.len().max(1)) else {
+                return;
+            };
+            let Some(&b) = self.live_rooms[r as usize]
+                .sample(&mut self.plan_rng, 1, None)
+                .first()
+            else {
+                return;
+            };
+            self.measure.attack.cross_attempts += 1;
+            let to = self.slots[b as usize].id;
+            let Some(node) = self.slots[a as usize].node.as_mut() else {
+                return;
+            };
+            // Refused at once (no route) or, more likely, lost: the key lookup finds no
+            // record of a node of another room.
+            if node.send(now, to, app_data(CROSS_UNICAST_MARK, k)).is_ok() {
+                emu.drain(self, a);
+            }
+        } else {
+            self.measure.attack.cross_attempts += 1;
+            let Some(node) = self.slots[a as usize].node.as_mut() else {
+                return;
+            };
+            let data = app_data(CROSS_BROADCAST_MARK, u64::from(a));
+            if node.broadcast(now, data).is_ok() {
+                emu.drain(self, a);
+            }
         }
     }
 

@@ -2,16 +2,17 @@
 //! scenario keeps of each, and the hooks through which the emulator reports to the plan
 //! (`scenario_plan.rs`) and the measurements (`measure.rs`).
 
-use mesh_core::{Event, Node};
+use mesh_core::{Event, Node, Role};
 use mesh_emu::{FastMap, Pool, World, bootstrap_url, door_url};
-use mesh_proto::NodeId;
+use mesh_proto::{NodeId, RoomName};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use super::hostile;
 use super::plan::{Action, PlanState};
 use super::records::Measure;
 use super::{LINK_LATENCY_NS, LINK_SETUP_LATENCIES, Ns, SERVER_LATENCY_NS};
-use crate::Scenario;
+use crate::{AttackKind, Scenario};
 
 /// The emulated network, carrying the scenario's own events.
 pub(super) type Emu = mesh_emu::Emulator<Action>;
@@ -40,6 +41,10 @@ pub(super) struct Slot {
     pub full_degree: Option<Ns>,
     /// One of the scenario's initial nodes (not a churn replacement).
     pub initial: bool,
+    /// Its attack, if it is hostile.
+    pub hostile: Option<AttackKind>,
+    /// Its room (an index into [`Sim::rooms`]).
+    pub room: u32,
 }
 
 /// The run: the scenario, its nodes and what it measured.
@@ -62,6 +67,12 @@ pub(crate) struct Sim<'a> {
     /// Every node's key pair: the simulator opens the scenario's sealed unicasts on the
     /// links to count their hops (no relay can).
     pub keys: FastMap<NodeId, mesh_proto::identity::Keypair>,
+    /// The rooms' names (one, the default room, without `--rooms`).
+    pub rooms: Vec<RoomName>,
+    /// The live nodes of each room.
+    pub live_rooms: Vec<Pool>,
+    /// The hostile nodes.
+    pub hostile: hostile::State,
 }
 
 impl<'a> Sim<'a> {
@@ -79,9 +90,17 @@ impl<'a> Sim<'a> {
             peers: PEERS_SAMPLE,
         };
         let mut emu = Emu::new(network, StdRng::seed_from_u64(derive(scenario.seed, 0, 1)));
+        let config = scenario.overlay();
+        let rooms: Vec<RoomName> = if scenario.rooms > 1 {
+            (0..scenario.rooms)
+                .map(|r| RoomName::try_from(format!("room-{r}")).expect("a valid room name"))
+                .collect()
+        } else {
+            vec![config.room.clone()]
+        };
         let mut sim = Self {
             scenario,
-            config: scenario.overlay(),
+            config,
             now: 0,
             end,
             plan_rng: StdRng::seed_from_u64(derive(scenario.seed, 0, 2)),
@@ -93,6 +112,9 @@ impl<'a> Sim<'a> {
             progress,
             wall: std::time::Instant::now(),
             keys: FastMap::default(),
+            live_rooms: rooms.iter().map(|_| Pool::default()).collect(),
+            rooms,
+            hostile: hostile::State::new(scenario),
         };
         sim.schedule_plan(&mut emu);
         (sim, emu)
@@ -119,7 +141,9 @@ impl<'a> Sim<'a> {
         // it holds every node's key, as no relay does.
         self.keys
             .insert(id, mesh_proto::identity::Keypair::from_seed(key_seed));
+        let room = i % self.rooms.len() as u32;
         let mut config = self.config.clone();
+        config.room = self.rooms[room as usize].clone();
         config.bootstrap = Some(bootstrap_url());
         if self.scenario.doors {
             config.door = Some(door_url(i));
@@ -131,7 +155,7 @@ impl<'a> Sim<'a> {
             derive(seed, u64::from(i) + 1, 3),
         )
         .expect("Scenario::overlay gives a valid configuration");
-        let added = emu.add(id);
+        let added = emu.add_in_room(id, room);
         debug_assert_eq!(added, i, "the emulator counts nodes as the slots do");
         self.slots.push(Slot {
             node: Some(node),
@@ -141,9 +165,16 @@ impl<'a> Sim<'a> {
             first_link: None,
             full_degree: None,
             initial,
+            hostile: if initial {
+                self.hostile.initial.get(i as usize).copied().flatten()
+            } else {
+                None
+            },
+            room,
         });
         self.index.insert(id, i);
         self.live.insert(i);
+        self.live_rooms[room as usize].insert(i);
         emu.connect(i);
         emu.arm_timer(self, i);
         i
@@ -162,8 +193,12 @@ impl<'a> Sim<'a> {
         slot.life = life;
         if let Some(node) = slot.node.take() {
             self.measure.retired.add(node.stats());
+            if slot.hostile.is_none() {
+                self.measure.attack.retired_honest.add(node.stats());
+            }
         }
         self.live.remove(i);
+        self.live_rooms[slot.room as usize].remove(i);
         emu.gone(i);
         self.on_gone(emu, i);
     }
@@ -188,14 +223,29 @@ impl World<Action> for Sim<'_> {
         self.act(emu, action);
     }
 
-    fn on_link_frame(&mut self, _i: u32, j: u32, bytes: &mut bytes::Bytes) {
+    fn on_link_frame(&mut self, i: u32, j: u32, bytes: &mut bytes::Bytes) -> bool {
+        if let Some(kind) = self.slots.get(i as usize).and_then(|s| s.hostile)
+            && !self.hostile_frame(i, j, kind, bytes)
+        {
+            return false;
+        }
         let Some(receiver) = self.slots.get(j as usize) else {
-            return;
+            return true;
         };
-        let receiver = receiver.id;
+        let (id, room) = (receiver.id, &self.rooms[receiver.room as usize]);
         let keys = &self.keys;
         self.measure
-            .observe_link_frame(bytes, receiver, |id| keys.get(id), &self.config.room);
+            .observe_link_frame(bytes, id, |id| keys.get(id), room);
+        true
+    }
+
+    fn on_open_session(&mut self, i: u32, peer: NodeId, role: Role) {
+        if role == Role::Offerer
+            && self.slots[i as usize].hostile.is_none()
+            && self.hostile.made_up.contains(&peer)
+        {
+            self.measure.attack.sessions_to_made_up += 1;
+        }
     }
 
     fn on_link_up(&mut self, setup: Ns) {

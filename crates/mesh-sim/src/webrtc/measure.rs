@@ -270,6 +270,8 @@ impl Sim<'_> {
             components,
             nodes_alive,
             repair: self.repair(&traffic),
+            attack: None,
+            rooms: None,
             rss_mb_peak: procfs::peak_rss_mb(),
             cpu_idle_pct_of_one_core: cpu_idle,
             wall_s,
