@@ -192,7 +192,7 @@ impl Node {
         self.stats.unreachable_received += 1;
         // Only a node the payload went through knows its tag: a report from anyone else
         // (guessing the seq) counts for nothing.
-        if !self.sent_proofs.get(&seq, now).is_some_and(|p| *p == proof) {
+        if self.sent_proofs.get(&seq, now).is_none_or(|p| *p != proof) {
             self.stats.unreachable_ignored += 1;
             return;
         }
