@@ -19,9 +19,9 @@ pub async fn run(scenario: &Scenario, progress: bool) -> anyhow::Result<Report> 
     match scenario.transport {
         TransportKind::Webrtc => {
             anyhow::ensure!(
-                scenario.hostile.is_none() && scenario.rooms <= 1,
-                "hostile nodes and rooms are simulated with the memory transport only \
-                 (--transport memory)"
+                scenario.hostile.is_none() && scenario.rooms <= 1 && !scenario.reliable,
+                "hostile nodes, rooms and --reliable are simulated with the memory transport \
+                 only (--transport memory)"
             );
             webrtc::run(scenario, progress).await
         }

@@ -127,6 +127,11 @@ struct RunArgs {
     /// Memory transport only.
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     rooms: u32,
+    /// Send the scenario's unicasts reliably (`Node::send_reliable`: acknowledged by their
+    /// destination, sent again through another first neighbour when no acknowledgement
+    /// comes within 1 s, twice at most). Memory transport only.
+    #[arg(long)]
+    reliable: bool,
     #[command(flatten)]
     output: Output,
 }
@@ -167,6 +172,7 @@ impl RunArgs {
                     spam: self.spam,
                 }),
             rooms: self.rooms as usize,
+            reliable: self.reliable,
         }
     }
 }

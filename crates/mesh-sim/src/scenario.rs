@@ -103,6 +103,10 @@ pub struct Scenario {
     /// memory transport only): traffic stays within a room, but for a few deliberate
     /// cross-room attempts. Default 1 (every node in the default room).
     pub rooms: usize,
+    /// Scenario unicasts are sent with `Node::send_reliable` (acknowledged, sent again
+    /// another way when no acknowledgement comes) instead of `send`. Memory transport
+    /// only. Default off.
+    pub reliable: bool,
 }
 
 impl Default for Scenario {
@@ -123,6 +127,7 @@ impl Default for Scenario {
             doors: false,
             hostile: None,
             rooms: 1,
+            reliable: false,
         }
     }
 }

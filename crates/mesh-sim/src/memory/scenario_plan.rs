@@ -213,7 +213,12 @@ impl Sim<'_> {
             return;
         };
         // A node with no link yet refuses (`NoRoute`): the message counts as sent, lost.
-        if node.send(now, to, data).is_ok() {
+        let sent = if self.scenario.reliable {
+            node.send_reliable(now, to, data)
+        } else {
+            node.send(now, to, data)
+        };
+        if sent.is_ok() {
             emu.drain(self, a);
         }
     }
