@@ -87,6 +87,7 @@
 //! are bounded by the traffic rates times the duration; the session table drops a session
 //! when it closes.
 
+mod attackers;
 mod hostile;
 mod measure;
 mod plan;

@@ -18,97 +18,11 @@ use bytes::Bytes;
 use mesh_proto::identity::Keypair;
 use mesh_proto::signal::Payload;
 use mesh_proto::{Frame, NodeId, NodeRecord, RoomName, authored};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rustc_hash::FxHashSet;
 
+use super::attackers::POISON_RECORDS;
 use super::records::{FORGED_MARK, SPAM_MARK, app_data};
 use super::world::{Emu, Sim, derive};
-use crate::{AttackKind, Scenario};
-
-/// Floods a second each flooding hostile node injects.
-pub const SPAM_RATE: f64 = 500.0;
-/// Made-up records in a poisoned `Neighbours` frame.
-pub const POISON_RECORDS: usize = 8;
-
-/// The hostile nodes' side of a run.
-#[derive(Debug, Default)]
-pub(super) struct State {
-    /// The attack of each initial node that is hostile (by slot; `None`: honest).
-    pub initial: Vec<Option<AttackKind>>,
-    /// The honest initial nodes: the ones forgeries claim to come from.
-    pub honest: Vec<u32>,
-    /// Ids of the made-up nodes hostile nodes announced or flooded.
-    pub made_up: FxHashSet<NodeId>,
-    /// Keys minted so far (each from the seed and its number).
-    minted: u64,
-    /// Turns of the forgeries (which honest node is claimed, which flood forgery).
-    turn: u64,
-    /// `Neighbours` frames poisoned so far.
-    poisoned: u64,
-    /// Floods each flooding hostile node may still inject, by slot.
-    pub spam_left: Vec<(u32, u32)>,
-    pub frames_dropped: u64,
-    pub frames_rewritten: u64,
-    pub spam_sent: u64,
-}
-
-impl State {
-    /// The hostile initial nodes of `scenario`, chosen from its seed.
-    pub fn new(scenario: &Scenario) -> Self {
-        let Some(h) = scenario.hostile else {
-            return Self::default();
-        };
-        let n = scenario.nodes;
-        let count = ((h.fraction.clamp(0.0, 1.0) * n as f64).round() as usize).min(n);
-        let mut rng = StdRng::seed_from_u64(derive(scenario.seed, 0, 4));
-        let mut chosen = rand::seq::index::sample(&mut rng, n, count).into_vec();
-        chosen.sort_unstable();
-        let mut initial = vec![None; n];
-        for (k, i) in chosen.iter().enumerate() {
-            initial[*i] = Some(match h.attack {
-                AttackKind::Mixed => [
-                    AttackKind::Forge,
-                    AttackKind::Drop,
-                    AttackKind::Flood,
-                    AttackKind::Poison,
-                ][k % 4],
-                kind => kind,
-            });
-        }
-        let honest = (0..n as u32)
-            .filter(|i| initial[*i as usize].is_none())
-            .collect();
-        let spam_left = (0..n as u32)
-            .filter(|i| initial[*i as usize] == Some(AttackKind::Flood))
-            .map(|i| (i, h.spam))
-            .collect();
-        Self {
-            initial,
-            honest,
-            spam_left,
-            ..Self::default()
-        }
-    }
-
-    /// Hostile nodes.
-    pub fn count(&self) -> usize {
-        self.initial.iter().filter(|k| k.is_some()).count()
-    }
-
-    /// A fresh key pair, from the seed.
-    fn mint(&mut self, seed: u64) -> Keypair {
-        self.minted += 1;
-        let mut bytes = [0u8; 32];
-        for (k, chunk) in bytes.chunks_mut(8).enumerate() {
-            let made_up = (1 << 40) + self.minted;
-            chunk.copy_from_slice(&derive(seed, made_up, 16 + k as u64).to_le_bytes());
-        }
-        let key = Keypair::from_seed(bytes);
-        self.made_up.insert(key.node_id());
-        key
-    }
-}
+use crate::AttackKind;
 
 impl Sim<'_> {
     /// Hostile node `i` (attack `kind`) sends `bytes` on a link to `j`: rewritten in place,

@@ -36,3 +36,18 @@ pub(super) struct PlanState {
     /// When the traffic (and churn) started.
     pub traffic_at: Option<Ns>,
 }
+
+/// A 64-bit value derived from the scenario seed, a node (0 for the emulator) and a
+/// purpose: SplitMix64 over the three.
+pub(super) fn derive(seed: u64, node: u64, purpose: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add(node.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .wrapping_add(purpose.wrapping_mul(0xd1b5_4a32_d192_ed03));
+    for _ in 0..2 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+    }
+    z
+}

@@ -1,7 +1,7 @@
 //! The scenario's steps in virtual time: joins, traffic, churn, kills, the server's end,
 //! samples and progress lines.
 
-use super::hostile::SPAM_RATE;
+use super::attackers::SPAM_RATE;
 use super::plan::Action;
 use super::records::{
     BROADCAST_MARK, BroadcastRecord, CROSS_BROADCAST_MARK, CROSS_UNICAST_MARK, FORGED_MARK,

@@ -8,7 +8,7 @@ use mesh_proto::{NodeId, RoomName};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::hostile;
+use super::attackers;
 use super::plan::{Action, PlanState};
 use super::records::Measure;
 use super::{LINK_LATENCY_NS, LINK_SETUP_LATENCIES, Ns, SERVER_LATENCY_NS};
@@ -16,6 +16,7 @@ use crate::{AttackKind, Scenario};
 
 /// The emulated network, carrying the scenario's own events.
 pub(super) type Emu = mesh_emu::Emulator<Action>;
+pub(super) use super::plan::derive;
 
 /// Peers in a `Welcome`.
 const WELCOME_SAMPLE: usize = 8;
@@ -72,7 +73,7 @@ pub(crate) struct Sim<'a> {
     /// The live nodes of each room.
     pub live_rooms: Vec<Pool>,
     /// The hostile nodes.
-    pub hostile: hostile::State,
+    pub hostile: attackers::State,
 }
 
 impl<'a> Sim<'a> {
@@ -114,7 +115,7 @@ impl<'a> Sim<'a> {
             keys: FastMap::default(),
             live_rooms: rooms.iter().map(|_| Pool::default()).collect(),
             rooms,
-            hostile: hostile::State::new(scenario),
+            hostile: attackers::State::new(scenario),
         };
         sim.schedule_plan(&mut emu);
         (sim, emu)
@@ -251,21 +252,6 @@ impl World<Action> for Sim<'_> {
     fn on_link_up(&mut self, setup: Ns) {
         self.measure.link_setup_ms.push(setup as f64 / 1e6);
     }
-}
-
-/// A 64-bit value derived from the scenario seed, a node (0 for the emulator) and a
-/// purpose: SplitMix64 over the three.
-pub(super) fn derive(seed: u64, node: u64, purpose: u64) -> u64 {
-    let mut z = seed
-        .wrapping_add(node.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-        .wrapping_add(purpose.wrapping_mul(0xd1b5_4a32_d192_ed03));
-    for _ in 0..2 {
-        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-    }
-    z
 }
 
 #[cfg(test)]
