@@ -693,8 +693,11 @@ impl Node {
                 let peers = self.neighbours_frame(&others, now);
                 self.send_frame(session, &Frame::Neighbours { peers });
             }
-            Frame::Neighbours { peers } => {
-                // The sender's own record first, then its neighbours'.
+            Frame::Neighbours { mut peers } => {
+                // The sender's own record first, then its neighbours'. Only as many are
+                // verified as are kept (one 64 KiB frame holds some 680 records, each an
+                // Ed25519 verification).
+                peers.truncate(2 * self.config.max_degree + 1);
                 let Some(mut ids) = self.verify_records(&peers, now) else {
                     self.drop_link(session, LinkDownReason::Forged("node record".into()), now);
                     return;
