@@ -139,8 +139,13 @@ pub struct Config {
     /// or departed contacts must not cost many). Default 1/s, burst 16.
     pub session_budget: Rate,
     /// A reliable unicast ([`crate::Node::send_reliable`]) not acknowledged within this
-    /// goes again through another first neighbour (twice at most). Default 1 s.
+    /// goes again through another first neighbour (twice at most); a key lookup not
+    /// answered within this goes again through first neighbours not tried yet. Default 1 s.
     pub ack_timeout: Duration,
+    /// Paths a key lookup (for a destination whose key this node lacks) takes at once:
+    /// one lookup, with its own id, to each of this many first neighbours, so that a relay
+    /// that drops the answer of one path does not hold the message. At least 1. Default 3.
+    pub key_lookup_paths: usize,
 }
 
 impl Default for Config {
@@ -189,6 +194,7 @@ impl Default for Config {
             origin_flood_budget: Rate::new(10.0, 50.0),
             session_budget: Rate::new(1.0, 16.0),
             ack_timeout: Duration::from_secs(1),
+            key_lookup_paths: 3,
         }
     }
 }
@@ -249,6 +255,7 @@ builders! {
     with_origin_flood_budget => origin_flood_budget: Rate;
     with_session_budget => session_budget: Rate;
     with_ack_timeout => ack_timeout: Duration;
+    with_key_lookup_paths => key_lookup_paths: usize;
 }
 
 impl Config {
@@ -282,6 +289,9 @@ impl Config {
         }
         if self.lookup_paths == 0 {
             return bad("lookup_paths must be at least 1");
+        }
+        if self.key_lookup_paths == 0 {
+            return bad("key_lookup_paths must be at least 1");
         }
         if self.ttl == 0 {
             return bad("ttl must be at least 1");

@@ -364,13 +364,27 @@ impl Node {
         // the peers we know closest to the target.
         let ids = self.closest_known(target, origin, MAX_NODES - 1, now);
         let mut peers = vec![self.record];
+        // The target's own record, if held (a key lookup that ends short of the target),
+        // whether or not the target is among the contacts.
+        let wanted = (target != origin && target != self.id)
+            .then(|| self.keys.record_of(&target, now))
+            .flatten();
+        let ids: Vec<NodeId> = ids.into_iter().filter(|p| *p != target).collect();
+        peers.extend(wanted);
         peers.extend(self.records_of(&ids, now));
+        peers.truncate(MAX_NODES);
         let answer = Payload::Nodes {
             target,
             lookup: id,
             peers,
         };
-        if self.send_sealed(origin, &answer, now).is_some() {
+        // A lookup for this node's own id is a key lookup: its answer goes two ways.
+        let sent = if target == self.id {
+            self.send_sealed_twice(origin, &answer, now)
+        } else {
+            self.send_sealed(origin, &answer, now)
+        };
+        if sent.is_some() {
             self.stats.lookups_answered += 1;
         }
     }
@@ -402,8 +416,10 @@ impl Node {
         };
         if key_lookup {
             // Verifying the records delivered what waited, if the target's was among
-            // them; if not, this answer is all there will be.
-            self.give_up_key(target);
+            // them; if not, this is one path's word that nobody near it knows it.
+            if self.awaiting.contains_key(&target) {
+                self.key_not_in_answer(target);
+            }
             self.learn_peers(&peers, now);
             return;
         }

@@ -22,12 +22,18 @@ pub(super) const MAX_AWAITED: usize = 32;
 const MAX_AWAITED_MESSAGES: usize = 16;
 
 /// What waits for a destination's key.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Awaiting {
-    /// The lookup that asks for it.
-    lookup: u64,
+    /// The lookups that ask for it, one per path (an answer to any of them is taken).
+    lookups: Vec<u64>,
+    /// The first neighbours those lookups went to.
+    tried: Vec<NodeId>,
+    /// Answers that came without its record.
+    without: usize,
+    /// When the next round of lookups goes, unless the key came.
+    retry: Instant,
     /// When to give up.
-    until: Option<Instant>,
+    until: Instant,
     /// Application messages to seal once the key is known, and whether each is reliable.
     messages: Vec<(Vec<u8>, bool)>,
     /// Whether the application asked for a link to it ([`Node::connect`]).
@@ -113,6 +119,26 @@ impl Node {
     pub(super) fn send_sealed(&mut self, to: NodeId, inner: &Payload, now: Instant) -> Option<u64> {
         let (bytes, seq) = self.seal_for(to, inner, now).ok().flatten()?;
         self.route_out(to, bytes, now).ok()?;
+        Some(seq)
+    }
+
+    /// Seals `inner` for `to` and sends it two ways when it can: through the best first
+    /// neighbour and again through another (`to` takes the first copy; its replay window
+    /// refuses the second, the same seq). For a node's answer to a lookup for its own id
+    /// (a key lookup): one relay that drops it without a word would otherwise hold up
+    /// every message waiting for the key. Returns the `seq`, or `None` if `to`'s key is
+    /// unknown or no neighbour leads there.
+    pub(super) fn send_sealed_twice(
+        &mut self,
+        to: NodeId,
+        inner: &Payload,
+        now: Instant,
+    ) -> Option<u64> {
+        let (bytes, seq) = self.seal_for(to, inner, now).ok().flatten()?;
+        let (hop, bytes) = self.route_out_avoiding(to, bytes, &[], now).ok()?;
+        if hop != to {
+            let _ = self.route_out_avoiding(to, bytes, &[hop], now);
+        }
         Some(seq)
     }
 
@@ -411,22 +437,23 @@ impl Node {
         now: Instant,
     ) -> bool {
         if !self.awaiting.contains_key(&to) {
-            if self.awaiting.len() >= MAX_AWAITED {
+            if self.awaiting.len() >= MAX_AWAITED || self.degree() == 0 {
                 return false;
             }
-            let Some((_, via)) = self.greedy_hop(to, &[self.id]) else {
-                return false;
-            };
-            let lookup = self.send_lookup(to, &[via], now);
-            self.stats.key_lookups += 1;
             self.awaiting.insert(
                 to,
                 Awaiting {
-                    lookup,
-                    until: Some(now + self.config.session_timeout.min(KEY_WAIT)),
-                    ..Awaiting::default()
+                    lookups: Vec::new(),
+                    tried: Vec::new(),
+                    without: 0,
+                    retry: now,
+                    until: now + self.config.session_timeout.min(KEY_WAIT),
+                    messages: Vec::new(),
+                    connect: false,
                 },
             );
+            self.stats.key_lookups += 1;
+            self.key_lookup_round(to, now);
         }
         let Some(a) = self.awaiting.get_mut(&to) else {
             return false;
@@ -439,11 +466,64 @@ impl Node {
         true
     }
 
-    /// Whether `lookup` is the key lookup for `target`.
+    /// Sends a round of key lookups for `to`: one to each of `key_lookup_paths` first
+    /// neighbours, those leading closest to `to` first among the ones not tried yet (all
+    /// tried: the best again). Each has its own id, so the node that answers one sends its
+    /// answer back the way that one came (relays route towards an origin through the
+    /// neighbour its last frame came from): a relay that drops one path's answer holds up
+    /// only that path.
+    fn key_lookup_round(&mut self, to: NodeId, now: Instant) {
+        let mut hops: Vec<(mesh_proto::Distance, NodeId)> = self
+            .live_links()
+            .map(|(n, _)| (self.reach(n, to, &[self.id]).0, *n))
+            .collect();
+        hops.sort_unstable();
+        let paths = self.config.key_lookup_paths;
+        let Some(a) = self.awaiting.get_mut(&to) else {
+            return;
+        };
+        a.retry = now + self.config.ack_timeout;
+        let mut vias: Vec<NodeId> = hops
+            .iter()
+            .map(|(_, n)| *n)
+            .filter(|n| !a.tried.contains(n))
+            .take(paths)
+            .collect();
+        if vias.is_empty() {
+            vias = hops.iter().map(|(_, n)| *n).take(paths).collect();
+        }
+        for via in vias {
+            let id = self.send_lookup(to, &[via], now);
+            let Some(a) = self.awaiting.get_mut(&to) else {
+                return;
+            };
+            a.lookups.push(id);
+            if !a.tried.contains(&via) {
+                a.tried.push(via);
+            }
+        }
+    }
+
+    /// An answer to one of `target`'s key lookups came without its record.
+    pub(super) fn key_not_in_answer(&mut self, target: NodeId) {
+        let paths = self.config.key_lookup_paths;
+        let Some(a) = self.awaiting.get_mut(&target) else {
+            return;
+        };
+        a.without += 1;
+        // A wish to link gives up once a round's answers all said so. Messages wait for
+        // the deadline: with a relay dropping what goes through it, a lookup can end short
+        // of the target, at a node that does not know it, however many paths say so.
+        if a.messages.is_empty() && a.without >= paths.min(a.lookups.len()) {
+            self.give_up_key(target);
+        }
+    }
+
+    /// Whether `lookup` is one of the key lookups for `target`.
     pub(super) fn is_key_lookup(&self, target: &NodeId, lookup: u64) -> bool {
         self.awaiting
             .get(target)
-            .is_some_and(|a| a.lookup == lookup)
+            .is_some_and(|a| a.lookups.contains(&lookup))
     }
 
     /// `id`'s key is known now: what waited for it goes.
@@ -479,16 +559,27 @@ impl Node {
         }
     }
 
-    /// Gives up on the keys not learned in time: their messages are reported unreachable.
+    /// Gives up on the keys not learned in time (their messages are reported unreachable),
+    /// and sends another round of lookups for messages whose answers are late (a wish to
+    /// link has one round: the topology has other peers to try).
     pub(super) fn expire_awaiting(&mut self, now: Instant) {
         let late: Vec<NodeId> = self
             .awaiting
             .iter()
-            .filter(|(_, a)| a.until.is_some_and(|t| now >= t))
+            .filter(|(_, a)| now >= a.until)
             .map(|(id, _)| *id)
             .collect();
         for to in late {
             self.give_up_key(to);
+        }
+        let again: Vec<NodeId> = self
+            .awaiting
+            .iter()
+            .filter(|(_, a)| now >= a.retry && !a.messages.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for to in again {
+            self.key_lookup_round(to, now);
         }
     }
 
