@@ -141,6 +141,14 @@ pub struct Config {
     /// A reliable unicast ([`crate::Node::send_reliable`]) not acknowledged within this
     /// goes again through another first neighbour (twice at most). Default 1 s.
     pub ack_timeout: Duration,
+    /// The id puzzle (docs/protocol.md §4.7): ids must have this many leading zero bits of
+    /// SHA-256 of their 16 bytes ([`mesh_proto::puzzle`]), this node's own included
+    /// ([`crate::Node::new`] refuses a key below it). Records, floods, lookups, signals
+    /// and sealed payloads of ids below it are ignored and counted
+    /// ([`crate::Stats::ids_below_difficulty`]). At most
+    /// [`mesh_proto::puzzle::MAX_DIFFICULTY`]; every node of a mesh should use the same.
+    /// Default 0: off.
+    pub id_difficulty: u32,
 }
 
 impl Default for Config {
@@ -189,6 +197,7 @@ impl Default for Config {
             origin_flood_budget: Rate::new(10.0, 50.0),
             session_budget: Rate::new(1.0, 16.0),
             ack_timeout: Duration::from_secs(1),
+            id_difficulty: 0,
         }
     }
 }
@@ -249,6 +258,7 @@ builders! {
     with_origin_flood_budget => origin_flood_budget: Rate;
     with_session_budget => session_budget: Rate;
     with_ack_timeout => ack_timeout: Duration;
+    with_id_difficulty => id_difficulty: u32;
 }
 
 impl Config {
@@ -302,6 +312,12 @@ impl Config {
             .any(|r| !(r.per_second > 0.0 && r.per_second.is_finite() && r.burst >= 1.0))
         {
             return bad("every budget needs a positive finite rate and a burst of at least 1");
+        }
+        if self.id_difficulty > mesh_proto::puzzle::MAX_DIFFICULTY {
+            return bad(&format!(
+                "id_difficulty must be at most {} bits (each bit doubles the keys a node makes)",
+                mesh_proto::puzzle::MAX_DIFFICULTY
+            ));
         }
         Ok(())
     }
