@@ -101,8 +101,9 @@ struct Args {
     #[arg(long, env = "MESH_KEY")]
     key: Option<PathBuf>,
     /// Require the id puzzle (S/Kademlia's static puzzle): node ids count only if SHA-256
-    /// of the id begins with N zero bits. This node mines such a key (2^N tries on average:
-    /// instant at 8, about a second at 16, minutes at 24), refuses a --key file below it,
+    /// of the id begins with N zero bits. This node mines such a key (2^N tries on average,
+    /// some 20 us each: milliseconds at 8, seconds at 16, minutes at 24; measured in
+    /// docs/benchmarks.md section 14.5), refuses a --key file below it,
     /// and ignores records, floods and offers of ids below it; --serve and --door servers
     /// require it too. Give every node, and the bootstrap server (its --id-difficulty),
     /// the same N. 0: off.
