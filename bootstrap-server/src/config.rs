@@ -62,6 +62,12 @@ pub struct Config {
     /// STUN answers at once to one source: the size of a token bucket that refills at
     /// [`Config::stun_answers_per_source`]. Default 50.
     pub stun_source_burst: u32,
+    /// The id puzzle a `Register` must meet (docs/protocol.md §4.7): this many leading zero
+    /// bits of SHA-256 of the node id, at most [`mesh_proto::puzzle::MAX_DIFFICULTY`]. An
+    /// id below it is refused with `ID_BELOW_DIFFICULTY`; it is announced in the
+    /// `Challenge` (`limits.id_difficulty`). A node makes 2^d keys on average to find one.
+    /// Default 0: off.
+    pub id_difficulty: u32,
 }
 
 impl Default for Config {
@@ -86,6 +92,7 @@ impl Default for Config {
             stun_answer_burst: 1_000,
             stun_answers_per_source: 20,
             stun_source_burst: 50,
+            id_difficulty: 0,
         }
     }
 }
@@ -140,6 +147,8 @@ builders! {
     with_stun_answers_per_source => stun_answers_per_source: u32;
     /// Sets [`Config::stun_source_burst`].
     with_stun_source_burst => stun_source_burst: u32;
+    /// Sets [`Config::id_difficulty`].
+    with_id_difficulty => id_difficulty: u32;
 }
 
 impl Config {
@@ -185,6 +194,12 @@ impl Config {
         {
             return bad("the STUN answer rates and bursts must be at least 1");
         }
+        if self.id_difficulty > mesh_proto::puzzle::MAX_DIFFICULTY {
+            return bad(&format!(
+                "id_difficulty must be at most {} bits (each bit doubles the keys a node makes)",
+                mesh_proto::puzzle::MAX_DIFFICULTY
+            ));
+        }
         Ok(())
     }
 
@@ -196,6 +211,7 @@ impl Config {
             max_payload_size: clamp(self.max_payload_size),
             frames_per_second: self.frames_per_second,
             frame_burst: self.frame_burst,
+            id_difficulty: self.id_difficulty,
         }
     }
 }
@@ -220,6 +236,7 @@ mod tests {
             Config::default().with_idle_timeout(Duration::from_secs(1)),
             Config::default().with_max_sample(0),
             Config::default().with_stun_answers_per_source(0),
+            Config::default().with_id_difficulty(25),
         ] {
             let err = config.validate().unwrap_err().to_string();
             assert!(err.contains("must"), "{err}");

@@ -90,6 +90,12 @@ struct Args {
     /// --stun-answers-per-source.
     #[arg(long, env = "BOOTSTRAP_STUN_SOURCE_BURST", default_value_t = Config::default().stun_source_burst)]
     stun_source_burst: u32,
+    /// The id puzzle a node must meet to register (S/Kademlia's static puzzle): this many
+    /// leading zero bits of SHA-256 of its node id, at most 24. Each bit doubles the keys a
+    /// node makes to find such an id (2^N on average); an id below it is refused with
+    /// ID_BELOW_DIFFICULTY. Announced in the Challenge. 0: off.
+    #[arg(long, env = "BOOTSTRAP_ID_DIFFICULTY", default_value_t = Config::default().id_difficulty)]
+    id_difficulty: u32,
 }
 
 /// Descriptors the process holds besides its connections (stdio, the listener, the runtime's,
@@ -164,7 +170,8 @@ async fn main() -> anyhow::Result<()> {
         .with_stun_answers_per_second(args.stun_answers_per_second)
         .with_stun_answer_burst(args.stun_answer_burst)
         .with_stun_answers_per_source(args.stun_answers_per_source)
-        .with_stun_source_burst(args.stun_source_burst);
+        .with_stun_source_burst(args.stun_source_burst)
+        .with_id_difficulty(args.id_difficulty);
     config.validate()?;
     raise_open_files_limit(config.max_connections);
     let shutdown = shutdown_signal();

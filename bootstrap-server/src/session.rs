@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, Stream, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use mesh_proto::{ErrorCode, Frame, NodeId, RoomName, identity};
+use mesh_proto::{ErrorCode, Frame, NodeId, RoomName, identity, puzzle};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::{Instant, interval_at, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
@@ -350,6 +350,17 @@ impl Session {
         let signed = identity::register_message(&self.nonce, &node_id, &room);
         if let Err(e) = public_key.verify(&signed, &signature) {
             return Err(End::Fatal(ErrorCode::AUTH_FAILED, e.to_string()));
+        }
+        let required = self.shared.config.id_difficulty;
+        if !puzzle::meets(&node_id, required) {
+            return Err(End::Fatal(
+                ErrorCode::ID_BELOW_DIFFICULTY,
+                format!(
+                    "node id {node_id} has difficulty {}, this server requires {required}: \
+                     make a key whose id meets it (mesh-node --id-difficulty {required})",
+                    puzzle::difficulty(&node_id)
+                ),
+            ));
         }
         let registration = Registration {
             room: room.clone(),

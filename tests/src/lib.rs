@@ -308,6 +308,7 @@ fn zero_limits() -> Limits {
         max_payload_size: 0,
         frames_per_second: 0,
         frame_burst: 0,
+        id_difficulty: 0,
     }
 }
 

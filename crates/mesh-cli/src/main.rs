@@ -100,6 +100,15 @@ struct Args {
     /// a fresh key, so many nodes can run side by side.
     #[arg(long, env = "MESH_KEY")]
     key: Option<PathBuf>,
+    /// Require the id puzzle (S/Kademlia's static puzzle): node ids count only if SHA-256
+    /// of the id begins with N zero bits. This node mines such a key (2^N tries on average,
+    /// some 20 us each: milliseconds at 8, seconds at 16, minutes at 24; measured in
+    /// docs/benchmarks.md section 14.5), refuses a --key file below it,
+    /// and ignores records, floods and offers of ids below it; --serve and --door servers
+    /// require it too. Give every node, and the bootstrap server (its --id-difficulty),
+    /// the same N. 0: off.
+    #[arg(long, env = "MESH_ID_DIFFICULTY", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=24))]
+    id_difficulty: u32,
     /// Local address(es) for WebRTC's UDP sockets. A wildcard does not include loopback:
     /// name the interfaces you mean (e.g. 127.0.0.1:0 for a single-machine mesh).
     #[arg(
@@ -261,7 +270,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         let addr = listener.local_addr()?;
         bootstrap = format!("ws://{addr}/ws");
-        let config = bootstrap_server::Config::default().with_stun_listen(args.serve_stun);
+        let config = bootstrap_server::Config::default()
+            .with_stun_listen(args.serve_stun)
+            .with_id_difficulty(args.id_difficulty);
         let server = bootstrap_server::Server::bind(listener, config)
             .await
             .context("cannot start the embedded bootstrap server")?;
@@ -278,14 +289,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let door = match args.door {
-        Some(addr) => Some(start_door(addr, args.door_url.clone()).await?),
+        Some(addr) => Some(start_door(addr, args.door_url.clone(), args.id_difficulty).await?),
         None => None,
     };
 
-    let key = match &args.key {
-        Some(path) => mesh_node::keyfile::load_or_create(path)?,
-        None => Keypair::generate(),
-    };
+    // Mining is CPU work: off the runtime's threads.
+    let (path, difficulty) = (args.key.clone(), args.id_difficulty);
+    let key = tokio::task::spawn_blocking(move || match &path {
+        Some(path) => mesh_node::keyfile::load_or_create(path, difficulty),
+        None => Keypair::generate_with_difficulty(difficulty)
+            .map_err(|e| mesh_node::Error::Core(mesh_core::Error::Proto(e))),
+    })
+    .await??;
     println!("{}", key.node_id());
 
     let degree = usize::from(args.degree);
@@ -298,7 +313,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("--bootstrap must be a ws:// or wss:// URL")?;
     let mut config = Config::new(bootstrap.clone())
         .with_room(args.room.clone())
-        .with_overlay(overlay);
+        .with_overlay(overlay)
+        .with_id_difficulty(args.id_difficulty);
     if let Some(url) = door {
         config = config.with_door(url);
     }
@@ -334,6 +350,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 async fn start_door(
     addr: SocketAddr,
     url: Option<mesh_proto::ServerUrl>,
+    id_difficulty: u32,
 ) -> anyhow::Result<mesh_proto::ServerUrl> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -348,7 +365,8 @@ async fn start_door(
             .parse()
             .context("the door's address makes no valid URL")?,
     };
-    let server = bootstrap_server::Server::bind(listener, bootstrap_server::Config::default())
+    let config = bootstrap_server::Config::default().with_id_difficulty(id_difficulty);
+    let server = bootstrap_server::Server::bind(listener, config)
         .await
         .context("cannot start the door")?;
     eprintln!("door for neighbours that lose every link: {url}");

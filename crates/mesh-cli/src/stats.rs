@@ -122,6 +122,7 @@ pub struct Json {
     unreachable_received: u64,
     malformed_frames: u64,
     bad_signals: u64,
+    ids_below_difficulty: u64,
 }
 
 impl Json {
@@ -162,6 +163,7 @@ impl Json {
             unreachable_received: o.unreachable_received,
             malformed_frames: o.malformed_frames,
             bad_signals: o.bad_signals,
+            ids_below_difficulty: o.ids_below_difficulty,
         }
     }
 

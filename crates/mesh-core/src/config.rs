@@ -146,6 +146,14 @@ pub struct Config {
     /// one lookup, with its own id, to each of this many first neighbours, so that a relay
     /// that drops the answer of one path does not hold the message. At least 1. Default 3.
     pub key_lookup_paths: usize,
+    /// The id puzzle (docs/protocol.md §4.7): ids must have this many leading zero bits of
+    /// SHA-256 of their 16 bytes ([`mesh_proto::puzzle`]), this node's own included
+    /// ([`crate::Node::new`] refuses a key below it). Records, floods, lookups, signals
+    /// and sealed payloads of ids below it are ignored and counted
+    /// ([`crate::Stats::ids_below_difficulty`]). At most
+    /// [`mesh_proto::puzzle::MAX_DIFFICULTY`]; every node of a mesh should use the same.
+    /// Default 0: off.
+    pub id_difficulty: u32,
 }
 
 impl Default for Config {
@@ -195,6 +203,7 @@ impl Default for Config {
             session_budget: Rate::new(1.0, 16.0),
             ack_timeout: Duration::from_secs(1),
             key_lookup_paths: 3,
+            id_difficulty: 0,
         }
     }
 }
@@ -256,6 +265,7 @@ builders! {
     with_session_budget => session_budget: Rate;
     with_ack_timeout => ack_timeout: Duration;
     with_key_lookup_paths => key_lookup_paths: usize;
+    with_id_difficulty => id_difficulty: u32;
 }
 
 impl Config {
@@ -312,6 +322,12 @@ impl Config {
             .any(|r| !(r.per_second > 0.0 && r.per_second.is_finite() && r.burst >= 1.0))
         {
             return bad("every budget needs a positive finite rate and a burst of at least 1");
+        }
+        if self.id_difficulty > mesh_proto::puzzle::MAX_DIFFICULTY {
+            return bad(&format!(
+                "id_difficulty must be at most {} bits (each bit doubles the keys a node makes)",
+                mesh_proto::puzzle::MAX_DIFFICULTY
+            ));
         }
         Ok(())
     }

@@ -85,6 +85,20 @@ pub enum Error {
     /// A message or link addressed to this node itself.
     #[error("a node cannot send to or link with itself")]
     SelfAddressed,
+    /// This node's own id does not meet [`Config::id_difficulty`].
+    #[error(
+        "this node's id {id} has difficulty {has}, below the {required} bits configured: \
+         use a key whose id meets it (Keypair::generate_with_difficulty, or mesh-node's \
+         --id-difficulty with a new key file), or lower id_difficulty"
+    )]
+    IdBelowDifficulty {
+        /// The node's id.
+        id: mesh_proto::NodeId,
+        /// Its difficulty ([`mesh_proto::puzzle::difficulty`]).
+        has: u32,
+        /// [`Config::id_difficulty`].
+        required: u32,
+    },
     /// Encoding failed.
     #[error(transparent)]
     Proto(#[from] mesh_proto::Error),
@@ -207,6 +221,11 @@ pub struct Stats {
     pub reliable_lost: u64,
     /// Acknowledgements this node sent for reliable unicasts it received.
     pub acks_sent: u64,
+    /// Ids below [`Config::id_difficulty`] ignored (docs/protocol.md §4.7): records in
+    /// `Neighbours`, `Nodes` and lookup answers (not learned), peers in `Welcome` and
+    /// `Peers`, and floods, lookups, signals (an offer is not answered) and sealed payloads
+    /// from such origins (dropped). Each one counts, each copy of a flood too.
+    pub ids_below_difficulty: u64,
 }
 
 impl Stats {
@@ -267,6 +286,7 @@ impl Stats {
             reliable_resent,
             reliable_lost,
             acks_sent,
+            ids_below_difficulty,
         } = *other;
         self.sessions_initiated_via_server += sessions_initiated_via_server;
         self.sessions_initiated_via_mesh += sessions_initiated_via_mesh;
@@ -321,5 +341,6 @@ impl Stats {
         self.reliable_resent += reliable_resent;
         self.reliable_lost += reliable_lost;
         self.acks_sent += acks_sent;
+        self.ids_below_difficulty += ids_below_difficulty;
     }
 }

@@ -130,6 +130,13 @@ impl Node {
         config.validate()?;
         let long = config.replay_ttl.max(config.route_ttl);
         let id = key.node_id();
+        if !mesh_proto::puzzle::meets(&id, config.id_difficulty) {
+            return Err(Error::IdBelowDifficulty {
+                id,
+                has: mesh_proto::puzzle::difficulty(&id),
+                required: config.id_difficulty,
+            });
+        }
         let mut rng = StdRng::seed_from_u64(seed);
         // Without an epoch from the driver, one from the seed (a simulation: one run).
         let epoch = config
@@ -810,6 +817,7 @@ impl Node {
     fn on_server_peers(&mut self, mut peers: Vec<NodeId>, now: Instant) {
         peers.retain(|p| *p != self.id);
         peers.truncate(MAX_SERVER_PEERS);
+        peers.retain(|p| !self.below_difficulty(p));
         self.learn_peers(&peers, now);
         self.server_peers = peers;
         self.top_up(now);

@@ -77,6 +77,15 @@ impl Config {
         self
     }
 
+    /// Requires the id puzzle of `bits` (docs/protocol.md §4.7; `overlay.id_difficulty`,
+    /// default 0 = off): the node's own key must meet it ([`crate::keyfile`] and
+    /// `Keypair::generate_with_difficulty` make one that does), and the node ignores ids
+    /// below it. Give every node of a mesh, and its bootstrap server, the same.
+    pub fn with_id_difficulty(mut self, bits: u32) -> Self {
+        self.overlay.id_difficulty = bits;
+        self
+    }
+
     /// Sets [`Config::event_queue`].
     pub fn with_event_queue(mut self, n: usize) -> Self {
         self.event_queue = n;

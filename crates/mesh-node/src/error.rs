@@ -98,6 +98,19 @@ pub enum BootstrapError {
     /// The server closed the connection during the registration.
     #[error("the server closed the connection")]
     Closed,
+    /// The server's `Challenge` requires an id puzzle this node's id does not meet
+    /// (docs/protocol.md §4.7): the node did not register, the server would refuse it.
+    #[error(
+        "the server requires ids of difficulty {required} (--id-difficulty) and this node's id \
+         has {has}: run the node with a key whose id meets it (mesh-node --id-difficulty \
+         {required}, with a new key file if it uses one)"
+    )]
+    IdBelowDifficulty {
+        /// The server's `limits.id_difficulty`.
+        required: u32,
+        /// The difficulty of this node's id.
+        has: u32,
+    },
 }
 
 /// Displays an error and its sources, joined by `": "`: for log lines, where `{e}` alone

@@ -83,6 +83,15 @@ impl Node {
         F: FnOnce(mpsc::Sender<TransportEvent>) -> T,
     {
         let id = key.node_id();
+        // Before the server sees it: a key below the node's own puzzle cannot run.
+        let required = config.overlay.id_difficulty;
+        if !mesh_proto::puzzle::meets(&id, required) {
+            return Err(Error::Core(mesh_core::Error::IdBelowDifficulty {
+                id,
+                has: mesh_proto::puzzle::difficulty(&id),
+                required,
+            }));
+        }
         let server = crate::server::connect(
             config.bootstrap.as_str(),
             &config.room,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use mesh_proto::identity::{Keypair, register_message};
-use mesh_proto::{Frame, NodeId, RoomName};
+use mesh_proto::{Frame, NodeId, RoomName, puzzle};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
@@ -46,7 +46,16 @@ pub(crate) async fn connect(
         .map_err(|_| bootstrap(BootstrapError::Timeout(deadline)))?
         .map_err(|e| bootstrap(e.into()))?;
     let nonce = match next_frame(&mut ws, deadline, url).await? {
-        Frame::Challenge { nonce, .. } => nonce,
+        Frame::Challenge { nonce, limits } => {
+            let required = limits.id_difficulty;
+            if !puzzle::meets(&key.node_id(), required) {
+                return Err(bootstrap(BootstrapError::IdBelowDifficulty {
+                    required,
+                    has: puzzle::difficulty(&key.node_id()),
+                }));
+            }
+            nonce
+        }
         Frame::Error { code, message, .. } => return Err(Error::Refused { code, message }),
         other => {
             return Err(bootstrap(BootstrapError::Unexpected {

@@ -187,6 +187,7 @@ mod tests {
                     max_payload_size: u32::MAX,
                     frames_per_second: u32::MAX,
                     frame_burst: u32::MAX,
+                    id_difficulty: u32::MAX,
                 },
             },
             Frame::Register {

@@ -248,6 +248,9 @@ pub struct Limits {
     /// Frames one connection may send at once: the size of a token bucket that refills at
     /// `frames_per_second` (not a number of frames on top of that rate).
     pub frame_burst: u32,
+    /// The difficulty a node id must meet to register ([`crate::puzzle`]): leading zero
+    /// bits of SHA-256 of the id. 0 (the default of the reference server): none.
+    pub id_difficulty: u32,
 }
 
 /// `FromStr` (through the type's `TryFrom<String>`, which validates), `From<_> for String`
@@ -442,6 +445,9 @@ error_codes! {
     REPLACED = 16, "replaced", true;
     /// The unicast target's outgoing queue is full; the frame was dropped. Not fatal.
     TARGET_BUSY = 17, "target_busy", false;
+    /// The node id does not meet the server's [`Limits::id_difficulty`]
+    /// ([`crate::puzzle`]): the node needs a key whose id does.
+    ID_BELOW_DIFFICULTY = 18, "id_below_difficulty", true;
 }
 
 impl fmt::Debug for ErrorCode {

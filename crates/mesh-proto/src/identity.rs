@@ -28,6 +28,34 @@ impl Keypair {
         Self::from_seed(seed)
     }
 
+    /// A fresh key pair whose [`NodeId`] meets the puzzle of `difficulty` bits
+    /// ([`crate::puzzle`]): keys are made until one does, 2^`difficulty` on average (256
+    /// for 8 bits, some 65 000 for 16; each costs an Ed25519 key derivation and two
+    /// SHA-256). `difficulty` 0 is [`Keypair::generate`].
+    ///
+    /// Fails if `difficulty` is above [`crate::puzzle::MAX_DIFFICULTY`].
+    ///
+    /// # Panics
+    /// Only if the operating system has no random source at all.
+    pub fn generate_with_difficulty(difficulty: u32) -> Result<Self, Error> {
+        if difficulty > crate::puzzle::MAX_DIFFICULTY {
+            return Err(Error::DifficultyTooHigh(difficulty));
+        }
+        // One draw from the operating system, then a counter in the seed's first 8 bytes:
+        // every seed tried is as secret as the draw, without a system call per try.
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).expect("the operating system's random source is unavailable");
+        let base = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
+        for n in 0u64.. {
+            seed[..8].copy_from_slice(&base.wrapping_add(n).to_le_bytes());
+            let key = Self::from_seed(seed);
+            if crate::puzzle::meets(&key.node_id(), difficulty) {
+                return Ok(key);
+            }
+        }
+        unreachable!("2^64 keys without one of at most 24 bits")
+    }
+
     /// The key pair whose secret key is these 32 bytes (the form in which a key is stored).
     pub fn from_seed(seed: [u8; 32]) -> Self {
         Self {

@@ -8,6 +8,8 @@
 //!   unreachable reports; through the mesh, sealed for their destination ([`seal`]).
 //! - [`NodeRecord`]: a node's key signed for a room ([`record`]); floods and lookups are
 //!   signed by their origin ([`authored`]).
+//! - [`puzzle`]: the optional cost of an id, S/Kademlia's static puzzle (leading zero bits
+//!   of SHA-256 of the id).
 //! - [`codec`]: [`encode`] and [`decode`], the only way bytes become frames. Every malformed
 //!   input is a typed [`Error`]; nothing panics.
 //!
@@ -31,6 +33,7 @@ pub mod codec;
 pub mod frame;
 pub mod id;
 pub mod identity;
+pub mod puzzle;
 pub mod record;
 pub mod seal;
 pub mod signal;
@@ -100,4 +103,9 @@ pub enum Error {
         "sealed payload does not open: altered, or not sealed by its claimed origin for this node and room"
     )]
     BadSeal,
+    /// A key was asked to meet a puzzle harder than [`puzzle::MAX_DIFFICULTY`].
+    #[error(
+        "id difficulty {0} is too high: at most 24 bits (each bit doubles the 2^d keys a node makes to find its id)"
+    )]
+    DifficultyTooHigh(u32),
 }

@@ -120,13 +120,14 @@ fn frame() -> impl Strategy<Value = Frame> {
 /// The frames of the bootstrap WebSocket.
 fn bootstrap_frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
-        (any::<[u8; 32]>(), any::<[u32; 4]>()).prop_map(|(nonce, l)| Frame::Challenge {
+        (any::<[u8; 32]>(), any::<[u32; 5]>()).prop_map(|(nonce, l)| Frame::Challenge {
             nonce,
             limits: Limits {
                 max_frame_size: l[0],
                 max_payload_size: l[1],
                 frames_per_second: l[2],
                 frame_burst: l[3],
+                id_difficulty: l[4],
             },
         }),
         (public_key(), node_id(), room(), signature()).prop_map(

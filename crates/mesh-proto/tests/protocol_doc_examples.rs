@@ -215,6 +215,7 @@ fn frame_examples() -> Vec<(&'static str, Frame)> {
                     max_payload_size: 12288,
                     frames_per_second: 50,
                     frame_burst: 100,
+                    id_difficulty: 0,
                 },
             },
         ),
@@ -334,6 +335,14 @@ fn frame_examples() -> Vec<(&'static str, Frame)> {
                 }],
             },
         ),
+        (
+            "error of an id below the difficulty",
+            Frame::Error {
+                code: ErrorCode::ID_BELOW_DIFFICULTY,
+                target: None,
+                message: "needs 8 bits".into(),
+            },
+        ),
     ]
 }
 
@@ -373,6 +382,10 @@ fn other_examples() -> Vec<(&'static str, Vec<u8>)> {
         ("public key", bytes(PUBLIC_KEY)),
         ("SHA-256 of the public key", bytes(KEY_DIGEST)),
         ("NodeId bytes", id(NODE_ID).as_bytes().to_vec()),
+        (
+            "SHA-256 of the NodeId (the id puzzle)",
+            Sha256::digest(id(NODE_ID).as_bytes()).to_vec(),
+        ),
         ("signed register message", signed_message()),
         ("second seed", bytes(SEED_2)),
         ("second public key", bytes(PUBLIC_KEY_2)),
@@ -617,6 +630,20 @@ fn the_identity_example_derives_as_documented() {
         panic!("the second example is the Register frame");
     };
     public.verify(&message, signature).unwrap();
+}
+
+#[test]
+fn the_id_puzzle_example_counts_as_documented() {
+    // SHA-256 of the example NodeId begins 71 = 0111 0001: one leading zero bit.
+    let node_id = id(NODE_ID);
+    let digest = Sha256::digest(node_id.as_bytes());
+    assert_eq!(digest[0], 0x71);
+    assert_eq!(mesh_proto::puzzle::difficulty(&node_id), 1);
+    assert!(mesh_proto::puzzle::meets(&node_id, 1));
+    assert!(!mesh_proto::puzzle::meets(&node_id, 2));
+    assert!(PROTOCOL_MD.contains("its difficulty is **1**"));
+    assert_eq!(ErrorCode::ID_BELOW_DIFFICULTY.0, 18);
+    assert!(PROTOCOL_MD.contains("| 18 | `id_below_difficulty` | yes |"));
 }
 
 #[test]

@@ -109,6 +109,10 @@ impl Node {
     }
 
     pub(super) fn on_signal(&mut self, signal: Signal, carrier: Carrier, now: Instant) {
+        // An offer from an id below the difficulty is not answered: the offerer times out.
+        if self.below_difficulty(&signal.from) {
+            return;
+        }
         if signal.to != self.id || signal.verify(&self.config.room).is_err() {
             self.stats.bad_signals += 1;
             return;

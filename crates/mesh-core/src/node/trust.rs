@@ -94,6 +94,17 @@ impl Node {
         }
     }
 
+    /// Whether `id` is below [`crate::Config::id_difficulty`] (docs/protocol.md §4.7):
+    /// then it is counted, and the caller ignores what it came with. Never with the
+    /// puzzle off (no hash is computed).
+    pub(super) fn below_difficulty(&mut self, id: &NodeId) -> bool {
+        if mesh_proto::puzzle::meets(id, self.config.id_difficulty) {
+            return false;
+        }
+        self.stats.ids_below_difficulty += 1;
+        true
+    }
+
     /// Seals `inner` for `to`: the encoded `Payload::Sealed` and its `seq`, or `None` if
     /// `to`'s key is not known.
     pub(super) fn seal_for(
@@ -152,6 +163,9 @@ impl Node {
     ) {
         if sealed.origin() != from {
             self.stats.forged_origins += 1;
+            return;
+        }
+        if self.below_difficulty(&from) {
             return;
         }
         let (origin, plain, fresh) = match self.keys.open(&self.key, &sealed, now) {
@@ -266,7 +280,8 @@ impl Node {
 
     /// Checks records a neighbour sent (`Neighbours`, `Nodes`): their ids, or `None` if
     /// one fails (then the neighbour lied: an honest node passes on only records it
-    /// verified, and the caller drops its link).
+    /// verified, and the caller drops its link). A record of an id below the difficulty is
+    /// skipped unverified, and only it (a neighbour may require less): counted, not learned.
     pub(super) fn verify_records(
         &mut self,
         records: &[NodeRecord],
@@ -274,6 +289,11 @@ impl Node {
     ) -> Option<Vec<NodeId>> {
         let mut ids = Vec::with_capacity(records.len());
         for record in records {
+            if self.config.id_difficulty > 0
+                && self.below_difficulty(&NodeId::from_public_key(&record.key))
+            {
+                continue;
+            }
             match self.keys.learn_record(record, now) {
                 Some(id) => {
                     ids.push(id);
@@ -318,6 +338,9 @@ impl Node {
         let origin = NodeId::from_public_key(&key);
         if origin == self.id || self.dedup.contains(&(origin, id), now) {
             self.stats.flood_duplicates += 1;
+            return;
+        }
+        if self.below_difficulty(&origin) {
             return;
         }
         let room = self.keys.room();
@@ -391,7 +414,10 @@ impl Node {
             return;
         };
         let origin = NodeId::from_public_key(&key);
-        if origin == self.id || self.dedup.contains(&(origin, id), now) {
+        if origin == self.id
+            || self.dedup.contains(&(origin, id), now)
+            || self.below_difficulty(&origin)
+        {
             return;
         }
         let room = self.keys.room();

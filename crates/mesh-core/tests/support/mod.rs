@@ -82,9 +82,7 @@ impl Net {
         let now = emu.instant_now();
         let nodes: Vec<Node> = (0..n)
             .map(|i| {
-                let mut seed = [0u8; 32];
-                seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
-                Node::new(config.clone(), Keypair::from_seed(seed), now, i as u64).unwrap()
+                Node::new(config.clone(), key(i, config.id_difficulty), now, i as u64).unwrap()
             })
             .collect();
         for node in &nodes {
@@ -284,6 +282,24 @@ impl Net {
             })
             .collect()
     }
+}
+
+/// Node `i`'s deterministic key: from the seed `i + 1`, or, with a `difficulty`, the first
+/// seed `i + 1` ‖ counter whose id meets it (docs/protocol.md §4.7; 2^difficulty tries on
+/// average).
+pub fn key(i: usize, difficulty: u32) -> Keypair {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+    for n in 0u64.. {
+        if difficulty > 0 {
+            seed[8..16].copy_from_slice(&n.to_le_bytes());
+        }
+        let key = Keypair::from_seed(seed);
+        if mesh_proto::puzzle::meets(&key.node_id(), difficulty) {
+            return key;
+        }
+    }
+    unreachable!()
 }
 
 /// A small-mesh configuration with short timers, for tests.
