@@ -13,13 +13,14 @@
 //! must also say that the pair it selected ends at a `host` candidate of the peer (one from
 //! the SDP), not a peer-reflexive one learned from a check.
 //!
-//! Three tests: the node offers and the peer answers; the peer offers and the node answers;
+//! Four tests: the node offers and the peer answers; the peer offers and the node answers;
 //! the peer offers with two candidate lines the node cannot use ahead of its own, which the
 //! node skips as it would skip them trickled (webrtc-rs alone refuses the whole offer for
 //! them, and the node answered `Reject FAILED` before it took the lines out of the SDP:
-//! docs/webrtc-rs-upstream.md, finding 7). Each also checks what the node sends (§10.6: the
-//! reference trickles): an SDP without candidates, then its candidates one `Candidate` each,
-//! then `EndOfCandidates`.
+//! docs/webrtc-rs-upstream.md, finding 7); and a mix, an offer whose only candidate line is
+//! unusable followed by the peer's own candidates trickled. The first three also check what
+//! the node sends (§10.6: the reference trickles): an SDP without candidates, then its
+//! candidates one `Candidate` each, then `EndOfCandidates`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -273,6 +274,37 @@ impl NonTrickler {
             sdp.insert_str(at, &lines);
         }
         self.signal(session, to, SignalKind::Offer(sdp)).await;
+        session
+    }
+
+    /// Offers a session to `to` with `in_sdp` as the offer's only candidate lines (and no
+    /// `a=end-of-candidates`), then trickles every candidate it gathered, one `Candidate`
+    /// each, then `EndOfCandidates`: the two ways mixed.
+    async fn offer_mixed(&mut self, to: NodeId, in_sdp: &[&str]) -> SessionId {
+        let session = SessionId(rand_session());
+        let offer = self.pc.create_offer(None).await.expect("an offer");
+        self.pc
+            .set_local_description(offer)
+            .await
+            .expect("the local offer applies");
+        let gathered = self.gathered_description().await;
+        let (mut lines, mut replaced) = (Vec::new(), false);
+        for line in gathered.split("\r\n") {
+            if !line.starts_with("a=candidate:") && line != "a=end-of-candidates" {
+                lines.push(line);
+            } else if !replaced {
+                lines.extend_from_slice(in_sdp);
+                replaced = true;
+            }
+        }
+        self.signal(session, to, SignalKind::Offer(lines.join("\r\n")))
+            .await;
+        let candidates = lock(&self.gathering.candidates).clone();
+        for candidate in candidates {
+            self.signal(session, to, SignalKind::Candidate(candidate))
+                .await;
+        }
+        self.signal(session, to, SignalKind::EndOfCandidates).await;
         session
     }
 
@@ -629,5 +661,37 @@ async fn a_candidate_the_node_cannot_use_does_not_cost_the_session() {
     assert_eq!(remote, CandidateKind::Host);
     exchange(&mut node, &mut peer, &node_public).await;
     check_signals(&mut peer, session).await;
+    finish(node, peer, server).await;
+}
+
+/// Candidates both ways in one session: the offer holds only lines the node cannot use, the
+/// peer's own candidates follow in `Candidate` signals. The node links through the trickled
+/// ones, and the lines of the SDP cost it nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_in_the_sdp_and_trickled_mix() {
+    let server = TestServer::start(bootstrap_server::Config::default()).await;
+    let node_key = Keypair::generate();
+    let node_public = node_key.public();
+    let node_id = node_key.node_id();
+    let mut node = join_node(&server, node_key).await;
+    let (mut peer, _) = NonTrickler::register(&server, key_below(node_id)).await;
+
+    let in_sdp = ["a=candidate:1 1 udp 2130706431 unresolvable.example 9 typ host"];
+    let session = peer.offer_mixed(node_id, &in_sdp).await;
+    let kinds: Vec<&str> = peer.sent.iter().map(|s| s.kind.name()).collect();
+    let trickled = kinds.iter().filter(|k| **k == "candidate").count();
+    let SignalKind::Offer(offer) = &peer.sent[0].kind else {
+        panic!("the peer offered first: {kinds:?}")
+    };
+    assert_eq!(candidate_lines(offer), [&in_sdp[0][2..]], "{offer}");
+    assert!(
+        trickled >= 1 && kinds.last() == Some(&"end_of_candidates"),
+        "the peer trickled its own candidates: {kinds:?}"
+    );
+    peer.take_answer(session).await;
+    peer.wait_open().await;
+    let remote = wait_for_link(&node, peer.id()).await;
+    assert_eq!(remote, CandidateKind::Host, "a trickled host candidate");
+    exchange(&mut node, &mut peer, &node_public).await;
     finish(node, peer, server).await;
 }
