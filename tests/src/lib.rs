@@ -1,7 +1,7 @@
 //! Test support for end-to-end tests: a real WebSocket client that speaks the protocol
-//! through `mesh_proto`, and meshes of real WebRTC nodes. The server on a port-0 loopback
-//! listener, `/metrics` and waiting with a deadline come from `mesh_testkit` (re-exported
-//! here).
+//! through `mesh_proto`, meshes of real WebRTC nodes, and sealing and opening payloads as a
+//! hand-made node does ([`seal`], [`open`]). The server on a port-0 loopback listener,
+//! `/metrics` and waiting with a deadline come from `mesh_testkit` (re-exported here).
 //!
 //! Every wait has a deadline ([`DEADLINE`]); nothing sleeps for a fixed time.
 #![warn(missing_docs)]
@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use mesh_proto::identity::{Keypair, register_message};
-use mesh_proto::{ErrorCode, Frame, Limits, NodeId, RoomName};
+use mesh_proto::identity::{Keypair, PublicKey, register_message};
+use mesh_proto::signal::Payload;
+use mesh_proto::{ErrorCode, Frame, Limits, NodeId, PairKey, RoomName, Sealed};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -213,6 +214,13 @@ impl Client {
         }
     }
 
+    /// The next frame or close, skipping pings and pongs (and answering pings), however long
+    /// it takes: for a task that passes a client's frames on to a test, whose own waits have
+    /// deadlines.
+    pub async fn recv_whenever(&mut self) -> Received {
+        self.recv_inner().await
+    }
+
     /// The next frame, which must be a frame (not a close).
     pub async fn recv_frame(&mut self) -> Frame {
         match self.recv().await {
@@ -299,6 +307,46 @@ impl Client {
         tokio::time::timeout(DEADLINE, wait)
             .await
             .expect("pings did not arrive");
+    }
+}
+
+/// `inner` sealed by `own`'s node for the node of `to` in `room`, with the nonce `(epoch,
+/// seq)`: what a hand-made node sends as a unicast's payload (docs/protocol.md §9.7). The
+/// caller never seals twice with one `(epoch, seq)`.
+pub fn seal(
+    own: &Keypair,
+    room: &RoomName,
+    to: &PublicKey,
+    epoch: u64,
+    seq: u64,
+    inner: &Payload,
+) -> Sealed {
+    let (from, to_id) = (own.node_id(), NodeId::from_public_key(to));
+    let pair = PairKey::derive(own, to, &from, &to_id, room).expect("a usable key");
+    let plain = mesh_proto::encode_payload(inner).expect("the payload encodes");
+    Sealed {
+        key: own.public(),
+        epoch,
+        seq,
+        ciphertext: pair.seal(epoch, seq, &plain),
+    }
+}
+
+/// Opens `s` as the holder of `own` in `room` would: the inner payload, if it opens.
+pub fn open(own: &Keypair, room: &RoomName, s: &Sealed) -> Option<Payload> {
+    let pair = PairKey::derive(own, &s.key, &s.origin(), &own.node_id(), room).ok()?;
+    let plain = pair.open(s.epoch, s.seq, &s.ciphertext).ok()?;
+    mesh_proto::decode_payload(&plain).ok()
+}
+
+/// The sealed payload a `Route` or `Transfer` carries.
+pub fn sealed_in(frame: &Frame) -> Option<Sealed> {
+    let (Frame::Route { payload, .. } | Frame::Transfer { payload, .. }) = frame else {
+        return None;
+    };
+    match mesh_proto::decode_payload(payload) {
+        Ok(Payload::Sealed(s)) => Some(s),
+        _ => None,
     }
 }
 

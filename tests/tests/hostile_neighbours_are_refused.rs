@@ -45,7 +45,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use mesh_core::budget::Rate;
 use mesh_core::{Event, LinkDownReason, Stats};
-use mesh_e2e::{DEADLINE, TestServer, e2e_overlay, wait_until};
+use mesh_e2e::{DEADLINE, TestServer, e2e_overlay, open, sealed_in, wait_until};
 use mesh_node::transport::webrtc::{self, WebRtcTransport};
 use mesh_node::transport::{
     CandidatePairsFuture, Role, SendError, SignalBody, Transport, TransportEvent,
@@ -578,18 +578,9 @@ impl Forger {
 
     /// `inner` sealed by the attacker for `to`.
     fn seal(&mut self, to: &Peer, inner: &Payload) -> Sealed {
-        let (from, to_id) = (self.key.node_id(), to.id());
-        let pair = PairKey::derive(&self.key, &to.public(), &from, &to_id, &self.room)
-            .expect("a usable key");
-        let plain = mesh_proto::encode_payload(inner).expect("the payload encodes");
         let seq = self.seq;
         self.seq += 1;
-        Sealed {
-            key: self.key.public(),
-            epoch: self.epoch,
-            seq,
-            ciphertext: pair.seal(self.epoch, seq, &plain),
-        }
+        mesh_e2e::seal(&self.key, &self.room, &to.public(), self.epoch, seq, inner)
     }
 
     /// A `Transfer` from the attacker to `to` of `data`, sealed: one `to` delivers.
@@ -612,24 +603,6 @@ fn sealed(s: Sealed) -> Vec<u8> {
 
 fn bare(inner: &Payload) -> Vec<u8> {
     mesh_proto::encode_payload(inner).expect("the payload encodes")
-}
-
-/// The sealed payload a `Route` or `Transfer` carries.
-fn sealed_in(frame: &Frame) -> Option<Sealed> {
-    let (Frame::Route { payload, .. } | Frame::Transfer { payload, .. }) = frame else {
-        return None;
-    };
-    match mesh_proto::decode_payload(payload) {
-        Ok(Payload::Sealed(s)) => Some(s),
-        _ => None,
-    }
-}
-
-/// Opens `s` as the holder of `own` in `room` would: the inner payload, if it opens.
-fn open(own: &Keypair, room: &RoomName, s: &Sealed) -> Option<Payload> {
-    let pair = PairKey::derive(own, &s.key, &s.origin(), &own.node_id(), room).ok()?;
-    let plain = pair.open(s.epoch, s.seq, &s.ciphertext).ok()?;
-    mesh_proto::decode_payload(&plain).ok()
 }
 
 /// Every payload sealed for `victim` that its transport received, opened.

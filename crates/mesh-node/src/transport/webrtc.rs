@@ -13,7 +13,9 @@
 //! - Trickle ICE: the offerer emits its offer, then each local candidate as it is gathered,
 //!   then `EndOfCandidates`; the answerer does the same after its answer. Remote candidates
 //!   that arrive before the remote description are kept (up to a bound) and applied right
-//!   after it.
+//!   after it. A remote that does not trickle puts its candidates in its SDP instead: they
+//!   are taken out of it and applied after it the same way, so that one the session cannot
+//!   use is skipped rather than refusing the whole description (protocol.md §10.6).
 //! - The DTLS fingerprint in the SDP is checked by the DTLS handshake: an SDP whose
 //!   fingerprint does not match the peer's certificate fails the handshake and the session
 //!   closes. Since the driver verifies signaling signatures end to end, the channel is

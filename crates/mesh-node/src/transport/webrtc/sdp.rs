@@ -1,5 +1,5 @@
-//! The `a=max-message-size` attribute (RFC 8841 §6) of the SDPs a session signals and
-//! applies.
+//! What a session changes in the SDPs it signals and applies: the `a=max-message-size`
+//! attribute (RFC 8841 §6), and the remote's `a=candidate` lines ([`take_candidates`]).
 //!
 //! The attribute says how large a message the *announcing* side accepts. webrtc-rs 0.21.1
 //! reads it differently: it takes the smaller of its own configured size and the remote's
@@ -46,6 +46,31 @@ pub(super) fn announce(sdp: &str, size: usize) -> String {
         lines.insert(end, &attribute);
     }
     lines.join(newline)
+}
+
+/// The value of an `a=candidate` line: the attribute as a `Candidate` signal carries it.
+const CANDIDATE: &str = "a=candidate:";
+
+/// `sdp` without its `a=candidate` lines, and those lines' values (`candidate:…`, without
+/// `a=`), in order.
+///
+/// A peer that does not trickle puts its candidates in its offer or answer (protocol.md
+/// §10.6), and webrtc-rs 0.21.1 refuses a whole remote description if one of its
+/// candidates does not parse (`extract_ice_details`: an FQDN address, an unknown type), where
+/// the same candidate in a `Candidate` signal is skipped with a log line. The session applies
+/// the description without them, then each one as if it had been trickled, so that both ways
+/// accept the same candidates.
+pub(super) fn take_candidates(sdp: &str) -> (String, Vec<String>) {
+    let newline = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut candidates = Vec::new();
+    let mut kept = Vec::new();
+    for line in sdp.split(newline) {
+        match line.strip_prefix("a=") {
+            Some(value) if line.starts_with(CANDIDATE) => candidates.push(value.to_owned()),
+            _ => kept.push(line),
+        }
+    }
+    (kept.join(newline), candidates)
 }
 
 /// The largest message the remote of `sdp` may be sent: what it announced
@@ -111,6 +136,20 @@ mod tests {
     fn an_sdp_without_an_application_section_is_left_alone() {
         let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n";
         assert_eq!(announce(sdp, 65_536), sdp);
+    }
+
+    #[test]
+    fn candidate_lines_are_taken_out_in_order_and_nothing_else_changes() {
+        let first = "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host";
+        let second = "candidate:2 1 udp 2130706431 unresolvable.example 9 typ host";
+        let with = format!("{OFFER}a={first}\r\na={second}\r\na=end-of-candidates\r\n");
+        let (description, candidates) = take_candidates(&with);
+        assert_eq!(description, format!("{OFFER}a=end-of-candidates\r\n"));
+        assert_eq!(candidates, [first, second]);
+        // Bare LF line ends, and an SDP without candidates.
+        let lf = with.replace("\r\n", "\n");
+        assert_eq!(take_candidates(&lf).1, [first, second]);
+        assert_eq!(take_candidates(OFFER), (OFFER.to_owned(), Vec::new()));
     }
 
     #[test]

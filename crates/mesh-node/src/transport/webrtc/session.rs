@@ -199,14 +199,20 @@ impl Session {
                     return Ok(());
                 }
                 link.send_limit = sdp::remote_limit(&sdp);
-                let offer =
-                    RTCSessionDescription::offer(sdp::announce(&sdp, Config::MAX_READ_SIZE))
-                        .map_err(|e| format!("the remote offer is not valid SDP: {e}"))?;
+                let (description, candidates) = sdp::take_candidates(&sdp);
+                let offer = RTCSessionDescription::offer(sdp::announce(
+                    &description,
+                    Config::MAX_READ_SIZE,
+                ))
+                .map_err(|e| format!("the remote offer is not valid SDP: {e}"))?;
                 link.pc
                     .set_remote_description(offer)
                     .await
                     .map_err(|e| format!("could not apply the remote offer: {e}"))?;
                 link.remote_set = true;
+                for candidate in candidates {
+                    add_candidate(&*link.pc, candidate).await;
+                }
                 let answer = link
                     .pc
                     .create_answer(None)
@@ -226,14 +232,20 @@ impl Session {
                     return Ok(());
                 }
                 link.send_limit = sdp::remote_limit(&sdp);
-                let answer =
-                    RTCSessionDescription::answer(sdp::announce(&sdp, Config::MAX_READ_SIZE))
-                        .map_err(|e| format!("the remote answer is not valid SDP: {e}"))?;
+                let (description, candidates) = sdp::take_candidates(&sdp);
+                let answer = RTCSessionDescription::answer(sdp::announce(
+                    &description,
+                    Config::MAX_READ_SIZE,
+                ))
+                .map_err(|e| format!("the remote answer is not valid SDP: {e}"))?;
                 link.pc
                     .set_remote_description(answer)
                     .await
                     .map_err(|e| format!("could not apply the remote answer: {e}"))?;
                 link.remote_set = true;
+                for candidate in candidates {
+                    add_candidate(&*link.pc, candidate).await;
+                }
                 self.apply_early_candidates(link).await;
             }
             (SignalBody::Offer(_), Role::Offerer) => {
