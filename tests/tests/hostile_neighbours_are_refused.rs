@@ -8,8 +8,9 @@
 //! last):
 //!
 //! 1. a `Transfer` or `Route` whose `from` is honest `c`, with a payload the attacker
-//!    sealed: not delivered (`forged_origins`; claiming `c`'s key, `seal_failures`; bare
-//!    application bytes, `unsealed_refused`);
+//!    sealed: not relayed nor delivered, and the attacker loses the link
+//!    (`forged_origins`; bare application bytes, `unsealed_refused`); one claiming `c`'s
+//!    key in the seal as well does not open (`seal_failures`);
 //! 2. a `Flood` in another node's name, or altered: never delivered, the sender's link
 //!    drops (`Forged`, `forged_floods`);
 //! 3. 3,000 validly signed floods from made-up origins at line rate: held to the link,
@@ -19,7 +20,8 @@
 //! 4. a relay cannot read the unicasts it carries, nor deliver one twice
 //!    (`replays_refused`);
 //! 5. a forged `Unreachable` after a delivered unicast: no second delivery
-//!    (`replays_refused`), reports about nothing kept ignored (`unreachable_ignored`);
+//!    (`replays_refused`), reports about nothing kept ignored (`unreachable_ignored`), a
+//!    bare one costs the link (`unsealed_refused`);
 //! 6. `Neighbours` records signed for another room or altered: the link drops
 //!    (`forged_records`) and nobody offers a session to the made-up ids;
 //! 7. a `Lookup` with a victim's key and the attacker's signature: dropped at the first
@@ -630,68 +632,103 @@ async fn a_payload_sealed_by_the_attacker_is_not_delivered_as_from_another_node(
     let server = start_server().await;
     let [m, a, b, c] = four(&server, e2e_overlay(), loopback()).await;
     let mut forger = Forger::new(&m);
-    let before = b.stats().await;
+    let before = [a.stats().await, b.stats().await, c.stats().await];
+    let marks = [a.mark(), b.mark(), c.mark()];
     let forged: [&[u8]; 4] = [
-        b"sealed by m, from c",
         b"sealed by m, in c's key",
-        b"bare, from m",
         b"sealed by m, routed from c",
+        b"sealed by m, from c",
+        b"bare, from m",
     ];
 
-    // Straight to b: a Transfer "from c" that m sealed; the same with c's key in the seal
-    // (m cannot seal as c: it does not open); application bytes with no seal at all.
-    let from_c = forger.seal(&b, &app(forged[0]));
-    let transfer = Frame::Transfer {
-        from: c.id(),
-        payload: sealed(from_c),
-    };
-    m.raw(&b, &transfer).await;
-    let mut in_cs_key = forger.seal(&b, &app(forged[1]));
+    // Straight to b, a Transfer "from c" with c's key in the seal: the header agrees with
+    // `from` (m cannot seal as c, so it does not open), which any relay could have passed
+    // on: dropped, the link kept; a sentinel after it on the same link proves it arrived.
+    let mut in_cs_key = forger.seal(&b, &app(forged[0]));
     in_cs_key.key = c.public();
     let transfer = Frame::Transfer {
         from: c.id(),
         payload: sealed(in_cs_key),
     };
     m.raw(&b, &transfer).await;
-    let transfer = Frame::Transfer {
-        from: m.id(),
-        payload: bare(&app(forged[2])),
-    };
-    m.raw(&b, &transfer).await;
-    m.raw(&b, &forger.sentinel(&b, b"sentinel 1")).await;
-    // Through a, which relays it (a relay cannot open a seal): a Route "from c" for b.
-    let route = |from: NodeId, payload: Vec<u8>| Frame::Route {
-        to: b.id(),
-        from,
-        ttl: 16,
-        steering: Steering::Learned,
-        payload,
-    };
-    let routed = forger.seal(&b, &app(forged[3]));
-    m.raw(&a, &route(c.id(), sealed(routed))).await;
-    let sentinel = forger.seal(&b, &app(b"sentinel 2"));
-    m.raw(&a, &route(m.id(), sealed(sentinel))).await;
-
-    wait_until("b has both sentinels from m", DEADLINE, async || {
-        let got = [b"sentinel 1", b"sentinel 2"].map(|s| b.messages(m.id(), s));
-        if got == [1, 1] { Ok(()) } else { Err(got) }
+    m.raw(&b, &forger.sentinel(&b, b"sentinel")).await;
+    wait_until("b has the sentinel from m", DEADLINE, async || {
+        b.messages(m.id(), b"sentinel") == 1
     })
     .await;
-    let after = b.stats().await;
+    let mid = b.stats().await;
     assert_eq!(
-        after.forged_origins - before.forged_origins,
-        2,
-        "the Transfer and the Route whose sealed origin is not their from: {after:?}"
+        mid.seal_failures - before[1].seal_failures,
+        1,
+        "the seal in c's key does not open: {mid:?}"
+    );
+    assert!(
+        b.link_down(m.id(), marks[1]).is_none(),
+        "b keeps its link to m"
+    );
+
+    // What no honest node sends, each costing m its link: to a, a Route "from c" that m
+    // sealed (a relay checks the sealed origin before it relays); to b, the same as a
+    // Transfer; to c, application bytes with no seal at all.
+    let routed = forger.seal(&b, &app(forged[1]));
+    let route = Frame::Route {
+        to: b.id(),
+        from: c.id(),
+        ttl: 16,
+        steering: Steering::Learned,
+        payload: sealed(routed),
+    };
+    m.raw(&a, &route).await;
+    let from_c = forger.seal(&b, &app(forged[2]));
+    let transfer = Frame::Transfer {
+        from: c.id(),
+        payload: sealed(from_c),
+    };
+    m.raw(&b, &transfer).await;
+    let transfer = Frame::Transfer {
+        from: m.id(),
+        payload: bare(&app(forged[3])),
+    };
+    m.raw(&c, &transfer).await;
+    wait_until("a, b and c drop their links to m", DEADLINE, async || {
+        let down = [
+            a.link_down(m.id(), marks[0]),
+            b.link_down(m.id(), marks[1]),
+            c.link_down(m.id(), marks[2]),
+        ];
+        if down.iter().all(Option::is_some) {
+            Ok(down)
+        } else {
+            Err(down)
+        }
+    })
+    .await;
+    for (node, mark) in [(&a, marks[0]), (&b, marks[1]), (&c, marks[2])] {
+        let reason = node.link_down(m.id(), mark);
+        assert!(
+            matches!(reason, Some(LinkDownReason::Forged(_))),
+            "{}: {reason:?}",
+            node.name
+        );
+    }
+    let after = [a.stats().await, b.stats().await, c.stats().await];
+    assert_eq!(
+        after[0].forged_origins - before[0].forged_origins,
+        1,
+        "a refused to relay the Route: {:?}",
+        after[0]
     );
     assert_eq!(
-        after.seal_failures - before.seal_failures,
+        after[1].forged_origins - before[1].forged_origins,
         1,
-        "the seal in c's key does not open: {after:?}"
+        "the Transfer whose sealed origin is not its from: {:?}",
+        after[1]
     );
     assert_eq!(
-        after.unsealed_refused - before.unsealed_refused,
+        after[2].unsealed_refused - before[2].unsealed_refused,
         1,
-        "bare application bytes through the mesh: {after:?}"
+        "bare application bytes through the mesh: {:?}",
+        after[2]
     );
     assert_eq!(
         b.count(|e| matches!(e, Event::Message { from, .. } if *from == c.id())),
@@ -1130,15 +1167,6 @@ async fn a_forged_unreachable_report_neither_duplicates_nor_counts() {
         payload: sealed(report),
     };
     m.raw(&a, &frame).await;
-    let frame = Frame::Transfer {
-        from: m.id(),
-        payload: bare(&Payload::Unreachable {
-            to: b.id(),
-            seq,
-            proof,
-        }),
-    };
-    m.raw(&a, &frame).await;
     m.raw(&a, &forger.sentinel(&a, b"sentinel")).await;
     wait_until("a has m's sentinel", DEADLINE, async || {
         a.messages(m.id(), b"sentinel") == 1
@@ -1150,6 +1178,23 @@ async fn a_forged_unreachable_report_neither_duplicates_nor_counts() {
         1,
         "{a_after:?}"
     );
+    // A bare one: no honest node sends a payload unsealed through the mesh, so m loses
+    // its link to a.
+    let mark = a.mark();
+    let frame = Frame::Transfer {
+        from: m.id(),
+        payload: bare(&Payload::Unreachable {
+            to: b.id(),
+            seq,
+            proof,
+        }),
+    };
+    m.raw(&a, &frame).await;
+    wait_until("a drops its link to m", DEADLINE, async || {
+        a.link_down(m.id(), mark).ok_or(())
+    })
+    .await;
+    let a_after = a.stats().await;
     assert_eq!(
         a_after.unsealed_refused - a_mid.unsealed_refused,
         1,

@@ -664,6 +664,11 @@ impl Node {
         {
             return;
         }
+        if let Frame::Route { from, payload, .. } | Frame::Transfer { from, payload } = &frame
+            && !self.origin_checks(*from, payload, session, now)
+        {
+            return;
+        }
         match frame {
             Frame::Route {
                 to,

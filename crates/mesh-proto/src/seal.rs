@@ -50,6 +50,21 @@ impl Sealed {
         NodeId::from_public_key(&self.key)
     }
 
+    /// The origin of an encoded payload, if it is a `Sealed` one (tag 4, then the 32
+    /// bytes of its key), read without decoding the rest: what a node checks against the
+    /// `from` of a `Route` or `Transfer` before it relays or opens it (docs/protocol.md
+    /// §10.2). `None` for any other payload, or one cut short inside its key.
+    pub fn origin_of(payload: &[u8]) -> Option<NodeId> {
+        match payload {
+            [4, key @ ..] if key.len() >= 32 => {
+                let mut bytes = [0u8; 32];
+                bytes.copy_from_slice(&key[..32]);
+                Some(NodeId::from_public_key(&PublicKey::from_bytes(bytes)))
+            }
+            _ => None,
+        }
+    }
+
     /// What an unreachable report quotes to show it saw this payload: the first 8 bytes of
     /// its authentication tag (the last 16 bytes of the ciphertext; zeros if shorter).
     pub fn proof(&self) -> [u8; 8] {
@@ -165,6 +180,25 @@ fn nonce(epoch: u64, seq: u64) -> XNonce {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn origin_of_reads_the_sealed_header_alone() {
+        let a = Keypair::from_seed([1; 32]);
+        let sealed = Sealed {
+            key: a.public(),
+            epoch: 7,
+            seq: 9,
+            ciphertext: vec![0; 16],
+        };
+        let bytes = crate::encode_payload(&crate::signal::Payload::Sealed(sealed)).unwrap();
+        assert_eq!(Sealed::origin_of(&bytes), Some(a.node_id()));
+        assert_eq!(Sealed::origin_of(&bytes[..33]), Some(a.node_id()));
+        assert_eq!(Sealed::origin_of(&bytes[..32]), None, "cut inside the key");
+        let app = crate::encode_payload(&crate::signal::Payload::App(vec![4; 40])).unwrap();
+        assert_eq!(Sealed::origin_of(&app), None, "not sealed");
+        assert_eq!(Sealed::origin_of(&[]), None);
+    }
+
     use super::*;
 
     fn room(s: &str) -> RoomName {

@@ -420,12 +420,21 @@ mod tests {
         );
         node.lookups.empty_holes.insert(b);
         drain(&mut node);
+        // Sealed by its origin, as every payload through the mesh (a relay checks the
+        // sealed origin against `from` first).
+        let origin = Keypair::from_seed([9; 32]);
+        let sealed = mesh_proto::Sealed {
+            key: origin.public(),
+            epoch: 0,
+            seq: 0,
+            ciphertext: vec![0; 16],
+        };
         let route = mesh_proto::Frame::Route {
             to,
-            from: id(me ^ (1 << 127) ^ 5),
+            from: origin.node_id(),
             ttl: 8,
             steering: Steering::Greedy,
-            payload: mesh_proto::encode_payload(&mesh_proto::signal::Payload::App(b"x".to_vec()))
+            payload: mesh_proto::encode_payload(&mesh_proto::signal::Payload::Sealed(sealed))
                 .unwrap(),
         };
         let bytes = mesh_proto::encode(&route).unwrap();

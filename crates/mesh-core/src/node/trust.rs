@@ -153,6 +153,33 @@ impl Node {
         Some(seq)
     }
 
+    /// Whether a `Route` or `Transfer` that came on `session` carries what its `from`
+    /// sealed: its payload is `Sealed` under a key that derives `from`. Every node checks
+    /// this before it relays or opens one, so a neighbour that sends one that fails made it
+    /// or changed it (an honest relay would have refused it): it loses its link, and
+    /// nobody downstream learns a route from its claim.
+    pub(super) fn origin_checks(
+        &mut self,
+        from: NodeId,
+        payload: &[u8],
+        session: mesh_proto::signal::SessionId,
+        now: Instant,
+    ) -> bool {
+        match Sealed::origin_of(payload) {
+            Some(origin) if origin == from => true,
+            Some(_) => {
+                self.stats.forged_origins += 1;
+                self.drop_link(session, LinkDownReason::Forged("origin".into()), now);
+                false
+            }
+            None => {
+                self.stats.unsealed_refused += 1;
+                self.drop_link(session, LinkDownReason::Forged("unsealed".into()), now);
+                false
+            }
+        }
+    }
+
     /// A sealed payload that came from `from` (the `from` of the frame that carried it).
     pub(super) fn on_sealed(
         &mut self,
