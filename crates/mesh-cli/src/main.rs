@@ -265,17 +265,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let mut bootstrap = args.bootstrap.clone();
     if let Some(addr) = args.serve {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let addr = listener.local_addr()?;
-        bootstrap = format!("ws://{addr}/ws");
         let config = bootstrap_server::Config::default()
             .with_stun_listen(args.serve_stun)
             .with_id_difficulty(args.id_difficulty);
-        let server = bootstrap_server::Server::bind(listener, config)
+        // With the server's own listen backlog (1,024), not the 128 of a plain bind.
+        let server = bootstrap_server::Server::listen(addr, config)
             .await
-            .context("cannot start the embedded bootstrap server")?;
+            .with_context(|| format!("cannot start the embedded bootstrap server on {addr}"))?;
+        let addr = server.local_addr()?;
+        bootstrap = format!("ws://{addr}/ws");
         // Notices for the person who started it, whatever the log level.
         eprintln!("bootstrap server for other nodes: --bootstrap {bootstrap}");
         if let Some(stun) = server.stun_addr() {
@@ -352,10 +350,11 @@ async fn start_door(
     url: Option<mesh_proto::ServerUrl>,
     id_difficulty: u32,
 ) -> anyhow::Result<mesh_proto::ServerUrl> {
-    let listener = tokio::net::TcpListener::bind(addr)
+    let config = bootstrap_server::Config::default().with_id_difficulty(id_difficulty);
+    let server = bootstrap_server::Server::listen(addr, config)
         .await
-        .with_context(|| format!("cannot listen on {addr} for the door"))?;
-    let bound = listener.local_addr()?;
+        .with_context(|| format!("cannot start the door on {addr}"))?;
+    let bound = server.local_addr()?;
     let url = match url {
         Some(url) => url,
         None if bound.ip().is_unspecified() => anyhow::bail!(
@@ -365,10 +364,6 @@ async fn start_door(
             .parse()
             .context("the door's address makes no valid URL")?,
     };
-    let config = bootstrap_server::Config::default().with_id_difficulty(id_difficulty);
-    let server = bootstrap_server::Server::bind(listener, config)
-        .await
-        .context("cannot start the door")?;
     eprintln!("door for neighbours that lose every link: {url}");
     tokio::spawn(async move {
         if let Err(e) = server.run(std::future::pending()).await {

@@ -88,20 +88,21 @@ impl<'a> Sim<'a> {
         overlay
             .validate()
             .context("the scenario's overlay configuration")?;
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .context("binding the embedded bootstrap server to 127.0.0.1")?;
-        let url: mesh_proto::ServerUrl = format!("ws://{}/ws", listener.local_addr()?)
-            .parse()
-            .map_err(std::io::Error::other)?;
         // Room for every node, churn's newcomers and reconnections.
         let limit = (4 * n + 64).max(10_000);
         let config = bootstrap_server::Config::default()
             .with_max_connections(limit)
             .with_max_peers_per_room(limit)
             .with_shutdown_grace(Duration::from_secs(2));
+        // The server's own listen backlog (1,024): hundreds of nodes connect at once.
+        let listening = bootstrap_server::Server::listen((Ipv4Addr::LOCALHOST, 0).into(), config)
+            .await
+            .context("starting the embedded bootstrap server on 127.0.0.1")?;
+        let url: mesh_proto::ServerUrl = format!("ws://{}/ws", listening.local_addr()?)
+            .parse()
+            .map_err(std::io::Error::other)?;
         let (server_stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(bootstrap_server::run(listener, config, async move {
+        let server = tokio::spawn(listening.run(async move {
             let _ = stopped.await;
         }));
         let shared = Arc::new(Shared {
