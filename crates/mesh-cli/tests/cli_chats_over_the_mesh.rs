@@ -358,7 +358,10 @@ async fn links_lists_each_link_with_its_candidate_pair() {
     for (line, peer) in [(&on_a, &b_id), (&on_b, &a_id)] {
         let (local, remote) = parse_link(line, peer);
         assert_eq!(local, "host/udp", "{line}");
-        assert!(["host/udp", "prflx/udp"].contains(&remote.as_str()), "{line}");
+        assert!(
+            ["host/udp", "prflx/udp"].contains(&remote.as_str()),
+            "{line}"
+        );
     }
 
     // b took the door's STUN server from its Welcome.

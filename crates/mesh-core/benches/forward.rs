@@ -88,12 +88,15 @@ fn bench(c: &mut Criterion) {
         );
         while node.poll_output().is_some() {}
     }
-    let far = Keypair::from_seed([99; 32]).node_id();
+    // The origin of the routed frames: a relay checks that the payload's seal derives it.
+    let origin = Keypair::from_seed([99; 32]);
+    let far = origin.node_id();
     let mut group = c.benchmark_group("forward");
     for size in [100usize, 1024] {
-        // What relays see: a sealed payload (its bytes are opaque to them).
+        // What relays see: a payload sealed by its origin (the rest of its bytes are opaque
+        // to them).
         let payload = mesh_proto::encode_payload(&Payload::Sealed(mesh_proto::Sealed {
-            key: peers[0].public(),
+            key: origin.public(),
             epoch: 1,
             seq: 1,
             ciphertext: vec![7; size + 16],
