@@ -2,7 +2,7 @@
 //! it does. One that is not acknowledged in time goes again, the same sealed bytes (the
 //! destination takes it once), through a first neighbour it has not been through: another
 //! way into the mesh, around a relay that drops what it should relay without a word. After
-//! [`crate::resend::RESENDS`] more tries it is given up (`Event::Unreachable`). Bounded in
+//! [`crate::Config::reliable_resends`] more tries it is given up (`Event::Unreachable`). Bounded in
 //! count and bytes.
 
 use std::collections::BTreeMap;

@@ -139,9 +139,15 @@ pub struct Config {
     /// or departed contacts must not cost many). Default 1/s, burst 16.
     pub session_budget: Rate,
     /// A reliable unicast ([`crate::Node::send_reliable`]) not acknowledged within this
-    /// goes again through another first neighbour (twice at most); a key lookup not
-    /// answered within this goes again through first neighbours not tried yet. Default 1 s.
+    /// goes again through another first neighbour (at most [`Config::reliable_resends`]
+    /// times); a key lookup not answered within this goes again through first neighbours
+    /// not tried yet. Default 1 s.
     pub ack_timeout: Duration,
+    /// Times a reliable unicast goes again, unacknowledged, before it is given up
+    /// ([`crate::Event::Unreachable`]): each time through a first neighbour it has not
+    /// been through while there is one. Default 5: with 10 % of the relays dropping what
+    /// they should pass on, two were too few (docs/benchmarks.md §14.9).
+    pub reliable_resends: usize,
     /// Paths a key lookup (for a destination whose key this node lacks) takes at once:
     /// one lookup, with its own id, to each of this many first neighbours, so that a relay
     /// that drops the answer of one path does not hold the message. At least 1. Default 3.
@@ -202,6 +208,7 @@ impl Default for Config {
             origin_flood_budget: Rate::new(10.0, 50.0),
             session_budget: Rate::new(1.0, 16.0),
             ack_timeout: Duration::from_secs(1),
+            reliable_resends: 5,
             key_lookup_paths: 3,
             id_difficulty: 0,
         }
@@ -264,6 +271,7 @@ builders! {
     with_origin_flood_budget => origin_flood_budget: Rate;
     with_session_budget => session_budget: Rate;
     with_ack_timeout => ack_timeout: Duration;
+    with_reliable_resends => reliable_resends: usize;
     with_key_lookup_paths => key_lookup_paths: usize;
     with_id_difficulty => id_difficulty: u32;
 }
@@ -274,6 +282,16 @@ impl Config {
         self.reconnect_min = min;
         self.reconnect_max = max;
         self
+    }
+
+    /// The longest a reliable unicast takes to be acknowledged or given up: the wait for
+    /// its destination's key (at most [`Config::session_timeout`], at most 5 s), then every
+    /// try ([`Config::reliable_resends`] + 1) for [`Config::ack_timeout`] each.
+    pub fn longest_reliable_delivery(&self) -> Duration {
+        let tries = u32::try_from(self.reliable_resends.saturating_add(1)).unwrap_or(u32::MAX);
+        self.session_timeout
+            .min(crate::node::KEY_WAIT)
+            .saturating_add(self.ack_timeout.saturating_mul(tries))
     }
 
     /// Checks that the settings make sense together.
@@ -330,5 +348,27 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_reliable_delivery_is_the_key_wait_and_every_try() {
+        let config = Config::default();
+        assert_eq!(
+            config.longest_reliable_delivery(),
+            Duration::from_secs(5 + 6)
+        );
+        let short = Config::default()
+            .with_session_timeout(Duration::from_secs(2))
+            .with_reliable_resends(0)
+            .with_ack_timeout(Duration::from_millis(500));
+        assert_eq!(
+            short.longest_reliable_delivery(),
+            Duration::from_millis(2500)
+        );
     }
 }

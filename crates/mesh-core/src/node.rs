@@ -27,6 +27,7 @@ mod signaling;
 mod topology;
 mod trust;
 use crate::{Carrier, Config, Error, Event, Input, LinkDownReason, Output, Role, Stats};
+pub(crate) use trust::KEY_WAIT;
 
 /// Bytes of a routed frame that are not the application's: version, tag, ids, ttl, the
 /// payload's own tag and length prefixes, and the seal (origin key, epoch, seq, tag).
@@ -375,9 +376,9 @@ impl Node {
     /// Sends `data` to `to` as [`Node::send`] does, and makes sure it arrives: `to`
     /// acknowledges it; without an acknowledgement within `ack_timeout` it goes again, the
     /// same sealed bytes (taken once), through a first neighbour it has not been through
-    /// (around a relay that drops it without a word), at most twice; then the application
-    /// hears [`Event::Unreachable`]. At most 256 (4 MiB) under way: beyond,
-    /// [`Error::Busy`].
+    /// (around a relay that drops it without a word), at most [`Config::reliable_resends`]
+    /// times; then the application hears [`Event::Unreachable`]. At most 256 (4 MiB)
+    /// under way: beyond, [`Error::Busy`].
     pub fn send_reliable(&mut self, now: Instant, to: NodeId, data: Vec<u8>) -> Result<(), Error> {
         self.send_kind(now, to, data, true)
     }
@@ -542,6 +543,14 @@ impl Node {
             return;
         }
         self.contacts.remove(&target);
+        // The server's sample is a moment's: one of its peers gone, the rest may be too
+        // (after a mass kill, most of an old sample is dead, and working through it one
+        // session at a time kept a survivor below its minimum degree for 16 s). A fresh
+        // one is asked for; it brings the next entry session.
+        if self.server_peers.contains(&target) {
+            self.server_peers.clear();
+            self.request_peers_from_server(now);
+        }
         self.fail_pending(target, Carrier::Server, now);
     }
 

@@ -238,3 +238,63 @@ fn a_reliable_unicast_dropped_in_silence_goes_again_and_arrives_once() {
         .collect();
     assert_eq!(got.len(), 1, "delivered once");
 }
+
+/// A destination behind relays that drop every copy without a word: the origin sends it
+/// `reliable_resends` more times, each through another first neighbour, then gives it up
+/// and tells the application.
+#[test]
+fn a_reliable_unicast_every_relay_drops_is_tried_then_given_up() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use mesh_proto::Frame;
+
+    let n = 12;
+    let resends = 3;
+    let mut net = shaped_mesh(n, test_config().with_reliable_resends(resends));
+    let a = 0;
+    let b = (1..n)
+        .find(|j| !net.nodes[a].neighbours().contains(&net.id(*j)))
+        .expect("a node two links away or more");
+    let (a_id, b_id) = (net.id(a), net.id(b));
+    let dropped = Rc::new(Cell::new(0));
+    let count = dropped.clone();
+    // Every relay drops what a sends to b (a itself sends each copy out).
+    net.tamper = Some(Box::new(move |i, bytes: &mut bytes::Bytes| {
+        if i == a {
+            return;
+        }
+        let relayed = match mesh_proto::decode(bytes) {
+            Ok(Frame::Route { to, from, .. }) => to == b_id && from == a_id,
+            Ok(Frame::Transfer { from, .. }) => from == a_id,
+            _ => false,
+        };
+        if relayed {
+            count.set(count.get() + 1);
+            *bytes = bytes::Bytes::new();
+        }
+    }));
+    let now = net.now;
+    net.nodes[a]
+        .send_reliable(now, b_id, b"never arrives".to_vec())
+        .unwrap();
+    net.drain(a);
+    let given_up = net.run_until(Duration::from_secs(30), |net| {
+        net.nodes[a].stats().reliable_lost == 1
+    });
+    assert!(given_up, "{:?}", net.nodes[a].stats());
+    let stats = net.nodes[a].stats();
+    assert_eq!(stats.reliable_resent, resends as u64);
+    assert_eq!(stats.reliable_acked, 0);
+    assert_eq!(
+        dropped.get(),
+        resends + 1,
+        "each copy was dropped at its first relay"
+    );
+    assert!(
+        net.events.iter().any(|(i, e)| *i == a
+            && matches!(e, mesh_core::Event::Unreachable { to, .. } if *to == b_id)),
+        "the application heard of it"
+    );
+    assert!(net.messages(b).iter().all(|(from, _)| *from != a_id));
+}

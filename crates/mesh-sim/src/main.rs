@@ -129,7 +129,9 @@ struct RunArgs {
     rooms: u32,
     /// Send the scenario's unicasts reliably (`Node::send_reliable`: acknowledged by their
     /// destination, sent again through another first neighbour when no acknowledgement
-    /// comes within 1 s, twice at most). Memory transport only.
+    /// comes within 1 s, 5 times at most). Traffic then stops 11 s before the end (the
+    /// longest one can take: 5 s for the destination's key, 6 tries), so that each is
+    /// delivered or given up within the run. Memory transport only.
     #[arg(long)]
     reliable: bool,
     #[command(flatten)]

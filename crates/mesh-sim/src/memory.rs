@@ -39,7 +39,10 @@
 //! Then: a unicast every 1/`unicast_rate` s between two distinct random live nodes, a
 //! broadcast every `broadcast_every` from a random live node, and every
 //! 60 / (`churn_per_min` / 100 × `nodes`) s a random live node leaves and a new node starts.
-//! Traffic stops [`DRAIN_NS`] (1 s) before the end so that every message has time to arrive.
+//! Traffic stops [`DRAIN_NS`] (1 s) before the end so that every message has time to arrive;
+//! with `--reliable`, the longest a reliable unicast takes before that
+//! (`mesh_core::Config::longest_reliable_delivery`: 11 s with the defaults), so that every
+//! one is delivered or given up within the run.
 //! The run ends at `duration` of virtual time after the first start.
 //!
 //! # Measurements

@@ -104,8 +104,9 @@ pub struct Scenario {
     /// cross-room attempts. Default 1 (every node in the default room).
     pub rooms: usize,
     /// Scenario unicasts are sent with `Node::send_reliable` (acknowledged, sent again
-    /// another way when no acknowledgement comes) instead of `send`. Memory transport
-    /// only. Default off.
+    /// another way when no acknowledgement comes) instead of `send`; traffic stops
+    /// `longest_reliable_delivery` + 1 s before the end. Memory transport only. Default
+    /// off.
     pub reliable: bool,
 }
 

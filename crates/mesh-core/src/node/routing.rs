@@ -568,6 +568,55 @@ mod tests {
         );
     }
 
+    /// A server's sample is a moment's: once one of its peers turns out gone, the rest is
+    /// not worked through one session at a time (after a mass kill most of it is dead).
+    #[test]
+    fn a_peer_of_the_server_sample_gone_discards_the_sample() {
+        let now = Instant::now();
+        let mut node = node_with([13; 32], &[(1, vec![])], now);
+        node.server_peers = vec![id(7), id(8), id(9)];
+        let unknown = mesh_proto::ErrorCode::UNKNOWN_PEER;
+        node.on_server_error(unknown, Some(id(42)), now);
+        assert_eq!(node.server_peers.len(), 3, "not one of the sample's");
+        node.on_server_error(unknown, Some(id(8)), now);
+        assert!(node.server_peers.is_empty());
+        assert!(node.server_candidate(now).is_none());
+    }
+
+    /// A region can split into parts that do not know each other; a lookup for our own
+    /// id that only ever takes the best first hops stays in our part. Its last path
+    /// enters through a neighbour drawn at random.
+    #[test]
+    fn a_lookup_for_our_own_id_also_enters_through_a_random_neighbour() {
+        let now = Instant::now();
+        let seed = [12; 32];
+        let me = u128::from_be_bytes(*Keypair::from_seed(seed).node_id().as_bytes());
+        // Links in buckets 0..=6: no hole, so every lookup is for our own id.
+        let links: Vec<(u128, Vec<u128>)> = (0..=6u32)
+            .map(|b| (me ^ (1u128 << (127 - b)), vec![]))
+            .collect();
+        let mut node = node_with(seed, &links, now);
+        let closest = id(me ^ (1u128 << (127 - 6)));
+        let mut second = std::collections::BTreeSet::new();
+        for k in 0..24u64 {
+            let at = now + std::time::Duration::from_secs(60 * k);
+            node.lookups.target = None;
+            node.lookups.next = at;
+            node.lookup(at);
+            let out: Vec<NodeId> = drain(&mut node)
+                .0
+                .into_iter()
+                .filter(|(_, f)| matches!(f, mesh_proto::Frame::Lookup { target, .. } if *target == node.id))
+                .map(|(s, _)| *node.live_links().find(|(_, v)| **v == s).unwrap().0)
+                .collect();
+            assert_eq!(out.len(), node.config.lookup_paths, "one frame per path");
+            assert_eq!(out[0], closest, "the first path takes the best first hop");
+            assert_ne!(out[1], out[0]);
+            second.insert(out[1]);
+        }
+        assert!(second.len() >= 3, "the last path varies: {second:?}");
+    }
+
     /// The steering ladder of `docs/protocol.md` §10.3, each row: a neighbour `a` that
     /// `to`'s traffic came through (a learned route) and a neighbour `b` strictly closer to
     /// `to` (a greedy step); the frame only ever climbs.

@@ -326,7 +326,19 @@ impl Node {
                 .map(|(n, _)| (self.reach(n, target, &[]).0, *n))
                 .collect();
             others.sort_unstable();
-            vias.extend(others.into_iter().take(paths - 1).map(|(_, n)| n));
+            if target == self.id && !others.is_empty() {
+                // A lookup for our own id: its last path enters through a neighbour drawn
+                // at random. The best first hops all lead into the part of our region
+                // that knows us; a region can split into parts that do not know each
+                // other (their links were signaled through relays that dropped them), and
+                // a lookup that comes from elsewhere can end in the other part, which then
+                // learns us (docs/benchmarks.md §14.9).
+                let explore = others.remove(self.rng.random_range(0..others.len())).1;
+                vias.extend(others.into_iter().take(paths - 2).map(|(_, n)| n));
+                vias.push(explore);
+            } else {
+                vias.extend(others.into_iter().take(paths - 1).map(|(_, n)| n));
+            }
         }
         self.stats.lookups_sent += 1;
         self.lookups

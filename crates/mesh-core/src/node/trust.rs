@@ -263,7 +263,7 @@ impl Node {
 
     /// Sends again the reliable messages not acknowledged in time, each through a first
     /// neighbour it has not been through (or, with none left, the best one); gives up on
-    /// those tried [`crate::resend::RESENDS`] times more.
+    /// those sent [`crate::Config::reliable_resends`] times more.
     pub(super) fn resend_overdue(&mut self, now: Instant) {
         for (to, seq) in self.reliable.overdue(now) {
             if let Some(entry) = self.reliable.take(to, seq) {
@@ -280,7 +280,7 @@ impl Node {
         mut entry: crate::acks::Entry,
         now: Instant,
     ) {
-        if entry.first_hops.len() > crate::resend::RESENDS {
+        if entry.first_hops.len() > self.config.reliable_resends {
             self.stats.reliable_lost += 1;
             self.outputs
                 .push_back(Output::Event(Event::Unreachable { to, at: self.id }));
@@ -655,4 +655,4 @@ impl Node {
 }
 
 /// How long a message waits for its destination's key at most.
-const KEY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const KEY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

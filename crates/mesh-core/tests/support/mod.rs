@@ -61,7 +61,8 @@ impl World<()> for View<'_> {
         if let Some(tamper) = self.tamper.as_mut() {
             tamper(i as usize, bytes);
         }
-        true
+        // A tamper that empties a frame drops it.
+        !bytes.is_empty()
     }
     fn fails_answering(&self, i: u32) -> bool {
         self.failing_answerers.contains(&(i as usize))

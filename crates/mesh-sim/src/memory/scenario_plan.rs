@@ -170,9 +170,20 @@ impl Sim<'_> {
             return;
         }
         let at = start.saturating_add(ns_of(k as f64 * period));
-        if at < self.end.saturating_sub(DRAIN_NS) {
+        if at < self.end.saturating_sub(self.drain_ns()) {
             emu.schedule(at, action(k));
         }
+    }
+
+    /// How long before the end the traffic stops: [`DRAIN_NS`], or with `--reliable` the
+    /// longest a reliable unicast takes (key wait and every try) and 1 s more, so that
+    /// each one sent is delivered or given up within the run.
+    fn drain_ns(&self) -> Ns {
+        if !self.scenario.reliable {
+            return DRAIN_NS;
+        }
+        let longest = self.scenario.overlay().longest_reliable_delivery();
+        ns_of(longest.as_secs_f64()).saturating_add(DRAIN_NS)
     }
 
     /// Seconds between two replacements (infinite without churn).
