@@ -46,12 +46,21 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
         while self.entries.len() > self.capacity {
             self.pop_oldest();
         }
-        // Stale records pile up under refreshes: compact when they dominate. Each compaction
-        // leaves at most `capacity` records, so its cost is amortised over as many inserts.
-        if self.order.len() > 2 * self.capacity + 16 {
+        // Stale records pile up under refreshes: compact when they outnumber the live
+        // entries. Each compaction leaves one record per live entry, and the next comes
+        // after as many inserts again (and 16), so its cost is amortised. Bounded by the
+        // live entries, not the capacity: a node's key book refreshes records on every
+        // announcement, and with the bound at twice the capacity (4 096) each of its maps
+        // kept a queue of up to 8 208 records whatever it held, 140 of the 195 MB peak of
+        // 500 memory nodes (docs/benchmarks.md §14.10). A queue left far larger than its
+        // records is shrunk.
+        if self.order.len() > 2 * self.entries.len() + 16 {
             let entries = &self.entries;
             self.order
                 .retain(|(k, _, n)| entries.get(k).is_some_and(|(_, _, m)| m == n));
+            if self.order.capacity() > 4 * (self.order.len() + 16) {
+                self.order.shrink_to(2 * self.order.len() + 16);
+            }
         }
         old
     }
@@ -183,6 +192,33 @@ mod tests {
     }
 
     #[test]
+    fn the_order_is_bounded_by_the_live_entries_not_the_capacity() {
+        let now = Instant::now();
+        let mut map = ExpiringMap::new(4096, Duration::from_secs(100));
+        for i in 0..100_000u32 {
+            map.insert(i % 5, i, now + Duration::from_micros(i.into()));
+        }
+        assert_eq!(map.len(), 5);
+        assert!(map.order.len() <= 2 * 5 + 16 + 1, "{}", map.order.len());
+        assert!(
+            map.order.capacity() <= 4 * (2 * 5 + 16 + 1),
+            "{}",
+            map.order.capacity()
+        );
+        // A burst of distinct keys grows it; once they are removed, refreshes shrink it.
+        for i in 0..4096u32 {
+            map.insert(1000 + i, i, now);
+        }
+        for i in 0..4096u32 {
+            map.remove(&(1000 + i));
+        }
+        for i in 0..1000u32 {
+            map.insert(i % 5, i, now);
+        }
+        assert!(map.order.capacity() < 1024, "{}", map.order.capacity());
+    }
+
+    #[test]
     fn refreshes_do_not_grow_the_order_without_bound() {
         let now = Instant::now();
         let mut map = ExpiringMap::new(4, Duration::from_secs(100));
@@ -232,6 +268,7 @@ mod tests {
                     }
                 }
                 proptest::prop_assert!(map.order.len() <= 2 * capacity + 16 + 1);
+                proptest::prop_assert!(map.order.len() <= 2 * map.entries.len() + 16 + 1 || op >= 2);
                 for (k, at) in &inserted_at {
                     if now.duration_since(*at) >= ttl {
                         proptest::prop_assert!(!map.contains(k, now), "{k} outlived its ttl");
