@@ -40,6 +40,10 @@ pub const MAX_MESSAGE_SIZE: usize = MAX_FRAME_SIZE - FRAME_OVERHEAD;
 /// send at most 16 on request; a `Welcome` may hold more).
 const MAX_SERVER_PEERS: usize = 32;
 
+/// Peers remembered as gone, at most (the oldest forgotten first), and for how long.
+const GONE_CAPACITY: usize = 1024;
+const GONE_TTL: Duration = Duration::from_secs(60);
+
 /// What a neighbour says its neighbours are, and the distance buckets they are in (from
 /// this node; computed once per announcement, since coverage is asked on every tick that
 /// looks at the shape).
@@ -120,6 +124,11 @@ pub struct Node {
     sent_proofs: ExpiringMap<u64, [u8; 8]>,
     /// Reliable unicasts under way, until acknowledged.
     reliable: acks::Pending,
+    /// Peers a session failed with because the nodes around their id did not know them
+    /// (an unreachable report): gone, most likely. Records others pass on do not make
+    /// them contacts again; their own traffic, a neighbour's announcement or the server
+    /// does.
+    gone: ExpiringMap<NodeId, ()>,
     outputs: VecDeque<Output>,
     stats: Stats,
 }
@@ -187,6 +196,7 @@ impl Node {
             signal_seqs: ExpiringMap::new(4 * config.max_sessions, config.session_timeout),
             awaiting: trust::AwaitingKeys::new(),
             reliable: acks::Pending::default(),
+            gone: ExpiringMap::new(GONE_CAPACITY, GONE_TTL),
             sent_proofs: ExpiringMap::new(2048, Duration::from_secs(30)),
             outputs: VecDeque::new(),
             stats: Stats::default(),
@@ -477,6 +487,7 @@ impl Node {
                 Err(Error::NoRoute(peer))
             };
         }
+        self.gone.remove(&peer);
         self.learn_peers(&[peer], now);
         self.start_session(peer, carrier, now);
         Ok(())
@@ -730,6 +741,10 @@ impl Node {
                 }
                 ids.retain(|p| *p != self.id && *p != peer);
                 ids.truncate(2 * self.config.max_degree);
+                // Linked to the neighbour: alive, whatever a session with them met.
+                for id in &ids {
+                    self.gone.remove(id);
+                }
                 self.learn_peers(&ids, now);
                 self.set_neighbours(peer, ids);
                 self.topology_dirty = true;
@@ -832,6 +847,9 @@ impl Node {
         peers.retain(|p| *p != self.id);
         peers.truncate(MAX_SERVER_PEERS);
         peers.retain(|p| !self.below_difficulty(p));
+        for p in &peers {
+            self.gone.remove(p);
+        }
         self.learn_peers(&peers, now);
         self.server_peers = peers;
         self.top_up(now);

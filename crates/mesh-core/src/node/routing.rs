@@ -206,6 +206,11 @@ impl Node {
             }
         } else if self.signal_seqs.get(&seq, now) == Some(&to) {
             self.signal_seqs.remove(&seq);
+            // The nodes around `to`'s id do not know it: gone, most likely (a departed
+            // node, or one that never ran). Not a contact worth a session any more; its own
+            // traffic, or a neighbour's announcement of it, brings it back.
+            self.contacts.remove(&to);
+            self.gone.insert(to, (), now);
             self.fail_pending(to, Carrier::Mesh, now);
         } else {
             self.stats.unreachable_ignored += 1;
@@ -320,6 +325,9 @@ impl Node {
     pub(super) fn learn_peers(&mut self, peers: &[NodeId], now: Instant) {
         // The table never stores our own id.
         for p in peers {
+            if self.gone.contains(p, now) {
+                continue;
+            }
             if self.contacts.insert(*p, now) {
                 self.topology_dirty = true;
             }
@@ -566,6 +574,42 @@ mod tests {
                 .all(|t| crate::contacts::bucket(&node.id, t) == 3),
             "{targets:?}"
         );
+    }
+
+    /// A session whose offer met a dead end near its peer's id: the peer is gone for this
+    /// node (not a contact, and records others pass on do not make it one again), until
+    /// its own traffic, a neighbour's announcement or the server shows it alive.
+    #[test]
+    fn a_peer_the_mesh_reports_unreachable_is_not_learned_again_from_hearsay() {
+        let now = Instant::now();
+        let seed = [14; 32];
+        let me = u128::from_be_bytes(*Keypair::from_seed(seed).node_id().as_bytes());
+        let to = me ^ (1 << 100);
+        let mut node = node_with(seed, &[(to ^ 1, vec![])], now);
+        node.keys
+            .learn(id(to), Keypair::from_seed([98; 32]).public(), now);
+        node.learn_peers(&[id(to)], now);
+        assert!(node.contacts.contains(&id(to), now));
+        node.start_session(id(to), Carrier::Mesh, now);
+        let session = node.pending_with(id(to)).expect("a session").0;
+        node.send_signal(
+            session,
+            mesh_proto::signal::SignalKind::Offer("v=0".into()),
+            now,
+        );
+        // The first payload this node sealed: seq 0.
+        let seq = 0;
+        assert_eq!(node.signal_seqs.get(&seq, now), Some(&id(to)), "the offer");
+        let proof = *node.sent_proofs.get(&seq, now).unwrap();
+        node.on_unreachable(id(to), id(to ^ 1), seq, proof, now);
+        assert!(node.pending_with(id(to)).is_none(), "the session ended");
+        assert!(!node.contacts.contains(&id(to), now));
+        // Hearsay (a lookup answer's records) does not bring it back ...
+        node.learn_peers(&[id(to)], now);
+        assert!(!node.contacts.contains(&id(to), now));
+        // ... its own traffic does.
+        node.learn_origin(id(to), now);
+        assert!(node.contacts.contains(&id(to), now));
     }
 
     /// A server's sample is a moment's: once one of its peers turns out gone, the rest is

@@ -172,6 +172,7 @@ impl Node {
             return;
         }
         self.replay.insert((from, session), (), now);
+        self.gone.remove(&from);
         self.learn_peers(&[from], now);
         if self.links.contains(&from) {
             self.send_signal_to(

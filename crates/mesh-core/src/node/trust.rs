@@ -89,6 +89,8 @@ impl Node {
     /// reason to look at the shape again (origins come with much traffic; the periodic
     /// announce looks anyway), and not refreshed if known.
     pub(super) fn learn_origin(&mut self, origin: NodeId, now: Instant) {
+        // Its own signed or sealed traffic: alive.
+        self.gone.remove(&origin);
         if origin != self.id && !self.contacts.contains(&origin, now) {
             self.contacts.insert(origin, now);
         }
