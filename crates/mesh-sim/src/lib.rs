@@ -4,6 +4,7 @@
 //! `report.json`, a markdown summary and SVG plots.
 #![warn(missing_docs)]
 
+mod attack;
 pub mod memory;
 pub mod plot;
 mod procfs;
@@ -17,14 +18,7 @@ pub use scenario::{AttackKind, Hostile, Kill, Scenario, TransportKind};
 /// Runs `scenario` to completion.
 pub async fn run(scenario: &Scenario, progress: bool) -> anyhow::Result<Report> {
     match scenario.transport {
-        TransportKind::Webrtc => {
-            anyhow::ensure!(
-                scenario.hostile.is_none() && scenario.rooms <= 1 && !scenario.reliable,
-                "hostile nodes, rooms and --reliable are simulated with the memory transport \
-                 only (--transport memory)"
-            );
-            webrtc::run(scenario, progress).await
-        }
+        TransportKind::Webrtc => webrtc::run(scenario, progress).await,
         TransportKind::Memory => Ok(memory::run(scenario, progress)),
     }
 }

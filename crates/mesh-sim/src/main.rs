@@ -106,7 +106,8 @@ struct RunArgs {
     /// Share of the initial nodes that are hostile (chosen from the seed), e.g. 0.1; with
     /// --attack. They run the honest core and the simulator rewrites, drops or adds what
     /// they send on their links; report.json's `attack` gives what it cost the honest
-    /// nodes. Memory transport only.
+    /// nodes. The webrtc transport runs `--attack drop` (its droppers wrap the real
+    /// transport); the other attacks, the memory transport only.
     #[arg(long, value_name = "FRACTION", value_parser = fraction, requires = "attack")]
     hostile: Option<f64>,
     /// What the hostile nodes do: `forge` (Route/Transfer claiming another honest node as
@@ -131,7 +132,8 @@ struct RunArgs {
     /// destination, sent again through another first neighbour when no acknowledgement
     /// comes within 1 s, 5 times at most). Traffic then stops 11 s before the end (the
     /// longest one can take: 5 s for the destination's key, 6 tries), so that each is
-    /// delivered or given up within the run. Memory transport only.
+    /// delivered or given up within the run (on the webrtc transport the run waits up to
+    /// 12 s after the end for them instead).
     #[arg(long)]
     reliable: bool,
     #[command(flatten)]

@@ -98,6 +98,8 @@ mod records;
 mod scenario_plan;
 mod world;
 
+pub(crate) use plan::derive;
+
 use crate::{Report, Scenario};
 
 /// A virtual duration or instant, in nanoseconds since the first start.

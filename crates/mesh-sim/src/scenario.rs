@@ -26,7 +26,8 @@ pub struct Kill {
     pub at: Duration,
 }
 
-/// What the hostile nodes of a run do to what they send on their links (memory transport).
+/// What the hostile nodes of a run do to what they send on their links (memory transport;
+/// the webrtc transport runs `Drop`).
 /// They run the honest core; the simulator rewrites, drops or adds frames on their links.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,7 +49,7 @@ pub enum AttackKind {
     Mixed,
 }
 
-/// Hostile nodes among the initial nodes (memory transport).
+/// Hostile nodes among the initial nodes (memory transport; webrtc: droppers only).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Hostile {
     /// Share of the initial nodes that are hostile, chosen from the seed, in [0, 1].
@@ -97,7 +98,8 @@ pub struct Scenario {
     /// (no link, or stranded on an island) registers at a door its neighbours announced
     /// before the bootstrap server. Default off.
     pub doors: bool,
-    /// Hostile nodes and their attack (memory transport only). Default none.
+    /// Hostile nodes and their attack (the webrtc transport runs [`AttackKind::Drop`]
+    /// only). Default none.
     pub hostile: Option<Hostile>,
     /// Rooms the nodes are spread over (node *i* in room *i* mod `rooms`, named `room-k`;
     /// memory transport only): traffic stays within a room, but for a few deliberate
@@ -105,8 +107,8 @@ pub struct Scenario {
     pub rooms: usize,
     /// Scenario unicasts are sent with `Node::send_reliable` (acknowledged, sent again
     /// another way when no acknowledgement comes) instead of `send`; traffic stops
-    /// `longest_reliable_delivery` + 1 s before the end. Memory transport only. Default
-    /// off.
+    /// `longest_reliable_delivery` + 1 s before the end (memory transport; the webrtc
+    /// transport waits that long for them after the end instead). Default off.
     pub reliable: bool,
 }
 

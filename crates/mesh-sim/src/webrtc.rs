@@ -63,11 +63,22 @@
 //!   process: nodes, server, harness). **Idle CPU**: `utime + stime` of the process over
 //!   2 s with no traffic at the end, in % of one core (10 ms resolution: ±0.5 %).
 //!
+//! - **Hostile nodes** (`--hostile F --attack drop`): the initial nodes `crate::attack`
+//!   chooses from the seed (the same as on the memory transport) run over a
+//!   `hostile::Dropper`, which drops every `Route`/`Transfer` they relay; `attack` in the
+//!   report counts the unicasts between two honest nodes and the broadcasts of honest
+//!   origins at honest nodes. A delivery whose claimed origin is not the message's author
+//!   counts as `forged_delivered`, not as a delivery. Other attacks: memory transport.
+//! - **Reliable** (`--reliable`): unicasts go with `Node::send_reliable`, and the drain
+//!   at the end lasts up to `longest_reliable_delivery` + 1 s (12 s by default).
+//!
 //! Where it lives: `sim` (the run's state, starting the server and the nodes, the
 //! teardown), `traffic` (the scenario loop: joins, traffic, churn, kills), `observe` (one
-//! task per node recording its events), `probe` (hop probes), `measure` (the readings at
-//! the end and the [`Report`]); memory and CPU of the process come from `crate::procfs`.
+//! task per node recording its events), `hostile` (the droppers' transport), `probe` (hop
+//! probes), `measure` (the readings at the end and the [`Report`]); memory and CPU of the
+//! process come from `crate::procfs`.
 
+mod hostile;
 mod measure;
 mod observe;
 mod probe;
@@ -78,7 +89,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::{Report, Scenario};
+use crate::{AttackKind, Report, Scenario};
 use sim::Sim;
 
 /// Most hop probes sent at the end of a run.
@@ -148,6 +159,17 @@ fn check(s: &Scenario) -> anyhow::Result<()> {
     if s.broadcast_every.is_some_and(|d| d.is_zero()) {
         bail!("broadcast_every must be longer than 0 s (or none)");
     }
+    if let Some(h) = s.hostile
+        && h.attack != AttackKind::Drop
+    {
+        bail!(
+            "on the webrtc transport, hostile nodes drop what they relay (--attack drop); \
+             forge, flood, poison and mixed run with --transport memory"
+        );
+    }
+    if s.rooms > 1 {
+        bail!("rooms are simulated with the memory transport only (--transport memory)");
+    }
     Ok(())
 }
 
@@ -186,5 +208,28 @@ mod tests {
                 .to_string()
                 .contains("kill fraction")
         );
+        let forgers = Scenario {
+            hostile: Some(crate::Hostile {
+                fraction: 0.1,
+                attack: AttackKind::Forge,
+                spam: 0,
+            }),
+            ..Default::default()
+        };
+        let refused = check(&forgers).unwrap_err().to_string();
+        assert!(refused.contains("--attack drop"), "{refused}");
+        let droppers = Scenario {
+            hostile: Some(crate::Hostile {
+                attack: AttackKind::Drop,
+                ..forgers.hostile.unwrap()
+            }),
+            ..Default::default()
+        };
+        assert!(check(&droppers).is_ok());
+        let rooms = Scenario {
+            rooms: 4,
+            ..Default::default()
+        };
+        assert!(check(&rooms).unwrap_err().to_string().contains("rooms"));
     }
 }

@@ -4,8 +4,6 @@
 
 use mesh_proto::NodeId;
 use mesh_proto::identity::Keypair;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use rustc_hash::FxHashSet;
 
 use super::plan::derive;
@@ -45,22 +43,7 @@ impl State {
             return Self::default();
         };
         let n = scenario.nodes;
-        let count = ((h.fraction.clamp(0.0, 1.0) * n as f64).round() as usize).min(n);
-        let mut rng = StdRng::seed_from_u64(derive(scenario.seed, 0, 4));
-        let mut chosen = rand::seq::index::sample(&mut rng, n, count).into_vec();
-        chosen.sort_unstable();
-        let mut initial = vec![None; n];
-        for (k, i) in chosen.iter().enumerate() {
-            initial[*i] = Some(match h.attack {
-                AttackKind::Mixed => [
-                    AttackKind::Forge,
-                    AttackKind::Drop,
-                    AttackKind::Flood,
-                    AttackKind::Poison,
-                ][k % 4],
-                kind => kind,
-            });
-        }
+        let initial = crate::attack::initial(scenario);
         let honest = (0..n as u32)
             .filter(|i| initial[*i as usize].is_none())
             .collect();

@@ -44,18 +44,16 @@ impl Sim<'_> {
         if !relevant {
             return true;
         }
+        let me = self.slots[i as usize].id;
+        if kind == AttackKind::Drop {
+            let dropped = crate::attack::dropped(bytes, me);
+            self.hostile.frames_dropped += u64::from(dropped);
+            return !dropped;
+        }
         let Ok(frame) = mesh_proto::decode(bytes) else {
             return true;
         };
-        let me = self.slots[i as usize].id;
         let rewritten = match (kind, frame) {
-            (AttackKind::Drop, Frame::Route { from, .. } | Frame::Transfer { from, .. }) => {
-                if from == me {
-                    return true;
-                }
-                self.hostile.frames_dropped += 1;
-                return false;
-            }
             (AttackKind::Forge, frame) => self.forge(i, j, frame),
             (AttackKind::Poison, Frame::Neighbours { peers }) => Some(self.poison(i, peers)),
             _ => None,

@@ -39,7 +39,7 @@ pub(super) struct PlanState {
 
 /// A 64-bit value derived from the scenario seed, a node (0 for the emulator) and a
 /// purpose: SplitMix64 over the three.
-pub(super) fn derive(seed: u64, node: u64, purpose: u64) -> u64 {
+pub(crate) fn derive(seed: u64, node: u64, purpose: u64) -> u64 {
     let mut z = seed
         .wrapping_add(node.wrapping_mul(0x9e37_79b9_7f4a_7c15))
         .wrapping_add(purpose.wrapping_mul(0xd1b5_4a32_d192_ed03));

@@ -21,6 +21,8 @@ use crate::{Report, TransportKind};
 /// What the end of a run read.
 struct Final {
     totals: Totals,
+    /// The honest nodes' counters (with hostile nodes).
+    honest: Totals,
     components: usize,
     /// Degree of every live node that answered.
     degrees: Vec<usize>,
@@ -51,7 +53,13 @@ impl Sim<'_> {
                 self.on_joined(joined);
             }
         }
-        let deadline = Instant::now() + DRAIN;
+        // A reliable unicast may be on its last try for as long as a delivery can take.
+        let drain = if self.scenario.reliable {
+            DRAIN.max(self.overlay.longest_reliable_delivery() + Duration::from_secs(1))
+        } else {
+            DRAIN
+        };
+        let deadline = Instant::now() + drain;
         while !self.traffic_arrived() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -74,8 +82,12 @@ impl Sim<'_> {
         } = graph;
         let stats = query(&live, |node| async move { node.stats().await }).await;
         let mut totals = std::mem::take(&mut self.retired);
-        for s in stats.values() {
+        let mut honest = std::mem::take(&mut self.retired_honest);
+        for (i, s) in &stats {
             totals.add(s);
+            if !self.slots[*i].hostile {
+                honest.add(s);
+            }
         }
 
         finishing(&self.bar, "measuring idle CPU");
@@ -93,6 +105,7 @@ impl Sim<'_> {
         let wall_s = self.shared.start.elapsed().as_secs_f64();
         Ok(self.report(Final {
             totals,
+            honest,
             components,
             degrees,
             nodes_alive: live.len(),
@@ -192,6 +205,7 @@ impl Sim<'_> {
     fn report(&self, end: Final) -> Report {
         let Final {
             totals,
+            honest,
             components,
             degrees,
             nodes_alive,
@@ -270,7 +284,7 @@ impl Sim<'_> {
             components,
             nodes_alive,
             repair: self.repair(&traffic),
-            attack: None,
+            attack: self.attack(&traffic, &honest),
             rooms: None,
             rss_mb_peak: procfs::peak_rss_mb(),
             cpu_idle_pct_of_one_core: cpu_idle,
@@ -281,6 +295,59 @@ impl Sim<'_> {
             hop_samples: hops,
             timeline: self.timeline.clone(),
         }
+    }
+
+    /// The `attack` of the report: present with hostile nodes (droppers, on this
+    /// transport).
+    fn attack(&self, traffic: &Traffic, honest: &Totals) -> Option<report::Attack> {
+        let kind = self.scenario.hostile?.attack;
+        let honest_slot = |i: usize| !self.slots[i].hostile;
+        let (mut sent, mut delivered) = (0, 0);
+        for (id, &(from, to, _)) in self.unicast_log.iter().enumerate() {
+            if honest_slot(from) && honest_slot(to) {
+                sent += 1;
+                delivered += u64::from(traffic.unicast_arrived.get(id).copied().unwrap_or(false));
+            }
+        }
+        let coverage = traffic
+            .broadcast_honest_receipts
+            .iter()
+            .zip(&self.broadcast_honest)
+            .filter_map(|(&got, others)| match others {
+                None => None,
+                Some(0) => Some(1.0),
+                Some(n) => Some((f64::from(got) / *n as f64).min(1.0)),
+            })
+            .reduce(f64::min)
+            .unwrap_or(1.0);
+        let o = &honest.overlay;
+        Some(report::Attack {
+            hostile: self.hostile.iter().filter(|h| **h).count(),
+            kind,
+            forged_delivered: traffic.forged_delivered,
+            honest_unicast: report::Delivery { sent, delivered },
+            honest_broadcast_min_coverage: coverage,
+            throttled: o.throttled,
+            links_dropped_forged: traffic.links_dropped_forged.0,
+            links_dropped_forged_honest: traffic.links_dropped_forged.1,
+            links_over_budget: traffic.links_over_budget.0,
+            links_over_budget_honest: traffic.links_over_budget.1,
+            // Droppers announce no made-up nodes.
+            sessions_to_made_up: 0,
+            sessions_over_budget: o.sessions_over_budget,
+            connects_unresolved: o.connects_unresolved,
+            forged_floods: o.forged_floods,
+            forged_records: o.forged_records,
+            forged_origins: o.forged_origins,
+            seal_failures: o.seal_failures,
+            floods_over_origin_budget: o.floods_over_origin_budget,
+            frames_dropped: self
+                .frames_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            frames_rewritten: 0,
+            spam_sent: 0,
+            spam_delivered: 0,
+        })
     }
 
     /// Join and full-degree times, ms. For the first nodes the clock starts when there is

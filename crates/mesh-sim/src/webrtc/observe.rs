@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use mesh_node::Event;
+use mesh_node::{Event, LinkDownReason};
 use mesh_proto::NodeId;
 
 /// What a traffic payload is.
@@ -89,6 +89,8 @@ pub(super) struct Shared {
     pub joined_total: AtomicUsize,
     /// Initial nodes whose degree has reached the minimum.
     pub formed_initial: AtomicUsize,
+    /// Ids of the hostile nodes (added before each starts).
+    pub hostile: Mutex<HashSet<NodeId>>,
     /// Traffic received.
     pub traffic: Mutex<Traffic>,
 }
@@ -108,13 +110,52 @@ pub(super) struct Traffic {
     pub unicast_latency_ms: Vec<f64>,
     /// Nodes that received broadcast `id`.
     pub broadcast_receipts: Vec<u32>,
+    /// Honest nodes that received broadcast `id`.
+    pub broadcast_honest_receipts: Vec<u32>,
+    /// The origin of each unicast and of each broadcast, by id (registered with the
+    /// message): a delivery claiming another is a forgery.
+    pub unicast_from: Vec<NodeId>,
+    pub broadcast_from: Vec<NodeId>,
+    /// Deliveries at honest nodes of a message whose claimed origin is not its author.
+    pub forged_delivered: u64,
+    /// Links honest nodes closed for a forgery, and of those to an honest neighbour.
+    pub links_dropped_forged: (u64, u64),
+    /// Links honest nodes closed over budget, and of those to an honest neighbour.
+    pub links_over_budget: (u64, u64),
     /// Whether probe `id` arrived.
     pub probe_arrived: Vec<bool>,
 }
 
 impl Traffic {
-    fn received(&mut self, kind: Kind, id: u64, latency_ms: f64) {
+    /// Registers a unicast from `origin`: its id.
+    pub fn unicast_sent(&mut self, origin: NodeId) -> u64 {
+        self.unicast_arrived.push(false);
+        self.unicast_from.push(origin);
+        self.unicast_from.len() as u64 - 1
+    }
+
+    /// Registers a broadcast from `origin`: its id.
+    pub fn broadcast_sent(&mut self, origin: NodeId) -> u64 {
+        self.broadcast_receipts.push(0);
+        self.broadcast_honest_receipts.push(0);
+        self.broadcast_from.push(origin);
+        self.broadcast_from.len() as u64 - 1
+    }
+
+    /// Message `id` of `kind`, claiming `from` as its origin, arrived at a node (`honest`
+    /// or not) `latency_ms` after it was sent. A claim that is not the author's counts as
+    /// a forgery, not as a delivery.
+    fn received(&mut self, kind: Kind, id: u64, from: NodeId, honest: bool, latency_ms: f64) {
         let Ok(i) = usize::try_from(id) else { return };
+        let author = match kind {
+            Kind::Unicast => self.unicast_from.get(i),
+            Kind::Broadcast => self.broadcast_from.get(i),
+            Kind::Probe => None,
+        };
+        if author.is_some_and(|a| *a != from) {
+            self.forged_delivered += u64::from(honest);
+            return;
+        }
         match kind {
             Kind::Unicast => match self.unicast_arrived.get_mut(i) {
                 Some(seen @ false) => {
@@ -127,6 +168,9 @@ impl Traffic {
             },
             Kind::Broadcast => {
                 if let Some(n) = self.broadcast_receipts.get_mut(i) {
+                    *n += 1;
+                }
+                if let (true, Some(n)) = (honest, self.broadcast_honest_receipts.get_mut(i)) {
                     *n += 1;
                 }
             }
@@ -144,9 +188,10 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Consumes node `index`'s events until the node stops.
+/// Consumes node `index`'s (`honest` or not) events until the node stops.
 pub(super) async fn observe(
     index: usize,
+    honest: bool,
     mut events: mesh_node::Events,
     record: Arc<Mutex<Record>>,
     shared: Arc<Shared>,
@@ -171,14 +216,30 @@ pub(super) async fn observe(
                     }
                 }
             }
-            Event::LinkDown { peer, .. } => {
+            Event::LinkDown { peer, reason } => {
                 lock(&record).neighbours.remove(&peer);
+                let counted = match reason {
+                    LinkDownReason::Forged(_) => Some(true),
+                    LinkDownReason::OverBudget => Some(false),
+                    _ => None,
+                };
+                if let (true, Some(forged)) = (honest, counted) {
+                    let honest_peer = !lock(&shared.hostile).contains(&peer);
+                    let mut t = lock(&shared.traffic);
+                    let n = if forged {
+                        &mut t.links_dropped_forged
+                    } else {
+                        &mut t.links_over_budget
+                    };
+                    n.0 += 1;
+                    n.1 += u64::from(honest_peer);
+                }
             }
-            Event::Message { data, .. } | Event::Broadcast { data, .. } => {
+            Event::Message { from, data } | Event::Broadcast { from, data } => {
                 if let Some((kind, id, sent_us)) = parse(&data) {
                     let now_us = now.saturating_duration_since(shared.start).as_micros();
                     let latency_ms = now_us.saturating_sub(u128::from(sent_us)) as f64 / 1e3;
-                    lock(&shared.traffic).received(kind, id, latency_ms);
+                    lock(&shared.traffic).received(kind, id, from, honest, latency_ms);
                 }
             }
             _ => {}
@@ -204,18 +265,36 @@ mod tests {
 
     #[test]
     fn traffic_counts_each_unicast_once() {
-        let mut t = Traffic {
-            unicast_arrived: vec![false; 2],
-            broadcast_receipts: vec![0],
-            ..Default::default()
-        };
-        t.received(Kind::Unicast, 1, 3.0);
-        t.received(Kind::Unicast, 1, 4.0);
-        t.received(Kind::Unicast, 9, 4.0);
-        t.received(Kind::Broadcast, 0, 1.0);
-        t.received(Kind::Broadcast, 0, 1.0);
+        let a = mesh_proto::identity::Keypair::from_seed([1; 32]).node_id();
+        let b = mesh_proto::identity::Keypair::from_seed([2; 32]).node_id();
+        let mut t = Traffic::default();
+        assert_eq!((t.unicast_sent(a), t.unicast_sent(b)), (0, 1));
+        assert_eq!(t.broadcast_sent(a), 0);
+        t.received(Kind::Unicast, 1, b, true, 3.0);
+        t.received(Kind::Unicast, 1, b, true, 4.0);
+        t.received(Kind::Unicast, 9, b, true, 4.0);
+        t.received(Kind::Broadcast, 0, a, true, 1.0);
+        t.received(Kind::Broadcast, 0, a, false, 1.0);
         assert_eq!((t.unicast_delivered, t.unicast_duplicates), (1, 1));
         assert_eq!(t.unicast_latency_ms, [3.0]);
         assert_eq!(t.broadcast_receipts, [2]);
+        assert_eq!(t.broadcast_honest_receipts, [1]);
+        assert_eq!(t.forged_delivered, 0);
+    }
+
+    #[test]
+    fn a_delivery_claiming_another_origin_is_a_forgery_not_a_delivery() {
+        let a = mesh_proto::identity::Keypair::from_seed([1; 32]).node_id();
+        let b = mesh_proto::identity::Keypair::from_seed([2; 32]).node_id();
+        let mut t = Traffic::default();
+        t.unicast_sent(a);
+        t.broadcast_sent(a);
+        t.received(Kind::Unicast, 0, b, true, 1.0);
+        t.received(Kind::Broadcast, 0, b, true, 1.0);
+        // At a hostile node it is not counted (the attack is on the honest ones).
+        t.received(Kind::Unicast, 0, b, false, 1.0);
+        assert_eq!(t.forged_delivered, 2);
+        assert_eq!(t.unicast_delivered, 0);
+        assert_eq!(t.broadcast_receipts, [0]);
     }
 }

@@ -2,15 +2,16 @@
 //! progress bar; starting the server and the nodes, asking every node at once, and the
 //! teardown. The scenario's steps are in `traffic`, the readings at the end in `measure`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mesh_node::Node;
+use mesh_node::transport::webrtc::WebRtcTransport;
 use mesh_proto::NodeId;
 use mesh_proto::identity::Keypair;
 use rand::rngs::StdRng;
@@ -19,6 +20,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{info, warn};
 
+use super::hostile::Dropper;
 use super::observe::{self, Record, Shared, Traffic, lock};
 use super::{QUERY_TIMEOUT, TEARDOWN};
 use crate::Scenario;
@@ -35,6 +37,8 @@ pub(super) struct Slot {
     pub(super) record: Arc<Mutex<Record>>,
     /// With doors: dropping it stops the node's door.
     pub(super) door_stop: Option<oneshot::Sender<()>>,
+    /// A dropper (`--attack drop`); churn's newcomers are honest.
+    pub(super) hostile: bool,
 }
 
 /// The scenario's kill and the survivors' repair.
@@ -66,6 +70,12 @@ pub(super) struct Sim<'a> {
     pub(super) picks: StdRng,
     /// Counters of the nodes that are gone, read just before they went.
     pub(super) retired: Totals,
+    /// Of those, the honest nodes' (with hostile nodes).
+    pub(super) retired_honest: Totals,
+    /// Whether each initial node is a dropper (`crate::attack::initial`).
+    pub(super) hostile: Vec<bool>,
+    /// Frames the droppers dropped.
+    pub(super) frames_dropped: Arc<AtomicU64>,
     pub(super) initial_failed: usize,
     pub(super) join_failures: u64,
     /// Per unicast sent (its id is its index): (from, to) slot indices and the send time,
@@ -74,6 +84,9 @@ pub(super) struct Sim<'a> {
     pub(super) send_errors: u64,
     /// Per broadcast sent: the linked nodes alive when it was sent (origin included).
     pub(super) broadcast_alive: Vec<usize>,
+    /// Per broadcast sent: with an honest origin, the other honest linked nodes alive when
+    /// it was sent; `None` with a hostile one.
+    pub(super) broadcast_honest: Vec<Option<usize>>,
     /// The kill, once it happened.
     pub(super) kill: Option<KillRecord>,
     pub(super) timeline: Vec<Sample>,
@@ -112,8 +125,14 @@ impl<'a> Sim<'a> {
             joined_initial: Default::default(),
             joined_total: Default::default(),
             formed_initial: Default::default(),
+            hostile: Mutex::new(HashSet::new()),
             traffic: Mutex::new(Traffic::default()),
         });
+        // Droppers only (`check`): forgeries need the memory transport.
+        let hostile = crate::attack::initial(scenario)
+            .iter()
+            .map(Option::is_some)
+            .collect();
         let bar = if progress {
             ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr())
         } else {
@@ -139,11 +158,15 @@ impl<'a> Sim<'a> {
             keys: StdRng::seed_from_u64(seed),
             picks: StdRng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed),
             retired: Totals::default(),
+            retired_honest: Totals::default(),
+            hostile,
+            frames_dropped: Arc::new(AtomicU64::new(0)),
             initial_failed: 0,
             join_failures: 0,
             unicast_log: Vec::new(),
             send_errors: 0,
             broadcast_alive: Vec::new(),
+            broadcast_honest: Vec::new(),
             kill: None,
             timeline: Vec::new(),
             bar,
@@ -161,12 +184,19 @@ impl<'a> Sim<'a> {
             .with_bind_addrs(vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))]);
         let (door_stop, door_stopped) = oneshot::channel::<()>();
         let doors = self.scenario.doors;
+        let id = key.node_id();
+        let hostile = self.hostile.get(index).copied().unwrap_or(false);
+        if hostile {
+            lock(&self.shared.hostile).insert(id);
+        }
+        let dropped = hostile.then(|| self.frames_dropped.clone());
         self.slots.push(Slot {
-            id: key.node_id(),
+            id,
             started: Instant::now(),
             node: None,
             record: record.clone(),
             door_stop: doors.then_some(door_stop),
+            hostile,
         });
         let shared = self.shared.clone();
         self.joins.spawn(async move {
@@ -176,10 +206,21 @@ impl<'a> Sim<'a> {
                     Err(e) => warn!(node = index, "no door: {e}"),
                 }
             }
-            let joined = Node::join(config, key, transport).await.inspect(|node| {
+            let joined = match dropped {
+                None => Node::join(config, key, transport).await,
+                Some(dropped) => {
+                    Node::join_with(config, key, move |events| {
+                        let inner = WebRtcTransport::new(transport, events);
+                        Dropper::new(inner, id, dropped)
+                    })
+                    .await
+                }
+            };
+            let joined = joined.inspect(|node| {
                 // Taken here, at once, so no event waits for the run's loop.
                 if let Some(events) = node.events() {
-                    tokio::spawn(observe::observe(index, events, record, shared));
+                    let honest = !hostile;
+                    tokio::spawn(observe::observe(index, honest, events, record, shared));
                 }
             });
             (index, joined)

@@ -198,13 +198,17 @@ impl Sim<'_> {
             return;
         }
         let (a, b) = self.pick_pair(live.len());
-        let id = self.unicast_log.len() as u64;
-        lock(&self.shared.traffic).unicast_arrived.push(false);
+        let id = lock(&self.shared.traffic).unicast_sent(self.slots[live[a].0].id);
         self.unicast_log
             .push((live[a].0, live[b].0, self.shared.start.elapsed()));
         let to = self.slots[live[b].0].id;
         let data = observe::payload(Kind::Unicast, id, self.now_us());
-        if let Err(e) = live[a].1.send(to, data).await {
+        let sent = if self.scenario.reliable {
+            live[a].1.send_reliable(to, data).await
+        } else {
+            live[a].1.send(to, data).await
+        };
+        if let Err(e) = sent {
             debug!(from = live[a].0, to = live[b].0, "unicast not sent: {e}");
             self.send_errors += 1;
         }
@@ -217,9 +221,12 @@ impl Sim<'_> {
             return;
         }
         let origin = self.picks.random_range(0..live.len());
-        let id = self.broadcast_alive.len() as u64;
-        lock(&self.shared.traffic).broadcast_receipts.push(0);
+        let id = lock(&self.shared.traffic).broadcast_sent(self.slots[live[origin].0].id);
         self.broadcast_alive.push(live.len());
+        let honest = live.iter().filter(|(i, _)| !self.slots[*i].hostile).count();
+        let origin_honest = !self.slots[live[origin].0].hostile;
+        self.broadcast_honest
+            .push(origin_honest.then(|| honest.saturating_sub(1)));
         let data = observe::payload(Kind::Broadcast, id, self.now_us());
         if let Err(e) = live[origin].1.broadcast(data).await {
             debug!(from = live[origin].0, "broadcast not sent: {e}");
@@ -233,11 +240,11 @@ impl Sim<'_> {
             .iter()
             .filter_map(|&i| Some((i, self.slots[i].node.clone()?)))
             .collect();
-        for stats in query(&nodes, |node| async move { node.stats().await })
-            .await
-            .values()
-        {
-            self.retired.add(stats);
+        for (i, stats) in query(&nodes, |node| async move { node.stats().await }).await {
+            self.retired.add(&stats);
+            if !self.slots[i].hostile {
+                self.retired_honest.add(&stats);
+            }
         }
         drop(nodes);
         for &i in indices {
