@@ -67,10 +67,10 @@ impl FromIterator<u32> for BucketSet {
 #[derive(Debug)]
 pub(crate) struct ContactTable {
     me: NodeId,
-    /// Bucket → (peer, last heard of), oldest first; only as many buckets as the deepest
-    /// one ever used (about `log2(N)` + a few in a mesh of `N` nodes, not 128), so that a
-    /// pass over the table touches only buckets that can hold someone.
-    buckets: Vec<VecDeque<(NodeId, Instant)>>,
+    /// Bucket → (peer, last heard of, last seen alive), oldest first; only as many buckets
+    /// as the deepest one ever used (about `log2(N)` + a few in a mesh of `N` nodes, not
+    /// 128), so that a pass over the table touches only buckets that can hold someone.
+    buckets: Vec<VecDeque<(NodeId, Instant, Option<Instant>)>>,
     bucket_size: usize,
     ttl: Duration,
 }
@@ -97,6 +97,28 @@ impl ContactTable {
     /// Records that `peer` exists, heard of at `now`. Returns whether it is new to the table
     /// (it was not there, or had expired). Our own id is never stored.
     pub fn insert(&mut self, peer: NodeId, now: Instant) -> bool {
+        self.record(peer, now, false)
+    }
+
+    /// Records that `peer` was seen alive at `now`: first hand (its own signed or sealed
+    /// traffic, a neighbour's announcement that it is linked to it, the server's sample,
+    /// its offer), not a record passed on. A contact already in the table keeps its place
+    /// (when it was last heard of); a new one is inserted. Returns whether it is new.
+    pub fn seen(&mut self, peer: NodeId, now: Instant) -> bool {
+        let known = self
+            .bucket_of(&peer)
+            .and_then(|b| self.buckets.get_mut(b))
+            .and_then(|bucket| bucket.iter_mut().find(|(p, _, _)| *p == peer));
+        match known {
+            Some(entry) if now.saturating_duration_since(entry.1) < self.ttl => {
+                entry.2 = Some(now);
+                false
+            }
+            _ => self.record(peer, now, true),
+        }
+    }
+
+    fn record(&mut self, peer: NodeId, now: Instant, alive: bool) -> bool {
         let Some(b) = self.bucket_of(&peer) else {
             return false;
         };
@@ -107,39 +129,37 @@ impl ContactTable {
         let entries = &mut self.buckets[b];
         while entries
             .front()
-            .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= ttl)
+            .is_some_and(|(_, at, _)| now.saturating_duration_since(*at) >= ttl)
         {
             entries.pop_front();
         }
-        let new = match entries.iter().position(|(p, _)| *p == peer) {
-            Some(i) => {
-                entries.remove(i);
-                false
-            }
-            None => true,
+        let (new, seen) = match entries.iter().position(|(p, _, _)| *p == peer) {
+            Some(i) => (false, entries.remove(i).and_then(|(_, _, seen)| seen)),
+            None => (true, None),
         };
         if entries.len() >= size {
             entries.pop_front();
         }
-        entries.push_back((peer, now));
+        entries.push_back((peer, now, if alive { Some(now) } else { seen }));
         new
     }
 
     /// Whether `peer` is in the table and has not expired.
+    #[cfg(test)]
     pub fn contains(&self, peer: &NodeId, now: Instant) -> bool {
         self.bucket_of(peer)
             .and_then(|b| self.buckets.get(b))
             .is_some_and(|bucket| {
                 bucket
                     .iter()
-                    .any(|(p, at)| p == peer && self.live(*at, now))
+                    .any(|(p, at, _)| p == peer && self.live(*at, now))
             })
     }
 
     /// Forgets `peer` (a session with it failed, or the server says it is gone).
     pub fn remove(&mut self, peer: &NodeId) {
         if let Some(bucket) = self.bucket_of(peer).and_then(|b| self.buckets.get_mut(b)) {
-            bucket.retain(|(p, _)| p != peer);
+            bucket.retain(|(p, _, _)| p != peer);
         }
     }
 
@@ -148,8 +168,18 @@ impl ContactTable {
         self.buckets
             .iter()
             .flatten()
-            .filter(move |(_, at)| self.live(*at, now))
-            .map(|(p, _)| p)
+            .filter(move |e| self.wanted(e, now, None))
+            .map(|(p, _, _)| p)
+    }
+
+    /// Whether `entry` is live at `now` and, with `seen_since`, was seen alive since.
+    fn wanted(
+        &self,
+        (_, at, seen): &(NodeId, Instant, Option<Instant>),
+        now: Instant,
+        seen_since: Option<Instant>,
+    ) -> bool {
+        self.live(*at, now) && seen_since.is_none_or(|since| seen.is_some_and(|s| s >= since))
     }
 
     /// How many buckets there are to look at: no contact was ever in a bucket beyond.
@@ -157,20 +187,29 @@ impl ContactTable {
         self.buckets.len() as u32
     }
 
-    /// The live contacts in bucket `b`.
-    pub fn in_bucket(&self, b: u32, now: Instant) -> impl Iterator<Item = &NodeId> {
+    /// The live contacts in bucket `b`; with `seen_since`, only those seen alive since.
+    pub fn in_bucket(
+        &self,
+        b: u32,
+        now: Instant,
+        seen_since: Option<Instant>,
+    ) -> impl Iterator<Item = &NodeId> {
         self.buckets
             .get(b as usize)
             .into_iter()
             .flatten()
-            .filter(move |(_, at)| self.live(*at, now))
-            .map(|(p, _)| p)
+            .filter(move |e| self.wanted(e, now, seen_since))
+            .map(|(p, _, _)| p)
     }
 
     /// The buckets that hold a live contact.
     pub fn non_empty_buckets(&self, now: Instant) -> BucketSet {
         (0..self.buckets.len())
-            .filter(|b| self.buckets[*b].iter().any(|(_, at)| self.live(*at, now)))
+            .filter(|b| {
+                self.buckets[*b]
+                    .iter()
+                    .any(|(_, at, _)| self.live(*at, now))
+            })
             .map(|b| b as u32)
             .collect()
     }
@@ -222,8 +261,8 @@ impl ContactTable {
                 self.buckets[group]
                     .iter()
                     .flatten()
-                    .filter(|(p, at)| self.live(*at, now) && keep(p))
-                    .map(|(p, _)| (p.distance(target), *p)),
+                    .filter(|(p, at, _)| self.live(*at, now) && keep(p))
+                    .map(|(p, _, _)| (p.distance(target), *p)),
             );
             out[from..].sort_unstable();
         }
@@ -257,6 +296,33 @@ mod tests {
         assert!(table.contains(&c, now));
         assert!(!table.insert(me, now));
         assert_eq!(table.len(), 2);
+    }
+
+    /// Seen alive first hand: marked, without moving the contact in its bucket's order
+    /// (which is when it was last heard of); hearsay after that keeps the mark; a bucket
+    /// asked for peers seen since a moment gives only those.
+    #[test]
+    fn a_contact_seen_alive_is_marked_and_hearsay_does_not_unmark_it() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(5);
+        let mut table = ContactTable::new(id(0), 2, Duration::from_secs(60));
+        let (a, b, c) = (id(1 << 127), id((1 << 127) | 1), id((1 << 127) | 2));
+        table.insert(a, now);
+        table.insert(b, now);
+        assert!(!table.seen(a, later), "known already");
+        // a kept its place: still the least recently heard of, so the one c evicts.
+        table.insert(c, later);
+        assert!(!table.contains(&a, later) && table.contains(&b, later));
+        assert!(table.seen(a, later), "new again");
+        table.insert(a, later + Duration::from_secs(1));
+        let seen_since =
+            |t| -> Vec<NodeId> { table.in_bucket(0, later, Some(t)).copied().collect() };
+        assert_eq!(seen_since(later), [a]);
+        assert_eq!(
+            seen_since(later + Duration::from_secs(1)),
+            Vec::<NodeId>::new()
+        );
+        assert_eq!(table.in_bucket(0, later, None).count(), 2);
     }
 
     #[test]

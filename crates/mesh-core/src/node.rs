@@ -746,6 +746,9 @@ impl Node {
                     self.gone.remove(id);
                 }
                 self.learn_peers(&ids, now);
+                for id in &ids {
+                    self.contacts.seen(*id, now);
+                }
                 self.set_neighbours(peer, ids);
                 self.topology_dirty = true;
             }
@@ -851,6 +854,9 @@ impl Node {
             self.gone.remove(p);
         }
         self.learn_peers(&peers, now);
+        for p in &peers {
+            self.contacts.seen(*p, now);
+        }
         self.server_peers = peers;
         self.top_up(now);
     }

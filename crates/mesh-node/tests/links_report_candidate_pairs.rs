@@ -15,14 +15,21 @@ const HOST_UDP: Candidate = Candidate {
     protocol: CandidateProtocol::Udp,
 };
 
-/// Waits until `a` and `b` are linked; returns each one's links then.
+/// Waits until `a` and `b` are linked, with their candidate pairs known and no remote end
+/// peer-reflexive (each side's check can beat the other's signaled candidate, which then
+/// arrives a moment later: until it does, the pair is reported as `prflx`); returns each
+/// one's links then.
 async fn linked(a: &Node, b: &Node) -> (Vec<LinkInfo>, Vec<LinkInfo>) {
     wait_until(
-        "a and b are linked, with their candidate pairs known",
+        "a and b are linked, with their candidate pairs known and signaled",
         || async {
             let (la, lb) = (a.links().await.unwrap(), b.links().await.unwrap());
             let known = |links: &[LinkInfo]| {
-                links.len() == 1 && links.iter().all(|l| l.candidate_pair.is_some())
+                links.len() == 1
+                    && links.iter().all(|l| {
+                        l.candidate_pair
+                            .is_some_and(|p| p.remote.kind != CandidateKind::Prflx)
+                    })
             };
             (known(&la) && known(&lb)).then_some((la, lb))
         },
@@ -40,7 +47,7 @@ async fn webrtc_links_on_loopback_travel_host_to_host_over_udp() {
     assert_eq!(la[0].peer, b.id());
     assert_eq!(lb[0].peer, a.id());
     // Only host candidates exist (no ICE server); a remote first seen as peer-reflexive is
-    // reported with the type it was signaled with.
+    // reported with the type it was signaled with, once that candidate has come.
     let host_to_host = CandidatePair {
         local: HOST_UDP,
         remote: HOST_UDP,

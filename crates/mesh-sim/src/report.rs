@@ -80,6 +80,16 @@ pub struct Signaling {
     /// Registrations at a neighbour's door by nodes that needed a server (with `--doors`;
     /// 0 without).
     pub door_rejoins: u64,
+    /// Sessions that ended without a link (timeout, transport failure, reported
+    /// unreachable), at the node that started them or answered them.
+    pub failed: u64,
+    /// Sessions the remote refused.
+    pub rejected: u64,
+    /// Of the sessions started, those opened above the target degree to a better-placed
+    /// peer (rewiring).
+    pub rewired: u64,
+    /// Links that came up, counted at both ends.
+    pub links_up: u64,
 }
 
 impl Signaling {
@@ -92,6 +102,10 @@ impl Signaling {
             via_server,
             via_mesh,
             door_rejoins: 0,
+            failed: stats.sessions_failed,
+            rejected: stats.sessions_rejected,
+            rewired: stats.links_rewired,
+            links_up: stats.links_up,
         }
     }
 }
@@ -435,6 +449,16 @@ impl Report {
             format!(
                 "{} / {} (of {})",
                 self.signaling.via_server, self.signaling.via_mesh, self.signaling.sessions
+            ),
+        );
+        row(
+            "sessions: failed / refused / rewiring; links up (both ends)",
+            format!(
+                "{} / {} / {}; {}",
+                self.signaling.failed,
+                self.signaling.rejected,
+                self.signaling.rewired,
+                self.signaling.links_up
             ),
         );
         row(

@@ -576,6 +576,30 @@ mod tests {
         );
     }
 
+    /// At the target degree, a closer peer known only from records others passed on is no
+    /// reason for an extra link (a departed node lives on in such records); once seen alive
+    /// first hand (here, its own traffic), it is.
+    #[test]
+    fn an_extra_link_goes_only_to_a_peer_seen_alive() {
+        let now = Instant::now();
+        let seed = [15; 32];
+        let me = u128::from_be_bytes(*Keypair::from_seed(seed).node_id().as_bytes());
+        let links: Vec<(u128, Vec<u128>)> =
+            (0..8).map(|k| (me ^ (1 << (100 + k)), vec![])).collect();
+        let mut node = node_with(seed, &links, now);
+        assert_eq!(node.degree(), node.config.target_degree);
+        let closer = id(me ^ 1);
+        node.keys
+            .learn(closer, Keypair::from_seed([97; 32]).public(), now);
+        node.learn_peers(&[closer], now);
+        assert!(node.rewire(now), "looked");
+        assert!(node.pending_with(closer).is_none(), "hearsay: no session");
+        node.learn_origin(closer, now);
+        assert!(node.rewire(now));
+        assert!(node.pending_with(closer).is_some(), "seen alive: a session");
+        assert_eq!(node.stats.links_rewired, 1);
+    }
+
     /// A session whose offer met a dead end near its peer's id: the peer is gone for this
     /// node (not a contact, and records others pass on do not make it one again), until
     /// its own traffic, a neighbour's announcement or the server shows it alive.

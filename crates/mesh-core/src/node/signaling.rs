@@ -174,6 +174,7 @@ impl Node {
         self.replay.insert((from, session), (), now);
         self.gone.remove(&from);
         self.learn_peers(&[from], now);
+        self.contacts.seen(from, now);
         if self.links.contains(&from) {
             self.send_signal_to(
                 from,

@@ -32,6 +32,11 @@ use crate::contacts::{BucketSet, bucket};
 /// How long a link closed with notice stays open for what is in flight to arrive.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// Only a peer seen alive (first hand: its own signed or sealed traffic, a neighbour's
+/// announcement, the server's sample, its offer) within this long gets a link above the
+/// target degree.
+const SEEN_LATELY: Duration = Duration::from_secs(30);
+
 impl Node {
     /// How many closest links to keep.
     fn closest_links(&self) -> usize {
@@ -57,10 +62,16 @@ impl Node {
             .collect()
     }
 
-    /// The eligible contact in bucket `b` closest to us.
-    fn closest_eligible_in(&self, b: u32, now: Instant) -> Option<NodeId> {
+    /// The eligible contact in bucket `b` closest to us (with `seen_since`, of those seen
+    /// alive since).
+    fn closest_eligible_in(
+        &self,
+        b: u32,
+        now: Instant,
+        seen_since: Option<Instant>,
+    ) -> Option<NodeId> {
         self.contacts
-            .in_bucket(b, now)
+            .in_bucket(b, now, seen_since)
             .filter(|p| self.is_eligible(p, now))
             .min_by_key(|p| self.id.distance(p))
             .copied()
@@ -104,12 +115,17 @@ impl Node {
     /// It runs on every tick after anything that bears on the shape changed, so it walks
     /// the buckets rather than every contact: the closest eligible peer is in the deepest
     /// bucket that has one, and covered buckets are skipped whole.
-    fn structural_candidate(&self, coarse: bool, now: Instant) -> Option<NodeId> {
+    fn structural_candidate(
+        &self,
+        coarse: bool,
+        seen_since: Option<Instant>,
+        now: Instant,
+    ) -> Option<NodeId> {
         let depth = self.contacts.depth();
         if self.closest_links() > 0
             && let Some(p) = (0..depth)
                 .rev()
-                .find_map(|b| self.closest_eligible_in(b, now))
+                .find_map(|b| self.closest_eligible_in(b, now, seen_since))
         {
             let d = self.id.distance(&p);
             match self.closest_link_bound() {
@@ -128,7 +144,7 @@ impl Node {
         let covered = self.covered_buckets();
         (0..depth)
             .filter(|b| !covered.contains(*b))
-            .find_map(|b| self.closest_eligible_in(b, now))
+            .find_map(|b| self.closest_eligible_in(b, now, seen_since))
     }
 
     /// The next peer to link to while under the target degree: a structural improvement
@@ -137,8 +153,12 @@ impl Node {
     /// hop); else (`prefer_routable`) a random peer a neighbour knows (its signaling is sure
     /// to find a way), else any.
     /// (What the long links are worth: docs/benchmarks.md §8.1.)
+    ///
+    /// Any contact will do, seen alive or only heard of: preferring peers seen alive lately
+    /// (neighbours' neighbours, mostly) made the mesh clustered and fragile under droppers
+    /// and forgers (docs/benchmarks.md §14.13).
     pub(super) fn pick_candidate(&mut self, prefer_routable: bool, now: Instant) -> Option<NodeId> {
-        if let Some(p) = self.structural_candidate(false, now) {
+        if let Some(p) = self.structural_candidate(false, None, now) {
             return Some(p);
         }
         let mut eligible = self.eligible(now);
@@ -180,7 +200,12 @@ impl Node {
         if self.degree() == 0 || pending > 0 || self.degree() + 1 > room {
             return false;
         }
-        if let Some(peer) = self.structural_candidate(true, now) {
+        // An extra link is a choice, not a need: only to a peer seen alive lately. A
+        // departed node lives on in others' records for `key_ttl`, and in a churning mesh
+        // rewiring to such hearsay was most of the sessions opened (docs/benchmarks.md
+        // §14.13).
+        let lately = now.checked_sub(SEEN_LATELY);
+        if let Some(peer) = lately.and_then(|t| self.structural_candidate(true, Some(t), now)) {
             self.stats.links_rewired += 1;
             self.start_session(peer, Carrier::Mesh, now);
         }

@@ -91,8 +91,8 @@ impl Node {
     pub(super) fn learn_origin(&mut self, origin: NodeId, now: Instant) {
         // Its own signed or sealed traffic: alive.
         self.gone.remove(&origin);
-        if origin != self.id && !self.contacts.contains(&origin, now) {
-            self.contacts.insert(origin, now);
+        if origin != self.id {
+            self.contacts.seen(origin, now);
         }
     }
 
