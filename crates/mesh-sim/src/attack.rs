@@ -1,11 +1,14 @@
 //! What both transports share about hostile nodes: which initial nodes are hostile (from
-//! the seed, the same on either transport) and the one attack the webrtc transport runs as
-//! well as the memory one, dropping what a node should relay.
+//! the seed, the same on either transport), the dropper's rule and the flooders' rate (the
+//! two attacks the webrtc transport runs as well as the memory one).
 
 use mesh_proto::{Frame, NodeId};
 
 use crate::memory::derive;
 use crate::{AttackKind, Scenario};
+
+/// Floods a second each flooding hostile node injects.
+pub const SPAM_RATE: f64 = 500.0;
 
 /// The attack of each initial node that is hostile (by index; `None`: honest), chosen
 /// from the scenario's seed. `mixed` gives forge, drop, flood and poison in turn.

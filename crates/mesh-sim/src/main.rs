@@ -107,7 +107,7 @@ struct RunArgs {
     /// --attack. They run the honest core and the simulator rewrites, drops or adds what
     /// they send on their links; report.json's `attack` gives what it cost the honest
     /// nodes. The webrtc transport runs `--attack drop` (its droppers wrap the real
-    /// transport); the other attacks, the memory transport only.
+    /// transport) and `--attack flood`; the other attacks, the memory transport only.
     #[arg(long, value_name = "FRACTION", value_parser = fraction, requires = "attack")]
     hostile: Option<f64>,
     /// What the hostile nodes do: `forge` (Route/Transfer claiming another honest node as

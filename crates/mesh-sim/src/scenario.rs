@@ -27,7 +27,7 @@ pub struct Kill {
 }
 
 /// What the hostile nodes of a run do to what they send on their links (memory transport;
-/// the webrtc transport runs `Drop`).
+/// the webrtc transport runs `Drop` and `Flood`).
 /// They run the honest core; the simulator rewrites, drops or adds frames on their links.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -49,7 +49,7 @@ pub enum AttackKind {
     Mixed,
 }
 
-/// Hostile nodes among the initial nodes (memory transport; webrtc: droppers only).
+/// Hostile nodes among the initial nodes (memory transport; webrtc: droppers and flooders).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Hostile {
     /// Share of the initial nodes that are hostile, chosen from the seed, in [0, 1].
@@ -98,8 +98,8 @@ pub struct Scenario {
     /// (no link, or stranded on an island) registers at a door its neighbours announced
     /// before the bootstrap server. Default off.
     pub doors: bool,
-    /// Hostile nodes and their attack (the webrtc transport runs [`AttackKind::Drop`]
-    /// only). Default none.
+    /// Hostile nodes and their attack (the webrtc transport runs [`AttackKind::Drop`] and
+    /// [`AttackKind::Flood`] only). Default none.
     pub hostile: Option<Hostile>,
     /// Rooms the nodes are spread over (node *i* in room *i* mod `rooms`, named `room-k`;
     /// memory transport only): traffic stays within a room, but for a few deliberate

@@ -63,10 +63,12 @@
 //!   process: nodes, server, harness). **Idle CPU**: `utime + stime` of the process over
 //!   2 s with no traffic at the end, in % of one core (10 ms resolution: ±0.5 %).
 //!
-//! - **Hostile nodes** (`--hostile F --attack drop`): the initial nodes `crate::attack`
-//!   chooses from the seed (the same as on the memory transport) run over a
-//!   `hostile::Dropper`, which drops every `Route`/`Transfer` they relay; `attack` in the
-//!   report counts the unicasts between two honest nodes and the broadcasts of honest
+//! - **Hostile nodes** (`--hostile F --attack drop|flood`): the initial nodes
+//!   `crate::attack` chooses from the seed (the same as on the memory transport). Droppers
+//!   run over a `hostile::Dropper`, which drops every `Route`/`Transfer` they relay;
+//!   flooders, from the traffic's start, send `crate::attack::SPAM_RATE` validly signed
+//!   floods a second at most, each from a fresh made-up key, on every link
+//!   (`hostile::flood`), up to `Hostile::spam`, until the traffic stops. `attack` in the report counts the unicasts between two honest nodes and the broadcasts of honest
 //!   origins at honest nodes. A delivery whose claimed origin is not the message's author
 //!   counts as `forged_delivered`, not as a delivery. Other attacks: memory transport.
 //! - **Reliable** (`--reliable`): unicasts go with `Node::send_reliable`, and the drain
@@ -160,11 +162,11 @@ fn check(s: &Scenario) -> anyhow::Result<()> {
         bail!("broadcast_every must be longer than 0 s (or none)");
     }
     if let Some(h) = s.hostile
-        && h.attack != AttackKind::Drop
+        && !matches!(h.attack, AttackKind::Drop | AttackKind::Flood)
     {
         bail!(
-            "on the webrtc transport, hostile nodes drop what they relay (--attack drop); \
-             forge, flood, poison and mixed run with --transport memory"
+            "on the webrtc transport, hostile nodes drop what they relay (--attack drop) \
+             or flood (--attack flood); forge, poison and mixed run with --transport memory"
         );
     }
     if s.rooms > 1 {
@@ -218,6 +220,14 @@ mod tests {
         };
         let refused = check(&forgers).unwrap_err().to_string();
         assert!(refused.contains("--attack drop"), "{refused}");
+        let flooders = Scenario {
+            hostile: Some(crate::Hostile {
+                attack: AttackKind::Flood,
+                ..forgers.hostile.unwrap()
+            }),
+            ..Default::default()
+        };
+        assert!(check(&flooders).is_ok());
         let droppers = Scenario {
             hostile: Some(crate::Hostile {
                 attack: AttackKind::Drop,

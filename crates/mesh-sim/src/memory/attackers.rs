@@ -9,8 +9,6 @@ use rustc_hash::FxHashSet;
 use super::plan::derive;
 use crate::{AttackKind, Scenario};
 
-/// Floods a second each flooding hostile node injects.
-pub const SPAM_RATE: f64 = 500.0;
 /// Made-up records in a poisoned `Neighbours` frame.
 pub const POISON_RECORDS: usize = 8;
 

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | forge | every `Route`/`Transfer` it sends claims another honest node as `from` (its own unicasts, which carry [`FORGED_MARK`], also put that node's key in the seal); a flood it relays gets a forged payload with the origin's signature kept, or is re-signed by its own key with the origin's key kept, in turn; its own broadcasts ([`FORGED_MARK`]) claim an honest node's key under its own signature |
 //! | drop | every `Route`/`Transfer` it relays (`from` is not its own) vanishes |
-//! | flood | from the traffic's start, [`SPAM_RATE`] floods a second, each signed by a fresh key (a made-up node, valid signature) and sent on all its links, up to `Hostile::spam` |
+//! | flood | from the traffic's start, [`crate::attack::SPAM_RATE`] floods a second, each signed by a fresh key (a made-up node, valid signature) and sent on all its links, up to `Hostile::spam` |
 //! | poison | the records of every `Neighbours` it sends (its own first, kept) become [`POISON_RECORDS`] records of fresh keys: valid for the room, or, every fourth frame, signed for another room |
 //! | mixed | the hostile nodes in turn: forge, drop, flood, poison |
 //!

@@ -1,7 +1,6 @@
 //! The scenario's steps in virtual time: joins, traffic, churn, kills, the server's end,
 //! samples and progress lines.
 
-use super::attackers::SPAM_RATE;
 use super::plan::Action;
 use super::records::{
     BROADCAST_MARK, BroadcastRecord, CROSS_BROADCAST_MARK, CROSS_UNICAST_MARK, FORGED_MARK,
@@ -9,6 +8,7 @@ use super::records::{
 };
 use super::world::{Emu, Life, Sim};
 use super::{DRAIN_NS, JOIN_GRACE_NS, KILL_DETECTION_NS, Ns, REPAIR_CHECK_NS, S};
+use crate::attack::SPAM_RATE;
 
 /// Virtual time between progress lines.
 const PROGRESS_EVERY: Ns = 5 * S;

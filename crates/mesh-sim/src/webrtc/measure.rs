@@ -46,6 +46,10 @@ impl Sim<'_> {
             bar.enable_steady_tick(Duration::from_millis(200));
         };
         finishing(&self.bar, "traffic stopped: waiting for what is in flight");
+        // The flooders stop with the traffic.
+        for flood in self.floods.drain(..) {
+            flood.abort();
+        }
         // Joins still under way are abandoned (their nodes leave as they are dropped).
         self.joins.abort_all();
         while let Some(joined) = self.joins.join_next().await {
@@ -297,8 +301,8 @@ impl Sim<'_> {
         }
     }
 
-    /// The `attack` of the report: present with hostile nodes (droppers, on this
-    /// transport).
+    /// The `attack` of the report: present with hostile nodes (droppers or flooders, on
+    /// this transport).
     fn attack(&self, traffic: &Traffic, honest: &Totals) -> Option<report::Attack> {
         let kind = self.scenario.hostile?.attack;
         let honest_slot = |i: usize| !self.slots[i].hostile;
@@ -322,7 +326,7 @@ impl Sim<'_> {
             .unwrap_or(1.0);
         let o = &honest.overlay;
         Some(report::Attack {
-            hostile: self.hostile.iter().filter(|h| **h).count(),
+            hostile: self.hostile.iter().filter(|h| h.is_some()).count(),
             kind,
             forged_delivered: traffic.forged_delivered,
             honest_unicast: report::Delivery { sent, delivered },
@@ -345,8 +349,8 @@ impl Sim<'_> {
                 .frames_dropped
                 .load(std::sync::atomic::Ordering::Relaxed),
             frames_rewritten: 0,
-            spam_sent: 0,
-            spam_delivered: 0,
+            spam_sent: self.spam_sent.load(std::sync::atomic::Ordering::Relaxed),
+            spam_delivered: traffic.spam_delivered,
         })
     }
 

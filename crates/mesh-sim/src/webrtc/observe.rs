@@ -19,6 +19,8 @@ pub(super) enum Kind {
     Broadcast,
     /// A unicast sent alone in a quiet mesh to count its hops.
     Probe,
+    /// A flood of a made-up node, sent by a flooder (`--attack flood`).
+    Spam,
 }
 
 impl Kind {
@@ -27,6 +29,7 @@ impl Kind {
             Kind::Unicast => b'u',
             Kind::Broadcast => b'b',
             Kind::Probe => b'p',
+            Kind::Spam => b's',
         }
     }
 
@@ -35,6 +38,7 @@ impl Kind {
             b'u' => Some(Kind::Unicast),
             b'b' => Some(Kind::Broadcast),
             b'p' => Some(Kind::Probe),
+            b's' => Some(Kind::Spam),
             _ => None,
         }
     }
@@ -122,6 +126,8 @@ pub(super) struct Traffic {
     pub links_dropped_forged: (u64, u64),
     /// Links honest nodes closed over budget, and of those to an honest neighbour.
     pub links_over_budget: (u64, u64),
+    /// Deliveries at honest nodes of the flooders' floods.
+    pub spam_delivered: u64,
     /// Whether probe `id` arrived.
     pub probe_arrived: Vec<bool>,
 }
@@ -150,7 +156,7 @@ impl Traffic {
         let author = match kind {
             Kind::Unicast => self.unicast_from.get(i),
             Kind::Broadcast => self.broadcast_from.get(i),
-            Kind::Probe => None,
+            Kind::Probe | Kind::Spam => None,
         };
         if author.is_some_and(|a| *a != from) {
             self.forged_delivered += u64::from(honest);
@@ -179,6 +185,7 @@ impl Traffic {
                     *seen = true;
                 }
             }
+            Kind::Spam => self.spam_delivered += u64::from(honest),
         }
     }
 }
@@ -253,7 +260,7 @@ mod tests {
 
     #[test]
     fn payloads_round_trip_and_reject_other_bytes() {
-        for kind in [Kind::Unicast, Kind::Broadcast, Kind::Probe] {
+        for kind in [Kind::Unicast, Kind::Broadcast, Kind::Probe, Kind::Spam] {
             assert_eq!(parse(&payload(kind, 7, 1234)), Some((kind, 7, 1234)));
         }
         assert_eq!(parse(b"hello"), None);

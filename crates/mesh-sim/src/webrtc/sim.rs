@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -20,11 +20,15 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{info, warn};
 
-use super::hostile::Dropper;
+use super::hostile::{Hostile, Sessions};
 use super::observe::{self, Record, Shared, Traffic, lock};
 use super::{QUERY_TIMEOUT, TEARDOWN};
-use crate::Scenario;
 use crate::report::Sample;
+use crate::{AttackKind, Scenario};
+
+/// What a flood task needs of a hostile node: its transport (not kept alive by the task)
+/// and its sessions.
+pub(super) type Flooder = (Weak<WebRtcTransport>, Sessions);
 
 /// One node of the run, from the moment it starts joining.
 #[derive(Debug)]
@@ -37,8 +41,10 @@ pub(super) struct Slot {
     pub(super) record: Arc<Mutex<Record>>,
     /// With doors: dropping it stops the node's door.
     pub(super) door_stop: Option<oneshot::Sender<()>>,
-    /// A dropper (`--attack drop`); churn's newcomers are honest.
+    /// Hostile (`--attack drop` or `flood`); churn's newcomers are honest.
     pub(super) hostile: bool,
+    /// A hostile node's transport and sessions, for its flood task.
+    pub(super) flooder: Arc<Mutex<Option<Flooder>>>,
 }
 
 /// The scenario's kill and the survivors' repair.
@@ -72,10 +78,13 @@ pub(super) struct Sim<'a> {
     pub(super) retired: Totals,
     /// Of those, the honest nodes' (with hostile nodes).
     pub(super) retired_honest: Totals,
-    /// Whether each initial node is a dropper (`crate::attack::initial`).
-    pub(super) hostile: Vec<bool>,
+    /// The attack of each initial node that is hostile (`crate::attack::initial`).
+    pub(super) hostile: Vec<Option<AttackKind>>,
     /// Frames the droppers dropped.
     pub(super) frames_dropped: Arc<AtomicU64>,
+    /// Floods the flooders sent, and their tasks.
+    pub(super) spam_sent: Arc<AtomicU64>,
+    pub(super) floods: Vec<JoinHandle<()>>,
     pub(super) initial_failed: usize,
     pub(super) join_failures: u64,
     /// Per unicast sent (its id is its index): (from, to) slot indices and the send time,
@@ -128,11 +137,8 @@ impl<'a> Sim<'a> {
             hostile: Mutex::new(HashSet::new()),
             traffic: Mutex::new(Traffic::default()),
         });
-        // Droppers only (`check`): forgeries need the memory transport.
-        let hostile = crate::attack::initial(scenario)
-            .iter()
-            .map(Option::is_some)
-            .collect();
+        // Droppers and flooders only (`check`): forgeries need the memory transport.
+        let hostile = crate::attack::initial(scenario);
         let bar = if progress {
             ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr())
         } else {
@@ -161,6 +167,8 @@ impl<'a> Sim<'a> {
             retired_honest: Totals::default(),
             hostile,
             frames_dropped: Arc::new(AtomicU64::new(0)),
+            spam_sent: Arc::new(AtomicU64::new(0)),
+            floods: Vec::new(),
             initial_failed: 0,
             join_failures: 0,
             unicast_log: Vec::new(),
@@ -185,11 +193,13 @@ impl<'a> Sim<'a> {
         let (door_stop, door_stopped) = oneshot::channel::<()>();
         let doors = self.scenario.doors;
         let id = key.node_id();
-        let hostile = self.hostile.get(index).copied().unwrap_or(false);
+        let attack = self.hostile.get(index).copied().flatten();
+        let hostile = attack.is_some();
         if hostile {
             lock(&self.shared.hostile).insert(id);
         }
-        let dropped = hostile.then(|| self.frames_dropped.clone());
+        let dropped = (attack == Some(AttackKind::Drop)).then(|| self.frames_dropped.clone());
+        let flooder = Arc::new(Mutex::new(None));
         self.slots.push(Slot {
             id,
             started: Instant::now(),
@@ -197,6 +207,7 @@ impl<'a> Sim<'a> {
             record: record.clone(),
             door_stop: doors.then_some(door_stop),
             hostile,
+            flooder: flooder.clone(),
         });
         let shared = self.shared.clone();
         self.joins.spawn(async move {
@@ -206,15 +217,16 @@ impl<'a> Sim<'a> {
                     Err(e) => warn!(node = index, "no door: {e}"),
                 }
             }
-            let joined = match dropped {
-                None => Node::join(config, key, transport).await,
-                Some(dropped) => {
-                    Node::join_with(config, key, move |events| {
-                        let inner = WebRtcTransport::new(transport, events);
-                        Dropper::new(inner, id, dropped)
-                    })
-                    .await
-                }
+            let joined = if hostile {
+                Node::join_with(config, key, move |events| {
+                    let inner = WebRtcTransport::new(transport, events);
+                    let (transport, weak, sessions) = Hostile::new(inner, id, dropped);
+                    *lock(&flooder) = Some((weak, sessions));
+                    transport
+                })
+                .await
+            } else {
+                Node::join(config, key, transport).await
             };
             let joined = joined.inspect(|node| {
                 // Taken here, at once, so no event waits for the run's loop.
@@ -284,9 +296,36 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// The flooders start (with the traffic).
+    pub(super) fn start_floods(&mut self) {
+        let Some(h) = self.scenario.hostile else {
+            return;
+        };
+        let ttl = self.overlay.ttl;
+        for (i, attack) in self.hostile.iter().enumerate() {
+            if *attack != Some(AttackKind::Flood) {
+                continue;
+            }
+            let Some((transport, sessions)) =
+                self.slots.get(i).and_then(|s| lock(&s.flooder).clone())
+            else {
+                continue;
+            };
+            let seed = self.scenario.seed ^ ((i as u64) << 32);
+            let start = self.shared.start;
+            let sent = self.spam_sent.clone();
+            self.floods.push(tokio::spawn(super::hostile::flood(
+                transport, sessions, seed, h.spam, ttl, start, sent,
+            )));
+        }
+    }
+
     /// Leaves with every node, stops the server.
     pub(super) async fn teardown(&mut self) {
         self.bar.finish_and_clear();
+        for flood in self.floods.drain(..) {
+            flood.abort();
+        }
         self.joins.abort_all();
         let mut leaving = JoinSet::new();
         for slot in &mut self.slots {

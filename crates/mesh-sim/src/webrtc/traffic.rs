@@ -64,6 +64,7 @@ impl Sim<'_> {
                 let joined = self.shared.joined_initial.load(Ordering::Relaxed);
                 info!(joined, "initial joins done, mesh settled: traffic starts");
                 traffic_started = true;
+                self.start_floods();
                 next_unicast = unicast_every.map(|d| now + d);
                 next_broadcast = s.broadcast_every.map(|d| now + d);
                 next_churn = churn_every.map(|d| now + d);
