@@ -1,4 +1,5 @@
-//! Fuzzes what a node does with a payload that reaches it: decode it; if it is `Sealed`,
+//! Fuzzes what a node does with a payload that reaches it: decode it; if it is `Sealed` (or
+//! a `Flooded` one, which holds a `Sealed`),
 //! derive the pair key from the key it names and try to open it as a fixed node (the
 //! destination of the sealing vector of `docs/protocol.md` §9.7: RFC 8032 TEST 2, room
 //! `lobby`); verify every node record and signal in what it holds, and in a bare payload
@@ -59,11 +60,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(payload) = decode_payload(data) else {
         return;
     };
-    let Payload::Sealed(sealed) = payload else {
-        // A bare payload (a signal through the server, or one a node must ignore): its
-        // records and signals are checked all the same.
-        verify_contents(&payload);
-        return;
+    let sealed = match payload {
+        Payload::Sealed(sealed) => sealed,
+        // A flood for one node holds a sealed payload for it (protocol.md §10.4).
+        Payload::Flooded { sealed, .. } => sealed,
+        payload => {
+            // A bare payload (a signal through the server, or one a node must ignore):
+            // its records and signals are checked all the same.
+            verify_contents(&payload);
+            return;
+        }
     };
     let me = ME.node_id();
 
@@ -96,8 +102,9 @@ fuzz_target!(|data: &[u8]| {
 /// What a node does with the plaintext of a sealed payload.
 fn handle_opened(plaintext: &[u8]) {
     match decode_payload(plaintext) {
-        // A sealed payload inside a sealed payload is ignored (protocol.md §9.2).
-        Ok(Payload::Sealed(_)) | Err(_) => {}
+        // A sealed payload inside a sealed payload is ignored (protocol.md §9.2), and so
+        // is a flood's payload for one node.
+        Ok(Payload::Sealed(_) | Payload::Flooded { .. } | Payload::FindKey { .. }) | Err(_) => {}
         Ok(inner) => verify_contents(&inner),
     }
 }

@@ -219,6 +219,12 @@ pub struct Stats {
     pub reliable_resent: u64,
     /// Reliable unicasts given up after every try ([`Event::Unreachable`]).
     pub reliable_lost: u64,
+    /// Reliable unicasts whose last try went as a flood ([`mesh_proto::signal::Payload::Flooded`]).
+    pub reliable_flooded: u64,
+    /// Key lookups whose last round went as a flood to the destination ([`mesh_proto::signal::Payload::FindKey`]).
+    pub key_floods: u64,
+    /// Floods in place of routed unicasts not sent: over this node's fallback budget (5/s, 20 at once).
+    pub fallbacks_over_budget: u64,
     /// Acknowledgements this node sent for reliable unicasts it received.
     pub acks_sent: u64,
     /// Ids below [`Config::id_difficulty`] ignored (docs/protocol.md §4.7): records in
@@ -285,6 +291,9 @@ impl Stats {
             reliable_acked,
             reliable_resent,
             reliable_lost,
+            reliable_flooded,
+            key_floods,
+            fallbacks_over_budget,
             acks_sent,
             ids_below_difficulty,
         } = *other;
@@ -340,6 +349,9 @@ impl Stats {
         self.reliable_acked += reliable_acked;
         self.reliable_resent += reliable_resent;
         self.reliable_lost += reliable_lost;
+        self.reliable_flooded += reliable_flooded;
+        self.key_floods += key_floods;
+        self.fallbacks_over_budget += fallbacks_over_budget;
         self.acks_sent += acks_sent;
         self.ids_below_difficulty += ids_below_difficulty;
     }

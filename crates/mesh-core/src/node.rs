@@ -114,6 +114,9 @@ pub struct Node {
     session_bucket: budget::Bucket,
     /// Unreachable reports this node may still send.
     report_bucket: budget::Bucket,
+    /// Floods this node sends in place of routed unicasts (`Config::flood_fallback`, and
+    /// the answers by flood to what came by flood).
+    fallback_bucket: budget::Bucket,
     /// Sealed signals sent lately: seq → the peer (an unreachable report counts only for
     /// one of these or a message in `sent_app`).
     signal_seqs: ExpiringMap<u64, NodeId>,
@@ -193,6 +196,7 @@ impl Node {
             origin_floods: ExpiringMap::new(config.key_capacity, budget::ORIGIN_MEMORY),
             session_bucket: budget::Bucket::new(config.session_budget, now),
             report_bucket: budget::Bucket::new(routing::REPORT_BUDGET, now),
+            fallback_bucket: budget::Bucket::new(trust::FALLBACK_BUDGET, now),
             signal_seqs: ExpiringMap::new(4 * config.max_sessions, config.session_timeout),
             awaiting: trust::AwaitingKeys::new(),
             reliable: acks::Pending::default(),
@@ -378,7 +382,8 @@ impl Node {
 
     /// Sends `data` to `to` through the mesh, sealed for `to` (only `to` reads it, and it
     /// knows this node wrote it). If `to`'s key is not known yet, the message waits while a
-    /// lookup asks for it (at most 5 s; then [`Event::Unreachable`]).
+    /// lookup asks for it (at most 5 s, the third round by flood with
+    /// [`Config::flood_fallback`]; then [`Event::Unreachable`]).
     pub fn send(&mut self, now: Instant, to: NodeId, data: Vec<u8>) -> Result<(), Error> {
         self.send_kind(now, to, data, false)
     }
@@ -387,8 +392,9 @@ impl Node {
     /// acknowledges it; without an acknowledgement within `ack_timeout` it goes again, the
     /// same sealed bytes (taken once), through a first neighbour it has not been through
     /// (around a relay that drops it without a word), at most [`Config::reliable_resends`]
-    /// times; then the application hears [`Event::Unreachable`]. At most 256 (4 MiB)
-    /// under way: beyond, [`Error::Busy`].
+    /// times, the last time as a flood for `to` alone ([`Config::flood_fallback`]); then the
+    /// application hears [`Event::Unreachable`]. At most 256 (4 MiB) under way: beyond,
+    /// [`Error::Busy`].
     pub fn send_reliable(&mut self, now: Instant, to: NodeId, data: Vec<u8>) -> Result<(), Error> {
         self.send_kind(now, to, data, true)
     }

@@ -270,3 +270,86 @@ fn an_answerer_whose_transport_fails_tells_the_offerer_at_once() {
     assert_eq!(net.nodes[0].stats().sessions_failed, 1);
     assert_eq!(net.degree(1), 0);
 }
+
+/// A flood for one node ([`Payload::Flooded`]) is taken only by the node it names, only
+/// if it opens as its flood's origin's, and only for what a flood may carry (a reliable
+/// message, an acknowledgement, a key answer): a plain application payload, or a seal made
+/// by another key than the flood's, reaches no application; the right one arrives once.
+#[test]
+fn a_flood_for_one_node_delivers_only_what_its_origin_sealed_as_reliable() {
+    use mesh_proto::{PairKey, RoomName, Sealed, authored};
+
+    let mut net = support::shaped_mesh(6, test_config());
+    let x = 0;
+    let b = (1..6)
+        .find(|j| net.link_session(x, *j).is_some())
+        .expect("a neighbour of x");
+    let third = (1..6).find(|j| *j != b).expect("a third node");
+    let (kx, kb, k3) = (
+        support::key(x, 0),
+        support::key(b, 0),
+        support::key(third, 0),
+    );
+    let (x_id, b_id) = (kx.node_id(), kb.node_id());
+    let room = RoomName::default();
+    // Sealed by `by` for b, with a late epoch (b refuses earlier ones once it saw it).
+    let seal = |by: &mesh_proto::identity::Keypair, seq: u64, inner: Payload| {
+        let key = PairKey::derive(by, &kb.public(), &by.node_id(), &b_id, &room).unwrap();
+        let plain = mesh_proto::encode_payload(&inner).unwrap();
+        let epoch = u64::MAX / 2;
+        Sealed {
+            key: by.public(),
+            epoch,
+            seq,
+            ciphertext: key.seal(epoch, seq, &plain),
+        }
+    };
+    let flood = |id: u64, sealed: Sealed| {
+        let payload = mesh_proto::encode_payload(&Payload::Flooded { to: b_id, sealed }).unwrap();
+        mesh_proto::encode(&authored::flood(&kx, &room, id, 4, payload)).unwrap()
+    };
+    let before = net.nodes[b].stats().clone();
+    // A plain App payload: a flood carries none for one node.
+    net.inject(
+        b,
+        x,
+        flood(1, seal(&kx, 1, Payload::App(b"plain".to_vec()))),
+    );
+    // Sealed by another node than the flood's origin.
+    net.inject(
+        b,
+        x,
+        flood(2, seal(&k3, 1, Payload::Reliable(b"forged".to_vec()))),
+    );
+    let after = net.nodes[b].stats().clone();
+    assert_eq!(after.bad_payloads, before.bad_payloads + 1, "{after:?}");
+    assert_eq!(after.forged_origins, before.forged_origins + 1, "{after:?}");
+    // The real thing, twice (the second copy is a replay: acknowledged, not delivered).
+    net.inject(
+        b,
+        x,
+        flood(3, seal(&kx, 2, Payload::Reliable(b"ok".to_vec()))),
+    );
+    net.inject(
+        b,
+        x,
+        flood(4, seal(&kx, 2, Payload::Reliable(b"ok".to_vec()))),
+    );
+    net.settle();
+    let got: Vec<_> = net
+        .messages(b)
+        .into_iter()
+        .filter(|(f, _)| *f == x_id)
+        .collect();
+    assert_eq!(got, vec![(x_id, b"ok".to_vec())]);
+    assert!(net.nodes[b].stats().acks_sent >= before.acks_sent + 2);
+    for i in 0..6 {
+        assert!(
+            net.broadcasts(i).iter().all(|(f, _)| *f != x_id),
+            "node {i}"
+        );
+        if i != b {
+            assert!(net.messages(i).iter().all(|(f, _)| *f != x_id), "node {i}");
+        }
+    }
+}

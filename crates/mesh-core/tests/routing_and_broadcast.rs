@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{grown_mesh, shaped_mesh, test_config};
+use support::{Net, grown_mesh, shaped_mesh, test_config};
 
 #[test]
 fn any_node_reaches_any_other_intact() {
@@ -239,27 +239,25 @@ fn a_reliable_unicast_dropped_in_silence_goes_again_and_arrives_once() {
     assert_eq!(got.len(), 1, "delivered once");
 }
 
-/// A destination behind relays that drop every copy without a word: the origin sends it
-/// `reliable_resends` more times, each through another first neighbour, then gives it up
-/// and tells the application.
-#[test]
-fn a_reliable_unicast_every_relay_drops_is_tried_then_given_up() {
-    use std::cell::Cell;
-    use std::rc::Rc;
-
+/// A mesh of 12 where every relay drops, without a word, the unicasts (routed, or flooded
+/// for one node when `drop_floods`) that node `a` sends to node `b`, two links away or
+/// more: returns the mesh, `a`, `b` and the count of copies dropped.
+fn every_relay_drops(
+    config: mesh_core::Config,
+    drop_floods: bool,
+) -> (Net, usize, usize, std::rc::Rc<std::cell::Cell<usize>>) {
     use mesh_proto::Frame;
 
     let n = 12;
-    let resends = 3;
-    let mut net = shaped_mesh(n, test_config().with_reliable_resends(resends));
+    let mut net = shaped_mesh(n, config);
     let a = 0;
     let b = (1..n)
         .find(|j| !net.nodes[a].neighbours().contains(&net.id(*j)))
         .expect("a node two links away or more");
     let (a_id, b_id) = (net.id(a), net.id(b));
-    let dropped = Rc::new(Cell::new(0));
+    let dropped = std::rc::Rc::new(std::cell::Cell::new(0));
     let count = dropped.clone();
-    // Every relay drops what a sends to b (a itself sends each copy out).
+    // a itself sends each copy out; every other node drops it.
     net.tamper = Some(Box::new(move |i, bytes: &mut bytes::Bytes| {
         if i == a {
             return;
@@ -267,6 +265,9 @@ fn a_reliable_unicast_every_relay_drops_is_tried_then_given_up() {
         let relayed = match mesh_proto::decode(bytes) {
             Ok(Frame::Route { to, from, .. }) => to == b_id && from == a_id,
             Ok(Frame::Transfer { from, .. }) => from == a_id,
+            Ok(Frame::Flood { key, .. }) => {
+                drop_floods && mesh_proto::NodeId::from_public_key(&key) == a_id
+            }
             _ => false,
         };
         if relayed {
@@ -274,6 +275,18 @@ fn a_reliable_unicast_every_relay_drops_is_tried_then_given_up() {
             *bytes = bytes::Bytes::new();
         }
     }));
+    (net, a, b, dropped)
+}
+
+/// A destination behind relays that drop every copy without a word, floods too: the
+/// origin sends it `reliable_resends` more times, each through another first neighbour
+/// (the last as a flood), then gives it up and tells the application.
+#[test]
+fn a_reliable_unicast_every_relay_drops_is_tried_then_given_up() {
+    let resends = 3;
+    let config = test_config().with_reliable_resends(resends);
+    let (mut net, a, b, dropped) = every_relay_drops(config, true);
+    let (a_id, b_id) = (net.id(a), net.id(b));
     let now = net.now;
     net.nodes[a]
         .send_reliable(now, b_id, b"never arrives".to_vec())
@@ -285,11 +298,14 @@ fn a_reliable_unicast_every_relay_drops_is_tried_then_given_up() {
     assert!(given_up, "{:?}", net.nodes[a].stats());
     let stats = net.nodes[a].stats();
     assert_eq!(stats.reliable_resent, resends as u64);
+    assert_eq!(stats.reliable_flooded, 1, "the last try went as a flood");
     assert_eq!(stats.reliable_acked, 0);
-    assert_eq!(
-        dropped.get(),
-        resends + 1,
-        "each copy was dropped at its first relay"
+    // Each routed copy was dropped at its first relay, the flood where a's neighbours
+    // passed it on.
+    assert!(
+        dropped.get() > resends,
+        "each routed copy and the flood were dropped: {}",
+        dropped.get()
     );
     assert!(
         net.events.iter().any(|(i, e)| *i == a
@@ -297,4 +313,64 @@ fn a_reliable_unicast_every_relay_drops_is_tried_then_given_up() {
         "the application heard of it"
     );
     assert!(net.messages(b).iter().all(|(from, _)| *from != a_id));
+}
+
+/// The same relays, but floods go round them: the last try of the reliable unicast, a
+/// flood for `b` alone, arrives; `b` takes it once and acknowledges it by flood, and no
+/// other node's application hears of it.
+#[test]
+fn a_reliable_unicast_every_relay_drops_arrives_by_flood_on_its_last_try() {
+    let resends = 3;
+    let config = test_config().with_reliable_resends(resends);
+    let (mut net, a, b, dropped) = every_relay_drops(config, false);
+    let (a_id, b_id) = (net.id(a), net.id(b));
+    let now = net.now;
+    net.nodes[a]
+        .send_reliable(now, b_id, b"arrives by flood".to_vec())
+        .unwrap();
+    net.drain(a);
+    let acked = net.run_until(Duration::from_secs(30), |net| {
+        net.nodes[a].stats().reliable_acked == 1
+    });
+    assert!(acked, "{:?}", net.nodes[a].stats());
+    let stats = net.nodes[a].stats();
+    assert_eq!(stats.reliable_resent, resends as u64);
+    assert_eq!(stats.reliable_flooded, 1);
+    assert_eq!(stats.reliable_lost, 0);
+    assert_eq!(dropped.get(), resends, "the routed tries were dropped");
+    let got: Vec<_> = net
+        .messages(b)
+        .into_iter()
+        .filter(|(from, d)| *from == a_id && d == b"arrives by flood")
+        .collect();
+    assert_eq!(got.len(), 1, "delivered once");
+    for i in (0..net.nodes.len()).filter(|i| *i != b) {
+        assert!(net.messages(i).iter().all(|(from, _)| *from != a_id));
+        assert!(
+            net.broadcasts(i)
+                .iter()
+                .all(|(from, _)| *from != a_id && *from != b_id)
+        );
+    }
+}
+
+/// With the fallback off, nothing goes as a flood: the message is given up.
+#[test]
+fn without_the_flood_fallback_a_unicast_every_relay_drops_is_given_up() {
+    let config = test_config()
+        .with_reliable_resends(2)
+        .with_flood_fallback(false);
+    let (mut net, a, b, dropped) = every_relay_drops(config, false);
+    let b_id = net.id(b);
+    let now = net.now;
+    net.nodes[a]
+        .send_reliable(now, b_id, b"lost".to_vec())
+        .unwrap();
+    net.drain(a);
+    let given_up = net.run_until(Duration::from_secs(30), |net| {
+        net.nodes[a].stats().reliable_lost == 1
+    });
+    assert!(given_up, "{:?}", net.nodes[a].stats());
+    assert_eq!(net.nodes[a].stats().reliable_flooded, 0);
+    assert_eq!(dropped.get(), 3);
 }

@@ -151,7 +151,8 @@ impl Node {
 
     /// Sends `data` to `to` and makes sure it arrives: `to` acknowledges it, and without an
     /// acknowledgement within the overlay's `ack_timeout` (1 s) it goes again through
-    /// another first neighbour, at most `reliable_resends` (5) times, before
+    /// another first neighbour, at most `reliable_resends` (5) times (the last time as a
+    /// flood for `to` alone, still sealed: `flood_fallback`), before
     /// [`mesh_core::Event::Unreachable`]
     /// ([`mesh_core::Node::send_reliable`]). For messages a relay must not silently lose.
     pub async fn send_reliable(&self, to: NodeId, data: impl Into<Vec<u8>>) -> Result<(), Error> {

@@ -39,7 +39,8 @@ impl fmt::Display for SessionId {
 ///
 /// Every unicast payload through the mesh travels inside a [`Payload::Sealed`]; only the
 /// `Signal`s of an entry session travel bare, through the server, and a `Flood` carries a
-/// bare `App` (its signature proves its origin). Application bytes for one node, lookup
+/// bare `App` (its signature proves its origin), or, for one node, a `Flooded` (which holds
+/// a `Sealed`) or a `FindKey`. Application bytes for one node, lookup
 /// answers and unreachable reports are only ever accepted sealed, so their origin is
 /// proven and only their destination reads them (`docs/protocol.md` §9.2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +85,26 @@ pub enum Payload {
         /// The `seq` of the sealed payload acknowledged.
         seq: u64,
     },
+    /// Tag 7, only as the payload of a [`crate::Frame::Flood`]: a sealed
+    /// [`Payload::Reliable`] for `to` (or `to`'s answer to a [`Payload::FindKey`]), sent as a flood (the last try of a reliable unicast
+    /// whose routed tries went unacknowledged: every honest node forwards a flood, so it
+    /// gets round relays that drop what they should route). Only `to` opens it; the others
+    /// forward it, and a node linked to `to` forwards it to `to` alone.
+    Flooded {
+        /// The destination.
+        to: NodeId,
+        /// The sealed payload, as the routed tries carried it (same `seq`).
+        sealed: Sealed,
+    },
+    /// Tag 8, only as the payload of a [`crate::Frame::Flood`]: the flood's origin asks
+    /// `target` for its record (the last round of a key lookup whose routed lookups went
+    /// unanswered). `target` answers with a [`Payload::Nodes`] holding its own record,
+    /// sealed for the origin and sent as a [`Payload::Flooded`] flood, whose `lookup` is
+    /// this flood's `id`.
+    FindKey {
+        /// The node whose record is wanted.
+        target: NodeId,
+    },
 }
 
 impl Payload {
@@ -97,6 +118,8 @@ impl Payload {
             Payload::Sealed(sealed) => 64 + sealed.ciphertext.len(),
             Payload::Reliable(bytes) => bytes.len(),
             Payload::Ack { .. } => 16,
+            Payload::Flooded { sealed, .. } => 80 + sealed.ciphertext.len(),
+            Payload::FindKey { .. } => 16,
         }
     }
 
@@ -110,6 +133,8 @@ impl Payload {
             Payload::Sealed(_) => 4,
             Payload::Reliable(_) => 5,
             Payload::Ack { .. } => 6,
+            Payload::Flooded { .. } => 7,
+            Payload::FindKey { .. } => 8,
         }
     }
 }

@@ -221,6 +221,10 @@ fn any_payload() -> impl Strategy<Value = Payload> {
         (node_id(), any::<u64>(), any::<[u8; 8]>())
             .prop_map(|(to, seq, proof)| Payload::Unreachable { to, seq, proof }),
         raw_sealed().prop_map(Payload::Sealed),
+        payload().prop_map(Payload::Reliable),
+        any::<u64>().prop_map(|seq| Payload::Ack { seq }),
+        (node_id(), raw_sealed()).prop_map(|(to, sealed)| Payload::Flooded { to, sealed }),
+        node_id().prop_map(|target| Payload::FindKey { target }),
     ]
 }
 

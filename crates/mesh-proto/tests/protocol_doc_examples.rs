@@ -368,6 +368,19 @@ fn payload_examples() -> Vec<(&'static str, Payload)> {
         ),
         ("signed offer", Payload::Signal(offer_signal())),
         ("sealed payload", Payload::Sealed(sealed_example())),
+        (
+            "find-key payload",
+            Payload::FindKey {
+                target: keypair_2().node_id(),
+            },
+        ),
+        (
+            "flooded payload",
+            Payload::Flooded {
+                to: keypair_2().node_id(),
+                sealed: sealed_example(),
+            },
+        ),
     ]
 }
 
@@ -485,7 +498,15 @@ fn payload_conformance_examples() -> Vec<(&'static str, Option<Payload>)> {
         ("00 00", Some(Payload::App(Vec::new()))),
         ("00 03 68 69", None),
         ("00 03 68 69 21 00", None),
+        ("09 00", None),
         ("07 00", None),
+        ("08 39 f7 13 d0 a6 44 85 3f 84 52 94 21 b9 f5 1b", None),
+        (
+            "08 39 f7 13 d0 a6 44 85 3f 84 52 94 21 b9 f5 1b 9b",
+            Some(Payload::FindKey {
+                target: keypair_2().node_id(),
+            }),
+        ),
         ("05 02 68 69", Some(Payload::Reliable(b"hi".to_vec()))),
         ("06 07", Some(Payload::Ack { seq: 7 })),
         ("06", None),

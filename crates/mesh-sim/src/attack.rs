@@ -37,15 +37,21 @@ pub(crate) fn initial(scenario: &Scenario) -> Vec<Option<AttackKind>> {
     initial
 }
 
-/// Whether a dropper (`--attack drop`) with id `me` drops the link frame `bytes`: a
-/// `Route` or `Transfer` it relays (its own, `from` = `me`, go out).
+/// Whether a dropper (`--attack drop`) with id `me` drops the link frame `bytes`: every
+/// unicast it relays, whatever carries it: a `Route` or `Transfer`, and a `Flood` for one
+/// node (its payload a `Flooded` or a `FindKey`, the flood that takes over where routing
+/// failed, protocol.md §10.4). Its own go out; so do broadcasts (`App` floods).
 pub(crate) fn dropped(bytes: &[u8], me: NodeId) -> bool {
-    // Byte 1 is the frame's tag (protocol.md §3): only these two are decoded.
-    if !matches!(bytes.get(1), Some(4 | 10)) {
+    // Byte 1 is the frame's tag (protocol.md §3): only these three are decoded.
+    if !matches!(bytes.get(1), Some(4 | 10 | 11)) {
         return false;
     }
     match mesh_proto::decode(bytes) {
         Ok(Frame::Route { from, .. } | Frame::Transfer { from, .. }) => from != me,
+        // The payload's first byte is its tag (protocol.md §9.2).
+        Ok(Frame::Flood { key, payload, .. }) => {
+            matches!(payload.first(), Some(7 | 8)) && NodeId::from_public_key(&key) != me
+        }
         _ => false,
     }
 }
@@ -113,6 +119,26 @@ mod tests {
         };
         assert!(dropped(&route(other), me));
         assert!(!dropped(&route(me), me));
+        let flood = |key: &Keypair, payload: &mesh_proto::signal::Payload| {
+            let payload = mesh_proto::encode_payload(payload).expect("encodes");
+            mesh_proto::encode(&mesh_proto::authored::flood(
+                key,
+                &mesh_proto::RoomName::default(),
+                1,
+                9,
+                payload,
+            ))
+            .expect("encodes")
+        };
+        let (my_key, other_key) = (Keypair::from_seed([1; 32]), Keypair::from_seed([2; 32]));
+        let find = mesh_proto::signal::Payload::FindKey { target: me };
+        assert!(
+            dropped(&flood(&other_key, &find), me),
+            "a flood for one node"
+        );
+        assert!(!dropped(&flood(&my_key, &find), me), "its own");
+        let broadcast = mesh_proto::signal::Payload::App(vec![1]);
+        assert!(!dropped(&flood(&other_key, &broadcast), me), "a broadcast");
         let other_frame = mesh_proto::encode(&Frame::GetNeighbours).expect("encodes");
         assert!(!dropped(&other_frame, me));
         assert!(!dropped(&[], me));

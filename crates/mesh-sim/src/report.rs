@@ -145,6 +145,30 @@ pub struct Routing {
     pub lookups: u64,
     /// Lookup answers taken by their origin.
     pub lookup_answers: u64,
+    /// Lookups started to learn a destination's key before a first unicast to it.
+    pub key_lookups: u64,
+    /// Unicasts given up because no key lookup found the destination's key in time.
+    pub sends_unresolved: u64,
+    /// Key lookups whose last round went as a flood.
+    pub key_floods: u64,
+    /// Reliable unicasts (`--reliable`): sent, acknowledged, sent again (no
+    /// acknowledgement in time, or a dead end reported), given up after every try.
+    pub reliable: Reliable,
+}
+
+/// What became of reliable unicasts, summed over the nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Reliable {
+    /// Sent (`Node::send_reliable`), each once however often it went.
+    pub sent: u64,
+    /// Acknowledged by their destination.
+    pub acked: u64,
+    /// Tries after the first one.
+    pub resent: u64,
+    /// Given up after every try (`Event::Unreachable`).
+    pub lost: u64,
+    /// Whose last try went as a flood.
+    pub flooded: u64,
 }
 
 impl Routing {
@@ -156,6 +180,16 @@ impl Routing {
             unreachable_reported: stats.unreachable_sent,
             lookups: stats.lookups_sent,
             lookup_answers: stats.lookup_answers,
+            key_lookups: stats.key_lookups,
+            sends_unresolved: stats.sends_unresolved,
+            key_floods: stats.key_floods,
+            reliable: Reliable {
+                sent: stats.reliable_sent,
+                acked: stats.reliable_acked,
+                resent: stats.reliable_resent,
+                lost: stats.reliable_lost,
+                flooded: stats.reliable_flooded,
+            },
         }
     }
 }
@@ -478,6 +512,29 @@ impl Report {
             "lookups: sent / answered",
             format!("{} / {}", self.routing.lookups, self.routing.lookup_answers),
         );
+        let r = &self.routing;
+        if r.key_lookups > 0 {
+            row(
+                "key lookups: started / by flood / given up",
+                format!(
+                    "{} / {} / {}",
+                    r.key_lookups, r.key_floods, r.sends_unresolved
+                ),
+            );
+        }
+        if r.reliable.sent > 0 {
+            row(
+                "reliable: sent / acked / resent (by flood) / lost",
+                format!(
+                    "{} / {} / {} ({}) / {}",
+                    r.reliable.sent,
+                    r.reliable.acked,
+                    r.reliable.resent,
+                    r.reliable.flooded,
+                    r.reliable.lost
+                ),
+            );
+        }
         row(
             "unicast hops: mean, p99 (shortest paths: mean)",
             format!(

@@ -144,6 +144,10 @@ fn a_memory_run_writes_the_report_and_the_summary() {
                 "unreachable_reported",
                 "lookups",
                 "lookup_answers",
+                "key_lookups",
+                "sends_unresolved",
+                "key_floods",
+                "reliable",
             ],
         ),
         (

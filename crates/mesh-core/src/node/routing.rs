@@ -38,7 +38,7 @@ impl Node {
     ) {
         match mesh_proto::decode_payload(payload) {
             Ok(Payload::Sealed(sealed)) if carrier == Carrier::Mesh => {
-                self.on_sealed(from, sealed, carrier, now)
+                self.on_sealed(from, sealed, carrier, false, now)
             }
             Ok(Payload::Signal(signal)) if carrier == Carrier::Server => {
                 self.on_signal(signal, carrier, now)

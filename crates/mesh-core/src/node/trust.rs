@@ -12,12 +12,19 @@ use mesh_proto::{Frame, NodeId, NodeRecord, Sealed, authored};
 use rand::Rng;
 
 use super::{Carrier, Event, Node, Output};
-use crate::budget::{self, Spend, Verdict};
+use crate::budget::{self, Rate, Spend, Verdict};
 use crate::keys::Refused;
 use crate::{Error, LinkDownReason};
 
 /// Destinations whose key is being looked up at once (each with its messages).
 pub(super) const MAX_AWAITED: usize = 32;
+/// Floods a node sends in place of routed unicasts, at most: 5/s, 20 at once. Each costs
+/// every node of the mesh a verification and a forward, and counts against this node's
+/// origin budget at each (`Config::origin_flood_budget`, 10/s), which its broadcasts
+/// share; and a node answers a flood with a flood (a key request, a reliable unicast that
+/// came by flood), so hostile nodes must not be able to spend all of it. Over it, the
+/// routed way instead.
+pub(super) const FALLBACK_BUDGET: Rate = Rate::new(5.0, 20.0);
 /// Messages kept per destination while its key is looked up.
 const MAX_AWAITED_MESSAGES: usize = 16;
 
@@ -38,6 +45,8 @@ pub(super) struct Awaiting {
     messages: Vec<(Vec<u8>, bool)>,
     /// Whether the application asked for a link to it ([`Node::connect`]).
     connect: bool,
+    /// Rounds of lookups sent.
+    rounds: u32,
 }
 
 /// The destinations whose key is being looked up.
@@ -188,6 +197,7 @@ impl Node {
         from: NodeId,
         sealed: Sealed,
         carrier: Carrier,
+        flooded: bool,
         now: Instant,
     ) {
         if sealed.origin() != from {
@@ -213,13 +223,24 @@ impl Node {
             // Taken before; its acknowledgement may have been lost: acknowledged again
             // (one sealed unicast, as the copy that came cost its sender one).
             if let Ok(Payload::Reliable(_)) = mesh_proto::decode_payload(&plain) {
-                self.acknowledge(origin, sealed.seq, now);
+                self.acknowledge(origin, sealed.seq, flooded, now);
             }
             return;
         }
         self.key_learned(origin, now);
         self.learn_origin(origin, now);
-        match mesh_proto::decode_payload(&plain) {
+        let plain = mesh_proto::decode_payload(&plain);
+        if flooded
+            && !matches!(
+                plain,
+                Ok(Payload::Reliable(_) | Payload::Nodes { .. } | Payload::Ack { .. })
+            )
+        {
+            // A flood carries a sealed reliable unicast or key answer only.
+            self.stats.bad_payloads += 1;
+            return;
+        }
+        match plain {
             Ok(Payload::App(data)) => {
                 self.stats.messages_delivered += 1;
                 self.outputs
@@ -229,7 +250,7 @@ impl Node {
                 self.stats.messages_delivered += 1;
                 self.outputs
                     .push_back(Output::Event(Event::Message { from: origin, data }));
-                self.acknowledge(origin, sealed.seq, now);
+                self.acknowledge(origin, sealed.seq, flooded, now);
             }
             Ok(Payload::Ack { seq }) => {
                 if self.reliable.acked(origin, seq) {
@@ -254,11 +275,13 @@ impl Node {
     }
 
     /// Acknowledges the reliable message `seq` from `origin`.
-    fn acknowledge(&mut self, origin: NodeId, seq: u64, now: Instant) {
-        if self
-            .send_sealed(origin, &Payload::Ack { seq }, now)
-            .is_some()
-        {
+    /// A message that came as a flood (its routed tries were lost) is acknowledged by
+    /// flood too: the way back is likely as broken as the way there.
+    fn acknowledge(&mut self, origin: NodeId, seq: u64, flooded: bool, now: Instant) {
+        let ack = Payload::Ack { seq };
+        let sent = (flooded && self.flood_sealed(origin, &ack, now))
+            || self.send_sealed(origin, &ack, now).is_some();
+        if sent {
             self.stats.acks_sent += 1;
         }
     }
@@ -288,6 +311,17 @@ impl Node {
                 .push_back(Output::Event(Event::Unreachable { to, at: self.id }));
             return;
         }
+        if entry.first_hops.len() == self.config.reliable_resends
+            && self.config.flood_fallback
+            && self.flood_reliable(to, &entry.payload, now)
+        {
+            self.stats.reliable_resent += 1;
+            self.stats.reliable_flooded += 1;
+            entry.first_hops.push(self.id);
+            entry.due = now + self.config.ack_timeout;
+            self.reliable.keep(to, seq, entry);
+            return;
+        }
         let payload = std::mem::take(&mut entry.payload);
         let sent = match self.route_out_avoiding(to, payload.clone(), &entry.first_hops, now) {
             Ok(sent) => Ok(sent),
@@ -305,6 +339,44 @@ impl Node {
         entry.first_hops.push(hop);
         entry.due = now + self.config.ack_timeout;
         self.reliable.keep(to, seq, entry);
+    }
+
+    /// Seals `inner` for `to` and sends it as a flood; whether it went.
+    fn flood_sealed(&mut self, to: NodeId, inner: &Payload, now: Instant) -> bool {
+        match self.seal_for(to, inner, now) {
+            Ok(Some((bytes, _))) => self.flood_reliable(to, &bytes, now),
+            _ => false,
+        }
+    }
+
+    /// Sends the sealed reliable unicast `payload` (as the routed tries carried it) to `to`
+    /// as a signed flood ([`Payload::Flooded`]); whether it went.
+    fn flood_reliable(&mut self, to: NodeId, payload: &[u8], now: Instant) -> bool {
+        let Ok(Payload::Sealed(sealed)) = mesh_proto::decode_payload(payload) else {
+            return false;
+        };
+        self.flood_payload(Payload::Flooded { to, sealed }, Some(to), now)
+            .is_some()
+    }
+
+    /// Floods `payload` (signed), straight to `to` alone if linked to it; its flood id, if
+    /// it went.
+    fn flood_payload(&mut self, payload: Payload, to: Option<NodeId>, now: Instant) -> Option<u64> {
+        if !self.fallback_bucket.take(FALLBACK_BUDGET, now) {
+            self.stats.fallbacks_over_budget += 1;
+            return None;
+        }
+        let payload = mesh_proto::encode_payload(&payload).ok()?;
+        let id = self.rng.random::<u64>();
+        self.dedup.insert((self.id, id), (), now);
+        let frame = authored::flood(&self.key, &self.config.room, id, self.config.ttl, payload);
+        if let Some(session) = to.and_then(|to| self.live_link(&to)) {
+            self.send_frame(session, &frame);
+            return Some(id);
+        }
+        self.send_to_links(&frame, None)
+            .is_ok_and(|n| n > 0)
+            .then_some(id)
     }
 
     /// Checks records a neighbour sent (`Neighbours`, `Nodes`): their ids, or `None` if
@@ -397,8 +469,42 @@ impl Node {
         self.key_learned(origin, now);
         self.learn_route(origin, peer, now);
         self.learn_origin(origin, now);
+        let mut flooded = false;
         let data = match mesh_proto::decode_payload(&payload) {
             Ok(Payload::App(data)) => Some(data),
+            Ok(Payload::Flooded { to, sealed }) if to == self.id => {
+                // For us: not forwarded further.
+                self.on_sealed(origin, sealed, Carrier::Mesh, true, now);
+                return;
+            }
+            Ok(Payload::FindKey { target }) if target == self.id => {
+                let answer = Payload::Nodes {
+                    target,
+                    lookup: id,
+                    peers: vec![self.record],
+                };
+                if !self.flood_sealed(origin, &answer, now) {
+                    self.send_sealed_twice(origin, &answer, now);
+                }
+                return;
+            }
+            Ok(Payload::Flooded { to, .. } | Payload::FindKey { target: to }) => {
+                // For another node: a neighbour of it hands it to it alone.
+                if let Some(session) = self.live_link(&to) {
+                    self.stats.frames_relayed += 1;
+                    let frame = Frame::Flood {
+                        key,
+                        id,
+                        ttl: ttl.saturating_sub(1),
+                        payload,
+                        signature,
+                    };
+                    self.send_frame(session, &frame);
+                    return;
+                }
+                flooded = true;
+                None
+            }
             _ => None,
         };
         if ttl > 0 {
@@ -419,6 +525,7 @@ impl Node {
                 self.outputs
                     .push_back(Output::Event(Event::Broadcast { from: origin, data }));
             }
+            None if flooded => {}
             None => self.stats.bad_payloads += 1,
         }
     }
@@ -505,6 +612,7 @@ impl Node {
                     until: now + self.config.session_timeout.min(KEY_WAIT),
                     messages: Vec::new(),
                     connect: false,
+                    rounds: 0,
                 },
             );
             self.stats.key_lookups += 1;
@@ -538,6 +646,22 @@ impl Node {
             return;
         };
         a.retry = now + self.config.ack_timeout;
+        a.rounds += 1;
+        let by_flood = a.rounds >= 3 && a.rounds % 2 == 1;
+        if by_flood && !a.messages.is_empty() && self.config.flood_fallback {
+            // Two rounds of routed lookups went unanswered: ask `to` itself, by flood, every
+            // other round (with the default timers, at 2 s and 4 s of the 5 s wait).
+            if let Some(id) = self.flood_payload(Payload::FindKey { target: to }, Some(to), now) {
+                self.stats.key_floods += 1;
+                if let Some(a) = self.awaiting.get_mut(&to) {
+                    a.lookups.push(id);
+                }
+                return;
+            }
+        }
+        let Some(a) = self.awaiting.get_mut(&to) else {
+            return;
+        };
         let mut vias: Vec<NodeId> = hops
             .iter()
             .map(|(_, n)| *n)

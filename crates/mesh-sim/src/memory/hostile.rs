@@ -6,7 +6,7 @@
 //! | attack | on the hostile node's links |
 //! |---|---|
 //! | forge | every `Route`/`Transfer` it sends claims another honest node as `from` (its own unicasts, which carry [`FORGED_MARK`], also put that node's key in the seal); a flood it relays gets a forged payload with the origin's signature kept, or is re-signed by its own key with the origin's key kept, in turn; its own broadcasts ([`FORGED_MARK`]) claim an honest node's key under its own signature |
-//! | drop | every `Route`/`Transfer` it relays (`from` is not its own) vanishes |
+//! | drop | every unicast it relays vanishes: a `Route`/`Transfer` whose `from` is not its own, and a flood for one node of another origin (`Flooded`, `FindKey`: [`crate::attack::dropped`]) |
 //! | flood | from the traffic's start, [`crate::attack::SPAM_RATE`] floods a second, each signed by a fresh key (a made-up node, valid signature) and sent on all its links, up to `Hostile::spam` |
 //! | poison | the records of every `Neighbours` it sends (its own first, kept) become [`POISON_RECORDS`] records of fresh keys: valid for the room, or, every fourth frame, signed for another room |
 //! | mixed | the hostile nodes in turn: forge, drop, flood, poison |
@@ -37,7 +37,7 @@ impl Sim<'_> {
         let tag = bytes.get(1).copied();
         let relevant = match kind {
             AttackKind::Forge => matches!(tag, Some(4 | 10 | 11)),
-            AttackKind::Drop => matches!(tag, Some(4 | 10)),
+            AttackKind::Drop => matches!(tag, Some(4 | 10 | 11)),
             AttackKind::Poison => tag == Some(13),
             AttackKind::Flood | AttackKind::Mixed => false,
         };

@@ -74,7 +74,7 @@ pub(super) fn unicast_in_frame<'k>(
         .open(sealed.epoch, sealed.seq, &sealed.ciphertext)
         .ok()?;
     match mesh_proto::decode_payload(&plain).ok()? {
-        Payload::App(data) => parse_app(UNICAST_MARK, &data),
+        Payload::App(data) | Payload::Reliable(data) => parse_app(UNICAST_MARK, &data),
         _ => None,
     }
 }
@@ -190,9 +190,9 @@ mod tests {
         let (ka, kb) = (Keypair::from_seed([1; 32]), Keypair::from_seed([2; 32]));
         let (a, b) = (ka.node_id(), kb.node_id());
         let room = RoomName::default();
-        let seal = |data: Vec<u8>, seq: u64| {
+        let seal_as = |inner: Payload, seq: u64| {
             let key = PairKey::derive(&kb, &ka.public(), &b, &a, &room).unwrap();
-            let plain = mesh_proto::encode_payload(&Payload::App(data)).unwrap();
+            let plain = mesh_proto::encode_payload(&inner).unwrap();
             let sealed = mesh_proto::Sealed {
                 key: kb.public(),
                 epoch: 1,
@@ -201,6 +201,7 @@ mod tests {
             };
             mesh_proto::encode_payload(&Payload::Sealed(sealed)).unwrap()
         };
+        let seal = |data: Vec<u8>, seq: u64| seal_as(Payload::App(data), seq);
         let payload = seal(app_data(UNICAST_MARK, 42), 0);
         let route = Frame::Route {
             to: a,
@@ -228,6 +229,12 @@ mod tests {
             payload: seal(app_data(BROADCAST_MARK, 42), 1),
         };
         assert_eq!(find(&other), None);
+        // A reliable unicast of the scenario counts too (`--reliable`).
+        let reliable = Frame::Transfer {
+            from: b,
+            payload: seal_as(Payload::Reliable(app_data(UNICAST_MARK, 43)), 2),
+        };
+        assert_eq!(find(&reliable), Some(43));
         assert_eq!(
             unicast_in_frame(b"short", a, key_of, &room, &mut opener),
             None

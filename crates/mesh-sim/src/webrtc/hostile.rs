@@ -1,8 +1,8 @@
 //! Hostile nodes on real WebRTC links (`--hostile F --attack drop|flood`). A hostile node
 //! runs the honest `mesh_node::Node` over a [`Hostile`] transport, which wraps the real
 //! webrtc one:
-//! - a dropper's drops every `Route`/`Transfer` the node relays (the memory transport's
-//!   rule, `crate::attack::dropped`), saying nothing;
+//! - a dropper's drops every unicast the node relays, `Route`/`Transfer` and floods for
+//!   one node (the memory transport's rule, `crate::attack::dropped`), saying nothing;
 //! - a flooder's keeps the node's sessions, and [`flood`] sends validly signed floods of
 //!   made-up nodes on them straight through the real transport, at up to
 //!   `crate::attack::SPAM_RATE` a second (through the node's command queue it managed about
