@@ -124,16 +124,25 @@ impl Node {
         inner: &Payload,
         now: Instant,
     ) -> Result<Option<(Vec<u8>, u64)>, Error> {
-        let plain = mesh_proto::encode_payload(inner)?;
-        let Some(sealed) = self.keys.seal(&self.key, to, &plain, now) else {
+        let Some(sealed) = self.seal(to, inner, now)? else {
             return Ok(None);
         };
         let seq = sealed.seq;
-        self.sent_proofs.insert(seq, sealed.proof(), now);
         Ok(Some((
             mesh_proto::encode_payload(&Payload::Sealed(sealed))?,
             seq,
         )))
+    }
+
+    /// Seals `inner` for `to` (remembering the seal's proof for unreachable reports), or
+    /// `None` if `to`'s key is not known.
+    fn seal(&mut self, to: NodeId, inner: &Payload, now: Instant) -> Result<Option<Sealed>, Error> {
+        let plain = mesh_proto::encode_payload(inner)?;
+        let Some(sealed) = self.keys.seal(&self.key, to, &plain, now) else {
+            return Ok(None);
+        };
+        self.sent_proofs.insert(sealed.seq, sealed.proof(), now);
+        Ok(Some(sealed))
     }
 
     /// Seals `inner` for `to` and sends it towards `to`. Returns the `seq` it went with, or
@@ -341,16 +350,19 @@ impl Node {
         self.reliable.keep(to, seq, entry);
     }
 
-    /// Seals `inner` for `to` and sends it as a flood; whether it went.
+    /// Seals `inner` for `to` and sends it as a flood for `to` ([`Payload::Flooded`]);
+    /// whether it went.
     fn flood_sealed(&mut self, to: NodeId, inner: &Payload, now: Instant) -> bool {
-        match self.seal_for(to, inner, now) {
-            Ok(Some((bytes, _))) => self.flood_reliable(to, &bytes, now),
+        match self.seal(to, inner, now) {
+            Ok(Some(sealed)) => self
+                .flood_payload(Payload::Flooded { to, sealed }, Some(to), now)
+                .is_some(),
             _ => false,
         }
     }
 
-    /// Sends the sealed reliable unicast `payload` (as the routed tries carried it) to `to`
-    /// as a signed flood ([`Payload::Flooded`]); whether it went.
+    /// Sends the sealed reliable unicast `payload` (as the routed tries carried it, the
+    /// same `seq`) to `to` as a flood for `to`; whether it went.
     fn flood_reliable(&mut self, to: NodeId, payload: &[u8], now: Instant) -> bool {
         let Ok(Payload::Sealed(sealed)) = mesh_proto::decode_payload(payload) else {
             return false;
@@ -469,8 +481,16 @@ impl Node {
         self.key_learned(origin, now);
         self.learn_route(origin, peer, now);
         self.learn_origin(origin, now);
-        let mut flooded = false;
-        let data = match mesh_proto::decode_payload(&payload) {
+        let decoded = mesh_proto::decode_payload(&payload);
+        // The copy this node passes on, if it does.
+        let onward = Frame::Flood {
+            key,
+            id,
+            ttl: ttl.saturating_sub(1),
+            payload,
+            signature,
+        };
+        let data = match decoded {
             Ok(Payload::App(data)) => Some(data),
             Ok(Payload::Flooded { to, sealed }) if to == self.id => {
                 // For us: not forwarded further.
@@ -492,41 +512,26 @@ impl Node {
                 // For another node: a neighbour of it hands it to it alone.
                 if let Some(session) = self.live_link(&to) {
                     self.stats.frames_relayed += 1;
-                    let frame = Frame::Flood {
-                        key,
-                        id,
-                        ttl: ttl.saturating_sub(1),
-                        payload,
-                        signature,
-                    };
-                    self.send_frame(session, &frame);
+                    self.send_frame(session, &onward);
                     return;
                 }
-                flooded = true;
                 None
             }
-            _ => None,
+            // Not for any application, but forwarded all the same (protocol.md §10.4).
+            _ => {
+                self.stats.bad_payloads += 1;
+                None
+            }
         };
-        if ttl > 0 {
-            let frame = Frame::Flood {
-                key,
-                id,
-                ttl: ttl - 1,
-                payload,
-                signature,
-            };
-            if let Ok(n) = self.send_to_links(&frame, Some(peer)) {
-                self.stats.frames_relayed += n as u64;
-            }
+        if ttl > 0
+            && let Ok(n) = self.send_to_links(&onward, Some(peer))
+        {
+            self.stats.frames_relayed += n as u64;
         }
-        match data {
-            Some(data) => {
-                self.stats.broadcasts_delivered += 1;
-                self.outputs
-                    .push_back(Output::Event(Event::Broadcast { from: origin, data }));
-            }
-            None if flooded => {}
-            None => self.stats.bad_payloads += 1,
+        if let Some(data) = data {
+            self.stats.broadcasts_delivered += 1;
+            self.outputs
+                .push_back(Output::Event(Event::Broadcast { from: origin, data }));
         }
     }
 
