@@ -1,14 +1,21 @@
 //! What both transports share about hostile nodes: which initial nodes are hostile (from
-//! the seed, the same on either transport), the dropper's rule and the flooders' rate (the
-//! two attacks the webrtc transport runs as well as the memory one).
+//! the seed, the same on either transport), the flooders' rate, and what each attack does
+//! to a frame its node sends: the dropper's rule ([`dropped`]), the forger's rewriting
+//! ([`Forger`]) and the poisoner's ([`poison`]). Each transport applies them where it sees
+//! a hostile node's frames (the emulator's link hook; a wrapping webrtc transport).
 
-use mesh_proto::{Frame, NodeId};
+use mesh_proto::identity::{Keypair, PublicKey};
+use mesh_proto::signal::Payload;
+use mesh_proto::{Frame, NodeId, NodeRecord, RoomName, authored};
 
 use crate::memory::derive;
 use crate::{AttackKind, Scenario};
 
 /// Floods a second each flooding hostile node injects.
 pub const SPAM_RATE: f64 = 500.0;
+
+/// Made-up records in a poisoned `Neighbours` frame.
+pub const POISON_RECORDS: usize = 8;
 
 /// The attack of each initial node that is hostile (by index; `None`: honest), chosen
 /// from the scenario's seed. `mixed` gives forge, drop, flood and poison in turn.
@@ -54,6 +61,171 @@ pub(crate) fn dropped(bytes: &[u8], me: NodeId) -> bool {
         }
         _ => false,
     }
+}
+
+/// The honest nodes a forgery may claim to come from, in a fixed order (the honest initial
+/// nodes that have started).
+pub(crate) trait Roster {
+    /// How many.
+    fn len(&self) -> usize;
+    /// The `k`-th (`k < len`): its id and key.
+    fn get(&self, k: usize) -> Option<(NodeId, PublicKey)>;
+}
+
+impl Roster for [(NodeId, PublicKey)] {
+    fn len(&self) -> usize {
+        <[_]>::len(self)
+    }
+
+    fn get(&self, k: usize) -> Option<(NodeId, PublicKey)> {
+        <[_]>::get(self, k).copied()
+    }
+}
+
+/// A forger (`--attack forge`): what it rewrites in a frame it sends.
+///
+/// - every `Route`/`Transfer` claims another honest node as `from`; in its own unicasts
+///   the seal claims that node's key too (a relay cannot open another's seal);
+/// - a flood it relays gets a forged payload, with the origin's signature kept or re-signed
+///   by its own key under the origin's key, in turn;
+/// - its own broadcasts claim an honest node's key under its own signature.
+pub(crate) struct Forger<'a> {
+    /// The forger's own key.
+    pub me: &'a Keypair,
+    /// Its room (what flood signatures cover).
+    pub room: &'a RoomName,
+    /// Whose turn it is (which honest node is claimed, which flood forgery): advanced by
+    /// every forgery.
+    pub turn: &'a mut u64,
+}
+
+impl Forger<'_> {
+    /// The forged version of `frame`, sent to `receiver`, claiming a node of `roster`;
+    /// `forged` makes the application bytes a relayed flood is given. `None`: sent as it is.
+    pub(crate) fn forge(
+        &mut self,
+        frame: Frame,
+        receiver: NodeId,
+        roster: &(impl Roster + ?Sized),
+        forged: impl FnOnce() -> Vec<u8>,
+    ) -> Option<Frame> {
+        let me = self.me.node_id();
+        match frame {
+            Frame::Route {
+                to,
+                from,
+                ttl,
+                steering,
+                payload,
+            } => {
+                let (claimed, key) = self.claim(roster, &[from, to, me])?;
+                Some(Frame::Route {
+                    to,
+                    from: claimed,
+                    ttl,
+                    steering,
+                    payload: self.claim_seal(from, key, payload),
+                })
+            }
+            Frame::Transfer { from, payload } => {
+                let (claimed, key) = self.claim(roster, &[from, receiver, me])?;
+                Some(Frame::Transfer {
+                    from: claimed,
+                    payload: self.claim_seal(from, key, payload),
+                })
+            }
+            Frame::Flood {
+                key,
+                id,
+                ttl,
+                payload,
+                signature,
+            } => {
+                let forged = mesh_proto::encode_payload(&Payload::App(forged())).ok()?;
+                *self.turn += 1;
+                let (key, payload, signature) = if key == self.me.public() {
+                    // Its own broadcast claims an honest key.
+                    let (_, claimed) = self.claim(roster, &[me])?;
+                    let sig = self
+                        .me
+                        .sign(&authored::flood_message(self.room, id, &payload));
+                    (claimed, payload, sig)
+                } else if self.turn.is_multiple_of(2) {
+                    // The origin's signature over another payload.
+                    (key, forged, signature)
+                } else {
+                    // Re-signed by its own key, under the origin's key.
+                    let sig = self
+                        .me
+                        .sign(&authored::flood_message(self.room, id, &forged));
+                    (key, forged, sig)
+                };
+                Some(Frame::Flood {
+                    key,
+                    id,
+                    ttl,
+                    payload,
+                    signature,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The next honest node of `roster` (in turn) that is none of `not`; up to 8 tries.
+    fn claim(
+        &mut self,
+        roster: &(impl Roster + ?Sized),
+        not: &[NodeId],
+    ) -> Option<(NodeId, PublicKey)> {
+        let n = roster.len();
+        for _ in 0..n.min(8) {
+            *self.turn += 1;
+            let (id, key) = roster.get((*self.turn % n as u64) as usize)?;
+            if !not.contains(&id) {
+                return Some((id, key));
+            }
+        }
+        None
+    }
+
+    /// A unicast `payload` from `from`: if it is the forger's own, its seal claims
+    /// `claimed`; another's unchanged.
+    fn claim_seal(&self, from: NodeId, claimed: PublicKey, payload: Vec<u8>) -> Vec<u8> {
+        if from != self.me.node_id() {
+            return payload;
+        }
+        match mesh_proto::decode_payload(&payload) {
+            Ok(Payload::Sealed(mut sealed)) => {
+                sealed.key = claimed;
+                mesh_proto::encode_payload(&Payload::Sealed(sealed)).unwrap_or(payload)
+            }
+            _ => payload,
+        }
+    }
+}
+
+/// A poisoner's (`--attack poison`) `Neighbours` frame, its `n`-th: the first record (its
+/// own) kept, then [`POISON_RECORDS`] records of keys from `mint` (made-up nodes), signed
+/// for `room`, or, every fourth frame, for another room.
+pub(crate) fn poison(
+    peers: Vec<NodeRecord>,
+    room: &RoomName,
+    n: u64,
+    mut mint: impl FnMut() -> Keypair,
+) -> Frame {
+    let elsewhere;
+    let signed_for = if n.is_multiple_of(4) {
+        elsewhere = RoomName::try_from("elsewhere".to_owned()).expect("a valid room name");
+        &elsewhere
+    } else {
+        room
+    };
+    let mut records: Vec<NodeRecord> = peers.into_iter().take(1).collect();
+    for _ in 0..POISON_RECORDS {
+        records.push(NodeRecord::sign(&mint(), signed_for));
+    }
+    Frame::Neighbours { peers: records }
 }
 
 #[cfg(test)]

@@ -106,8 +106,8 @@ struct RunArgs {
     /// Share of the initial nodes that are hostile (chosen from the seed), e.g. 0.1; with
     /// --attack. They run the honest core and the simulator rewrites, drops or adds what
     /// they send on their links; report.json's `attack` gives what it cost the honest
-    /// nodes. The webrtc transport runs `--attack drop` (its droppers wrap the real
-    /// transport) and `--attack flood`; the other attacks, the memory transport only.
+    /// nodes. Both transports run every attack (on webrtc, a transport wrapping the real
+    /// one applies it to what the hostile node sends).
     #[arg(long, value_name = "FRACTION", value_parser = fraction, requires = "attack")]
     hostile: Option<f64>,
     /// What the hostile nodes do: `forge` (Route/Transfer claiming another honest node as

@@ -193,6 +193,52 @@ async fn two_webrtc_flooders_are_bounded_and_honest_traffic_gets_through() {
     assert_eq!(a.frames_dropped, 0, "flooders relay honestly: {a:#?}");
 }
 
+/// Two of twenty real WebRTC nodes forge: every `Route`/`Transfer` they send claims
+/// another honest node as its origin (their own unicasts' seals claim its key too), every
+/// flood they relay gets a forged payload under its origin's key, their own broadcasts
+/// claim an honest node's key. No forgery reached an honest node's application, honest
+/// nodes refused forgeries and closed links to the forgers for them, and never to an
+/// honest neighbour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_webrtc_forgers_deliver_no_forgery_and_lose_their_links() {
+    let a = attacked(mesh_sim::AttackKind::Forge, 7, 20.0, |_| {}).await;
+    assert_eq!(
+        (a.hostile, a.kind),
+        (2, mesh_sim::AttackKind::Forge),
+        "{a:#?}"
+    );
+    assert!(a.frames_rewritten > 0, "the forgers forged nothing: {a:#?}");
+    assert_eq!(a.forged_delivered, 0, "a forgery was delivered: {a:#?}");
+    assert!(
+        a.forged_floods + a.forged_origins + a.seal_failures > 0,
+        "no honest node refused a forgery: {a:#?}"
+    );
+    assert!(a.links_dropped_forged > 0, "{a:#?}");
+    assert_eq!(a.links_dropped_forged_honest, 0, "{a:#?}");
+    assert!(a.honest_unicast.delivered > 0, "{a:#?}");
+}
+
+/// Two of twenty real WebRTC nodes poison the neighbour lists they send: their own record
+/// kept, the rest replaced by records of made-up nodes (valid ones, and every fourth list
+/// signed for another room). Honest nodes refused the records signed for elsewhere and
+/// closed links to the poisoners for them, never to an honest neighbour; no forgery was
+/// delivered; the honest traffic still got through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_webrtc_poisoners_are_refused_and_lose_their_links() {
+    let a = attacked(mesh_sim::AttackKind::Poison, 9, 20.0, |_| {}).await;
+    assert_eq!(
+        (a.hostile, a.kind),
+        (2, mesh_sim::AttackKind::Poison),
+        "{a:#?}"
+    );
+    assert!(a.frames_rewritten > 0, "nothing was poisoned: {a:#?}");
+    assert!(a.forged_records > 0, "{a:#?}");
+    assert!(a.links_dropped_forged > 0, "{a:#?}");
+    assert_eq!(a.links_dropped_forged_honest, 0, "{a:#?}");
+    assert_eq!(a.forged_delivered, 0, "{a:#?}");
+    assert!(a.honest_unicast.delivered > 0, "{a:#?}");
+}
+
 /// Twenty real WebRTC nodes, two of them hostile (`attack`), with unicasts at
 /// `unicast_rate` and a broadcast every second for 6 s, the scenario changed by `tune`:
 /// the report's `attack`.

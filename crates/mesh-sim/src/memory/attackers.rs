@@ -9,9 +9,6 @@ use rustc_hash::FxHashSet;
 use super::plan::derive;
 use crate::{AttackKind, Scenario};
 
-/// Made-up records in a poisoned `Neighbours` frame.
-pub const POISON_RECORDS: usize = 8;
-
 /// The hostile nodes' side of a run.
 #[derive(Debug, Default)]
 pub(super) struct State {

@@ -8,21 +8,39 @@
 //! | forge | every `Route`/`Transfer` it sends claims another honest node as `from` (its own unicasts, which carry [`FORGED_MARK`], also put that node's key in the seal); a flood it relays gets a forged payload with the origin's signature kept, or is re-signed by its own key with the origin's key kept, in turn; its own broadcasts ([`FORGED_MARK`]) claim an honest node's key under its own signature |
 //! | drop | every unicast it relays vanishes: a `Route`/`Transfer` whose `from` is not its own, and a flood for one node of another origin (`Flooded`, `FindKey`: [`crate::attack::dropped`]) |
 //! | flood | from the traffic's start, [`crate::attack::SPAM_RATE`] floods a second, each signed by a fresh key (a made-up node, valid signature) and sent on all its links, up to `Hostile::spam` |
-//! | poison | the records of every `Neighbours` it sends (its own first, kept) become [`POISON_RECORDS`] records of fresh keys: valid for the room, or, every fourth frame, signed for another room |
+//! | poison | the records of every `Neighbours` it sends (its own first, kept) become [`crate::attack::POISON_RECORDS`] records of fresh keys: valid for the room, or, every fourth frame, signed for another room |
 //! | mixed | the hostile nodes in turn: forge, drop, flood, poison |
 //!
 //! Churn replacements are honest. What an attack costs the honest nodes is measured in
 //! `measure.rs` (report field `attack`).
 
 use bytes::Bytes;
-use mesh_proto::identity::Keypair;
+use mesh_proto::identity::{Keypair, PublicKey};
 use mesh_proto::signal::Payload;
-use mesh_proto::{Frame, NodeId, NodeRecord, RoomName, authored};
+use mesh_proto::{Frame, NodeId, NodeRecord, authored};
 
-use super::attackers::POISON_RECORDS;
 use super::records::{FORGED_MARK, SPAM_MARK, app_data};
-use super::world::{Emu, Sim, derive};
+use super::world::{Emu, Sim, Slot, derive};
 use crate::AttackKind;
+use crate::attack::{Forger, Roster};
+
+/// The honest initial nodes that have started, by slot: whom a forgery claims.
+struct Started<'a> {
+    honest: &'a [u32],
+    slots: &'a [Slot],
+    keys: &'a mesh_emu::FastMap<NodeId, Keypair>,
+}
+
+impl Roster for Started<'_> {
+    fn len(&self) -> usize {
+        self.honest.len()
+    }
+
+    fn get(&self, k: usize) -> Option<(NodeId, PublicKey)> {
+        let id = self.slots[*self.honest.get(k)? as usize].id;
+        Some((id, self.keys.get(&id)?.public()))
+    }
+}
 
 impl Sim<'_> {
     /// Hostile node `i` (attack `kind`) sends `bytes` on a link to `j`: rewritten in place,
@@ -67,127 +85,39 @@ impl Sim<'_> {
         true
     }
 
-    /// An honest node other than `not`: the one a forgery claims.
-    fn claim(&mut self, not: &[NodeId]) -> Option<NodeId> {
+    /// The forged version of `frame`, which hostile node `i` sends to `j`
+    /// ([`crate::attack::Forger`]).
+    fn forge(&mut self, i: u32, j: u32, frame: Frame) -> Option<Frame> {
+        let me = self.keys.get(&self.slots[i as usize].id)?;
+        let receiver = self.slots[j as usize].id;
+        let room = &self.rooms[self.slots[i as usize].room as usize];
         // The honest initial nodes that have started (in slot order).
         let started = self.slots.len() as u32;
         let honest = &self.hostile.honest;
-        let honest = &honest[..honest.partition_point(|k| *k < started)];
-        for _ in 0..honest.len().min(8) {
-            self.hostile.turn += 1;
-            let k = honest[(self.hostile.turn % honest.len() as u64) as usize];
-            let id = self.slots[k as usize].id;
-            if !not.contains(&id) {
-                return Some(id);
-            }
-        }
-        None
-    }
-
-    /// The forged version of `frame`, which hostile node `i` sends to `j`.
-    fn forge(&mut self, i: u32, j: u32, frame: Frame) -> Option<Frame> {
-        let me = self.slots[i as usize].id;
-        let receiver = self.slots[j as usize].id;
-        let room = self.rooms[self.slots[i as usize].room as usize].clone();
-        match frame {
-            Frame::Route {
-                to,
-                from,
-                ttl,
-                steering,
-                payload,
-            } => {
-                let claimed = self.claim(&[from, to, me])?;
-                let payload = self.claim_seal(me, from, claimed, payload);
-                Some(Frame::Route {
-                    to,
-                    from: claimed,
-                    ttl,
-                    steering,
-                    payload,
-                })
-            }
-            Frame::Transfer { from, payload } => {
-                let claimed = self.claim(&[from, receiver, me])?;
-                let payload = self.claim_seal(me, from, claimed, payload);
-                Some(Frame::Transfer {
-                    from: claimed,
-                    payload,
-                })
-            }
-            Frame::Flood {
-                key,
-                id,
-                ttl,
-                payload,
-                signature,
-            } => {
-                let own = self.keys.get(&me)?.public();
-                let forged =
-                    mesh_proto::encode_payload(&Payload::App(app_data(FORGED_MARK, u64::from(i))))
-                        .ok()?;
-                self.hostile.turn += 1;
-                let (key, payload, signature) = if key == own {
-                    // Its own broadcast (already marked forged) claims an honest key.
-                    let claimed = self.claim(&[me])?;
-                    let claimed_key = self.keys.get(&claimed)?.public();
-                    let sig = self.keys[&me].sign(&authored::flood_message(&room, id, &payload));
-                    (claimed_key, payload, sig)
-                } else if self.hostile.turn.is_multiple_of(2) {
-                    // The origin's signature over another payload.
-                    (key, forged, signature)
-                } else {
-                    // Re-signed by its own key, under the origin's key.
-                    let sig = self.keys[&me].sign(&authored::flood_message(&room, id, &forged));
-                    (key, forged, sig)
-                };
-                Some(Frame::Flood {
-                    key,
-                    id,
-                    ttl,
-                    payload,
-                    signature,
-                })
-            }
-            _ => None,
-        }
-    }
-
-    /// A unicast `payload` of hostile node `me` (`from` is its own) whose seal claims
-    /// `claimed`'s key; another's payload unchanged (a relay cannot open it).
-    fn claim_seal(&self, me: NodeId, from: NodeId, claimed: NodeId, payload: Vec<u8>) -> Vec<u8> {
-        if from != me {
-            return payload;
-        }
-        let Some(claimed_key) = self.keys.get(&claimed).map(Keypair::public) else {
-            return payload;
+        let roster = Started {
+            honest: &honest[..honest.partition_point(|k| *k < started)],
+            slots: &self.slots,
+            keys: &self.keys,
         };
-        match mesh_proto::decode_payload(&payload) {
-            Ok(Payload::Sealed(mut sealed)) => {
-                sealed.key = claimed_key;
-                mesh_proto::encode_payload(&Payload::Sealed(sealed)).unwrap_or(payload)
-            }
-            _ => payload,
-        }
+        let mut forger = Forger {
+            me,
+            room,
+            turn: &mut self.hostile.turn,
+        };
+        forger.forge(frame, receiver, &roster, || {
+            app_data(FORGED_MARK, u64::from(i))
+        })
     }
 
     /// The records of a `Neighbours` frame of hostile node `i`: its own (the first) kept,
-    /// the rest made-up.
+    /// the rest made-up ([`crate::attack::poison`]).
     fn poison(&mut self, i: u32, peers: Vec<NodeRecord>) -> Frame {
         let room = self.rooms[self.slots[i as usize].room as usize].clone();
         self.hostile.poisoned += 1;
-        let elsewhere = self.hostile.poisoned.is_multiple_of(4);
-        let signed_for = if elsewhere {
-            RoomName::try_from("elsewhere".to_owned()).expect("a valid room name")
-        } else {
-            room
-        };
-        let mut records: Vec<NodeRecord> = peers.into_iter().take(1).collect();
-        for _ in 0..POISON_RECORDS {
-            let key = self.hostile.mint(self.scenario.seed);
-            records.push(NodeRecord::sign(&key, &signed_for));
-        }
-        Frame::Neighbours { peers: records }
+        let seed = self.scenario.seed;
+        crate::attack::poison(peers, &room, self.hostile.poisoned, || {
+            self.hostile.mint(seed)
+        })
     }
 
     /// Each flooding hostile node injects one flood of a made-up node on all its links.

@@ -1,69 +1,202 @@
-//! Hostile nodes on real WebRTC links (`--hostile F --attack drop|flood`). A hostile node
-//! runs the honest `mesh_node::Node` over a [`Hostile`] transport, which wraps the real
-//! webrtc one:
+//! Hostile nodes on real WebRTC links (`--hostile F --attack KIND`). With hostile nodes in
+//! a run, every node runs the honest `mesh_node::Node` over a [`Watched`] transport, which
+//! wraps the real webrtc one and applies the node's attack to what it sends, by the rules
+//! both transports share (`crate::attack`):
 //! - a dropper's drops every unicast the node relays, `Route`/`Transfer` and floods for
-//!   one node (the memory transport's rule, `crate::attack::dropped`), saying nothing;
+//!   one node ([`crate::attack::dropped`]), saying nothing;
+//! - a forger's rewrites every `Route`, `Transfer` and `Flood` it sends
+//!   ([`crate::attack::Forger`], claiming the honest initial nodes of [`Cast::roster`] in
+//!   turn); a relayed flood's forged payload is a [`Kind::Forged`] traffic payload, so an
+//!   honest node that delivered it would count it as `forged_delivered`;
+//! - a poisoner's replaces the records of every `Neighbours` it sends with made-up ones
+//!   ([`crate::attack::poison`], fresh keys from the node's seed, noted in
+//!   [`Cast::made_up`]);
 //! - a flooder's keeps the node's sessions, and [`flood`] sends validly signed floods of
 //!   made-up nodes on them straight through the real transport, at up to
 //!   `crate::attack::SPAM_RATE` a second (through the node's command queue it managed about
 //!   10 a second with 100 nodes in the process).
 //!
-//! Forgeries and poisoned records rewrite frames with other nodes' keys; they run on the
-//! memory transport only.
+//! An honest node's passes everything on and counts the sessions it opens to made-up nodes
+//! (`sessions_to_made_up`: what poisoned records cost).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mesh_node::transport::{CandidatePairsFuture, Role, SendError, SignalBody, Transport};
-use mesh_proto::identity::Keypair;
+use mesh_proto::identity::{Keypair, PublicKey};
 use mesh_proto::signal::{Payload, SessionId};
-use mesh_proto::{NodeId, RoomName, authored};
+use mesh_proto::{Frame, NodeId, RoomName, authored};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::observe::{self, Kind, lock};
-use crate::attack::SPAM_RATE;
+use crate::AttackKind;
+use crate::attack::{Forger, SPAM_RATE};
 
-/// The sessions a flooder's transport has open, shared with its [`flood`] task.
-pub(super) type Sessions = Arc<Mutex<HashSet<SessionId>>>;
+/// The sessions a node's transport has open, with their peers; shared with a flooder's
+/// [`flood`] task.
+pub(super) type Sessions = Arc<Mutex<HashMap<SessionId, NodeId>>>;
 
-/// A transport that passes everything to `inner`, but for what its node relays (with
-/// `dropped`: swallowed and counted there), and records its sessions.
-pub(super) struct Hostile<T> {
+/// What the hostile nodes of a run share with it and with each other.
+#[derive(Debug, Default)]
+pub(super) struct Cast {
+    /// The honest initial nodes that have started, in order: whom forgeries claim.
+    pub roster: Mutex<Vec<(NodeId, PublicKey)>>,
+    /// Ids of the made-up nodes poisoners announced.
+    pub made_up: Mutex<HashSet<NodeId>>,
+    /// Frames the droppers dropped.
+    pub frames_dropped: AtomicU64,
+    /// Frames the forgers and poisoners rewrote.
+    pub frames_rewritten: AtomicU64,
+    /// Sessions honest nodes opened to made-up nodes.
+    pub sessions_to_made_up: AtomicU64,
+}
+
+/// What a node's transport does to what it sends.
+enum Conduct {
+    /// Nothing: an honest node (or a flooder, whose floods go around it).
+    Honest,
+    Drop,
+    Forge {
+        key: Keypair,
+        turn: u64,
+    },
+    Poison {
+        room: RoomName,
+        sent: u64,
+        keys: StdRng,
+    },
+}
+
+/// A transport that passes everything to `inner` but applies its node's attack to what
+/// the node sends, and records its sessions.
+pub(super) struct Watched<T> {
     inner: Arc<T>,
     me: NodeId,
-    dropped: Option<Arc<AtomicU64>>,
+    /// Honest: counts its sessions to made-up nodes.
+    honest: bool,
+    conduct: Mutex<Conduct>,
+    cast: Arc<Cast>,
     sessions: Sessions,
 }
 
-impl<T> Hostile<T> {
-    /// `inner` for node `me`, a dropper if `dropped` is given; what [`flood`] needs to
-    /// send on its sessions (`inner` is not kept alive by it: the node's leave still closes
-    /// every session).
+impl<T> Watched<T> {
+    /// `inner` for the node of `key`, which runs `attack` (`None`: honest); `seed` makes a
+    /// poisoner's keys. Also returns what [`flood`] needs to send on its sessions (`inner`
+    /// is not kept alive by it: the node's leave still closes every session).
     pub(super) fn new(
         inner: T,
-        me: NodeId,
-        dropped: Option<Arc<AtomicU64>>,
+        key: &Keypair,
+        attack: Option<AttackKind>,
+        seed: u64,
+        cast: Arc<Cast>,
     ) -> (Self, Weak<T>, Sessions) {
         let inner = Arc::new(inner);
         let sessions = Sessions::default();
         let weak = Arc::downgrade(&inner);
+        let conduct = match attack {
+            Some(AttackKind::Drop) => Conduct::Drop,
+            Some(AttackKind::Forge) => Conduct::Forge {
+                key: Keypair::from_seed(key.to_seed()),
+                turn: 0,
+            },
+            Some(AttackKind::Poison) => Conduct::Poison {
+                room: RoomName::default(),
+                sent: 0,
+                keys: StdRng::seed_from_u64(seed),
+            },
+            // `initial` gives each hostile node one attack: never `Mixed`.
+            Some(AttackKind::Flood | AttackKind::Mixed) | None => Conduct::Honest,
+        };
         let transport = Self {
             inner,
-            me,
-            dropped,
+            me: key.node_id(),
+            honest: attack.is_none(),
+            conduct: Mutex::new(conduct),
+            cast,
             sessions: sessions.clone(),
         };
         (transport, weak, sessions)
     }
+
+    /// What the node's attack makes of `bytes`, sent on `session`: `None` to drop it
+    /// (silently: to the node, it went out).
+    fn conduct(&self, session: SessionId, bytes: Bytes) -> Option<Bytes> {
+        let mut conduct = lock(&self.conduct);
+        // Byte 1 is the frame's tag (protocol.md §3): Route, Transfer, Flood; Neighbours.
+        let tag = bytes.get(1).copied();
+        let rewritten = match &mut *conduct {
+            Conduct::Honest => return Some(bytes),
+            Conduct::Drop => {
+                if crate::attack::dropped(&bytes, self.me) {
+                    self.cast.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                return Some(bytes);
+            }
+            Conduct::Forge { key, turn } if matches!(tag, Some(4 | 10 | 11)) => {
+                self.forge(key, turn, session, &bytes)
+            }
+            Conduct::Poison { room, sent, keys } if tag == Some(13) => {
+                match mesh_proto::decode(&bytes) {
+                    Ok(Frame::Neighbours { peers }) => {
+                        *sent += 1;
+                        let mut made_up = lock(&self.cast.made_up);
+                        Some(crate::attack::poison(peers, room, *sent, || {
+                            let key = Keypair::from_seed(keys.random());
+                            made_up.insert(key.node_id());
+                            key
+                        }))
+                    }
+                    _ => None,
+                }
+            }
+            Conduct::Forge { .. } | Conduct::Poison { .. } => None,
+        };
+        drop(conduct);
+        match rewritten.map(|frame| mesh_proto::encode(&frame)) {
+            Some(Ok(encoded)) => {
+                self.cast.frames_rewritten.fetch_add(1, Ordering::Relaxed);
+                Some(Bytes::from(encoded))
+            }
+            _ => Some(bytes),
+        }
+    }
+
+    /// A forger's version of `bytes`, sent on `session` ([`Forger`]); `None`: as it is.
+    fn forge(
+        &self,
+        key: &Keypair,
+        turn: &mut u64,
+        session: SessionId,
+        bytes: &[u8],
+    ) -> Option<Frame> {
+        let receiver = lock(&self.sessions).get(&session).copied()?;
+        let frame = mesh_proto::decode(bytes).ok()?;
+        let roster = lock(&self.cast.roster);
+        let room = RoomName::default();
+        let mut forger = Forger {
+            me: key,
+            room: &room,
+            turn,
+        };
+        forger.forge(frame, receiver, roster.as_slice(), || {
+            observe::payload(Kind::Forged, 0, 0)
+        })
+    }
 }
 
-impl<T: Transport> Transport for Hostile<T> {
+impl<T: Transport> Transport for Watched<T> {
     fn open(&self, session: SessionId, peer: NodeId, role: Role) -> Result<(), mesh_node::Error> {
-        lock(&self.sessions).insert(session);
+        lock(&self.sessions).insert(session, peer);
+        if self.honest && lock(&self.cast.made_up).contains(&peer) {
+            self.cast
+                .sessions_to_made_up
+                .fetch_add(1, Ordering::Relaxed);
+        }
         self.inner.open(session, peer, role)
     }
 
@@ -72,14 +205,10 @@ impl<T: Transport> Transport for Hostile<T> {
     }
 
     fn send(&self, session: SessionId, bytes: Bytes) -> Result<(), SendError> {
-        if let Some(dropped) = &self.dropped
-            && crate::attack::dropped(&bytes, self.me)
-        {
-            // Silently: to the node, the frame went out.
-            dropped.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+        match self.conduct(session, bytes) {
+            Some(bytes) => self.inner.send(session, bytes),
+            None => Ok(()),
         }
-        self.inner.send(session, bytes)
     }
 
     fn close(&self, session: SessionId) {
@@ -129,7 +258,7 @@ pub(super) async fn flood<T: Transport>(
             continue;
         };
         sent.fetch_add(1, Ordering::Relaxed);
-        let open: Vec<SessionId> = lock(&sessions).iter().copied().collect();
+        let open: Vec<SessionId> = lock(&sessions).keys().copied().collect();
         let bytes = Bytes::from(bytes);
         for session in open {
             // A session not (or no longer) linked refuses it: the others still get it.

@@ -301,9 +301,9 @@ impl Sim<'_> {
         }
     }
 
-    /// The `attack` of the report: present with hostile nodes (droppers or flooders, on
-    /// this transport).
+    /// The `attack` of the report: present with hostile nodes.
     fn attack(&self, traffic: &Traffic, honest: &Totals) -> Option<report::Attack> {
+        use std::sync::atomic::Ordering::Relaxed;
         let kind = self.scenario.hostile?.attack;
         let honest_slot = |i: usize| !self.slots[i].hostile;
         let (mut sent, mut delivered) = (0, 0);
@@ -336,8 +336,7 @@ impl Sim<'_> {
             links_dropped_forged_honest: traffic.links_dropped_forged.1,
             links_over_budget: traffic.links_over_budget.0,
             links_over_budget_honest: traffic.links_over_budget.1,
-            // Droppers announce no made-up nodes.
-            sessions_to_made_up: 0,
+            sessions_to_made_up: self.cast.sessions_to_made_up.load(Relaxed),
             sessions_over_budget: o.sessions_over_budget,
             connects_unresolved: o.connects_unresolved,
             forged_floods: o.forged_floods,
@@ -345,11 +344,9 @@ impl Sim<'_> {
             forged_origins: o.forged_origins,
             seal_failures: o.seal_failures,
             floods_over_origin_budget: o.floods_over_origin_budget,
-            frames_dropped: self
-                .frames_dropped
-                .load(std::sync::atomic::Ordering::Relaxed),
-            frames_rewritten: 0,
-            spam_sent: self.spam_sent.load(std::sync::atomic::Ordering::Relaxed),
+            frames_dropped: self.cast.frames_dropped.load(Relaxed),
+            frames_rewritten: self.cast.frames_rewritten.load(Relaxed),
+            spam_sent: self.spam_sent.load(Relaxed),
             spam_delivered: traffic.spam_delivered,
         })
     }

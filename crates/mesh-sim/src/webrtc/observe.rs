@@ -21,6 +21,9 @@ pub(super) enum Kind {
     Probe,
     /// A flood of a made-up node, sent by a flooder (`--attack flood`).
     Spam,
+    /// What a forger put in a flood it relayed (`--attack forge`): any delivery at an
+    /// honest node is a forgery.
+    Forged,
 }
 
 impl Kind {
@@ -30,6 +33,7 @@ impl Kind {
             Kind::Broadcast => b'b',
             Kind::Probe => b'p',
             Kind::Spam => b's',
+            Kind::Forged => b'f',
         }
     }
 
@@ -39,6 +43,7 @@ impl Kind {
             b'b' => Some(Kind::Broadcast),
             b'p' => Some(Kind::Probe),
             b's' => Some(Kind::Spam),
+            b'f' => Some(Kind::Forged),
             _ => None,
         }
     }
@@ -157,6 +162,10 @@ impl Traffic {
             Kind::Unicast => self.unicast_from.get(i),
             Kind::Broadcast => self.broadcast_from.get(i),
             Kind::Probe | Kind::Spam => None,
+            Kind::Forged => {
+                self.forged_delivered += u64::from(honest);
+                return;
+            }
         };
         if author.is_some_and(|a| *a != from) {
             self.forged_delivered += u64::from(honest);
@@ -186,6 +195,7 @@ impl Traffic {
                 }
             }
             Kind::Spam => self.spam_delivered += u64::from(honest),
+            Kind::Forged => {}
         }
     }
 }
@@ -260,7 +270,13 @@ mod tests {
 
     #[test]
     fn payloads_round_trip_and_reject_other_bytes() {
-        for kind in [Kind::Unicast, Kind::Broadcast, Kind::Probe, Kind::Spam] {
+        for kind in [
+            Kind::Unicast,
+            Kind::Broadcast,
+            Kind::Probe,
+            Kind::Spam,
+            Kind::Forged,
+        ] {
             assert_eq!(parse(&payload(kind, 7, 1234)), Some((kind, 7, 1234)));
         }
         assert_eq!(parse(b"hello"), None);
@@ -301,6 +317,10 @@ mod tests {
         // At a hostile node it is not counted (the attack is on the honest ones).
         t.received(Kind::Unicast, 0, b, false, 1.0);
         assert_eq!(t.forged_delivered, 2);
+        // What a forger put in a relayed flood: a forgery whoever it claims.
+        t.received(Kind::Forged, 0, a, true, 1.0);
+        t.received(Kind::Forged, 0, a, false, 1.0);
+        assert_eq!(t.forged_delivered, 3);
         assert_eq!(t.unicast_delivered, 0);
         assert_eq!(t.broadcast_receipts, [0]);
     }

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{info, warn};
 
-use super::hostile::{Hostile, Sessions};
+use super::hostile::{Cast, Sessions, Watched};
 use super::observe::{self, Record, Shared, Traffic, lock};
 use super::{QUERY_TIMEOUT, TEARDOWN};
 use crate::report::Sample;
@@ -41,7 +41,7 @@ pub(super) struct Slot {
     pub(super) record: Arc<Mutex<Record>>,
     /// With doors: dropping it stops the node's door.
     pub(super) door_stop: Option<oneshot::Sender<()>>,
-    /// Hostile (`--attack drop` or `flood`); churn's newcomers are honest.
+    /// Hostile (`--attack`); churn's newcomers are honest.
     pub(super) hostile: bool,
     /// A hostile node's transport and sessions, for its flood task.
     pub(super) flooder: Arc<Mutex<Option<Flooder>>>,
@@ -80,8 +80,8 @@ pub(super) struct Sim<'a> {
     pub(super) retired_honest: Totals,
     /// The attack of each initial node that is hostile (`crate::attack::initial`).
     pub(super) hostile: Vec<Option<AttackKind>>,
-    /// Frames the droppers dropped.
-    pub(super) frames_dropped: Arc<AtomicU64>,
+    /// What the hostile nodes share and did.
+    pub(super) cast: Arc<Cast>,
     /// Floods the flooders sent, and their tasks.
     pub(super) spam_sent: Arc<AtomicU64>,
     pub(super) floods: Vec<JoinHandle<()>>,
@@ -137,7 +137,6 @@ impl<'a> Sim<'a> {
             hostile: Mutex::new(HashSet::new()),
             traffic: Mutex::new(Traffic::default()),
         });
-        // Droppers and flooders only (`check`): forgeries need the memory transport.
         let hostile = crate::attack::initial(scenario);
         let bar = if progress {
             ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr())
@@ -166,7 +165,7 @@ impl<'a> Sim<'a> {
             retired: Totals::default(),
             retired_honest: Totals::default(),
             hostile,
-            frames_dropped: Arc::new(AtomicU64::new(0)),
+            cast: Arc::default(),
             spam_sent: Arc::new(AtomicU64::new(0)),
             floods: Vec::new(),
             initial_failed: 0,
@@ -184,7 +183,8 @@ impl<'a> Sim<'a> {
     /// Starts node `slots.len()` joining; [`Sim::on_joined`] takes the outcome.
     pub(super) fn start_join(&mut self) {
         let index = self.slots.len();
-        let key = Keypair::from_seed(self.keys.random());
+        let seed: [u8; 32] = self.keys.random();
+        let key = Keypair::from_seed(seed);
         let record = Arc::new(Mutex::new(Record::default()));
         let mut config =
             mesh_node::Config::new(self.url.clone()).with_overlay(self.overlay.clone());
@@ -197,8 +197,13 @@ impl<'a> Sim<'a> {
         let hostile = attack.is_some();
         if hostile {
             lock(&self.shared.hostile).insert(id);
+        } else if index < self.scenario.nodes {
+            lock(&self.cast.roster).push((id, key.public()));
         }
-        let dropped = (attack == Some(AttackKind::Drop)).then(|| self.frames_dropped.clone());
+        // With hostile nodes in the run, every node goes through a watched transport.
+        let watched = self.scenario.hostile.is_some();
+        let cast = self.cast.clone();
+        let poison_seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
         let flooder = Arc::new(Mutex::new(None));
         self.slots.push(Slot {
             id,
@@ -217,11 +222,15 @@ impl<'a> Sim<'a> {
                     Err(e) => warn!(node = index, "no door: {e}"),
                 }
             }
-            let joined = if hostile {
+            let joined = if watched {
+                let watch = Keypair::from_seed(seed);
                 Node::join_with(config, key, move |events| {
                     let inner = WebRtcTransport::new(transport, events);
-                    let (transport, weak, sessions) = Hostile::new(inner, id, dropped);
-                    *lock(&flooder) = Some((weak, sessions));
+                    let (transport, weak, sessions) =
+                        Watched::new(inner, &watch, attack, poison_seed, cast);
+                    if attack == Some(AttackKind::Flood) {
+                        *lock(&flooder) = Some((weak, sessions));
+                    }
                     transport
                 })
                 .await
