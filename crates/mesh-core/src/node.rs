@@ -737,6 +737,8 @@ impl Node {
                 // Ed25519 verification).
                 peers.truncate(2 * self.config.max_degree + 1);
                 let Some(mut ids) = self.verify_records(&peers, now) else {
+                    // Its word about its peers is void: what it announced before too.
+                    self.disown_announced(peer, now);
                     self.drop_link(session, LinkDownReason::Forged("node record".into()), now);
                     return;
                 };
@@ -941,6 +943,28 @@ impl Node {
             .collect();
         self.neighbour_sets
             .insert(neighbour, Announced { peers, buckets });
+    }
+
+    /// `neighbour` sent a record that fails, so its word about its peers is void, what it
+    /// announced before too: the peers only its word made contacts
+    /// (announced by no other neighbour, not linked to us) are forgotten and kept out as
+    /// gone, as a dead end would; their own traffic, an offer, the server's sample or an
+    /// honest neighbour's announcement brings them back.
+    fn disown_announced(&mut self, neighbour: NodeId, now: Instant) {
+        let Some(announced) = self.neighbour_sets.remove(&neighbour) else {
+            return;
+        };
+        for p in announced.peers {
+            let vouched = self.links.contains(&p)
+                || self
+                    .neighbour_sets
+                    .values()
+                    .any(|other| other.peers.contains(&p));
+            if !vouched {
+                self.contacts.remove(&p);
+                self.gone.insert(p, (), now);
+            }
+        }
     }
 
     /// Not to try `peer` again for `retry_backoff`.

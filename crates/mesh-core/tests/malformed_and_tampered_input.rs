@@ -353,3 +353,64 @@ fn a_flood_for_one_node_delivers_only_what_its_origin_sealed_as_reliable() {
         }
     }
 }
+
+/// A neighbour announces validly signed records of keys no node runs (made-up peers), then
+/// a record signed for another room: that one costs it its link, and what it announced
+/// before is void too. The peers only its word made known are forgotten; one another
+/// neighbour announced as well stays known.
+#[test]
+fn a_neighbour_caught_with_a_forged_record_loses_what_it_announced_before() {
+    use mesh_proto::NodeRecord;
+    use mesh_proto::identity::Keypair;
+
+    let mut net = grown_mesh(6, test_config());
+    let victim = 0;
+    let neighbours = net.nodes[victim].neighbours();
+    assert!(neighbours.len() >= 2, "{neighbours:?}");
+    let (liar, other) = (net.index[&neighbours[0]], net.index[&neighbours[1]]);
+    let room = net.nodes[victim].config().room.clone();
+    let made_up: Vec<Keypair> = (0..4).map(|k| Keypair::from_seed([200 + k; 32])).collect();
+    let before = net.nodes[victim].contact_count();
+
+    let mut peers = vec![net.nodes[liar].record()];
+    peers.extend(made_up.iter().map(|k| NodeRecord::sign(k, &room)));
+    net.inject(
+        victim,
+        liar,
+        mesh_proto::encode(&Frame::Neighbours { peers }).unwrap(),
+    );
+    assert_eq!(
+        net.nodes[victim].contact_count(),
+        before + 4,
+        "taken at its word"
+    );
+    // Another neighbour announces one of them too.
+    let peers = vec![
+        net.nodes[other].record(),
+        NodeRecord::sign(&made_up[0], &room),
+    ];
+    net.inject(
+        victim,
+        other,
+        mesh_proto::encode(&Frame::Neighbours { peers }).unwrap(),
+    );
+
+    let elsewhere = mesh_proto::RoomName::try_from("elsewhere".to_owned()).unwrap();
+    let peers = vec![
+        net.nodes[liar].record(),
+        NodeRecord::sign(&Keypair::from_seed([250; 32]), &elsewhere),
+    ];
+    net.inject(
+        victim,
+        liar,
+        mesh_proto::encode(&Frame::Neighbours { peers }).unwrap(),
+    );
+    assert_eq!(net.nodes[victim].stats().forged_records, 1);
+    assert!(!net.nodes[victim].neighbours().contains(&net.id(liar)));
+    assert!(net.nodes[victim].neighbours().contains(&net.id(other)));
+    assert_eq!(
+        net.nodes[victim].contact_count(),
+        before + 1,
+        "only the peer another neighbour vouched for is still known"
+    );
+}
