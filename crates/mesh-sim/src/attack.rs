@@ -44,13 +44,25 @@ pub(crate) fn initial(scenario: &Scenario) -> Vec<Option<AttackKind>> {
     initial
 }
 
+/// Whether attack `kind` can touch the link frame `bytes`, by its tag alone (byte 1,
+/// protocol.md §3): droppers and forgers `Route`, `Transfer` and `Flood` (4, 10, 11),
+/// poisoners `Neighbours` (13); flooders add frames of their own and touch none. The
+/// frames it cannot touch go out without being decoded.
+pub(crate) fn concerns(kind: AttackKind, bytes: &[u8]) -> bool {
+    let tag = bytes.get(1).copied();
+    match kind {
+        AttackKind::Drop | AttackKind::Forge => matches!(tag, Some(4 | 10 | 11)),
+        AttackKind::Poison => tag == Some(13),
+        AttackKind::Flood | AttackKind::Mixed => false,
+    }
+}
+
 /// Whether a dropper (`--attack drop`) with id `me` drops the link frame `bytes`: every
 /// unicast it relays, whatever carries it: a `Route` or `Transfer`, and a `Flood` for one
 /// node (its payload a `Flooded` or a `FindKey`, the flood that takes over where routing
 /// failed, protocol.md §10.4). Its own go out; so do broadcasts (`App` floods).
 pub(crate) fn dropped(bytes: &[u8], me: NodeId) -> bool {
-    // Byte 1 is the frame's tag (protocol.md §3): only these three are decoded.
-    if !matches!(bytes.get(1), Some(4 | 10 | 11)) {
+    if !concerns(AttackKind::Drop, bytes) {
         return false;
     }
     match mesh_proto::decode(bytes) {
@@ -264,6 +276,20 @@ mod tests {
             ]
         );
         assert!(initial(&Scenario::default()).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn each_attack_touches_only_the_frames_of_its_kind() {
+        let frame = |tag: u8| [1, tag, 0, 0];
+        for tag in [4, 10, 11] {
+            assert!(concerns(AttackKind::Drop, &frame(tag)));
+            assert!(concerns(AttackKind::Forge, &frame(tag)));
+            assert!(!concerns(AttackKind::Poison, &frame(tag)));
+        }
+        assert!(concerns(AttackKind::Poison, &frame(13)));
+        assert!(!concerns(AttackKind::Forge, &frame(13)));
+        assert!(!concerns(AttackKind::Flood, &frame(11)));
+        assert!(!concerns(AttackKind::Drop, &[1]), "too short to have a tag");
     }
 
     #[test]

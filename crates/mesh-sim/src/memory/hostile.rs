@@ -52,14 +52,7 @@ impl Sim<'_> {
         kind: AttackKind,
         bytes: &mut Bytes,
     ) -> bool {
-        let tag = bytes.get(1).copied();
-        let relevant = match kind {
-            AttackKind::Forge => matches!(tag, Some(4 | 10 | 11)),
-            AttackKind::Drop => matches!(tag, Some(4 | 10 | 11)),
-            AttackKind::Poison => tag == Some(13),
-            AttackKind::Flood | AttackKind::Mixed => false,
-        };
-        if !relevant {
+        if !crate::attack::concerns(kind, bytes) {
             return true;
         }
         let me = self.slots[i as usize].id;

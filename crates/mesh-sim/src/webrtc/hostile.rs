@@ -34,7 +34,7 @@ use rand::{Rng, SeedableRng};
 
 use super::observe::{self, Kind, lock};
 use crate::AttackKind;
-use crate::attack::{Forger, SPAM_RATE};
+use crate::attack::{Forger, SPAM_RATE, concerns};
 
 /// The sessions a node's transport has open, with their peers; shared with a flooder's
 /// [`flood`] task.
@@ -126,8 +126,6 @@ impl<T> Watched<T> {
     /// (silently: to the node, it went out).
     fn conduct(&self, session: SessionId, bytes: Bytes) -> Option<Bytes> {
         let mut conduct = lock(&self.conduct);
-        // Byte 1 is the frame's tag (protocol.md §3): Route, Transfer, Flood; Neighbours.
-        let tag = bytes.get(1).copied();
         let rewritten = match &mut *conduct {
             Conduct::Honest => return Some(bytes),
             Conduct::Drop => {
@@ -137,10 +135,10 @@ impl<T> Watched<T> {
                 }
                 return Some(bytes);
             }
-            Conduct::Forge { key, turn } if matches!(tag, Some(4 | 10 | 11)) => {
+            Conduct::Forge { key, turn } if concerns(AttackKind::Forge, &bytes) => {
                 self.forge(key, turn, session, &bytes)
             }
-            Conduct::Poison { room, sent, keys } if tag == Some(13) => {
+            Conduct::Poison { room, sent, keys } if concerns(AttackKind::Poison, &bytes) => {
                 match mesh_proto::decode(&bytes) {
                     Ok(Frame::Neighbours { peers }) => {
                         *sent += 1;
