@@ -961,10 +961,17 @@ impl Node {
                     .values()
                     .any(|other| other.peers.contains(&p));
             if !vouched {
-                self.contacts.remove(&p);
-                self.gone.insert(p, (), now);
+                self.forget_as_gone(p, now);
             }
         }
+    }
+
+    /// `peer` is most likely not running: no longer a contact, and records passed on do
+    /// not make it one again for `GONE_TTL` (its own traffic, its offer, the server's
+    /// sample or a neighbour's announcement do).
+    pub(super) fn forget_as_gone(&mut self, peer: NodeId, now: Instant) {
+        self.contacts.remove(&peer);
+        self.gone.insert(peer, (), now);
     }
 
     /// Not to try `peer` again for `retry_backoff`.

@@ -209,8 +209,7 @@ impl Node {
             // The nodes around `to`'s id do not know it: gone, most likely (a departed
             // node, or one that never ran). Not a contact worth a session any more; its own
             // traffic, or a neighbour's announcement of it, brings it back.
-            self.contacts.remove(&to);
-            self.gone.insert(to, (), now);
+            self.forget_as_gone(to, now);
             self.fail_pending(to, Carrier::Mesh, now);
         } else {
             self.stats.unreachable_ignored += 1;

@@ -55,20 +55,28 @@ pub(super) struct Cast {
     pub sessions_to_made_up: AtomicU64,
 }
 
-/// What a node's transport does to what it sends.
+/// What a node's transport does to what it sends. Only forgers and poisoners keep state
+/// that changes, behind their own lock: an honest node's frames (and a dropper's) take none.
 enum Conduct {
     /// Nothing: an honest node (or a flooder, whose floods go around it).
-    Honest,
+    Pass,
     Drop,
-    Forge {
-        key: Keypair,
-        turn: u64,
-    },
-    Poison {
-        room: RoomName,
-        sent: u64,
-        keys: StdRng,
-    },
+    Forge(Mutex<Forging>),
+    Poison(Mutex<Poisoning>),
+}
+
+/// A forger's own key, room and turn ([`Forger`]).
+struct Forging {
+    key: Keypair,
+    room: RoomName,
+    turn: u64,
+}
+
+/// A poisoner's room, lists poisoned so far and the source of its made-up keys.
+struct Poisoning {
+    room: RoomName,
+    sent: u64,
+    keys: StdRng,
 }
 
 /// A transport that passes everything to `inner` but applies its node's attack to what
@@ -78,7 +86,7 @@ pub(super) struct Watched<T> {
     me: NodeId,
     /// Honest: counts its sessions to made-up nodes.
     honest: bool,
-    conduct: Mutex<Conduct>,
+    conduct: Conduct,
     cast: Arc<Cast>,
     sessions: Sessions,
 }
@@ -89,7 +97,7 @@ impl<T> Watched<T> {
     /// is not kept alive by it: the node's leave still closes every session).
     pub(super) fn new(
         inner: T,
-        key: &Keypair,
+        key: Keypair,
         attack: Option<AttackKind>,
         seed: u64,
         cast: Arc<Cast>,
@@ -97,25 +105,27 @@ impl<T> Watched<T> {
         let inner = Arc::new(inner);
         let sessions = Sessions::default();
         let weak = Arc::downgrade(&inner);
+        let me = key.node_id();
         let conduct = match attack {
             Some(AttackKind::Drop) => Conduct::Drop,
-            Some(AttackKind::Forge) => Conduct::Forge {
-                key: Keypair::from_seed(key.to_seed()),
+            Some(AttackKind::Forge) => Conduct::Forge(Mutex::new(Forging {
+                key,
+                room: RoomName::default(),
                 turn: 0,
-            },
-            Some(AttackKind::Poison) => Conduct::Poison {
+            })),
+            Some(AttackKind::Poison) => Conduct::Poison(Mutex::new(Poisoning {
                 room: RoomName::default(),
                 sent: 0,
                 keys: StdRng::seed_from_u64(seed),
-            },
+            })),
             // `initial` gives each hostile node one attack: never `Mixed`.
-            Some(AttackKind::Flood | AttackKind::Mixed) | None => Conduct::Honest,
+            Some(AttackKind::Flood | AttackKind::Mixed) | None => Conduct::Pass,
         };
         let transport = Self {
             inner,
-            me: key.node_id(),
+            me,
             honest: attack.is_none(),
-            conduct: Mutex::new(conduct),
+            conduct,
             cast,
             sessions: sessions.clone(),
         };
@@ -125,36 +135,23 @@ impl<T> Watched<T> {
     /// What the node's attack makes of `bytes`, sent on `session`: `None` to drop it
     /// (silently: to the node, it went out).
     fn conduct(&self, session: SessionId, bytes: Bytes) -> Option<Bytes> {
-        let mut conduct = lock(&self.conduct);
-        let rewritten = match &mut *conduct {
-            Conduct::Honest => return Some(bytes),
+        let rewritten = match &self.conduct {
+            Conduct::Pass => None,
             Conduct::Drop => {
                 if crate::attack::dropped(&bytes, self.me) {
                     self.cast.frames_dropped.fetch_add(1, Ordering::Relaxed);
                     return None;
                 }
-                return Some(bytes);
+                None
             }
-            Conduct::Forge { key, turn } if concerns(AttackKind::Forge, &bytes) => {
-                self.forge(key, turn, session, &bytes)
+            Conduct::Forge(forging) if concerns(AttackKind::Forge, &bytes) => {
+                self.forge(&mut lock(forging), session, &bytes)
             }
-            Conduct::Poison { room, sent, keys } if concerns(AttackKind::Poison, &bytes) => {
-                match mesh_proto::decode(&bytes) {
-                    Ok(Frame::Neighbours { peers }) => {
-                        *sent += 1;
-                        let mut made_up = lock(&self.cast.made_up);
-                        Some(crate::attack::poison(peers, room, *sent, || {
-                            let key = Keypair::from_seed(keys.random());
-                            made_up.insert(key.node_id());
-                            key
-                        }))
-                    }
-                    _ => None,
-                }
+            Conduct::Poison(poisoning) if concerns(AttackKind::Poison, &bytes) => {
+                self.poison(&mut lock(poisoning), &bytes)
             }
-            Conduct::Forge { .. } | Conduct::Poison { .. } => None,
+            Conduct::Forge(_) | Conduct::Poison(_) => None,
         };
-        drop(conduct);
         match rewritten.map(|frame| mesh_proto::encode(&frame)) {
             Some(Ok(encoded)) => {
                 self.cast.frames_rewritten.fetch_add(1, Ordering::Relaxed);
@@ -165,25 +162,34 @@ impl<T> Watched<T> {
     }
 
     /// A forger's version of `bytes`, sent on `session` ([`Forger`]); `None`: as it is.
-    fn forge(
-        &self,
-        key: &Keypair,
-        turn: &mut u64,
-        session: SessionId,
-        bytes: &[u8],
-    ) -> Option<Frame> {
+    fn forge(&self, forging: &mut Forging, session: SessionId, bytes: &[u8]) -> Option<Frame> {
         let receiver = lock(&self.sessions).get(&session).copied()?;
         let frame = mesh_proto::decode(bytes).ok()?;
         let roster = lock(&self.cast.roster);
-        let room = RoomName::default();
         let mut forger = Forger {
-            me: key,
-            room: &room,
-            turn,
+            me: &forging.key,
+            room: &forging.room,
+            turn: &mut forging.turn,
         };
         forger.forge(frame, receiver, roster.as_slice(), || {
             observe::payload(Kind::Forged, 0, 0)
         })
+    }
+
+    /// A poisoner's version of the `Neighbours` frame `bytes` ([`crate::attack::poison`]),
+    /// its made-up ids noted in [`Cast::made_up`]; `None`: as it is.
+    fn poison(&self, poisoning: &mut Poisoning, bytes: &[u8]) -> Option<Frame> {
+        let Ok(Frame::Neighbours { peers }) = mesh_proto::decode(bytes) else {
+            return None;
+        };
+        poisoning.sent += 1;
+        let Poisoning { room, sent, keys } = poisoning;
+        let mut made_up = lock(&self.cast.made_up);
+        Some(crate::attack::poison(peers, room, *sent, || {
+            let key = Keypair::from_seed(keys.random());
+            made_up.insert(key.node_id());
+            key
+        }))
     }
 }
 

@@ -223,11 +223,10 @@ impl<'a> Sim<'a> {
                 }
             }
             let joined = if watched {
-                let watch = Keypair::from_seed(seed);
                 Node::join_with(config, key, move |events| {
                     let inner = WebRtcTransport::new(transport, events);
                     let (transport, weak, sessions) =
-                        Watched::new(inner, &watch, attack, poison_seed, cast);
+                        Watched::new(inner, Keypair::from_seed(seed), attack, poison_seed, cast);
                     if attack == Some(AttackKind::Flood) {
                         *lock(&flooder) = Some((weak, sessions));
                     }
