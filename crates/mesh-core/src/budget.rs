@@ -39,17 +39,30 @@ impl Bucket {
         }
     }
 
+    /// A bucket as full as the rate it is first used with allows (its burst).
+    fn full(now: Instant) -> Self {
+        Self {
+            tokens: f64::INFINITY,
+            at: now,
+        }
+    }
+
     /// Takes one token if there is one.
     pub fn take(&mut self, rate: Rate, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + elapsed * rate.per_second).min(rate.burst);
-        if self.tokens >= 1.0 {
+        if self.ready(rate, now) {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+
+    /// Refills to `now` and says whether a token is there (taking none).
+    fn ready(&mut self, rate: Rate, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * rate.per_second).min(rate.burst);
+        self.tokens >= 1.0
     }
 }
 
@@ -71,6 +84,18 @@ pub(crate) struct Link {
     flood: Bucket,
     lookup: Bucket,
     strikes: Bucket,
+    /// This link's share of the node's budgets for floods of strangers, by kind.
+    strangers: [Bucket; 2],
+}
+
+/// The kinds of flood whose strangers' budgets are kept apart, so that a storm of one (the
+/// fallbacks of a mass failure) does not starve the other (applications' broadcasts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FloodKind {
+    /// An application's broadcast (`Payload::App`).
+    Broadcast = 0,
+    /// Anything else: a node's fallback (a key request, a unicast sent by flood).
+    Fallback = 1,
 }
 
 /// The rates in force (from `Config`).
@@ -100,6 +125,8 @@ impl Link {
             flood: Bucket::new(rates.flood, now),
             lookup: Bucket::new(rates.lookup, now),
             strikes: Bucket::new(rates.strikes, now),
+            // Filled as the node's bucket is: a share cut below the burst as links come.
+            strangers: [Bucket::full(now), Bucket::full(now)],
         }
     }
 
@@ -118,6 +145,41 @@ impl Link {
             Verdict::Drop
         }
     }
+}
+
+impl Link {
+    /// Takes a token for a flood of `kind` from a stranger (an origin this node knows
+    /// nothing of) from this link's share and from the node's bucket of that kind (`node`,
+    /// each refilled at `node_rate`), or from neither: whether the flood may go on. A
+    /// link's share is [`stranger_share`] of the node's rate and burst. Not a strike: past
+    /// the first hop, an honest neighbour relays what others sent.
+    pub fn take_stranger(
+        &mut self,
+        kind: FloodKind,
+        node: &mut [Bucket; 2],
+        node_rate: Rate,
+        links: usize,
+        now: Instant,
+    ) -> bool {
+        let share = stranger_share(node_rate, links);
+        let (link, node) = (&mut self.strangers[kind as usize], &mut node[kind as usize]);
+        if link.ready(share, now) && node.ready(node_rate, now) {
+            link.take(share, now);
+            node.take(node_rate, now);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What one of `links` links may spend of the node's stranger budget `node`: an even
+/// share, rate and burst. A neighbour that makes up origins puts into the mesh at most
+/// its share at each of its neighbours (docs/protocol.md §10.10); the node's own bucket
+/// bounds what links that come and go bring (each comes with a full share).
+pub(crate) fn stranger_share(node: Rate, links: usize) -> Rate {
+    let parts = links.max(1) as f64;
+    Rate::new(node.per_second / parts, node.burst / parts)
 }
 
 /// How long a per-origin flood bucket is remembered after its last use: long enough that
@@ -157,5 +219,32 @@ mod tests {
         assert_eq!(link.spend(&r, Spend::Route, t1), Verdict::Throttle);
         // Kinds have their own buckets.
         assert_eq!(link.spend(&r, Spend::Lookup, t1), Verdict::Go);
+    }
+
+    #[test]
+    fn each_link_takes_an_even_share_of_strangers_and_new_links_draw_on_the_node() {
+        let t0 = Instant::now();
+        let r = rates();
+        let node_rate = Rate::new(4.0, 8.0);
+        let mut node = [Bucket::new(node_rate, t0), Bucket::new(node_rate, t0)];
+        let broadcast = FloodKind::Broadcast;
+        let take = |link: &mut Link, node: &mut [Bucket; 2], kind, links, at| {
+            (0..100)
+                .take_while(|_| link.take_stranger(kind, node, node_rate, links, at))
+                .count()
+        };
+        // Two links: 4 each at once, then 2/s each.
+        let (mut a, mut b) = (Link::new(&r, t0), Link::new(&r, t0));
+        assert_eq!(take(&mut a, &mut node, broadcast, 2, t0), 4);
+        assert_eq!(take(&mut b, &mut node, broadcast, 2, t0), 4);
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(take(&mut a, &mut node, broadcast, 2, t1), 2);
+        // The other kind has buckets of its own, at the node and on the link.
+        assert_eq!(take(&mut a, &mut node, FloodKind::Fallback, 2, t1), 4);
+        // A link that comes brings a full share, but the node's bucket holds only what is
+        // left of its own (2 of the 4 refilled in a second; `a` took the other 2).
+        let mut c = Link::new(&r, t1);
+        assert_eq!(take(&mut c, &mut node, broadcast, 3, t1), 2);
+        assert_eq!(take(&mut b, &mut node, broadcast, 3, t1), 0);
     }
 }

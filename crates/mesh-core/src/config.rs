@@ -135,6 +135,14 @@ pub struct Config {
     pub strike_budget: Rate,
     /// Per origin: floods this node forwards and delivers. Default 10/s, burst 50.
     pub origin_flood_budget: Rate,
+    /// For the whole node: floods of strangers (origins it has neither a link to nor a
+    /// record of) this node verifies, forwards and delivers, for broadcasts and apart for
+    /// the rest (nodes' fallbacks: key requests, unicasts by flood). Made-up origins cost
+    /// nothing to make, so the per-origin budget does not bound them; this does: what one
+    /// node flooding at line rate can cost any other. Each link may spend an even share of
+    /// it (with 8 links, 1/8), so one neighbour cannot spend it all. Default 10/s, burst
+    /// 200, for each kind.
+    pub stranger_budget: Rate,
     /// Outgoing signaling sessions started (a peer it heard of costs a session: made-up
     /// or departed contacts must not cost many). Default 1/s, burst 16.
     pub session_budget: Rate,
@@ -217,6 +225,7 @@ impl Default for Config {
             lookup_budget: Rate::new(50.0, 200.0),
             strike_budget: Rate::new(100.0, 1000.0),
             origin_flood_budget: Rate::new(10.0, 50.0),
+            stranger_budget: Rate::new(10.0, 200.0),
             session_budget: Rate::new(1.0, 16.0),
             ack_timeout: Duration::from_secs(1),
             reliable_resends: 5,
@@ -281,6 +290,7 @@ builders! {
     with_lookup_budget => lookup_budget: Rate;
     with_strike_budget => strike_budget: Rate;
     with_origin_flood_budget => origin_flood_budget: Rate;
+    with_stranger_budget => stranger_budget: Rate;
     with_session_budget => session_budget: Rate;
     with_ack_timeout => ack_timeout: Duration;
     with_reliable_resends => reliable_resends: usize;
@@ -346,6 +356,7 @@ impl Config {
             self.lookup_budget,
             self.strike_budget,
             self.origin_flood_budget,
+            self.stranger_budget,
             self.session_budget,
         ];
         if budgets

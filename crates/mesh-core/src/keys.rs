@@ -159,6 +159,11 @@ impl Book {
         self.records.get(id, now).copied()
     }
 
+    /// Whether a verified record of `id` is kept.
+    pub fn has_record(&self, id: &NodeId, now: Instant) -> bool {
+        self.records.contains(id, now)
+    }
+
     /// Whether `id`'s key is known, as `key` (a record already verified need not be again).
     pub fn knows_as(&self, id: &NodeId, key: &PublicKey, now: Instant) -> bool {
         self.known.get(id, now) == Some(key)

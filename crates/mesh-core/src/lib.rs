@@ -200,6 +200,9 @@ pub struct Stats {
     pub links_over_budget: u64,
     /// Floods dropped because their origin was over its flood budget.
     pub floods_over_origin_budget: u64,
+    /// Floods of strangers dropped over the stranger budget (the node's or the link's
+    /// share; not remembered as seen, so another copy may pass).
+    pub floods_over_stranger_budget: u64,
     /// Outgoing sessions not started for now: the session budget was spent.
     pub sessions_over_budget: u64,
     /// Lookups started to learn the key of a destination (to seal a message for it).
@@ -282,6 +285,7 @@ impl Stats {
             throttled,
             links_over_budget,
             floods_over_origin_budget,
+            floods_over_stranger_budget,
             sessions_over_budget,
             key_lookups,
             sends_unresolved,
@@ -340,6 +344,7 @@ impl Stats {
         self.throttled += throttled;
         self.links_over_budget += links_over_budget;
         self.floods_over_origin_budget += floods_over_origin_budget;
+        self.floods_over_stranger_budget += floods_over_stranger_budget;
         self.sessions_over_budget += sessions_over_budget;
         self.key_lookups += key_lookups;
         self.sends_unresolved += sends_unresolved;

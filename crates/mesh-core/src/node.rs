@@ -110,6 +110,9 @@ pub struct Node {
     budgets: HashMap<NodeId, budget::Link>,
     /// What each flood origin may still make this node forward.
     origin_floods: ExpiringMap<NodeId, budget::Bucket>,
+    /// The node's budgets for floods of strangers ([`Config::stranger_budget`]), one
+    /// per [`budget::FloodKind`].
+    strangers: [budget::Bucket; 2],
     /// Outgoing sessions this node may still start.
     session_bucket: budget::Bucket,
     /// Unreachable reports this node may still send.
@@ -194,6 +197,10 @@ impl Node {
             keys,
             budgets: HashMap::new(),
             origin_floods: ExpiringMap::new(config.key_capacity, budget::ORIGIN_MEMORY),
+            strangers: [
+                budget::Bucket::new(config.stranger_budget, now),
+                budget::Bucket::new(config.stranger_budget, now),
+            ],
             session_bucket: budget::Bucket::new(config.session_budget, now),
             report_bucket: budget::Bucket::new(routing::REPORT_BUDGET, now),
             fallback_bucket: budget::Bucket::new(trust::FALLBACK_BUDGET, now),

@@ -151,6 +151,9 @@ pub struct Routing {
     pub sends_unresolved: u64,
     /// Key lookups whose last round went as a flood.
     pub key_floods: u64,
+    /// Floods of strangers (origins a node had neither a link to nor a record of) dropped
+    /// over the stranger budget (`Stats::floods_over_stranger_budget`).
+    pub floods_over_stranger_budget: u64,
     /// Reliable unicasts (`--reliable`): sent, acknowledged, sent again (no
     /// acknowledgement in time, or a dead end reported), given up after every try.
     pub reliable: Reliable,
@@ -183,6 +186,7 @@ impl Routing {
             key_lookups: stats.key_lookups,
             sends_unresolved: stats.sends_unresolved,
             key_floods: stats.key_floods,
+            floods_over_stranger_budget: stats.floods_over_stranger_budget,
             reliable: Reliable {
                 sent: stats.reliable_sent,
                 acked: stats.reliable_acked,
@@ -297,6 +301,9 @@ pub struct Attack {
     pub seal_failures: u64,
     /// Floods honest nodes dropped over their origin's budget (`floods_over_origin_budget`).
     pub floods_over_origin_budget: u64,
+    /// Floods of strangers honest nodes dropped over the stranger budget
+    /// (`floods_over_stranger_budget`): made-up origins, and honest ones they crowd out.
+    pub floods_over_stranger_budget: u64,
     /// Frames the hostile nodes dropped (drop).
     pub frames_dropped: u64,
     /// Frames the hostile nodes rewrote (forge, poison).
@@ -605,10 +612,14 @@ impl Report {
                 ),
             );
             row(
-                "attack: sessions to made-up ids, over budget; spam sent, delivered",
+                "attack: sessions to made-up ids, over budget; spam sent, delivered, over budget",
                 format!(
-                    "{}, {}; {}, {}",
-                    a.sessions_to_made_up, a.sessions_over_budget, a.spam_sent, a.spam_delivered
+                    "{}, {}; {}, {}, {}",
+                    a.sessions_to_made_up,
+                    a.sessions_over_budget,
+                    a.spam_sent,
+                    a.spam_delivered,
+                    a.floods_over_stranger_budget
                 ),
             );
         }

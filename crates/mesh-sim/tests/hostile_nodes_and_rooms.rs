@@ -114,15 +114,49 @@ fn reliable_unicasts_get_round_one_dropper_in_five() {
     assert_eq!(r.reliable.lost, 0, "{r:#?}");
 }
 
+/// The most floods of made-up origins `honest` nodes can deliver in the scenario: each at
+/// most its stranger budget for broadcasts (docs/protocol.md §10.11), a burst and a rate.
+fn stranger_bound(honest: u64) -> u64 {
+    let budget = mesh_core::Config::default().stranger_budget;
+    let each = budget.burst + budget.per_second * scenario().duration.as_secs_f64();
+    honest * each as u64
+}
+
 #[test]
 fn floods_of_made_up_nodes_are_bounded_by_the_budgets() {
     let (_, a) = attacked(AttackKind::Flood);
     assert_eq!(a.spam_sent, 10 * 100, "{a:#?}");
-    // Each of the 90 honest nodes delivers each at most once.
-    assert!(a.spam_delivered <= a.spam_sent * 90, "{a:#?}");
-    assert!(a.throttled > 0, "{a:#?}");
+    // Each of the 90 honest nodes delivers each at most once, and at most its budget.
+    assert!(a.spam_delivered <= stranger_bound(90), "{a:#?}");
+    assert!(a.floods_over_stranger_budget > 0, "{a:#?}");
     assert!(delivery(&a) >= 0.95, "{a:#?}");
     assert_eq!(a.honest_broadcast_min_coverage, 1.0, "{a:#?}");
+}
+
+#[test]
+fn one_node_flooding_at_line_rate_costs_each_honest_node_at_most_its_stranger_budget() {
+    let scenario = Scenario {
+        hostile: Some(Hostile {
+            fraction: 0.01,
+            attack: AttackKind::Flood,
+            spam: 2_000,
+        }),
+        ..scenario()
+    };
+    let report = mesh_sim::memory::run(&scenario, false);
+    let summary = report.summary();
+    let a = report.attack.clone().expect("an attack in the report");
+    // At 500/s from its first link until the traffic stops, 1 s before the end.
+    assert_eq!(a.hostile, 1, "{summary}");
+    assert!(a.spam_sent > 1_500, "{summary}");
+    assert_eq!(a.forged_delivered, 0, "{a:#?}");
+    // Without the stranger budget each of the 99 delivered nearly all 2 000.
+    assert!(a.spam_delivered <= stranger_bound(99), "{a:#?}");
+    assert!(a.floods_over_stranger_budget > 0, "{a:#?}");
+    // Honest traffic is not what pays: every honest broadcast reaches every honest node.
+    assert_eq!(a.honest_broadcast_min_coverage, 1.0, "{a:#?}");
+    assert!(delivery(&a) >= 0.99, "{a:#?}");
+    assert_eq!(a.links_over_budget_honest, 0, "{a:#?}");
 }
 
 #[test]

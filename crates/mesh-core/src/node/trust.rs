@@ -94,6 +94,30 @@ impl Node {
         }
     }
 
+    /// Whether this node knows of `origin` other than by its floods: a link to it, or its
+    /// record (from a neighbour's announcement, a lookup's answer, its own). Floods of
+    /// others are strangers' (a key that signs a flood is free to make).
+    fn knows_of(&self, origin: &NodeId, now: Instant) -> bool {
+        self.keys.has_record(origin, now) || self.live_link(origin).is_some()
+    }
+
+    /// Takes a token of the stranger budget of `kind` for a flood `peer` sent: from its
+    /// link's share and from the node's.
+    fn stranger_within_budget(
+        &mut self,
+        peer: NodeId,
+        kind: budget::FloodKind,
+        now: Instant,
+    ) -> bool {
+        let rates = self.rates();
+        let node_rate = self.config.stranger_budget;
+        let links = self.live_links().count();
+        self.budgets
+            .entry(peer)
+            .or_insert_with(|| budget::Link::new(&rates, now))
+            .take_stranger(kind, &mut self.strangers, node_rate, links, now)
+    }
+
     /// A proven origin (it signed or sealed what came): a contact, heard of just now. Not a
     /// reason to look at the shape again (origins come with much traffic; the periodic
     /// announce looks anyway), and not refreshed if known.
@@ -456,6 +480,16 @@ impl Node {
         if self.below_difficulty(&origin) {
             return;
         }
+        let decoded = mesh_proto::decode_payload(&payload);
+        let kind = match decoded {
+            Ok(Payload::App(_)) => budget::FloodKind::Broadcast,
+            _ => budget::FloodKind::Fallback,
+        };
+        if !self.knows_of(&origin, now) && !self.stranger_within_budget(peer, kind, now) {
+            // Not remembered: a copy through another neighbour may find a token.
+            self.stats.floods_over_stranger_budget += 1;
+            return;
+        }
         let room = self.keys.room();
         if authored::verify_flood(room, &key, id, &payload, &signature).is_err() {
             self.stats.forged_floods += 1;
@@ -481,7 +515,6 @@ impl Node {
         self.key_learned(origin, now);
         self.learn_route(origin, peer, now);
         self.learn_origin(origin, now);
-        let decoded = mesh_proto::decode_payload(&payload);
         // The copy this node passes on, if it does.
         let onward = Frame::Flood {
             key,

@@ -216,6 +216,7 @@ impl Sim<'_> {
             forged_origins: t.forged_origins,
             seal_failures: t.seal_failures,
             floods_over_origin_budget: t.floods_over_origin_budget,
+            floods_over_stranger_budget: t.floods_over_stranger_budget,
             frames_dropped: h.frames_dropped,
             frames_rewritten: h.frames_rewritten,
             spam_sent: h.spam_sent,

@@ -344,6 +344,7 @@ impl Sim<'_> {
             forged_origins: o.forged_origins,
             seal_failures: o.seal_failures,
             floods_over_origin_budget: o.floods_over_origin_budget,
+            floods_over_stranger_budget: o.floods_over_stranger_budget,
             frames_dropped: self.cast.frames_dropped.load(Relaxed),
             frames_rewritten: self.cast.frames_rewritten.load(Relaxed),
             spam_sent: self.spam_sent.load(Relaxed),
