@@ -2,10 +2,12 @@
 //! make the mesh flood. Token buckets, each refilled at its rate up to its burst; a frame
 //! over budget is dropped and counted. A neighbour that keeps sending over budget (its
 //! drops exhaust a second bucket, its *strikes*) has its link dropped: an honest node
-//! never comes near (the traffic model behind the defaults: docs/protocol.md §10.10).
+//! never comes near (the traffic model behind the defaults: docs/protocol.md §10.11).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use mesh_proto::NodeId;
 use web_time::Instant;
 
 /// A rate and a burst: a bucket of `burst` tokens refilled at `per_second`.
@@ -145,9 +147,7 @@ impl Link {
             Verdict::Drop
         }
     }
-}
 
-impl Link {
     /// Takes a token for a flood of `kind` from a stranger (an origin this node knows
     /// nothing of) from this link's share and from the node's bucket of that kind (`node`,
     /// each refilled at `node_rate`), or from neither: whether the flood may go on. A
@@ -164,8 +164,9 @@ impl Link {
         let share = stranger_share(node_rate, links);
         let (link, node) = (&mut self.strangers[kind as usize], &mut node[kind as usize]);
         if link.ready(share, now) && node.ready(node_rate, now) {
-            link.take(share, now);
-            node.take(node_rate, now);
+            // Both refilled to `now` just above.
+            link.tokens -= 1.0;
+            node.tokens -= 1.0;
             true
         } else {
             false
@@ -173,9 +174,19 @@ impl Link {
     }
 }
 
+/// The budgets of `peer`'s link in `budgets`, made at `rates` if it has none yet.
+pub(crate) fn link_of<'a>(
+    budgets: &'a mut HashMap<NodeId, Link>,
+    peer: NodeId,
+    rates: &Rates,
+    now: Instant,
+) -> &'a mut Link {
+    budgets.entry(peer).or_insert_with(|| Link::new(rates, now))
+}
+
 /// What one of `links` links may spend of the node's stranger budget `node`: an even
 /// share, rate and burst. A neighbour that makes up origins puts into the mesh at most
-/// its share at each of its neighbours (docs/protocol.md §10.10); the node's own bucket
+/// its share at each of its neighbours (docs/protocol.md §10.11); the node's own bucket
 /// bounds what links that come and go bring (each comes with a full share).
 pub(crate) fn stranger_share(node: Rate, links: usize) -> Rate {
     let parts = links.max(1) as f64;

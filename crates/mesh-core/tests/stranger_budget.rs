@@ -1,4 +1,4 @@
-//! The stranger budget (docs/protocol.md §10.10): floods whose origin a node has neither a
+//! The stranger budget (docs/protocol.md §10.4 step 2, §10.11): floods whose origin a node has neither a
 //! link to nor a record of are taken, per link, only up to an even share of the node's
 //! budget, for broadcasts and for the rest apart. Past it they are dropped unverified and
 //! not remembered (a copy through another link may still go); floods of origins the node

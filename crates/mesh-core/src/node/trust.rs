@@ -74,11 +74,8 @@ impl Node {
         now: Instant,
     ) -> bool {
         let rates = self.rates();
-        let verdict = self
-            .budgets
-            .entry(peer)
-            .or_insert_with(|| budget::Link::new(&rates, now))
-            .spend(&rates, what, now);
+        let verdict =
+            budget::link_of(&mut self.budgets, peer, &rates, now).spend(&rates, what, now);
         match verdict {
             Verdict::Go => true,
             Verdict::Throttle => {
@@ -109,13 +106,15 @@ impl Node {
         kind: budget::FloodKind,
         now: Instant,
     ) -> bool {
-        let rates = self.rates();
+        let (rates, links) = (self.rates(), self.degree());
         let node_rate = self.config.stranger_budget;
-        let links = self.live_links().count();
-        self.budgets
-            .entry(peer)
-            .or_insert_with(|| budget::Link::new(&rates, now))
-            .take_stranger(kind, &mut self.strangers, node_rate, links, now)
+        budget::link_of(&mut self.budgets, peer, &rates, now).take_stranger(
+            kind,
+            &mut self.strangers,
+            node_rate,
+            links,
+            now,
+        )
     }
 
     /// A proven origin (it signed or sealed what came): a contact, heard of just now. Not a
