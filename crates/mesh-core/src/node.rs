@@ -926,6 +926,17 @@ impl Node {
         // Whatever ended the link (a bad frame, a close, a departure), do not re-link at once.
         self.back_off(peer, now);
         if self.links.get(&peer) == Some(session) {
+            // Ended without notice (no `Closing`): the peer left or failed, most likely.
+            // Not a contact any more, so that neither this node nor those it answers
+            // lookups for spend a session on it; its own traffic or a neighbour's
+            // announcement brings it back if it lives (docs/benchmarks.md §14.18).
+            let without_notice = matches!(
+                reason,
+                LinkDownReason::Transport(_) | LinkDownReason::Silent(_)
+            ) && !self.links.is_draining(&peer);
+            if without_notice {
+                self.contacts.remove(&peer);
+            }
             self.topology_dirty = true;
             self.links.remove(&peer);
             self.budgets.remove(&peer);

@@ -577,9 +577,11 @@ mod tests {
 
     /// At the target degree, a closer peer known only from records others passed on is no
     /// reason for an extra link (a departed node lives on in such records); once seen alive
-    /// first hand (here, its own traffic), it is.
+    /// first hand (here, its own traffic), it is, if an offer can reach it: with no
+    /// neighbour closer to it and no route learned from its traffic, the session would fail
+    /// at once.
     #[test]
-    fn an_extra_link_goes_only_to_a_peer_seen_alive() {
+    fn an_extra_link_goes_only_to_a_peer_seen_alive_that_an_offer_can_reach() {
         let now = Instant::now();
         let seed = [15; 32];
         let me = u128::from_be_bytes(*Keypair::from_seed(seed).node_id().as_bytes());
@@ -594,9 +596,44 @@ mod tests {
         assert!(node.rewire(now), "looked");
         assert!(node.pending_with(closer).is_none(), "hearsay: no session");
         node.learn_origin(closer, now);
+        // Closer to us than any neighbour: none is a step towards it.
         assert!(node.rewire(now));
-        assert!(node.pending_with(closer).is_some(), "seen alive: a session");
+        assert!(
+            node.pending_with(closer).is_none(),
+            "no way there: no session"
+        );
+        node.routes.insert(closer, id(links[0].0), now);
+        assert!(node.rewire(now));
+        assert!(
+            node.pending_with(closer).is_some(),
+            "seen alive, a way: a session"
+        );
         assert_eq!(node.stats.links_rewired, 1);
+        assert_eq!(node.stats.sessions_failed, 0);
+    }
+
+    /// A link that ends without notice (no `Closing`: the peer left or failed) takes the
+    /// peer out of the contacts; one closed with notice (shed) does not.
+    #[test]
+    fn a_neighbour_lost_without_notice_is_no_longer_a_contact() {
+        let now = Instant::now();
+        let seed = [17; 32];
+        let me = u128::from_be_bytes(*Keypair::from_seed(seed).node_id().as_bytes());
+        let (left, shed) = (me ^ (1 << 100), me ^ (1 << 101));
+        let mut node = node_with(seed, &[(left, vec![]), (shed, vec![])], now);
+        node.learn_peers(&[id(left), id(shed)], now);
+        node.on_closing(id(shed), now);
+        let closed = |node: &Node, peer: u128| node.links.get(&id(peer)).unwrap();
+        let (s_left, s_shed) = (closed(&node, left), closed(&node, shed));
+        let gone = || crate::LinkDownReason::Transport("closed by the peer".into());
+        node.on_link_closed(s_left, gone(), now);
+        node.on_link_closed(s_shed, gone(), now);
+        assert_eq!(node.degree(), 0);
+        assert!(!node.contacts.contains(&id(left), now), "left: forgotten");
+        assert!(
+            node.contacts.contains(&id(shed), now),
+            "shed with notice: kept"
+        );
     }
 
     /// A session whose offer met a dead end near its peer's id: the peer is gone for this

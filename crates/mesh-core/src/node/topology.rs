@@ -22,7 +22,7 @@ use web_time::Instant;
 
 use mesh_proto::frame::MAX_NODES;
 use mesh_proto::signal::Payload;
-use mesh_proto::{Distance, Frame, NodeId, NodeRecord};
+use mesh_proto::{Distance, Frame, NodeId, NodeRecord, Steering};
 use rand::Rng;
 use rand::seq::IteratorRandom;
 
@@ -53,6 +53,17 @@ impl Node {
             && !self.awaiting.contains_key(peer)
     }
 
+    /// Whether an offer to `peer` can leave this node through the mesh: a neighbour makes
+    /// progress towards it, or a route learned from its traffic leads there. A session
+    /// whose offer has nowhere to go fails at once, after the transport has prepared it
+    /// (in WebRTC, a PeerConnection and its offer): an extra link does not go to such a
+    /// peer. A top-up (below the target) still may: those failures are how a node on an
+    /// island learns it is stranded ([`Node::stranded`]; taking them away left survivors
+    /// of a mass kill below their minimum degree, docs/benchmarks.md §14.18).
+    fn reachable(&self, peer: &NodeId, now: Instant) -> bool {
+        self.next_hop(*peer, &[], Steering::Learned, now).is_some()
+    }
+
     /// Peers we could open a session with now: known and eligible; in no particular order.
     fn eligible(&self, now: Instant) -> Vec<NodeId> {
         self.contacts
@@ -62,19 +73,24 @@ impl Node {
             .collect()
     }
 
-    /// The eligible contact in bucket `b` closest to us (with `seen_since`, of those seen
-    /// alive since).
+    /// The eligible contact in bucket `b` closest to us; with `seen_since` (an extra link),
+    /// of those seen alive since and that an offer can reach.
     fn closest_eligible_in(
         &self,
         b: u32,
         now: Instant,
         seen_since: Option<Instant>,
     ) -> Option<NodeId> {
-        self.contacts
+        let eligible = self
+            .contacts
             .in_bucket(b, now, seen_since)
-            .filter(|p| self.is_eligible(p, now))
-            .min_by_key(|p| self.id.distance(p))
-            .copied()
+            .filter(|p| self.is_eligible(p, now));
+        if seen_since.is_none() {
+            return eligible.min_by_key(|p| self.id.distance(p)).copied();
+        }
+        let mut in_bucket: Vec<NodeId> = eligible.copied().collect();
+        in_bucket.sort_unstable_by_key(|p| self.id.distance(p));
+        in_bucket.into_iter().find(|p| self.reachable(p, now))
     }
 
     /// The distance of our `closest_links`-th closest neighbour (`None`: fewer links).
@@ -106,7 +122,8 @@ impl Node {
     /// A peer whose link would improve the shape: one closer than our
     /// `closest_links`-th closest neighbour, else one in a bucket nobody we can reach in
     /// two links is in (the farthest such bucket first: it holds the most ids; in it, the
-    /// peer closest to us). Only eligible contacts count.
+    /// peer closest to us). Only eligible contacts count (and for an extra link, only those
+    /// an offer can reach).
     ///
     /// With `coarse` (an extra link, above the target), "closer" means closer than our
     /// closest neighbour, or in a deeper bucket than that `closest_links`-th one: every
@@ -203,7 +220,8 @@ impl Node {
         // An extra link is a choice, not a need: only to a peer seen alive lately. A
         // departed node lives on in others' records for `key_ttl`, and in a churning mesh
         // rewiring to such hearsay was most of the sessions opened (docs/benchmarks.md
-        // §14.13).
+        // §14.13). Only to a peer a neighbour announces now was measured too, and left
+        // out: it cut rewiring to peers lookups found, and the mesh's shape (§14.18).
         let lately = now.checked_sub(SEEN_LATELY);
         if let Some(peer) = lately.and_then(|t| self.structural_candidate(true, Some(t), now)) {
             self.stats.links_rewired += 1;
