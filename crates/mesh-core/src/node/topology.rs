@@ -73,19 +73,19 @@ impl Node {
             .collect()
     }
 
-    /// The eligible contact in bucket `b` closest to us; with `seen_since` (an extra link),
-    /// of those seen alive since and that an offer can reach.
+    /// The eligible contact in bucket `b` closest to us; for an extra link (`extra_since`),
+    /// of those seen alive since then and that an offer can reach.
     fn closest_eligible_in(
         &self,
         b: u32,
         now: Instant,
-        seen_since: Option<Instant>,
+        extra_since: Option<Instant>,
     ) -> Option<NodeId> {
         let eligible = self
             .contacts
-            .in_bucket(b, now, seen_since)
+            .in_bucket(b, now, extra_since)
             .filter(|p| self.is_eligible(p, now));
-        if seen_since.is_none() {
+        if extra_since.is_none() {
             return eligible.min_by_key(|p| self.id.distance(p)).copied();
         }
         let mut in_bucket: Vec<NodeId> = eligible.copied().collect();
@@ -125,24 +125,21 @@ impl Node {
     /// peer closest to us). Only eligible contacts count (and for an extra link, only those
     /// an offer can reach).
     ///
-    /// With `coarse` (an extra link, above the target), "closer" means closer than our
-    /// closest neighbour, or in a deeper bucket than that `closest_links`-th one: every
-    /// newcomer a little closer would otherwise cost a session and a shed link.
+    /// For an extra link, above the target (`extra_since`: only peers seen alive since
+    /// then), "closer" means closer than our closest neighbour, or in a deeper bucket than
+    /// that `closest_links`-th one: every newcomer a little closer would otherwise cost a
+    /// session and a shed link.
     ///
     /// It runs on every tick after anything that bears on the shape changed, so it walks
     /// the buckets rather than every contact: the closest eligible peer is in the deepest
     /// bucket that has one, and covered buckets are skipped whole.
-    fn structural_candidate(
-        &self,
-        coarse: bool,
-        seen_since: Option<Instant>,
-        now: Instant,
-    ) -> Option<NodeId> {
+    fn structural_candidate(&self, extra_since: Option<Instant>, now: Instant) -> Option<NodeId> {
+        let coarse = extra_since.is_some();
         let depth = self.contacts.depth();
         if self.closest_links() > 0
             && let Some(p) = (0..depth)
                 .rev()
-                .find_map(|b| self.closest_eligible_in(b, now, seen_since))
+                .find_map(|b| self.closest_eligible_in(b, now, extra_since))
         {
             let d = self.id.distance(&p);
             match self.closest_link_bound() {
@@ -161,7 +158,7 @@ impl Node {
         let covered = self.covered_buckets();
         (0..depth)
             .filter(|b| !covered.contains(*b))
-            .find_map(|b| self.closest_eligible_in(b, now, seen_since))
+            .find_map(|b| self.closest_eligible_in(b, now, extra_since))
     }
 
     /// The next peer to link to while under the target degree: a structural improvement
@@ -175,7 +172,7 @@ impl Node {
     /// (neighbours' neighbours, mostly) made the mesh clustered and fragile under droppers
     /// and forgers (docs/benchmarks.md §14.13).
     pub(super) fn pick_candidate(&mut self, prefer_routable: bool, now: Instant) -> Option<NodeId> {
-        if let Some(p) = self.structural_candidate(false, None, now) {
+        if let Some(p) = self.structural_candidate(None, now) {
             return Some(p);
         }
         let mut eligible = self.eligible(now);
@@ -223,7 +220,7 @@ impl Node {
         // §14.13). Only to a peer a neighbour announces now was measured too, and left
         // out: it cut rewiring to peers lookups found, and the mesh's shape (§14.18).
         let lately = now.checked_sub(SEEN_LATELY);
-        if let Some(peer) = lately.and_then(|t| self.structural_candidate(true, Some(t), now)) {
+        if let Some(peer) = lately.and_then(|t| self.structural_candidate(Some(t), now)) {
             self.stats.links_rewired += 1;
             self.start_session(peer, Carrier::Mesh, now);
         }
