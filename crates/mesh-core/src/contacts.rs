@@ -182,6 +182,17 @@ impl ContactTable {
         self.live(*at, now) && seen_since.is_none_or(|since| seen.is_some_and(|s| s >= since))
     }
 
+    /// Whether `peer` is a live contact seen alive first hand less than `within` ago.
+    pub fn seen_within(&self, peer: &NodeId, within: Duration, now: Instant) -> bool {
+        self.bucket_of(peer)
+            .and_then(|b| self.buckets.get(b))
+            .and_then(|bucket| bucket.iter().find(|(p, _, _)| p == peer))
+            .is_some_and(|(_, at, seen)| {
+                self.live(*at, now)
+                    && seen.is_some_and(|s| now.saturating_duration_since(s) < within)
+            })
+    }
+
     /// How many buckets there are to look at: no contact was ever in a bucket beyond.
     pub fn depth(&self) -> u32 {
         self.buckets.len() as u32

@@ -211,8 +211,8 @@ pub struct Stats {
     pub sends_unresolved: u64,
     /// Unreachable reports ignored: about no message of ours still kept.
     pub unreachable_ignored: u64,
-    /// Links asked for ([`crate::Node::connect`]) to a peer whose key no lookup found:
-    /// given up without a session.
+    /// Links wanted ([`crate::Node::connect`], or a top-up to a peer not seen alive
+    /// lately) to a peer that no lookup found answering: given up without a session.
     pub connects_unresolved: u64,
     /// Reliable unicasts sent ([`crate::Node::send_reliable`]).
     pub reliable_sent: u64,

@@ -802,7 +802,8 @@ impl Node {
     /// Below the target degree, with sessions through the mesh failing and no new link for
     /// a whole session timeout (see [`Node::top_up`]).
     fn stranded(&mut self, now: Instant) -> bool {
-        let failed = self.stats.sessions_failed;
+        // A peer no lookup confirmed is a session that would have failed.
+        let failed = self.stats.sessions_failed + self.stats.connects_unresolved;
         if self.degree() >= self.config.target_degree {
             self.short_since = Some((now, failed));
             return false;
@@ -813,7 +814,7 @@ impl Node {
     }
 
     fn top_up(&mut self, now: Instant) {
-        let mut pending = self.sessions.pending_offers().count();
+        let mut pending = self.sessions.pending_offers().count() + self.links_awaited();
         let stranded = self.stranded(now);
         self.stranded_now = stranded;
         let server_up = self.server_up();
@@ -850,6 +851,15 @@ impl Node {
         let slots = self.config.max_pending_sessions.saturating_sub(pending);
         for _ in 0..want.min(slots) {
             match self.pick_candidate(true, now) {
+                // Not seen alive lately: only heard of (a record passed on) or not heard
+                // from for a while, so it may well have left, and in a churning mesh such
+                // peers were what nearly every failed session went to. Its own answer to a
+                // lookup first: the session starts when it answers (`key_learned`).
+                Some(peer) if !self.seen_lately(&peer, now) => {
+                    if !self.await_key(peer, None, now) {
+                        break;
+                    }
+                }
                 Some(peer) => self.start_session(peer, Carrier::Mesh, now),
                 None => {
                     self.request_neighbours(now);

@@ -26,12 +26,18 @@ fn scenario() -> Scenario {
 
 /// The run with 10 % of the nodes hostile, and its `attack`, with no forgery delivered.
 fn attacked(attack: AttackKind) -> (Report, Attack) {
+    attacked_with_seed(attack, 1)
+}
+
+/// [`attacked`] with another seed (which nodes are hostile, and everything random).
+fn attacked_with_seed(attack: AttackKind, seed: u64) -> (Report, Attack) {
     let scenario = Scenario {
         hostile: Some(Hostile {
             fraction: 0.1,
             attack,
             spam: 100,
         }),
+        seed,
         ..scenario()
     };
     let report = mesh_sim::memory::run(&scenario, false);
@@ -51,20 +57,33 @@ fn delivery(a: &Attack) -> f64 {
     a.honest_unicast.delivered as f64 / a.honest_unicast.sent as f64
 }
 
+/// Over seeds 1-3: while the mesh forms, one seed's honest delivery swings by a fifth
+/// either way with any change to the core (seed 1 went 52 -> 39 of 63 with the change that
+/// took 24 seeds from 1 205 to 1 292 of 1 557, docs/benchmarks.md §14.19), so the floors
+/// are on the three together.
 #[test]
 fn forgeries_cost_the_forger_its_links_and_reach_no_application() {
-    let (_, a) = attacked(AttackKind::Forge);
-    assert!(a.frames_rewritten > 100, "{a:#?}");
-    assert!(a.links_dropped_forged > 0 && a.forged_floods > 0, "{a:#?}");
-    assert_eq!(a.links_dropped_forged_honest, 0, "{a:#?}");
-    assert!(a.forged_origins + a.seal_failures > 0, "{a:#?}");
-    // Measured (seeded): 52 of 63 (the forgers break what they relay; an honest node whose
-    // links went to forgers drops them all), min coverage 0.045: the first broadcast, sent
-    // while the mesh forms (53 of 63 and 0.708 before peers reported unreachable were kept
-    // out of the contacts; over seeds 1-8 min coverage swings both ways: benchmarks
-    // §14.11). Issue 13's aim, every honest node, is not met. Floors against regressions.
-    assert!(delivery(&a) >= 0.7, "{a:#?}");
-    assert!(a.honest_broadcast_min_coverage >= 0.03, "{a:#?}");
+    let (mut delivered, mut sent, mut coverage) = (0, 0, 0.0);
+    for seed in 1..=3 {
+        let (_, a) = attacked_with_seed(AttackKind::Forge, seed);
+        assert!(a.frames_rewritten > 100, "{a:#?}");
+        assert!(a.links_dropped_forged > 0 && a.forged_floods > 0, "{a:#?}");
+        assert_eq!(a.links_dropped_forged_honest, 0, "{a:#?}");
+        assert!(a.forged_origins + a.seal_failures > 0, "{a:#?}");
+        delivered += a.honest_unicast.delivered;
+        sent += a.honest_unicast.sent;
+        coverage += a.honest_broadcast_min_coverage / 3.0;
+    }
+    // Measured (seeded): 166 of 197 (the forgers break what they relay; an honest node
+    // whose links went to forgers drops them all; 180 before §14.19), mean min coverage
+    // 0.43: the first broadcast, sent while the mesh forms, reaches some honest nodes only
+    // (0.60 before; over 24 seeds it swings both ways, §14.19). Issue 13's aim, every
+    // honest node, is not met. Floors against regressions.
+    assert!(
+        delivered as f64 >= 0.75 * sent as f64,
+        "{delivered} of {sent}"
+    );
+    assert!(coverage >= 0.2, "mean min coverage {coverage}");
 }
 
 #[test]

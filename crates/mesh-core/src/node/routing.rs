@@ -612,6 +612,100 @@ mod tests {
         assert_eq!(node.stats.sessions_failed, 0);
     }
 
+    /// Below the target, the bucket to link into is chosen by shape alone, and within it a
+    /// peer seen alive lately (first hand: here, its own traffic) goes before one only
+    /// heard of (a record passed on): closer or not, and whichever way the bucket was
+    /// chosen (the closest link wanted; a random peer in the farthest bucket not linked).
+    /// Once not seen for `SEEN_LATELY`, they are alike again.
+    #[test]
+    fn a_top_up_prefers_in_its_bucket_a_peer_seen_alive_lately() {
+        let now = Instant::now();
+        let seed = [18; 32];
+        let me = u128::from_be_bytes(*Keypair::from_seed(seed).node_id().as_bytes());
+        // Two links: the closest links are wanted, in the deepest bucket with a contact.
+        let mut node = node_with(
+            seed,
+            &[(me ^ (1 << 120), vec![]), (me ^ (1 << 121), vec![])],
+            now,
+        );
+        let (heard, alive) = (id(me ^ (1 << 90) ^ 1), id(me ^ (1 << 90) ^ 2));
+        node.learn_peers(&[heard], now);
+        node.learn_origin(alive, now);
+        assert!(node.id.distance(&heard) < node.id.distance(&alive));
+        assert_eq!(node.pick_candidate(true, now), Some(alive));
+        let later = now + Duration::from_secs(31);
+        assert_eq!(
+            node.pick_candidate(true, later),
+            Some(heard),
+            "alike: the closest"
+        );
+
+        // Three links closer than anyone else; bucket 0 covered by a neighbour's neighbour,
+        // not linked: a random peer of bucket 0, eleven to choose from.
+        let cover = me ^ (1 << 127) ^ 0xff;
+        let mut node = node_with(
+            seed,
+            &[(me ^ 1, vec![cover]), (me ^ 2, vec![]), (me ^ 3, vec![])],
+            now,
+        );
+        let heard: Vec<NodeId> = (0..10).map(|k| id(me ^ (1 << 127) ^ k)).collect();
+        let alive = id(me ^ (1 << 127) ^ 10);
+        node.learn_peers(&heard, now);
+        node.learn_origin(alive, now);
+        for _ in 0..10 {
+            assert_eq!(node.pick_candidate(true, now), Some(alive));
+        }
+        let picks: std::collections::BTreeSet<NodeId> = (0..40)
+            .filter_map(|_| node.pick_candidate(true, later))
+            .collect();
+        assert!(
+            picks.len() > 1,
+            "alike again: any of the bucket ({picks:?})"
+        );
+    }
+
+    /// A top-up to a peer not seen alive lately (here, only heard of) looks it up first and
+    /// starts no session: the session starts when the peer shows itself alive (its own
+    /// answer, here its traffic); a peer that does not in time is given up without a
+    /// session, no longer a contact, and counts as a failure towards being stranded.
+    #[test]
+    fn a_top_up_looks_up_a_peer_only_heard_of_before_a_session() {
+        let now = Instant::now();
+        let seed = [19; 32];
+        let me = u128::from_be_bytes(*Keypair::from_seed(seed).node_id().as_bytes());
+        let mut node = node_with(seed, &[(me ^ (1 << 120), vec![])], now);
+        let (alive, left) = (id(me ^ (1 << 90) ^ 1), id(me ^ (1 << 91) ^ 1));
+        for (peer, k) in [(alive, 95), (left, 96)] {
+            let key = Keypair::from_seed([k; 32]).public();
+            node.keys.learn_unconfirmed(peer, key, now);
+        }
+        node.learn_peers(&[alive, left], now);
+        let _ = drain(&mut node);
+        node.top_up(now);
+        let (sent, _) = drain(&mut node);
+        let lookups = |frames: &[(SessionId, mesh_proto::Frame)], to: NodeId| {
+            let lookup = |(_, f): &&(SessionId, mesh_proto::Frame)| matches!(f, mesh_proto::Frame::Lookup { target, .. } if *target == to);
+            frames.iter().filter(lookup).count()
+        };
+        assert!(lookups(&sent, alive) > 0 && lookups(&sent, left) > 0);
+        assert_eq!(node.sessions.pending_offers().count(), 0, "no session yet");
+        assert_eq!(node.links_awaited(), 2);
+        // `alive` shows itself: its key proved and seen alive, as its sealed answer does.
+        let key = Keypair::from_seed([95; 32]).public();
+        node.keys.learn(alive, key, now);
+        node.learn_origin(alive, now);
+        node.key_learned(alive, now);
+        assert!(node.pending_with(alive).is_some(), "alive: a session");
+        // `left` never does.
+        let later = now + super::super::trust::KEY_WAIT;
+        node.expire_awaiting(later);
+        assert!(node.pending_with(left).is_none());
+        assert!(!node.contacts.contains(&left, later), "given up: forgotten");
+        assert_eq!(node.stats.connects_unresolved, 1);
+        assert_eq!(node.stats.sessions_failed, 0);
+        assert_eq!(node.stats.sessions_initiated_via_mesh, 1);
+    }
+
     /// A link that ends without notice (no `Closing`: the peer left or failed) takes the
     /// peer out of the contacts; one closed with notice (shed) does not.
     #[test]

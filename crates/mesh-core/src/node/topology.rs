@@ -34,7 +34,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Only a peer seen alive (first hand: its own signed or sealed traffic, a neighbour's
 /// announcement, the server's sample, its offer) within this long gets a link above the
-/// target degree.
+/// target degree; below it, such a peer goes before the others of its bucket.
 const SEEN_LATELY: Duration = Duration::from_secs(30);
 
 impl Node {
@@ -64,6 +64,13 @@ impl Node {
         self.next_hop(*peer, &[], Steering::Learned, now).is_some()
     }
 
+    /// Whether `peer` was seen alive first hand (its own signed or sealed traffic, a
+    /// neighbour's announcement, the server's sample, its offer) in the last
+    /// `SEEN_LATELY`.
+    pub(super) fn seen_lately(&self, peer: &NodeId, now: Instant) -> bool {
+        self.contacts.seen_within(peer, SEEN_LATELY, now)
+    }
+
     /// Peers we could open a session with now: known and eligible; in no particular order.
     fn eligible(&self, now: Instant) -> Vec<NodeId> {
         self.contacts
@@ -74,20 +81,32 @@ impl Node {
     }
 
     /// The eligible contact in bucket `b` closest to us; for an extra link (`extra_since`),
-    /// of those seen alive since then and that an offer can reach.
+    /// of those seen alive since then and that an offer can reach. For a top-up (`None`),
+    /// of those seen alive lately if there is one (a contact only heard of, from records
+    /// passed on, is the likeliest to have left: docs/benchmarks.md §14.19), else of all.
     fn closest_eligible_in(
         &self,
         b: u32,
         now: Instant,
         extra_since: Option<Instant>,
     ) -> Option<NodeId> {
+        let closest = |since| {
+            self.contacts
+                .in_bucket(b, now, since)
+                .filter(|p| self.is_eligible(p, now))
+                .min_by_key(|p| self.id.distance(p))
+                .copied()
+        };
+        if extra_since.is_none() {
+            let lately = now.checked_sub(SEEN_LATELY);
+            return lately
+                .and_then(|t| closest(Some(t)))
+                .or_else(|| closest(None));
+        }
         let eligible = self
             .contacts
             .in_bucket(b, now, extra_since)
             .filter(|p| self.is_eligible(p, now));
-        if extra_since.is_none() {
-            return eligible.min_by_key(|p| self.id.distance(p)).copied();
-        }
         let mut in_bucket: Vec<NodeId> = eligible.copied().collect();
         in_bucket.sort_unstable_by_key(|p| self.id.distance(p));
         in_bucket.into_iter().find(|p| self.reachable(p, now))
@@ -168,9 +187,10 @@ impl Node {
     /// to find a way), else any.
     /// (What the long links are worth: docs/benchmarks.md §8.1.)
     ///
-    /// Any contact will do, seen alive or only heard of: preferring peers seen alive lately
-    /// (neighbours' neighbours, mostly) made the mesh clustered and fragile under droppers
-    /// and forgers (docs/benchmarks.md §14.13).
+    /// The bucket is chosen by shape alone, whoever is in it: preferring peers seen alive
+    /// lately everywhere (neighbours' neighbours, mostly) made the mesh clustered and
+    /// fragile under droppers and forgers (docs/benchmarks.md §14.13). Within the chosen
+    /// bucket, a peer seen alive lately goes first (§14.19).
     pub(super) fn pick_candidate(&mut self, prefer_routable: bool, now: Instant) -> Option<NodeId> {
         if let Some(p) = self.structural_candidate(None, now) {
             return Some(p);
@@ -188,8 +208,26 @@ impl Node {
             .filter(|b| !linked.contains(*b))
             .min();
         if let Some(b) = farthest_unlinked {
-            let in_bucket = eligible.iter().filter(|p| bucket(&self.id, p) == b);
-            return in_bucket.copied().choose(&mut self.rng);
+            let mut in_bucket: Vec<NodeId> = now
+                .checked_sub(SEEN_LATELY)
+                .map(|t| {
+                    let lately = self.contacts.in_bucket(b, now, Some(t));
+                    lately
+                        .filter(|p| self.is_eligible(p, now))
+                        .copied()
+                        .collect()
+                })
+                .unwrap_or_default();
+            if in_bucket.is_empty() {
+                in_bucket = eligible
+                    .iter()
+                    .filter(|p| bucket(&self.id, p) == b)
+                    .copied()
+                    .collect();
+            }
+            // Sorted, so that the random choice depends on the seed only.
+            in_bucket.sort_unstable();
+            return in_bucket.into_iter().choose(&mut self.rng);
         }
         if prefer_routable {
             let two_hop: BTreeSet<&NodeId> = self
@@ -470,7 +508,7 @@ impl Node {
             // Verifying the records delivered what waited, if the target's was among
             // them; if not, this is one path's word that nobody near it knows it.
             if self.awaiting.contains_key(&target) {
-                self.key_not_in_answer(target);
+                self.key_not_in_answer(target, now);
             }
             self.learn_peers(&peers, now);
             return;

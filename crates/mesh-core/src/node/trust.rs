@@ -43,7 +43,8 @@ pub(super) struct Awaiting {
     until: Instant,
     /// Application messages to seal once the key is known, and whether each is reliable.
     messages: Vec<(Vec<u8>, bool)>,
-    /// Whether the application asked for a link to it ([`Node::connect`]).
+    /// Whether a link to it is wanted: the application asked ([`Node::connect`]), or a
+    /// top-up waits for it to show itself alive first.
     connect: bool,
     /// Rounds of lookups sent.
     rounds: u32,
@@ -53,6 +54,11 @@ pub(super) struct Awaiting {
 pub(super) type AwaitingKeys = BTreeMap<NodeId, Awaiting>;
 
 impl Node {
+    /// Links waiting for the peer's key or its own answer ([`Awaiting::connect`]).
+    pub(super) fn links_awaited(&self) -> usize {
+        self.awaiting.values().filter(|a| a.connect).count()
+    }
+
     /// The budgets of each link, refilled at the configured rates.
     pub(super) fn rates(&self) -> budget::Rates {
         budget::Rates {
@@ -259,8 +265,8 @@ impl Node {
             }
             return;
         }
-        self.key_learned(origin, now);
         self.learn_origin(origin, now);
+        self.key_learned(origin, now);
         let plain = mesh_proto::decode_payload(&plain);
         if flooded
             && !matches!(
@@ -511,9 +517,9 @@ impl Node {
             return;
         }
         self.keys.learn(origin, key, now);
-        self.key_learned(origin, now);
         self.learn_route(origin, peer, now);
         self.learn_origin(origin, now);
+        self.key_learned(origin, now);
         // The copy this node passes on, if it does.
         let onward = Frame::Flood {
             key,
@@ -601,9 +607,9 @@ impl Node {
         }
         self.dedup.insert((origin, id), (), now);
         self.keys.learn(origin, key, now);
-        self.key_learned(origin, now);
         self.learn_route(origin, peer, now);
         self.learn_origin(origin, now);
+        self.key_learned(origin, now);
         let forward = Frame::Lookup {
             target,
             key,
@@ -721,7 +727,7 @@ impl Node {
     }
 
     /// An answer to one of `target`'s key lookups came without its record.
-    pub(super) fn key_not_in_answer(&mut self, target: NodeId) {
+    pub(super) fn key_not_in_answer(&mut self, target: NodeId, now: Instant) {
         let paths = self.config.key_lookup_paths;
         let Some(a) = self.awaiting.get_mut(&target) else {
             return;
@@ -731,7 +737,7 @@ impl Node {
         // the deadline: with a relay dropping what goes through it, a lookup can end short
         // of the target, at a node that does not know it, however many paths say so.
         if a.messages.is_empty() && a.without >= paths.min(a.lookups.len()) {
-            self.give_up_key(target);
+            self.give_up_key(target, now);
         }
     }
 
@@ -757,8 +763,9 @@ impl Node {
             }
         }
         if a.connect {
-            if !self.keys.confirmed(&id, now) {
-                // Only a record someone passed on: the node itself must answer first.
+            if !self.keys.confirmed(&id, now) || !self.seen_lately(&id, now) {
+                // Only a record someone passed on, or word of it from a while ago: the
+                // node itself must answer first.
                 self.awaiting.insert(
                     id,
                     Awaiting {
@@ -786,7 +793,7 @@ impl Node {
             .map(|(id, _)| *id)
             .collect();
         for to in late {
-            self.give_up_key(to);
+            self.give_up_key(to, now);
         }
         let again: Vec<NodeId> = self
             .awaiting
@@ -800,14 +807,17 @@ impl Node {
     }
 
     /// Gives up on `to`'s key: what waited for it is reported unreachable.
-    pub(super) fn give_up_key(&mut self, to: NodeId) {
+    pub(super) fn give_up_key(&mut self, to: NodeId, now: Instant) {
         let Some(a) = self.awaiting.remove(&to) else {
             return;
         };
         if a.connect {
-            // Nobody answered for it: not a contact worth another try soon.
+            // Nobody answered for it: not a contact, and not tried again for
+            // `retry_backoff`, as after a session that failed (records others pass on, the
+            // answers to these very lookups among them, bring it straight back).
             self.stats.connects_unresolved += 1;
             self.contacts.remove(&to);
+            self.back_off(to, now);
         }
         if !a.messages.is_empty() {
             self.stats.sends_unresolved += a.messages.len() as u64;
