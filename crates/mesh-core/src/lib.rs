@@ -205,7 +205,8 @@ pub struct Stats {
     pub floods_over_stranger_budget: u64,
     /// Outgoing sessions not started for now: the session budget was spent.
     pub sessions_over_budget: u64,
-    /// Lookups started to learn the key of a destination (to seal a message for it).
+    /// Key lookups started: to learn the key of a destination (to seal a message for it),
+    /// or to hear a peer a top-up picked answer itself before a session with it.
     pub key_lookups: u64,
     /// Messages given up because the destination's key could not be learned in time.
     pub sends_unresolved: u64,

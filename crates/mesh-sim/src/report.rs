@@ -145,7 +145,8 @@ pub struct Routing {
     pub lookups: u64,
     /// Lookup answers taken by their origin.
     pub lookup_answers: u64,
-    /// Lookups started to learn a destination's key before a first unicast to it.
+    /// Key lookups started: for a destination's key before a first unicast to it, or for a
+    /// peer a top-up picked, to hear it answer before a session.
     pub key_lookups: u64,
     /// Unicasts given up because no key lookup found the destination's key in time.
     pub sends_unresolved: u64,
@@ -288,7 +289,8 @@ pub struct Attack {
     pub sessions_to_made_up: u64,
     /// Sessions honest nodes did not start for want of budget (`sessions_over_budget`).
     pub sessions_over_budget: u64,
-    /// Links honest nodes wanted whose key no lookup found (`connects_unresolved`).
+    /// Links honest nodes wanted (asked for, or a top-up's peer not seen alive lately) that
+    /// no lookup found answering (`connects_unresolved`).
     pub connects_unresolved: u64,
     /// Floods honest nodes refused as forged (`forged_floods`).
     pub forged_floods: u64,
