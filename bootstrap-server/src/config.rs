@@ -68,6 +68,10 @@ pub struct Config {
     /// `Challenge` (`limits.id_difficulty`). A node makes 2^d keys on average to find one.
     /// Default 0: off.
     pub id_difficulty: u32,
+    /// Whether the browser page is served at `/` (with `/app.js` and the browser bundle at
+    /// `/pkg/…`, all embedded in the binary; see [`crate::web`]). Off, those paths answer
+    /// 404; `/ws`, `/healthz` and `/metrics` are the same either way. Default `true`.
+    pub web_page: bool,
 }
 
 impl Default for Config {
@@ -93,6 +97,7 @@ impl Default for Config {
             stun_answers_per_source: 20,
             stun_source_burst: 50,
             id_difficulty: 0,
+            web_page: true,
         }
     }
 }
@@ -149,6 +154,8 @@ builders! {
     with_stun_source_burst => stun_source_burst: u32;
     /// Sets [`Config::id_difficulty`].
     with_id_difficulty => id_difficulty: u32;
+    /// Sets [`Config::web_page`].
+    with_web_page => web_page: bool;
 }
 
 impl Config {

@@ -10,6 +10,9 @@
 //! second per connection, peers per room, and every outgoing queue. `/healthz` answers `ok`;
 //! `/metrics` serves Prometheus text.
 //!
+//! With [`Config::web_page`] on (the default), `/` serves a browser page embedded in the
+//! binary, with the browser bundle if it was built before the server (see [`web`]).
+//!
 //! With [`Config::stun_listen`] set, the server also answers STUN Binding requests on that
 //! UDP address (see [`stun`]), so nodes behind a NAT learn their server-reflexive address
 //! from the door they already know. [`Server::bind`] binds it and reports the bound
@@ -42,6 +45,7 @@ mod metrics;
 mod registry;
 mod session;
 pub mod stun;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -265,11 +269,14 @@ async fn serve(
         next_session: AtomicU64::new(1),
         config,
     });
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/ws", get(ws_handler))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_handler))
-        .with_state(shared.clone());
+        .route("/metrics", get(metrics_handler));
+    if shared.config.web_page {
+        app = app.merge(web::routes());
+    }
+    let app = app.with_state(shared.clone());
     // The responder stops with the server, and also if serving HTTP fails (the guard).
     let stun_stop = shared.shutdown.child_token();
     let _stun_guard = stun_stop.clone().drop_guard();

@@ -14,9 +14,10 @@ use tracing_subscriber::EnvFilter;
 /// New nodes connect to ws://ADDR/ws, prove their identity, join a room and get a random
 /// sample of its peers; the server relays their first signaling (unicast → transfer,
 /// broadcast → transfer-broadcast) and nothing else. `/healthz` and `/metrics` (Prometheus)
-/// are served on the same address. With --stun-listen it also answers STUN Binding requests
-/// over UDP, so nodes behind a NAT learn their public address. Logs go to stderr; set
-/// RUST_LOG (e.g. `debug`) for more.
+/// are served on the same address, and at `/` a browser page embedded in the binary (unless
+/// --no-web-page). With --stun-listen it also answers STUN Binding requests over UDP, so
+/// nodes behind a NAT learn their public address. Logs go to stderr; set RUST_LOG (e.g.
+/// `debug`) for more.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
@@ -96,6 +97,13 @@ struct Args {
     /// ID_BELOW_DIFFICULTY. Announced in the Challenge. 0: off.
     #[arg(long, env = "BOOTSTRAP_ID_DIFFICULTY", default_value_t = Config::default().id_difficulty)]
     id_difficulty: u32,
+    /// Do not serve the browser page: without this flag, / serves a page that runs a mesh
+    /// node in the browser (/app.js, and the wasm bundle at /pkg/), embedded in this binary
+    /// when it was built (the bundle only if scripts/build-web.sh ran first; the log says
+    /// whether it did). With it, those paths answer 404; /ws, /healthz and /metrics are
+    /// unchanged.
+    #[arg(long, env = "BOOTSTRAP_NO_WEB_PAGE", value_parser = clap::builder::BoolishValueParser::new())]
+    no_web_page: bool,
 }
 
 /// Descriptors the process holds besides its connections (stdio, the listener, the runtime's,
@@ -171,15 +179,32 @@ async fn main() -> anyhow::Result<()> {
         .with_stun_answer_burst(args.stun_answer_burst)
         .with_stun_answers_per_source(args.stun_answers_per_source)
         .with_stun_source_burst(args.stun_source_burst)
-        .with_id_difficulty(args.id_difficulty);
+        .with_id_difficulty(args.id_difficulty)
+        .with_web_page(!args.no_web_page);
     config.validate()?;
     raise_open_files_limit(config.max_connections);
     let shutdown = shutdown_signal();
 
     let backlog = config.listen_backlog;
+    let web_page = config.web_page;
     let server = bootstrap_server::Server::listen(args.listen, config).await?;
     let addr = server.local_addr()?;
     tracing::info!(%addr, backlog, "listening: ws://{addr}/ws, http://{addr}/healthz, http://{addr}/metrics");
+    let bundle = bootstrap_server::web::BUNDLE_EMBEDDED;
+    match (web_page, bundle) {
+        (false, _) => tracing::info!(web_page, bundle, "browser page: off (--no-web-page)"),
+        (true, true) => tracing::info!(
+            web_page,
+            bundle,
+            "browser page: http://{addr}/ (with the browser bundle)"
+        ),
+        (true, false) => tracing::info!(
+            web_page,
+            bundle,
+            "browser page: http://{addr}/, without the browser bundle: it was not built \
+             into this binary (run scripts/build-web.sh, then rebuild the server)"
+        ),
+    }
     if let Some(stun) = server.stun_addr() {
         tracing::info!(%stun, "STUN binding responder: stun:{stun} (UDP)");
     }

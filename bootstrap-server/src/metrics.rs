@@ -45,6 +45,7 @@ pub(crate) struct Metrics {
     pub stun_refused: Family<Reason, Counter>,
     pub accept_errors: Family<Reason, Counter>,
     pub accept_refused: Counter,
+    pub web_requests: Counter,
 }
 
 impl Metrics {
@@ -67,6 +68,7 @@ impl Metrics {
         let stun_refused = Family::<Reason, Counter>::default();
         let accept_errors = Family::<Reason, Counter>::default();
         let accept_refused = Counter::default();
+        let web_requests = Counter::default();
         registry.register(
             "connections",
             "Open WebSocket connections",
@@ -119,6 +121,11 @@ impl Metrics {
             "TCP connections closed as soon as accepted because the process was at its open-files limit",
             accept_refused.clone(),
         );
+        registry.register(
+            "web_requests",
+            "Requests for the browser page and its assets (/, /app.js, /pkg/...), whatever the answer",
+            web_requests.clone(),
+        );
         Self {
             registry,
             connections,
@@ -137,6 +144,7 @@ impl Metrics {
             stun_refused,
             accept_errors,
             accept_refused,
+            web_requests,
         }
     }
 

@@ -38,10 +38,15 @@ fn help_explains_every_flag() {
         "--stun-answer-burst",
         "--stun-answers-per-source",
         "--stun-source-burst",
+        "--no-web-page",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
     assert!(help.contains("BOOTSTRAP_LISTEN"), "env vars are documented");
+    assert!(
+        help.contains("BOOTSTRAP_NO_WEB_PAGE") && help.contains("browser page"),
+        "--help says what --no-web-page turns off"
+    );
 }
 
 #[test]

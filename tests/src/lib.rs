@@ -20,6 +20,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub use mesh_testkit::{DEADLINE, Metrics, TestServer, wait_until};
 
+pub mod browser;
+
 /// What a client read from the server.
 #[derive(Debug)]
 pub enum Received {

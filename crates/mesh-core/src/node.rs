@@ -135,6 +135,10 @@ pub struct Node {
     /// them contacts again; their own traffic, a neighbour's announcement or the server
     /// does.
     gone: ExpiringMap<NodeId, ()>,
+    /// When the node was made: nothing it knows was seen before. Stands for `now - 30 s`
+    /// while that is before the clock's origin (a browser's `performance.now()` starts with
+    /// the page).
+    created: Instant,
     outputs: VecDeque<Output>,
     stats: Stats,
 }
@@ -193,6 +197,7 @@ impl Node {
             doors: doors::Book::new(config.door_contacts),
             server_peers: Vec::new(),
             stranded_now: false,
+            created: now,
             record,
             keys,
             budgets: HashMap::new(),
@@ -248,6 +253,13 @@ impl Node {
     /// The session of the link to neighbour `peer`.
     pub fn link_session(&self, peer: NodeId) -> Option<SessionId> {
         self.links.get(&peer)
+    }
+
+    /// How the session of the link to `peer` was signaled: through a server (an entry
+    /// session, or a newcomer's) or through the mesh. `None` without a link to `peer`.
+    pub fn link_carrier(&self, peer: NodeId) -> Option<crate::Carrier> {
+        let session = self.links.get(&peer)?;
+        self.sessions.get(&session).map(|s| s.carrier)
     }
 
     /// The doors this node knows ([`Frame::Doors`]): first those neighbours (current and
@@ -307,6 +319,35 @@ impl Node {
     pub fn poll_timeout(&self) -> Instant {
         let rendezvous = self.rendezvous.next_wake(&self.config, self.wants_server());
         rendezvous.map_or(self.next_tick, |at| at.min(self.next_tick))
+    }
+
+    /// Feeds one frame from a registered server connection (after its `Welcome`): a
+    /// `Transfer`, a `Peers` answer of the server this node signals through, or a non-fatal
+    /// `Error` become the matching [`Input`]. Returns the frames that are not for the core,
+    /// for the driver to log: a fatal `Error` (the server closes that connection next), and
+    /// any frame a server has no reason to send once registered, or `Peers` from another.
+    pub fn handle_server_frame(
+        &mut self,
+        now: Instant,
+        server: ServerUrl,
+        frame: Frame,
+    ) -> Option<Frame> {
+        let input = match frame {
+            Frame::Transfer { from, payload } => Input::ServerTransfer {
+                server,
+                from,
+                payload,
+            },
+            Frame::Peers { peers } if self.server() == Some(&server) => {
+                Input::ServerPeers { peers }
+            }
+            Frame::Error { code, target, .. } if !code.is_fatal() => {
+                Input::ServerError { code, target }
+            }
+            other => return Some(other),
+        };
+        self.handle_input(now, input);
+        None
     }
 
     /// Feeds one input.

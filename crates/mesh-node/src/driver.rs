@@ -220,35 +220,14 @@ impl<T: Transport> Driver<T> {
     }
 
     fn on_server_frame(&mut self, server: ServerUrl, frame: Frame) {
-        let now = Instant::now();
-        match frame {
-            Frame::Transfer { from, payload } => {
-                let input = Input::ServerTransfer {
-                    server,
-                    from,
-                    payload,
-                };
-                self.core.handle_input(now, input);
+        let url = server.clone();
+        match self.core.handle_server_frame(Instant::now(), server, frame) {
+            None => {}
+            // A fatal one ends that connection (it closes next).
+            Some(Frame::Error { code, message, .. }) => {
+                warn!(%code, %url, "the server ends the session: {message}")
             }
-            Frame::Peers { peers } if self.core.server() == Some(&server) => {
-                self.core.handle_input(now, Input::ServerPeers { peers })
-            }
-            Frame::Error {
-                code,
-                target,
-                message,
-            } => {
-                // A fatal one ends that connection (it closes next); any other goes to the
-                // core.
-                if code.is_fatal() {
-                    warn!(%code, url = %server, "the server ends the session: {message}");
-                } else {
-                    debug!(%code, ?target, url = %server, "{message}");
-                    self.core
-                        .handle_input(now, Input::ServerError { code, target });
-                }
-            }
-            other => debug!(kind = other.kind(), url = %server, "ignoring a frame from a server"),
+            Some(other) => debug!(kind = other.kind(), %url, "ignoring a frame from a server"),
         }
     }
 
@@ -328,13 +307,16 @@ impl<T: Transport> Driver<T> {
     /// Answers [`Command::Links`]: the live links now, with the transport's candidate pairs
     /// read on a task of their own so that the driver never waits for them.
     fn links(&self, reply: oneshot::Sender<Vec<LinkInfo>>) {
-        let links: Vec<(NodeId, SessionId)> = self
+        let links: Vec<(NodeId, SessionId, Option<mesh_core::Carrier>)> = self
             .core
             .neighbours()
             .into_iter()
-            .filter_map(|peer| Some((peer, self.core.link_session(peer)?)))
+            .filter_map(|peer| {
+                let session = self.core.link_session(peer)?;
+                Some((peer, session, self.core.link_carrier(peer)))
+            })
             .collect();
-        let sessions: Vec<SessionId> = links.iter().map(|(_, session)| *session).collect();
+        let sessions: Vec<SessionId> = links.iter().map(|(_, session, _)| *session).collect();
         let pairs = self.transport.candidate_pairs(&sessions);
         tokio::spawn(async move {
             // A transport that cannot answer in time reports nothing rather than hang.
@@ -344,9 +326,10 @@ impl<T: Transport> Driver<T> {
             let links = links
                 .into_iter()
                 .enumerate()
-                .map(|(i, (peer, _))| LinkInfo {
+                .map(|(i, (peer, _, carrier))| LinkInfo {
                     peer,
                     candidate_pair: pairs.get(i).copied().flatten(),
+                    carrier,
                 })
                 .collect();
             let _ = reply.send(links);

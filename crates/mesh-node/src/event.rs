@@ -51,4 +51,7 @@ pub struct LinkInfo {
     /// How the link's packets travel: the ICE candidate pair the transport selected, when
     /// it can tell (`None` with the memory transport, or if the link closed meanwhile).
     pub candidate_pair: Option<CandidatePair>,
+    /// How the link's session was signaled: through a server (an entry session) or through
+    /// the mesh (`None` if the link closed meanwhile).
+    pub carrier: Option<mesh_core::Carrier>,
 }

@@ -67,6 +67,13 @@ impl Node {
     /// Whether `peer` was seen alive first hand (its own signed or sealed traffic, a
     /// neighbour's announcement, the server's sample, its offer) in the last
     /// `SEEN_LATELY`.
+    /// The start of "lately": `SEEN_LATELY` ago, or when the node was made if the clock
+    /// does not go back that far (in a browser, for the page's first 30 s: nothing was
+    /// seen before the node existed, so the two mean the same).
+    fn lately(&self, now: Instant) -> Instant {
+        now.checked_sub(SEEN_LATELY).unwrap_or(self.created)
+    }
+
     pub(super) fn seen_lately(&self, peer: &NodeId, now: Instant) -> bool {
         self.contacts.seen_within(peer, SEEN_LATELY, now)
     }
@@ -98,10 +105,7 @@ impl Node {
                 .copied()
         };
         if extra_since.is_none() {
-            let lately = now.checked_sub(SEEN_LATELY);
-            return lately
-                .and_then(|t| closest(Some(t)))
-                .or_else(|| closest(None));
+            return closest(Some(self.lately(now))).or_else(|| closest(None));
         }
         let eligible = self
             .contacts
@@ -208,16 +212,12 @@ impl Node {
             .filter(|b| !linked.contains(*b))
             .min();
         if let Some(b) = farthest_unlinked {
-            let mut in_bucket: Vec<NodeId> = now
-                .checked_sub(SEEN_LATELY)
-                .map(|t| {
-                    let lately = self.contacts.in_bucket(b, now, Some(t));
-                    lately
-                        .filter(|p| self.is_eligible(p, now))
-                        .copied()
-                        .collect()
-                })
-                .unwrap_or_default();
+            let mut in_bucket: Vec<NodeId> = self
+                .contacts
+                .in_bucket(b, now, Some(self.lately(now)))
+                .filter(|p| self.is_eligible(p, now))
+                .copied()
+                .collect();
             if in_bucket.is_empty() {
                 in_bucket = eligible
                     .iter()
@@ -257,8 +257,8 @@ impl Node {
         // rewiring to such hearsay was most of the sessions opened (docs/benchmarks.md
         // §14.13). Only to a peer a neighbour announces now was measured too, and left
         // out: it cut rewiring to peers lookups found, and the mesh's shape (§14.18).
-        let lately = now.checked_sub(SEEN_LATELY);
-        if let Some(peer) = lately.and_then(|t| self.structural_candidate(Some(t), now)) {
+        let lately = self.lately(now);
+        if let Some(peer) = self.structural_candidate(Some(lately), now) {
             self.stats.links_rewired += 1;
             self.start_session(peer, Carrier::Mesh, now);
         }
