@@ -170,6 +170,17 @@ async fn browsers_and_native_nodes_route_broadcast_heal_and_outlive_the_server()
     let natives = webrtc_mesh(&server, 3, e2e_overlay()).await;
     let mut browser = Browser::launch().await;
     let url = format!("http://{}/", server.addr());
+    // A page told to join through a server that is not there says so, and does not hang.
+    let lost = browser
+        .open(&format!("{url}?server=ws://127.0.0.1:9/ws"))
+        .await;
+    let error = wait_until("the page reports it could not join", LINKS, async || {
+        let error = browser.eval(lost, "window.mesh?.error ?? null").await;
+        error.as_str().map(str::to_owned).ok_or("no error yet")
+    })
+    .await;
+    assert!(error.contains("could not register"), "{error}");
+    browser.close(lost).await;
     let mut pages = Vec::new();
     for _ in 0..3 {
         pages.push(browser.open(&url).await);

@@ -28,8 +28,10 @@ use wasm_bindgen::prelude::*;
 use crate::link::Link;
 use crate::server::{self, Conn};
 
-/// Events queued towards the driver before further ones are dropped (and counted): the
-/// bound on what a flood of browser callbacks can pile up between two pumps.
+/// Messages queued towards the driver before further ones are dropped (and counted): the
+/// bound on what a flood of DataChannel messages can pile up between two pumps. Other
+/// events (at most a few per session or connection, whose number is bounded) are always
+/// queued: a session's one `Closed` must not be lost.
 const QUEUE_LIMIT: usize = 4096;
 
 /// Application events kept while no handler is set (the first ones, until `onEvent`).
@@ -206,7 +208,7 @@ pub(crate) fn post(weak: &Weak<Shared>, ev: Ev) {
     let Some(shared) = weak.upgrade() else { return };
     {
         let mut queue = shared.queue.borrow_mut();
-        if queue.len() >= QUEUE_LIMIT {
+        if queue.len() >= QUEUE_LIMIT && matches!(ev, Ev::Link(_, LinkEv::Data(_))) {
             drop(queue);
             if let Ok(mut driver) = shared.driver.try_borrow_mut() {
                 driver.stats.queue_dropped += 1;

@@ -1,4 +1,4 @@
-//! The mesh in a browser: the same [`mesh_core`] state machine as native nodes, compiled to
+//! The mesh in a browser: the same `mesh_core` state machine as native nodes, compiled to
 //! WebAssembly and driven by the page's `RTCPeerConnection`s, `WebSocket`s and timers.
 //!
 //! A browser tab joins the same mesh as `mesh-node`s: it registers at the bootstrap server
