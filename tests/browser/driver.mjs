@@ -5,7 +5,7 @@
 //
 // Requests: {op:"version"} -> Chromium's version; {op:"open", url} -> page number; {op:"eval", page, js} -> the value of the
 // expression `js` in the page (awaited); {op:"type", page, selector, text} -> fills the
-// element and presses Enter; {op:"close", page}; {op:"memory", page} -> Chromium's
+// element and presses Enter; {op:"reload", page}; {op:"close", page}; {op:"memory", page} -> Chromium's
 // Performance metrics (JSHeapUsedSize, ...). Answers are {ok: value} or {err: message}.
 //
 // Chromium flags, and why (../shared/notes/browser-build-and-test.md §7):
@@ -54,6 +54,9 @@ async function handle(req) {
       await page.press(req.selector, "Enter");
       return null;
     }
+    case "reload":
+      await pages[req.page].page.reload();
+      return null;
     case "close": {
       const p = pages[req.page];
       await p.context.close();

@@ -122,6 +122,13 @@ impl Browser {
             .unwrap_or_else(|e| panic!("typing in page {}: {e}", page.0));
     }
 
+    /// Reloads `page` (same context: same storage).
+    pub async fn reload(&mut self, page: Page) {
+        self.call(json!({"op": "reload", "page": page.0}))
+            .await
+            .unwrap_or_else(|e| panic!("reloading page {}: {e}", page.0));
+    }
+
     /// Closes `page` (its tab and context: its RTCPeerConnections go with it).
     pub async fn close(&mut self, page: Page) {
         self.call(json!({"op": "close", "page": page.0}))

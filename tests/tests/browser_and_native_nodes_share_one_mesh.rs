@@ -181,6 +181,25 @@ async fn browsers_and_native_nodes_route_broadcast_heal_and_outlive_the_server()
     .await;
     assert!(error.contains("could not register"), "{error}");
     browser.close(lost).await;
+    // `?keep-key`: the identity is kept in the page's storage, so a reload keeps the id.
+    let kept = browser.open(&format!("{url}?keep-key")).await;
+    let mut ids_seen = Vec::new();
+    for reload in [false, true] {
+        if reload {
+            browser.reload(kept).await;
+        }
+        let id = wait_until("the keep-key page joined", LINKS, async || {
+            let id = browser
+                .eval(kept, "window.mesh?.node?.nodeId ?? null")
+                .await;
+            id.as_str().map(str::to_owned).ok_or("not joined yet")
+        })
+        .await;
+        ids_seen.push(id);
+    }
+    assert_eq!(ids_seen[0], ids_seen[1], "the id survives a reload");
+    browser.eval(kept, "window.mesh.node.leave()").await;
+    browser.close(kept).await;
     let mut pages = Vec::new();
     for _ in 0..3 {
         pages.push(browser.open(&url).await);
