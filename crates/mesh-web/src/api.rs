@@ -4,12 +4,13 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use mesh_core::Event;
 use mesh_proto::identity::Keypair;
 use mesh_proto::{NodeId, RoomName, ServerUrl};
 use wasm_bindgen::prelude::*;
 
 use crate::driver::{self, Settings, Shared, pump};
+use crate::events;
+use crate::js::set;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -290,9 +291,9 @@ fn parse_id(s: &str) -> Result<NodeId, JsError> {
 /// The key kept in `localStorage` under `name`, made and stored on the first call. Where
 /// storage is unavailable (disabled, private mode), a new key for this page load.
 fn stored_key(name: &str) -> Keypair {
-    let storage = driver::window().local_storage().ok().flatten();
+    let storage = events::window().local_storage().ok().flatten();
     let Some(storage) = storage else {
-        driver::warn("no localStorage here: a new identity for this page load");
+        events::warn("no localStorage here: a new identity for this page load");
         return Keypair::generate();
     };
     if let Ok(Some(text)) = storage.get_item(name) {
@@ -300,65 +301,15 @@ fn stored_key(name: &str) -> Keypair {
         if hex::decode_to_slice(text.trim(), &mut seed).is_ok() {
             return Keypair::from_seed(seed);
         }
-        driver::warn(&format!(
+        events::warn(&format!(
             "localStorage {name:?} holds no key: making a new one"
         ));
     }
     let key = Keypair::generate();
     if storage.set_item(name, &hex::encode(key.to_seed())).is_err() {
-        driver::warn("could not keep the key in localStorage");
+        events::warn("could not keep the key in localStorage");
     }
     key
-}
-
-fn set(object: &js_sys::Object, name: &str, value: impl Into<JsValue>) {
-    let _ = js_sys::Reflect::set(object, &name.into(), &value.into());
-}
-
-/// One event as the JavaScript object `MeshEvent` describes.
-pub(crate) fn event_to_js(event: &Event) -> JsValue {
-    let o = js_sys::Object::new();
-    let bytes = |data: &[u8]| JsValue::from(js_sys::Uint8Array::from(data));
-    match event {
-        Event::Message { from, data } => {
-            set(&o, "type", "message");
-            set(&o, "from", from.to_string());
-            set(&o, "data", bytes(data));
-        }
-        Event::Broadcast { from, data } => {
-            set(&o, "type", "broadcast");
-            set(&o, "from", from.to_string());
-            set(&o, "data", bytes(data));
-        }
-        Event::LinkUp { peer } => {
-            set(&o, "type", "linkUp");
-            set(&o, "peer", peer.to_string());
-        }
-        Event::LinkDown { peer, reason } => {
-            set(&o, "type", "linkDown");
-            set(&o, "peer", peer.to_string());
-            set(&o, "reason", reason.to_string());
-        }
-        Event::ServerConnected { server, door } => {
-            set(&o, "type", "serverConnected");
-            set(&o, "server", server.to_string());
-            set(&o, "door", *door);
-        }
-        Event::ServerDisconnected { server } => {
-            set(&o, "type", "serverDisconnected");
-            set(&o, "server", server.to_string());
-        }
-        Event::Unreachable { to, at } => {
-            set(&o, "type", "unreachable");
-            set(&o, "to", to.to_string());
-            set(&o, "at", at.to_string());
-        }
-        other => {
-            set(&o, "type", "other");
-            set(&o, "detail", format!("{other:?}"));
-        }
-    }
-    o.into()
 }
 
 fn stats_to_js(driver: &driver::Driver) -> JsValue {

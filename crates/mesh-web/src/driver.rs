@@ -20,11 +20,12 @@ use std::time::Duration;
 
 use mesh_core::{Event, Input, Instant, Output};
 use mesh_proto::identity::Keypair;
-use mesh_proto::signal::{SessionId, SignalKind};
+use mesh_proto::signal::SessionId;
 use mesh_proto::{Frame, NodeId, RoomName, ServerUrl};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
+use crate::events::{Ev, LinkEv, Poster, ServerEv, debug, warn, window};
 use crate::link::Link;
 use crate::server::{self, Conn};
 
@@ -36,43 +37,6 @@ const QUEUE_LIMIT: usize = 4096;
 
 /// Application events kept while no handler is set (the first ones, until `onEvent`).
 const UNHANDLED_EVENTS: usize = 256;
-
-/// What happened in the browser, for the driver.
-#[derive(Debug)]
-pub(crate) enum Ev {
-    /// Something about the RTCPeerConnection of a session.
-    Link(SessionId, LinkEv),
-    /// Something about the WebSocket of one registration attempt at a server.
-    Server(ServerUrl, u64, ServerEv),
-    /// The core's timer fired.
-    Timer,
-}
-
-/// What a session's RTCPeerConnection reports.
-#[derive(Debug)]
-pub(crate) enum LinkEv {
-    /// A local signaling step to carry to the peer.
-    Local(SignalKind),
-    /// The remote description is applied: candidates kept until now can be.
-    RemoteApplied,
-    /// The DataChannel is open.
-    Up,
-    /// One message received on the DataChannel.
-    Data(Vec<u8>),
-    /// The session ended (failed, closed by either side).
-    Closed(String),
-}
-
-/// What a server connection reports.
-#[derive(Debug)]
-pub(crate) enum ServerEv {
-    /// One binary WebSocket message.
-    Message(Vec<u8>),
-    /// The WebSocket closed or failed.
-    Closed(String),
-    /// The registration took longer than the core allowed.
-    Timeout,
-}
 
 /// Counters of the browser driver itself (the core's are in `mesh_core::Stats`).
 #[derive(Debug, Default, Clone)]
@@ -137,6 +101,8 @@ pub(crate) struct Driver {
     /// The pending timer: its handle and when it fires.
     timer: Option<(i32, Instant)>,
     weak: Weak<Shared>,
+    /// What links and server connections post their events with.
+    poster: Poster,
 }
 
 impl std::fmt::Debug for Driver {
@@ -186,6 +152,10 @@ pub(crate) fn start(
             join: Some(join),
             timer: None,
             weak: weak.clone(),
+            poster: {
+                let weak = weak.clone();
+                Rc::new(move |ev| post(&weak, ev))
+            },
         }),
         queue: RefCell::new(VecDeque::new()),
         timer: RefCell::new(None),
@@ -445,7 +415,7 @@ impl Driver {
     fn connect(&mut self, url: ServerUrl, timeout: Duration) {
         self.next_attempt += 1;
         let attempt = self.next_attempt;
-        match server::Conn::open(&self.weak, url.clone(), attempt, timeout) {
+        match server::Conn::open(&self.poster, url.clone(), attempt, timeout) {
             Ok(conn) => {
                 if let Some(old) = self.servers.insert(url, conn) {
                     old.close();
@@ -523,7 +493,7 @@ impl Driver {
             ))
         } else {
             let ice = self.ice_servers();
-            match Link::open(&self.weak, session, peer, role, &ice) {
+            match Link::open(&self.poster, session, peer, role, &ice) {
                 Ok(link) => {
                     self.links.insert(session, link);
                     if role == mesh_core::Role::Offerer {
@@ -571,7 +541,7 @@ impl Driver {
             Event::LinkDown { peer, reason } => debug(&format!("link down: {peer}: {reason}")),
             _ => {}
         }
-        let value = crate::api::event_to_js(&event);
+        let value = crate::js::event_to_js(&event);
         match &self.handler {
             Some(handler) => self.calls.push((handler.clone(), value)),
             None => {
@@ -627,17 +597,4 @@ fn random_u64() -> u64 {
         return (js_sys::Math::random() * u64::MAX as f64) as u64;
     }
     u64::from_le_bytes(bytes)
-}
-
-pub(crate) fn window() -> web_sys::Window {
-    // The crate runs in a page (it is built for one): `window` exists there.
-    web_sys::window().expect("mesh-web runs in a browser window")
-}
-
-pub(crate) fn warn(message: &str) {
-    web_sys::console::warn_1(&format!("mesh: {message}").into());
-}
-
-pub(crate) fn debug(message: &str) {
-    web_sys::console::debug_1(&format!("mesh: {message}").into());
 }

@@ -8,8 +8,6 @@
 //! [`EARLY_CANDIDATES`]) and applied after it; exactly one `Closed` ends the session (the
 //! driver keeps the first and ignores the rest).
 
-use std::rc::Weak;
-
 use mesh_core::Role;
 use mesh_proto::NodeId;
 use mesh_proto::signal::{SessionId, SignalKind};
@@ -22,7 +20,7 @@ use web_sys::{
     RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
 };
 
-use crate::driver::{Ev, LinkEv, Shared, post};
+use crate::events::{Ev, LinkEv, Poster};
 
 /// Label of the DataChannel (informational: it is pre-negotiated).
 const CHANNEL_LABEL: &str = "mesh";
@@ -56,7 +54,7 @@ pub(crate) struct Link {
     remote_applied: bool,
     early: Vec<String>,
     closed: bool,
-    weak: Weak<Shared>,
+    poster: Poster,
     _handlers: Handlers,
 }
 
@@ -82,7 +80,7 @@ struct Handlers {
 impl Link {
     /// Creates the PeerConnection and its DataChannel; the offerer starts its offer.
     pub fn open(
-        weak: &Weak<Shared>,
+        poster: &Poster,
         session: SessionId,
         peer: NodeId,
         role: Role,
@@ -97,18 +95,18 @@ impl Link {
         let dc = pc.create_data_channel_with_data_channel_dict(CHANNEL_LABEL, &init);
         dc.set_binary_type(RtcDataChannelType::Arraybuffer);
 
-        let to = weak.clone();
+        let to = poster.clone();
         let ice = Closure::<dyn FnMut(RtcPeerConnectionIceEvent)>::new(
             move |e: RtcPeerConnectionIceEvent| {
                 let signal = match e.candidate().map(|c| c.candidate()) {
                     Some(c) if !c.is_empty() => SignalKind::Candidate(c),
                     _ => SignalKind::EndOfCandidates,
                 };
-                post(&to, Ev::Link(session, LinkEv::Local(signal)));
+                to(Ev::Link(session, LinkEv::Local(signal)));
             },
         );
         pc.set_onicecandidate(Some(ice.as_ref().unchecked_ref()));
-        let to = weak.clone();
+        let to = poster.clone();
         let watched = pc.clone();
         let state = Closure::<dyn FnMut()>::new(move || {
             let why = match watched.connection_state() {
@@ -116,13 +114,13 @@ impl Link {
                 RtcPeerConnectionState::Closed => "the connection closed",
                 _ => return,
             };
-            post(&to, Ev::Link(session, LinkEv::Closed(why.into())));
+            to(Ev::Link(session, LinkEv::Closed(why.into())));
         });
         pc.set_onconnectionstatechange(Some(state.as_ref().unchecked_ref()));
-        let to = weak.clone();
-        let open = Closure::<dyn FnMut()>::new(move || post(&to, Ev::Link(session, LinkEv::Up)));
+        let to = poster.clone();
+        let open = Closure::<dyn FnMut()>::new(move || to(Ev::Link(session, LinkEv::Up)));
         dc.set_onopen(Some(open.as_ref().unchecked_ref()));
-        let to = weak.clone();
+        let to = poster.clone();
         let message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
             let data = e.data();
             // Binary as the protocol says; a string is read as its bytes (the reference
@@ -131,25 +129,25 @@ impl Link {
                 Some(buffer) => js_sys::Uint8Array::new(buffer).to_vec(),
                 None => data.as_string().unwrap_or_default().into_bytes(),
             };
-            post(&to, Ev::Link(session, LinkEv::Data(bytes)));
+            to(Ev::Link(session, LinkEv::Data(bytes)));
         });
         dc.set_onmessage(Some(message.as_ref().unchecked_ref()));
-        let to = weak.clone();
+        let to = poster.clone();
         let close = Closure::<dyn FnMut()>::new(move || {
             let why = "the data channel closed".to_owned();
-            post(&to, Ev::Link(session, LinkEv::Closed(why)));
+            to(Ev::Link(session, LinkEv::Closed(why)));
         });
         dc.set_onclose(Some(close.as_ref().unchecked_ref()));
 
         if role == Role::Offerer {
             let pc = pc.clone();
-            let to = weak.clone();
+            let to = poster.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 let ev = match describe(&pc, RtcSdpType::Offer).await {
                     Ok(sdp) => LinkEv::Local(SignalKind::Offer(sdp)),
                     Err(e) => LinkEv::Closed(format!("creating the offer failed: {e:?}")),
                 };
-                post(&to, Ev::Link(session, ev));
+                to(Ev::Link(session, ev));
             });
         }
         Ok(Self {
@@ -161,7 +159,7 @@ impl Link {
             remote_applied: false,
             early: Vec::new(),
             closed: false,
-            weak: weak.clone(),
+            poster: poster.clone(),
             _handlers: Handlers {
                 _ice: ice,
                 _state: state,
@@ -200,22 +198,22 @@ impl Link {
             return;
         };
         let pc = self.pc.clone();
-        let to = self.weak.clone();
+        let to = self.poster.clone();
         wasm_bindgen_futures::spawn_local(async move {
             let remote = RtcSessionDescriptionInit::new(kind);
             remote.set_sdp(&sdp);
             if let Err(e) = JsFuture::from(pc.set_remote_description(&remote)).await {
                 let why = format!("the remote description was refused: {e:?}");
-                post(&to, Ev::Link(session, LinkEv::Closed(why)));
+                to(Ev::Link(session, LinkEv::Closed(why)));
                 return;
             }
-            post(&to, Ev::Link(session, LinkEv::RemoteApplied));
+            to(Ev::Link(session, LinkEv::RemoteApplied));
             if kind == RtcSdpType::Offer {
                 let ev = match describe(&pc, RtcSdpType::Answer).await {
                     Ok(sdp) => LinkEv::Local(SignalKind::Answer(sdp)),
                     Err(e) => LinkEv::Closed(format!("creating the answer failed: {e:?}")),
                 };
-                post(&to, Ev::Link(session, ev));
+                to(Ev::Link(session, ev));
             }
         });
     }
@@ -285,7 +283,7 @@ fn add_candidate(pc: &RtcPeerConnection, candidate: String) {
     let promise = pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
     wasm_bindgen_futures::spawn_local(async move {
         if let Err(e) = JsFuture::from(promise).await {
-            crate::driver::debug(&format!("a remote candidate was skipped: {e:?}"));
+            crate::events::debug(&format!("a remote candidate was skipped: {e:?}"));
         }
     });
 }

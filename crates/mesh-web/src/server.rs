@@ -2,7 +2,6 @@
 //! protocol.md §6: `Challenge` → `Register` (signed) → `Welcome`, then frames both ways.
 //! Each attempt is numbered, so that events of an attempt the driver gave up are ignored.
 
-use std::rc::Weak;
 use std::time::Duration;
 
 use mesh_proto::identity::{Keypair, register_message};
@@ -11,7 +10,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
-use crate::driver::{Ev, ServerEv, Shared, post, window};
+use crate::events::{Ev, Poster, ServerEv, window};
 
 /// Bytes the browser may hold unsent on the WebSocket (`bufferedAmount`) before frames to
 /// the server are dropped: the browser queues without bound otherwise.
@@ -57,38 +56,38 @@ struct Handlers {
 impl Conn {
     /// Opens a WebSocket to `url`; the registration must be done within `timeout`.
     pub fn open(
-        weak: &Weak<Shared>,
+        poster: &Poster,
         url: ServerUrl,
         attempt: u64,
         timeout: Duration,
     ) -> Result<Self, JsValue> {
         let ws = WebSocket::new(url.as_str())?;
         ws.set_binary_type(BinaryType::Arraybuffer);
-        let (to, at) = (weak.clone(), url.clone());
+        let (to, at) = (poster.clone(), url.clone());
         let message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
             // A text message is not a frame (protocol.md §1): it ends the connection.
             let ev = match e.data().dyn_ref::<js_sys::ArrayBuffer>() {
                 Some(buffer) => ServerEv::Message(js_sys::Uint8Array::new(buffer).to_vec()),
                 None => ServerEv::Closed("the server sent a text message".into()),
             };
-            post(&to, Ev::Server(at.clone(), attempt, ev));
+            to(Ev::Server(at.clone(), attempt, ev));
         });
         ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
-        let (to, at) = (weak.clone(), url.clone());
+        let (to, at) = (poster.clone(), url.clone());
         let close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
             let why = format!("closed (code {}) {}", e.code(), e.reason());
-            post(&to, Ev::Server(at.clone(), attempt, ServerEv::Closed(why)));
+            to(Ev::Server(at.clone(), attempt, ServerEv::Closed(why)));
         });
         ws.set_onclose(Some(close.as_ref().unchecked_ref()));
-        let (to, at) = (weak.clone(), url.clone());
+        let (to, at) = (poster.clone(), url.clone());
         let error = Closure::<dyn FnMut()>::new(move || {
             let why = "the WebSocket failed".to_owned();
-            post(&to, Ev::Server(at.clone(), attempt, ServerEv::Closed(why)));
+            to(Ev::Server(at.clone(), attempt, ServerEv::Closed(why)));
         });
         ws.set_onerror(Some(error.as_ref().unchecked_ref()));
-        let (to, at) = (weak.clone(), url);
+        let (to, at) = (poster.clone(), url);
         let timeout_cb = Closure::<dyn FnMut()>::new(move || {
-            post(&to, Ev::Server(at.clone(), attempt, ServerEv::Timeout));
+            to(Ev::Server(at.clone(), attempt, ServerEv::Timeout));
         });
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         let timer = window()
