@@ -6,14 +6,20 @@
 //! ```text
 //!                      mnl-wan: bridge "wan", 203.0.113.1/24
 //!                      bootstrap-server  ws 203.0.113.1:8080, STUN 203.0.113.1:3478
-//!                      turnserver        203.0.113.1:3479 (udp+tcp), relays 49152-49407
-//!        ┌───────────────┬──────────────┼───────────────┬────────────────┐
-//!   mnl-r1 .11      mnl-r2 .12     mnl-r3 .13      mnl-r4 .14       mnl-r5 .15
-//!   cone            cone           symmetric       symmetric        cone, UDP dropped
-//!   10.1.0.0/24     10.2.0.0/24    10.3.0.0/24     10.4.0.0/24      10.5.0.0/24
-//!   cone1-a .2      cone2-a .2     sym3-a .2       sym4-a .2        udpblk5-a .2
-//!   cone1-b .3                                                      (TURN over TCP)
+//!                      turnserver        203.0.113.1:3479 (udp+tcp), 5349 (tls),
+//!                                        relays 49152-49407
+//!        ┌──────────────┬─────────────┼──────────────┬───────────────┬───────────────┐
+//!   mnl-r1 .11     mnl-r2 .12    mnl-r3 .13     mnl-r4 .14      mnl-r5 .15      mnl-r6 .16
+//!   cone           cone          symmetric      symmetric       cone, UDP       cone, UDP
+//!                                                               dropped         dropped
+//!   10.1.0.0/24    10.2.0.0/24   10.3.0.0/24    10.4.0.0/24     10.5.0.0/24     10.6.0.0/24
+//!   cone1-a .2     cone2-a .2    sym3-a .2      sym4-a .2       udpblk5-a .2    udpblk6-a .2
+//!   cone1-b .3                                                  (TURN over TCP) (TURN over TLS)
 //! ```
+//!
+//! The nodes behind the UDP-blocking firewalls link through TURN over TCP and over TLS
+//! (coturn's TLS port, with a certificate for 203.0.113.1 signed by a CA the test makes and
+//! hands to the node with `--turn-ca`), bridged by mesh-node's transport.
 //!
 //! It needs root, `ip`, `iptables` and `turnserver`, so it is `#[ignore]`d: `.ci/run` runs
 //! it in its NAT lab step (`cargo test -p mesh-e2e --test nat_lab -- --ignored
@@ -34,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use lab::{Lab, Lan, NatKind, WAN_NS, WAN_SERVER_IP};
 use matrix::{PairView, check_pair_types, render};
+use mesh_testkit::TestPki;
 use node::{Link, Node};
 
 /// The bootstrap server's WebSocket port on the WAN.
@@ -42,6 +49,10 @@ const WS_PORT: u16 = 8080;
 const STUN_PORT: u16 = 3478;
 /// coturn's port, UDP and TCP.
 const TURN_PORT: u16 = 3479;
+/// coturn's TLS port.
+const TURNS_PORT: u16 = 5349;
+/// The UDP-blocked LAN whose node uses TURN over TLS (the other one uses TCP).
+const TLS_LAN: u8 = 6;
 /// Deadline for the servers to listen.
 const SERVER_DEADLINE: Duration = Duration::from_secs(10);
 /// Deadline for every node that can get out to have a neighbour.
@@ -57,7 +68,8 @@ const RESEND_INTERVAL: Duration = Duration::from_millis(500);
 const LAB_UP: &str = "lab up";
 
 /// The LANs: two cone NATs (one with two hosts, for host↔host), two symmetric ones (for
-/// symmetric↔symmetric) and one that lets no UDP out.
+/// symmetric↔symmetric) and two that let no UDP out (one node on TURN over TCP, one on
+/// TURN over TLS).
 fn lans() -> Vec<Lan> {
     let lan = |n, kind, hosts| Lan { n, kind, hosts };
     vec![
@@ -66,12 +78,13 @@ fn lans() -> Vec<Lan> {
         lan(3, NatKind::Symmetric, 1),
         lan(4, NatKind::Symmetric, 1),
         lan(5, NatKind::UdpBlocked, 1),
+        lan(TLS_LAN, NatKind::UdpBlocked, 1),
     ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root and network namespaces: run by .ci/run's NAT lab step"]
-async fn nodes_behind_nats_join_and_chat_over_srflx_and_relay_pairs() {
+async fn nodes_behind_nats_and_udp_blocking_firewalls_join_and_chat() {
     let logs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nat-lab");
     let started = Instant::now();
     let mut report = String::new();
@@ -100,30 +113,26 @@ async fn run_lab(logs: &Path, report: &mut String) -> Result<(), String> {
     let mut lab = Lab::build(&lans(), logs)?;
     writeln!(report, "{LAB_UP} in {:?}", t.elapsed()).unwrap();
 
+    // coturn's certificate for its TLS port, and the CA the nodes are told to trust.
+    let pki = TestPki::write(&logs.join("pki"), &[WAN_SERVER_IP]);
     let t = Instant::now();
-    start_servers(&mut lab, &server_bin).await?;
+    start_servers(&mut lab, &server_bin, &pki).await?;
     writeln!(report, "servers listening after {:?}", t.elapsed()).unwrap();
     let t = Instant::now();
     // Declared after the lab: dropped (killed) before the lab is torn down.
-    let nodes = start_nodes(&mut lab, &node_bin).await?;
+    let mut nodes = start_nodes(&mut lab, &node_bin, &pki).await?;
     writeln!(report, "{} nodes started in {:?}", nodes.len(), t.elapsed()).unwrap();
-    let (mut linkable, mut blocked): (Vec<Node>, Vec<Node>) = nodes
-        .into_iter()
-        .partition(|node| node.kind != NatKind::UdpBlocked);
 
-    // 1. Every node that can get out joins: a neighbour within the deadline.
+    // 1. Every node joins, those behind the UDP-blocking firewalls included: a neighbour
+    //    within the deadline.
     let t = Instant::now();
-    wait_for_neighbours(&mut lab, &mut linkable).await?;
-    writeln!(
-        report,
-        "every linkable node has a neighbour after {:?}",
-        t.elapsed()
-    )
-    .unwrap();
+    wait_for_neighbours(&mut lab, &mut nodes).await?;
+    writeln!(report, "every node has a neighbour after {:?}", t.elapsed()).unwrap();
 
-    // 2. Messages flow between every pair, over the mesh where there is no direct link.
+    // 2. Messages flow between every ordered pair, over the mesh where there is no direct
+    //    link yet.
     let t = Instant::now();
-    exchange_all_pairs(&mut lab, &mut linkable).await?;
+    exchange_all_pairs(&mut lab, &mut nodes).await?;
     writeln!(
         report,
         "all-pairs messages delivered after {:?}",
@@ -131,25 +140,42 @@ async fn run_lab(logs: &Path, report: &mut String) -> Result<(), String> {
     )
     .unwrap();
 
-    // The UDP-blocked node registers, but never links (see `check_udp_blocked`).
-    check_udp_blocked(logs, &mut blocked).await?;
-    writeln!(
-        report,
-        "the UDP-blocked node registered (TCP) but has no neighbour: \
-         webrtc-rs skipped its TURN-over-TCP URL"
-    )
-    .unwrap();
-
-    // 3. The selected candidate pairs, once every linkable pair has a direct link.
+    // 3. The selected candidate pairs, once every pair has a direct link.
     let t = Instant::now();
-    let matrix = full_mesh_links(&mut lab, &mut linkable).await?;
+    let matrix = full_mesh_links(&mut lab, &mut nodes).await?;
     writeln!(report, "full mesh with /links after {:?}", t.elapsed()).unwrap();
     report.push_str(&render(&matrix));
     std::fs::write(logs.join("matrix.md"), render(&matrix))
         .map_err(|e| format!("writing matrix.md: {e}"))?;
     check_pair_types(&matrix)?;
 
-    for node in linkable.into_iter().chain(blocked) {
+    // 4. The UDP-blocked nodes' TURN connections: over TCP and TLS, none failed.
+    for node in nodes.iter_mut().filter(|n| n.kind == NatKind::UdpBlocked) {
+        let stats = node.stats_json().await?;
+        let count = |key: &str| stats.get(key).and_then(serde_json::Value::as_u64);
+        let (connections, failures) = (
+            count("turn_stream_connections"),
+            count("turn_stream_failures"),
+        );
+        if !matches!(connections, Some(n) if n >= 1) || failures != Some(0) {
+            return Err(format!(
+                "{}: TURN over TCP/TLS connections {connections:?}, failures {failures:?}",
+                node.name
+            ));
+        }
+        writeln!(
+            report,
+            "{}: {} TURN connections over {}, {} bytes sent, {} received",
+            node.name,
+            connections.unwrap_or(0),
+            turn_transport(node.lan),
+            count("turn_stream_bytes_sent").unwrap_or(0),
+            count("turn_stream_bytes_received").unwrap_or(0),
+        )
+        .unwrap();
+    }
+
+    for node in nodes {
         node.quit().await?;
     }
     let t = Instant::now();
@@ -158,42 +184,14 @@ async fn run_lab(logs: &Path, report: &mut String) -> Result<(), String> {
     Ok(())
 }
 
-/// The UDP-blocked node: webrtc-rs 0.21.1 gathers relay candidates over UDP only
-/// (`turn_relayer.rs`: "Skipping unsupported non-UDP TURN url"), so with no UDP out it has
-/// nothing but a host candidate nobody can reach, and never links; TCP gets out, so it
-/// registers with the door. Asserted as it is, not as it should be: if a later webrtc-rs
-/// gathers over TCP, this fails and the node belongs with the others.
-async fn check_udp_blocked(logs: &Path, blocked: &mut [Node]) -> Result<(), String> {
-    let server_log = std::fs::read_to_string(logs.join("bootstrap-server.log")).unwrap_or_default();
-    for node in blocked.iter_mut() {
-        // TCP gets out: the node registered with the door.
-        if !server_log
-            .lines()
-            .any(|l| l.contains(&node.id) && l.contains("registered"))
-        {
-            return Err(format!(
-                "{} (no UDP out) never registered with the bootstrap server over TCP",
-                node.name
-            ));
-        }
-        let peers = node.peers().await?;
-        let log = node.log_text();
-        if !peers.is_empty() {
-            return Err(format!(
-                "{} (no UDP out) has neighbours {peers:?}: TURN over TCP works now; \
-                 move it to the linkable nodes and expect relay/tcp",
-                node.name
-            ));
-        }
-        if !log.contains("Skipping unsupported non-UDP TURN url") {
-            return Err(format!(
-                "{} (no UDP out) never linked, but its log does not say why \
-                 (expected webrtc-rs's \"Skipping unsupported non-UDP TURN url\")",
-                node.name
-            ));
-        }
+/// How the node of LAN `n` reaches the TURN server: UDP unless its LAN blocks UDP, then
+/// TCP, or TLS on [`TLS_LAN`].
+fn turn_transport(n: u8) -> &'static str {
+    match n {
+        TLS_LAN => "tls",
+        5 => "tcp",
+        _ => "udp",
     }
-    Ok(())
 }
 
 /// Builds the two binaries (a no-op when they are fresh) with the cargo running this test,
@@ -231,7 +229,7 @@ fn binaries() -> Result<(String, String), String> {
 }
 
 /// The bootstrap server (door and STUN) and coturn, on the WAN.
-async fn start_servers(lab: &mut Lab, server_bin: &str) -> Result<(), String> {
+async fn start_servers(lab: &mut Lab, server_bin: &str, pki: &TestPki) -> Result<(), String> {
     let listen = format!("{WAN_SERVER_IP}:{WS_PORT}");
     let stun = format!("{WAN_SERVER_IP}:{STUN_PORT}");
     lab.spawn_daemon(
@@ -251,7 +249,9 @@ async fn start_servers(lab: &mut Lab, server_bin: &str) -> Result<(), String> {
         "--lt-cred-mech".to_owned(),
         "--user=u:p".to_owned(),
         "--realm=mesh".to_owned(),
-        "--no-tls".to_owned(),
+        format!("--tls-listening-port={TURNS_PORT}"),
+        format!("--cert={}", pki.cert.display()),
+        format!("--pkey={}", pki.key.display()),
         "--no-dtls".to_owned(),
         "--no-cli".to_owned(),
         "--no-rfc5780".to_owned(),
@@ -274,12 +274,14 @@ async fn start_servers(lab: &mut Lab, server_bin: &str) -> Result<(), String> {
         .await?;
     lab.wait_listening(WAN_NS, "t", TURN_PORT, SERVER_DEADLINE)
         .await?;
+    lab.wait_listening(WAN_NS, "t", TURNS_PORT, SERVER_DEADLINE)
+        .await?;
     Ok(())
 }
 
-/// One `mesh-node` per host, each with the lab's STUN and TURN servers (TURN over TCP for
-/// the LAN that lets no UDP out).
-async fn start_nodes(lab: &mut Lab, node_bin: &str) -> Result<Vec<Node>, String> {
+/// One `mesh-node` per host, each with the lab's STUN and TURN servers (TURN over TCP or
+/// TLS for the LANs that let no UDP out: [`turn_transport`]).
+async fn start_nodes(lab: &mut Lab, node_bin: &str, pki: &TestPki) -> Result<Vec<Node>, String> {
     let mut nodes = Vec::new();
     for lan in lab.lans.clone() {
         for m in 1..=lan.hosts {
@@ -293,31 +295,41 @@ async fn start_nodes(lab: &mut Lab, node_bin: &str) -> Result<Vec<Node>, String>
                 lan.n,
                 char::from(b'a' + m - 1)
             );
-            let transport = match lan.kind {
-                NatKind::UdpBlocked => "tcp",
-                NatKind::Cone | NatKind::Symmetric => "udp",
+            let turn = match turn_transport(lan.n) {
+                "tls" => format!("turns:{WAN_SERVER_IP}:{TURNS_PORT}"),
+                transport => format!("turn:{WAN_SERVER_IP}:{TURN_PORT}?transport={transport}"),
             };
             let args = [
                 "--bootstrap".to_owned(),
                 format!("ws://{WAN_SERVER_IP}:{WS_PORT}/ws"),
                 "--room".to_owned(),
                 "nat-lab".to_owned(),
-                // Five nodes can link: a target degree of 4 asks for the full mesh, so
-                // every pair of NAT kinds gets a direct link to report on.
+                // Seven nodes: a target degree of 6 asks for the full mesh, so every pair
+                // of NAT kinds gets a direct link to report on.
                 "--degree".to_owned(),
-                "4".to_owned(),
+                "6".to_owned(),
                 "--bind".to_owned(),
                 format!("{}:0", lan.host_ip(m)),
                 "--stun".to_owned(),
                 format!("stun:{WAN_SERVER_IP}:{STUN_PORT}"),
                 "--turn".to_owned(),
-                format!("turn:{WAN_SERVER_IP}:{TURN_PORT}?transport={transport}"),
+                turn,
+                "--turn-ca".to_owned(),
+                pki.ca.display().to_string(),
                 "--turn-user".to_owned(),
                 "u".to_owned(),
                 "--turn-password".to_owned(),
                 "p".to_owned(),
             ];
-            let node = Node::start(lab, node_bin, &lan.host_ns(m), name, lan.kind, &args).await?;
+            let node = Node::start(
+                lab,
+                node_bin,
+                &lan.host_ns(m),
+                name,
+                (lan.kind, lan.n),
+                &args,
+            )
+            .await?;
             nodes.push(node);
         }
     }
@@ -412,6 +424,7 @@ async fn full_mesh_links(lab: &mut Lab, nodes: &mut [Node]) -> Result<Vec<PairVi
                     (Some(ab), Some(ba)) => pairs.push(PairView {
                         names: (nodes[a].name.clone(), nodes[b].name.clone()),
                         kinds: (nodes[a].kind, nodes[b].kind),
+                        turn: (turn_transport(nodes[a].lan), turn_transport(nodes[b].lan)),
                         first: (ab.local.clone(), ab.remote.clone()),
                         second: (ba.local.clone(), ba.remote.clone()),
                     }),

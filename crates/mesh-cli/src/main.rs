@@ -55,9 +55,12 @@ use tracing_subscriber::EnvFilter;
 /// RUST_LOG=debug). Log fields are escaped as message text is.
 ///
 /// Behind a NAT: with no --stun, the node uses the bootstrap server's STUN responder if the
-/// server announces one (bootstrap-server --stun-listen, or --serve-stun here). webrtc-rs
-/// 0.21.1 gathers relay candidates only through TURN over UDP: a turn: URL with
-/// ?transport=tcp, and turns:/stuns: URLs, are accepted but not used (a warning says so).
+/// server announces one (bootstrap-server --stun-listen, or --serve-stun here). Behind a
+/// firewall that lets no UDP out, give a TURN server over TCP or TLS:
+///   --turn turn:turn.example.org:3478?transport=tcp   (TURN over TCP)
+///   --turn turns:turn.example.org:443                 (TURN over TLS; --turn-ca for a
+///                                                      private CA)
+/// stuns: URLs and TURN over DTLS are accepted but not used (a warning says so).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about, verbatim_doc_comment)]
 struct Args {
@@ -122,11 +125,14 @@ struct Args {
     /// node uses the bootstrap server's STUN responder if the server announces one.
     #[arg(long = "stun", env = "MESH_STUN", value_delimiter = ',', value_parser = stun_url)]
     stun: Vec<String>,
-    /// A TURN server URL (repeatable), e.g. turn:turn.example.org:3478?transport=udp; needs
-    /// --turn-user and --turn-password. ?transport=tcp is accepted but webrtc-rs 0.21.1
-    /// does not use it (no relay candidate).
+    /// A TURN server URL (repeatable): turn:HOST:PORT (UDP), turn:HOST:PORT?transport=tcp
+    /// (TCP) or turns:HOST:PORT (TLS); needs --turn-user and --turn-password.
     #[arg(long = "turn", env = "MESH_TURN", value_delimiter = ',', value_parser = turn_url)]
     turn: Vec<String>,
+    /// A PEM file of CA certificates to trust for turns: servers, besides the system's
+    /// (for a TURN server with a private CA's certificate).
+    #[arg(long, env = "MESH_TURN_CA", value_name = "FILE")]
+    turn_ca: Option<std::path::PathBuf>,
     /// The TURN username (long-term credentials).
     #[arg(long, env = "MESH_TURN_USER", default_value = "")]
     turn_user: String,
@@ -319,6 +325,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let transport = webrtc::Config::new()
         .with_bind_addrs(args.bind.clone())
         .with_ice_servers(ice)
+        .with_turn_ca(args.turn_ca.clone())
         .with_relay_only(args.relay_only);
     let node = Node::join(config, key, transport)
         .await

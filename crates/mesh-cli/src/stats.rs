@@ -77,6 +77,15 @@ pub fn summary(id: NodeId, s: &NodeStats) -> String {
             .as_deref()
             .map_or("none announced".to_owned(), escape),
     );
+    let t = &s.turn_streams;
+    if t.connections + t.failures > 0 {
+        let _ = writeln!(
+            text,
+            "  TURN over TCP/TLS: {} connections ({} open), {} failed | {} bytes sent, {} \
+             received | {} datagrams dropped",
+            t.connections, t.open, t.failures, t.bytes_sent, t.bytes_received, t.dropped,
+        );
+    }
     text
 }
 
@@ -123,6 +132,12 @@ pub struct Json {
     malformed_frames: u64,
     bad_signals: u64,
     ids_below_difficulty: u64,
+    turn_stream_connections: u64,
+    turn_stream_open: u64,
+    turn_stream_failures: u64,
+    turn_stream_bytes_sent: u64,
+    turn_stream_bytes_received: u64,
+    turn_stream_dropped: u64,
 }
 
 impl Json {
@@ -164,6 +179,12 @@ impl Json {
             malformed_frames: o.malformed_frames,
             bad_signals: o.bad_signals,
             ids_below_difficulty: o.ids_below_difficulty,
+            turn_stream_connections: s.turn_streams.connections,
+            turn_stream_open: s.turn_streams.open,
+            turn_stream_failures: s.turn_streams.failures,
+            turn_stream_bytes_sent: s.turn_streams.bytes_sent,
+            turn_stream_bytes_received: s.turn_streams.bytes_received,
+            turn_stream_dropped: s.turn_streams.dropped,
         }
     }
 

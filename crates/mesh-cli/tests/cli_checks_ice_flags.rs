@@ -119,16 +119,22 @@ fn turn_needs_its_credentials() {
 }
 
 #[test]
-fn turn_over_tcp_is_accepted_with_a_warning() {
+fn turn_over_tcp_and_tls_are_used_and_stuns_is_warned_about() {
     let out = run(&[
         "--turn",
         "turn:192.0.2.1:3478?transport=tcp",
+        "--turn",
+        "turns:192.0.2.1:5349",
+        "--turn",
+        "turns:192.0.2.1:5349?transport=udp",
         "--turn-user",
         "u",
         "--turn-password",
         "p",
         "--stun",
         "stun:192.0.2.1:3478",
+        "--stun",
+        "stuns:192.0.2.1:5349",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Past the flags: the node printed its id and tried to join.
@@ -143,15 +149,52 @@ fn turn_over_tcp_is_accepted_with_a_warning() {
         stderr.contains(&format!("cannot join the mesh through {NOWHERE}")),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("turn:192.0.2.1:3478?transport=tcp accepted but not used")
-            && stderr.contains("TURN over TCP"),
-        "{stderr}"
-    );
-    assert!(
-        !stderr.contains("stun:192.0.2.1:3478 accepted but not used"),
-        "{stderr}"
-    );
+    for unused in ["stuns:192.0.2.1:5349", "turns:192.0.2.1:5349?transport=udp"] {
+        assert!(
+            stderr.contains(&format!("{unused} accepted but not used")),
+            "{unused}: {stderr}"
+        );
+    }
+    for used in [
+        "turn:192.0.2.1:3478?transport=tcp",
+        "turns:192.0.2.1:5349",
+        "stun:192.0.2.1:3478",
+    ] {
+        assert!(
+            !stderr.contains(&format!("{used} accepted but not used")),
+            "{used}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_turn_ca_file_that_is_not_one_is_refused() {
+    let dir = std::env::temp_dir().join(format!("mesh-cli-turn-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_pem = dir.join("not-a-ca.pem");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    for (file, why) in [
+        (dir.join("missing.pem"), "cannot read"),
+        (not_pem, "holds no PEM CERTIFICATE block"),
+    ] {
+        let out = run(&[
+            "--turn",
+            "turns:192.0.2.1:5349",
+            "--turn-user",
+            "u",
+            "--turn-password",
+            "p",
+            "--turn-ca",
+            file.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("TURN CA file") && stderr.contains(why),
+            "{file:?}: {stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -169,6 +212,8 @@ fn help_explains_the_nat_flags_and_links() {
         "/links",
         "<local-type>/<local-proto> <remote-type>/<remote-proto>",
         "?transport=tcp",
+        "turns:",
+        "--turn-ca",
     ] {
         assert!(help.contains(needle), "--help does not mention {needle}");
     }

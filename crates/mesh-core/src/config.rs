@@ -26,6 +26,24 @@ pub struct Config {
     pub entry_slots: usize,
     /// Most outgoing sessions under way at once. Default 3.
     pub max_pending_sessions: usize,
+    /// Entry sessions (signaled through the server) a node with no link at all may keep
+    /// under way at once, each with another peer of the server's last sample, the closest
+    /// first, and never more than `max_pending_sessions` sessions of any kind. They start
+    /// one at a time, [`Config::entry_stagger`] apart ("happy eyeballs", RFC 8305): the
+    /// first one alone, which in the common case links and is the node's only session
+    /// through the server; the next only while the node still has no link. A sampled peer
+    /// that cannot link (behind a firewall, no usable candidate) then costs the newcomer
+    /// one `entry_stagger`, not a whole `session_timeout` before the next try. Once linked,
+    /// the node starts no more of them (stranded, it signals one session at a time through
+    /// the server); those still under way complete (extra links) or time out. At least 1;
+    /// 1 tries one peer at a time. Default 3.
+    pub entry_sessions: usize,
+    /// How long a node with no link waits, after starting an entry session, before it
+    /// starts the next one beside those under way (up to [`Config::entry_sessions`]). A
+    /// session that fails (rejected, or timed out) lets the next one start at once. The
+    /// node asks to be woken for it ([`crate::Node::poll_timeout`]), so it is kept to the
+    /// instant, not to the tick. Zero starts them all at once. Default 1 s.
+    pub entry_stagger: Duration,
     /// A session not linked within this time is abandoned. Default 15 s.
     pub session_timeout: Duration,
     /// A peer whose session failed is not tried again for this long. Default 10 s.
@@ -190,6 +208,8 @@ impl Default for Config {
             closest_links: 3,
             entry_slots: 2,
             max_pending_sessions: 3,
+            entry_sessions: 3,
+            entry_stagger: Duration::from_secs(1),
             session_timeout: Duration::from_secs(15),
             retry_backoff: Duration::from_secs(10),
             full_backoff: Duration::from_secs(60),
@@ -257,6 +277,8 @@ builders! {
     with_closest_links => closest_links: usize;
     with_entry_slots => entry_slots: usize;
     with_max_pending_sessions => max_pending_sessions: usize;
+    with_entry_sessions => entry_sessions: usize;
+    with_entry_stagger => entry_stagger: Duration;
     with_session_timeout => session_timeout: Duration;
     with_retry_backoff => retry_backoff: Duration;
     with_full_backoff => full_backoff: Duration;
@@ -329,6 +351,9 @@ impl Config {
         if self.max_pending_sessions == 0 || self.max_sessions < self.max_pending_sessions {
             return bad("max_pending_sessions must be at least 1 and at most max_sessions");
         }
+        if self.entry_sessions == 0 {
+            return bad("entry_sessions must be at least 1 (1: one entry session at a time)");
+        }
         if self.tick_interval.is_zero() || self.session_timeout <= self.tick_interval {
             return bad("tick_interval must be non-zero and shorter than session_timeout");
         }
@@ -394,5 +419,23 @@ mod tests {
             short.longest_reliable_delivery(),
             Duration::from_millis(2500)
         );
+    }
+
+    #[test]
+    fn a_node_needs_at_least_one_entry_session() {
+        let err = Config::default()
+            .with_entry_sessions(0)
+            .validate()
+            .expect_err("entry_sessions 0 refused");
+        assert!(err.to_string().contains("entry_sessions"), "{err}");
+        assert_eq!(Config::default().entry_sessions, 3);
+        assert!(Config::default().with_entry_sessions(1).validate().is_ok());
+    }
+
+    #[test]
+    fn entry_sessions_are_staggered_by_a_second_and_zero_is_valid() {
+        assert_eq!(Config::default().entry_stagger, Duration::from_secs(1));
+        let all_at_once = Config::default().with_entry_stagger(Duration::ZERO);
+        assert!(all_at_once.validate().is_ok());
     }
 }

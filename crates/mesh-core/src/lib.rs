@@ -31,7 +31,8 @@
 //! // The driver registered the node at the bootstrap server, which suggested one peer:
 //! node.handle_input(now, Input::Registered { server: bootstrap, peers: vec![first] });
 //! assert!(matches!(node.poll_output(), Some(Output::Event(Event::ServerConnected { .. }))));
-//! // With no link yet, the node opens its one entry session, as the offerer.
+//! // With no link yet, the node opens an entry session with the closest sampled peer, as
+//! // the offerer (another one only if it still has no link `Config::entry_stagger` later).
 //! let Some(Output::OpenSession { peer, role, .. }) = node.poll_output() else { panic!() };
 //! assert_eq!((peer, role), (first, Role::Offerer));
 //! assert_eq!(node.stats().sessions_initiated_via_server, 1);

@@ -102,6 +102,15 @@ pub struct Node {
     server_peers: Vec<NodeId>,
     /// Whether the last top-up found the node stranded ([`Node::stranded`]).
     stranded_now: bool,
+    /// With no link: from when another entry session may start beside those under way
+    /// ([`Config::entry_stagger`] after the last one started, or at once after one
+    /// failed). `None` once linked, or when the last time it came found nothing to start.
+    next_entry: Option<Instant>,
+    /// Peers of the server's sample an entry session was started with since the node last
+    /// had a link: tried after the untried ones, so that a newcomer whose closest sampled
+    /// peers cannot link does not go back to them (their backoff ends before a session
+    /// with them times out) while others are left. Only peers of the current sample.
+    entry_tried: Vec<NodeId>,
     /// Keys of other nodes, pair keys, replay windows, this run's seal sequence.
     keys: keys::Book,
     /// This node's own record, signed once.
@@ -197,6 +206,8 @@ impl Node {
             doors: doors::Book::new(config.door_contacts),
             server_peers: Vec::new(),
             stranded_now: false,
+            next_entry: None,
+            entry_tried: Vec::new(),
             created: now,
             record,
             keys,
@@ -315,10 +326,14 @@ impl Node {
         self.outputs.pop_front()
     }
 
-    /// When to feed [`Input::Timeout`] next.
+    /// When to feed [`Input::Timeout`] next: the next tick ([`Config::tick_interval`]), or
+    /// sooner for the rendezvous or for the next entry session ([`Config::entry_stagger`]).
     pub fn poll_timeout(&self) -> Instant {
         let rendezvous = self.rendezvous.next_wake(&self.config, self.wants_server());
-        rendezvous.map_or(self.next_tick, |at| at.min(self.next_tick))
+        [rendezvous, self.entry_wake()]
+            .into_iter()
+            .flatten()
+            .fold(self.next_tick, Instant::min)
     }
 
     /// Feeds one frame from a registered server connection (after its `Welcome`): a
@@ -394,6 +409,9 @@ impl Node {
                 if now >= self.next_tick {
                     self.next_tick = now + self.config.tick_interval;
                     self.on_tick(now);
+                } else if self.entry_wake().is_some_and(|at| now >= at) {
+                    // The next entry session, between ticks.
+                    self.top_up(now);
                 }
             }
         }
@@ -638,10 +656,19 @@ impl Node {
         let s = self.sessions.remove(&session)?;
         self.stats.sessions_failed += 1;
         self.back_off(s.peer, now);
+        self.unlinked(&s, now);
         if close {
             self.outputs.push_back(Output::CloseSession { session });
         }
         Some(s)
+    }
+
+    /// Session `s` ended without a link (failed or rejected). If it was one of ours and the
+    /// node still has no link, the next entry session need not wait out the stagger.
+    fn unlinked(&mut self, s: &sessions::Session, now: Instant) {
+        if s.role == Role::Offerer && self.degree() == 0 {
+            self.next_entry = Some(now);
+        }
     }
 
     fn on_link_up(&mut self, session: SessionId, now: Instant) {
@@ -675,6 +702,9 @@ impl Node {
             s.heard = now;
         }
         self.links.insert(peer, session);
+        // Linked: no more entry sessions.
+        self.next_entry = None;
+        self.entry_tried.clear();
         self.short_since = None;
         self.topology_dirty = true;
         self.backoff.remove(&peer);
@@ -859,27 +889,17 @@ impl Node {
         let stranded = self.stranded(now);
         self.stranded_now = stranded;
         let server_up = self.server_up();
-        if self.degree() == 0 || (stranded && server_up) {
-            // An entry session: one server-signaled session at a time, with no link at all, or
-            // stranded: below the target degree, with sessions through the mesh failing
-            // and none linking for a whole session timeout. The links we have may lead
-            // only to an island (survivors of a mass failure linked only to each other,
-            // passing around contacts none of them can reach); the server can reach them.
-            // Stranded, the node goes on topping up through the mesh as well: the server
-            // may be a neighbour's door, which reaches only a few.
-            let via_server = self
-                .sessions
-                .pending_offers()
-                .any(|s| s.carrier == Carrier::Server);
-            let alone = self.degree() == 0;
-            if server_up && !via_server && (!alone || pending == 0) {
-                match self.server_candidate(now) {
-                    Some(peer) => {
-                        self.start_session(peer, Carrier::Server, now);
-                        pending += 1;
-                    }
-                    None => self.request_peers_from_server(now),
-                }
+        let alone = self.degree() == 0;
+        if alone || (stranded && server_up) {
+            // Through the server: with no link at all (entry sessions), or stranded: below
+            // the target degree, with sessions through the mesh failing and none linking
+            // for a whole session timeout. The links we have may lead only to an island
+            // (survivors of a mass failure linked only to each other, passing around
+            // contacts none of them can reach); the server can reach them. Stranded, the
+            // node goes on topping up through the mesh as well: the server may be a
+            // neighbour's door, which reaches only a few.
+            if server_up {
+                pending += self.start_server_sessions(alone, pending, now);
             }
             if alone {
                 return;
@@ -923,17 +943,108 @@ impl Node {
         for p in &peers {
             self.contacts.seen(*p, now);
         }
+        self.entry_tried.retain(|p| peers.contains(p));
         self.server_peers = peers;
         self.top_up(now);
     }
 
+    /// Starts the sessions signaled through the server that the node may start now, and
+    /// returns how many it started (`pending`: its outgoing sessions under way).
+    ///
+    /// With no link at all (`alone`), entry sessions, staggered ("happy eyeballs", RFC
+    /// 8305): one with the closest eligible peer of the server's sample as soon as none is
+    /// under way; then, while the node still has no link, the next closest
+    /// [`Config::entry_stagger`] after the last one started, or at once after one failed;
+    /// up to [`Config::entry_sessions`] under way at once, and no more than
+    /// [`Config::max_pending_sessions`] sessions of any kind. In the common case the first
+    /// one links within the stagger, and it is the node's only session through the
+    /// server. A sampled peer that cannot link (a firewall, no usable candidate) answers,
+    /// and then nothing tells the node before its `session_timeout`: one session at a time,
+    /// a newcomer whose closest sampled peer was such a node waited that long for its first
+    /// link; staggered, it waits one `entry_stagger`. The first link ends this rule: the
+    /// entry sessions still under way are left to complete (more links, which the node
+    /// wants anyway below its target degree) or to time out, as any session; they count as
+    /// under way for the top-up through the mesh, so the node stays within
+    /// `max_pending_sessions`.
+    ///
+    /// Linked but stranded ([`Node::stranded`]): one session through the server at a time.
+    ///
+    /// With no eligible peer in the sample and none of its sessions under way through the
+    /// server, the node asks the server for a fresh sample.
+    fn start_server_sessions(&mut self, alone: bool, pending: usize, now: Instant) -> usize {
+        let via_server = self
+            .sessions
+            .pending_offers()
+            .filter(|s| s.carrier == Carrier::Server)
+            .count();
+        if !alone {
+            if via_server > 0 {
+                return 0;
+            }
+            let Some(peer) = self.server_candidate(now) else {
+                self.request_peers_from_server(now);
+                return 0;
+            };
+            self.start_session(peer, Carrier::Server, now);
+            return usize::from(self.sessions.with_peer(&peer));
+        }
+        let mut started = 0;
+        while pending + started < self.entry_cap()
+            && (pending + started == 0 || self.next_entry.is_some_and(|at| now >= at))
+        {
+            let Some(peer) = self.server_candidate(now) else {
+                if via_server + started == 0 {
+                    self.request_peers_from_server(now);
+                }
+                // Until a session ends or links: nothing to wake for.
+                self.next_entry = None;
+                break;
+            };
+            self.start_session(peer, Carrier::Server, now);
+            if !self.entry_tried.contains(&peer) {
+                self.entry_tried.push(peer);
+            }
+            // Eligible before, so without a session with us: one now if it started. The
+            // table or the session budget may hold it back: then the next waits for a
+            // session to end (with none under way, for the next tick).
+            if !self.sessions.with_peer(&peer) {
+                self.next_entry = None;
+                break;
+            }
+            started += 1;
+            self.next_entry = Some(now + self.config.entry_stagger);
+        }
+        started
+    }
+
+    /// Most entry sessions under way at once ([`Config::entry_sessions`], within
+    /// [`Config::max_pending_sessions`]).
+    fn entry_cap(&self) -> usize {
+        self.config
+            .entry_sessions
+            .min(self.config.max_pending_sessions)
+    }
+
+    /// When the next entry session is due, if the node has no link, a server to signal
+    /// through and room for one more session under way: [`Node::poll_timeout`] wakes the
+    /// node for it between ticks.
+    fn entry_wake(&self) -> Option<Instant> {
+        let at = self.next_entry?;
+        let pending = self.sessions.pending_offers().count() + self.links_awaited();
+        (!self.leaving && self.degree() == 0 && self.server_up() && pending < self.entry_cap())
+            .then_some(at)
+    }
+
     /// The eligible peer of the server's last sample closest to us: registered at the
     /// server, so a entry session with it can go through (a contact may have gone).
+    ///
+    /// With no link, a peer an entry session was already tried with comes after every
+    /// untried one (`entry_tried`).
     fn server_candidate(&self, now: Instant) -> Option<NodeId> {
         self.server_peers
             .iter()
             .filter(|p| self.is_eligible(p, now))
-            .min_by_key(|p| self.id.distance(p))
+            .min_by_key(|p| (self.entry_tried.contains(p), self.id.distance(p)))
             .copied()
     }
 

@@ -18,6 +18,7 @@
 //! | link latency | each link gets a one-way latency drawn once, uniform in [`Latencies::link`]; every message on it takes exactly that (FIFO each way, as a reliable ordered DataChannel); no loss |
 //! | transport signaling | `OpenSession` (offerer) → `LocalSignal(Offer)` at once; `RemoteSignal(Offer)` (answerer) → `Answer` at once; no trickle (offer and answer carry their candidates), so a session costs two signed messages; the tokens name the node's id after `a=fingerprint:` |
 //! | link setup | when the offerer applies the answer, both ends get `LinkUp` [`Latencies::link_setup`] one-way latencies later, if both are alive and the session still open |
+//! | unlinkable nodes | a node the world calls [`World::unlinkable`] signals as any other, but no link with it ever comes up and nothing says so (a firewall that drops every connectivity check): both ends learn only from their session timeouts |
 //! | close | `CloseSession` → `LinkClosed` to the closer at once and to the other end after the link latency |
 //! | rooms | each node is in one room ([`Emulator::add_in_room`]; room 0 by default): the bootstrap server samples `Welcome` and `Peers` from the node's room only and relays a `Unicast` only within it, as the real server does |
 //! | doors | a door is a server of its own: its owner (registered from its start) and the nodes that came through it. Registering at a neighbour's door takes 3 latencies if its owner is alive, else fails after the attempt's timeout; `Unicast` and `GetPeers` work within the room; the owner's end ends every member's connection |
@@ -137,6 +138,12 @@ pub trait World<U> {
     fn on_link_up(&mut self, _setup: Ns) {}
     /// Whether node `i`'s transport fails every session it answers.
     fn fails_answering(&self, _i: u32) -> bool {
+        false
+    }
+    /// Whether no link with node `i` ever comes up: its sessions signal, then stay set up
+    /// until an end gives up on them (a node behind a firewall, or with no usable
+    /// candidate). Unlike [`World::fails_answering`], nothing tells the other end.
+    fn unlinkable(&self, _i: u32) -> bool {
         false
     }
 }
@@ -609,6 +616,10 @@ impl<U> Emulator<U> {
             return;
         };
         if world.node(a).is_none() || world.node(b).is_none() {
+            return;
+        }
+        if world.unlinkable(a) || world.unlinkable(b) {
+            // The connectivity checks never succeed, and the transport does not say so.
             return;
         }
         pair.up = true;

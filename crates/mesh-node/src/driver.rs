@@ -287,6 +287,7 @@ impl<T: Transport> Driver<T> {
                 stats.server_connected = self.core.server().is_some();
                 stats.door_registered = self.core.own_door_registered();
                 stats.link_setup = self.link_setup.recent.iter().copied().collect();
+                stats.turn_streams = self.transport.turn_stream_stats();
                 let _ = reply.send(stats);
             }
             Command::Links { reply } => self.links(reply),

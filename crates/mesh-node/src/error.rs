@@ -63,6 +63,13 @@ pub enum Error {
         #[source]
         source: Option<rtc::shared::error::Error>,
     },
+    /// The CA file for TURN over TLS ([`crate::transport::webrtc::Config::with_turn_ca`])
+    /// cannot be read or holds no PEM certificate.
+    #[error("TURN CA file: {why}")]
+    TurnCa {
+        /// What is wrong with it.
+        why: String,
+    },
     /// A key file could not be read or written, or holds no key.
     #[error("key file {path}")]
     KeyFile {

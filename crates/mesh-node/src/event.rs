@@ -40,6 +40,9 @@ pub struct NodeStats {
     /// only if it has no STUN server of its own; `None` if the server runs no STUN
     /// responder.
     pub server_stun: Option<String>,
+    /// The transport's connections to TURN servers over TCP and TLS (one per allocation;
+    /// all zero without such a server).
+    pub turn_streams: crate::transport::webrtc::TurnStreamStats,
 }
 
 /// One live link, as [`crate::Node::links`] reports it.

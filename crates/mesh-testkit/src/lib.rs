@@ -5,6 +5,9 @@
 //!   its `/metrics` and a shutdown that waits for `run` to return.
 //! - [`Metrics`]: Prometheus/OpenMetrics text parsed into typed samples, looked up by series
 //!   (`name` or `name{label="value"}`, labels in any order).
+//! - [`TestPki`]: a test CA and a server certificate it signed, as PEM files (for coturn's
+//!   TLS port in the TURN-over-TLS tests).
+//! - [`turn::Coturn`]: a real TURN server (coturn) on 127.0.0.1, UDP, TCP and TLS.
 //! - [`wait_until`]: polls a condition until it holds, with a deadline. A test waits for a
 //!   condition, never for a fixed sleep; when the deadline passes, the panic names what was
 //!   awaited and the last state the condition observed.
@@ -33,12 +36,15 @@
 
 pub mod metrics;
 pub mod server;
+pub mod tls;
+pub mod turn;
 pub mod wait;
 
 use std::time::Duration;
 
 pub use metrics::Metrics;
 pub use server::TestServer;
+pub use tls::TestPki;
 pub use wait::{Outcome, wait_until};
 
 /// How long a single wait of a test may take by default: long enough for a loaded machine

@@ -13,6 +13,8 @@ pub struct PairView {
     pub names: (String, String),
     /// Their NAT kinds.
     pub kinds: (NatKind, NatKind),
+    /// How each reaches the TURN server: `udp`, `tcp` or `tls`.
+    pub turn: (&'static str, &'static str),
     /// The first node's local and remote candidate.
     pub first: (Candidate, Candidate),
     /// The second node's local and remote candidate.
@@ -52,16 +54,33 @@ pub fn render(pairs: &[PairView]) -> String {
 pub fn check_pair_types(pairs: &[PairView]) -> Result<(), String> {
     let mut wrong = Vec::new();
     for p in pairs {
-        let ends = [&p.first, &p.second];
-        let all_udp = ends
-            .iter()
-            .all(|(local, remote)| local.proto == "udp" && remote.proto == "udp");
-        let relaying = |(local, _): &&(Candidate, Candidate)| local.kind == "relay";
-        let remote_is = |kinds: &[&str]| ends.iter().all(|(_, r)| kinds.contains(&r.kind.as_str()));
+        let ends = [
+            (&p.first, p.kinds.0, p.turn.0),
+            (&p.second, p.kinds.1, p.turn.1),
+        ];
+        // Every candidate is UDP, except a local relay candidate, which reads how its
+        // node reaches the TURN server (`relay/tcp`, `relay/tls`).
+        let protocols_right = ends.iter().all(|((local, remote), _, turn)| {
+            let local_proto = if local.kind == "relay" { *turn } else { "udp" };
+            local.proto == local_proto && remote.proto == "udp"
+        });
+        let relaying =
+            |((local, _), _, _): &(&(Candidate, Candidate), NatKind, &str)| local.kind == "relay";
+        let remote_is = |kinds: &[&str]| {
+            ends.iter()
+                .all(|((_, r), _, _)| kinds.contains(&r.kind.as_str()))
+        };
         // Both ends agree on which of them relays.
         let consistent = (p.first.0.kind == "relay") == (p.second.1.kind == "relay")
             && (p.second.0.kind == "relay") == (p.first.1.kind == "relay");
+        let blocked = |kind: NatKind| kind == NatKind::UdpBlocked;
         let expected = match p.kinds {
+            // No UDP out: a node behind such a firewall can only relay (over TCP or TLS to
+            // the TURN server), whatever the other end does.
+            (a, b) if blocked(a) || blocked(b) => ends
+                .iter()
+                .filter(|(_, kind, _)| blocked(*kind))
+                .all(relaying),
             // Two hosts of one LAN reach each other at their private addresses.
             _ if same_lan(p) => !ends.iter().any(relaying) && remote_is(&["host", "prflx"]),
             // Two cone NATs: hole punching, each end reached at its public address.
@@ -74,7 +93,7 @@ pub fn check_pair_types(pairs: &[PairView]) -> Result<(), String> {
             // through from whatever port its NAT picks.
             _ => ends.iter().any(relaying),
         };
-        if !(all_udp && consistent && expected) {
+        if !(protocols_right && consistent && expected) {
             wrong.push(format!(
                 "{} <-> {}: {} <-> {} / {} <-> {}",
                 p.names.0, p.names.1, p.first.0, p.first.1, p.second.0, p.second.1
@@ -107,7 +126,14 @@ mod tests {
         let kind = |k: &str| match k {
             "cone" => NatKind::Cone,
             "sym" => NatKind::Symmetric,
+            "udpblk" => NatKind::UdpBlocked,
             other => panic!("{other}"),
+        };
+        // As the lab runs them: udpblk5 on TURN over TCP, udpblk6 over TLS.
+        let turn = |name: &str| match name {
+            "udpblk5-a" => "tcp",
+            "udpblk6-a" => "tls",
+            _ => "udp",
         };
         let c = |t: &str| {
             let (kind, proto) = t.split_once('/').unwrap();
@@ -119,6 +145,7 @@ mod tests {
         PairView {
             names: (f[0].to_owned(), f[1].to_owned()),
             kinds: (kind(f[2]), kind(f[3])),
+            turn: (turn(f[0]), turn(f[1])),
             first: (c(f[4]), c(f[5])),
             second: (c(f[6]), c(f[7])),
         }
@@ -132,6 +159,9 @@ mod tests {
             "cone1-a sym3-a cone sym relay/udp prflx/udp host/udp relay/udp",
             "cone1-b sym4-a cone sym host/udp relay/udp relay/udp srflx/udp",
             "sym3-a sym4-a sym sym host/udp relay/udp relay/udp prflx/udp",
+            "cone1-a udpblk5-a cone udpblk host/udp relay/udp relay/tcp srflx/udp",
+            "sym3-a udpblk6-a sym udpblk relay/udp relay/udp relay/tls relay/udp",
+            "udpblk5-a udpblk6-a udpblk udpblk relay/tcp relay/udp relay/tls relay/udp",
         ];
         check_pair_types(&observed.map(row)).unwrap();
         for wrong in [
@@ -145,6 +175,13 @@ mod tests {
             "cone1-a sym3-a cone sym relay/udp prflx/udp host/udp srflx/udp",
             // Over TCP.
             "cone1-a cone2-a cone cone host/tcp srflx/udp host/udp srflx/udp",
+            // A node with no UDP out that does not relay.
+            "cone1-a udpblk5-a cone udpblk relay/udp host/udp host/udp relay/udp",
+            // Relaying over UDP, or over TCP when it was given TLS.
+            "cone1-a udpblk5-a cone udpblk host/udp relay/udp relay/udp srflx/udp",
+            "cone1-a udpblk6-a cone udpblk host/udp relay/udp relay/tcp srflx/udp",
+            // Both blocked, one not relaying.
+            "udpblk5-a udpblk6-a udpblk udpblk relay/tcp host/udp host/udp relay/udp",
         ] {
             assert!(check_pair_types(&[row(wrong)]).is_err(), "accepted {wrong}");
         }

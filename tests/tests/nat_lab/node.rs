@@ -22,7 +22,7 @@ const REPLY_DEADLINE: Duration = Duration::from_secs(10);
 pub struct Candidate {
     /// host, srflx, prflx, relay or unknown.
     pub kind: String,
-    /// udp, tcp or unknown.
+    /// udp, tcp, tls (a local relay candidate reached over TURN-TLS) or unknown.
     pub proto: String,
 }
 
@@ -46,7 +46,7 @@ pub struct Link {
 /// Parses `host/udp`.
 fn parse_candidate(text: &str) -> Result<Candidate, String> {
     const KINDS: [&str; 5] = ["host", "srflx", "prflx", "relay", "unknown"];
-    const PROTOS: [&str; 3] = ["udp", "tcp", "unknown"];
+    const PROTOS: [&str; 4] = ["udp", "tcp", "tls", "unknown"];
     let (kind, proto) = text
         .split_once('/')
         .ok_or_else(|| format!("candidate {text:?} is not <type>/<proto>"))?;
@@ -85,6 +85,8 @@ pub struct Node {
     pub name: String,
     /// The NAT in front of it.
     pub kind: NatKind,
+    /// Its LAN's number.
+    pub lan: u8,
     /// Its NodeId (the first line it printed).
     pub id: String,
     /// Its stderr (logs).
@@ -103,7 +105,7 @@ impl Node {
         bin: &str,
         ns: &str,
         name: String,
-        kind: NatKind,
+        (kind, lan): (NatKind, u8),
         args: &[String],
     ) -> Result<Self, String> {
         let log = lab.logs.join(format!("{name}.log"));
@@ -141,6 +143,7 @@ impl Node {
         Ok(Self {
             name,
             kind,
+            lan,
             id,
             log,
             received: HashSet::new(),
@@ -240,6 +243,14 @@ impl Node {
         Ok(Some(links))
     }
 
+    /// `/stats --json`: the node's counters (docs/operations.md lists the keys).
+    pub async fn stats_json(&mut self) -> Result<serde_json::Value, String> {
+        self.say("/stats --json").await?;
+        let line = self.next_reply_line().await?;
+        serde_json::from_str(&line)
+            .map_err(|e| format!("{}: /stats --json printed {line:?}: {e}", self.name))
+    }
+
     /// `/quit`, then waits for the process to end.
     pub async fn quit(mut self) -> Result<(), String> {
         self.say("/quit").await?;
@@ -256,11 +267,6 @@ impl Node {
             ))
         }
     }
-
-    /// The node's log so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
 }
 
 /// Whether a stdout line answers a command (rather than being a received message, which
@@ -270,6 +276,8 @@ fn is_reply(line: &str) -> bool {
         || line.starts_with("neighbour ")
         || line.starts_with("links: ")
         || line.starts_with("link ")
+        // `/stats --json` (a received message starts with its sender's NodeId).
+        || line.starts_with("{\"id\":")
 }
 
 #[cfg(test)]

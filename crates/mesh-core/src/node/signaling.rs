@@ -137,7 +137,9 @@ impl Node {
                     .get(&session)
                     .is_some_and(|s| s.peer == from && !s.linked)
                 {
-                    self.sessions.remove(&session);
+                    if let Some(s) = self.sessions.remove(&session) {
+                        self.unlinked(&s, now);
+                    }
                     self.stats.sessions_rejected += 1;
                     if reason == RejectReason::FULL {
                         self.contacts.remove(&from);

@@ -1,5 +1,6 @@
 //! A deterministic network of `mesh_core::Node`s for tests, on the emulator the simulator
-//! runs too (`mesh_emu`), with every latency zero: a simulated bootstrap server, simulated
+//! runs too (`mesh_emu`), with every latency zero (unless made with
+//! [`Net::with_latencies`]): a simulated bootstrap server, simulated
 //! links (a session's offer/answer exchange opens them, as WebRTC would), and a virtual
 //! clock. Every step is reproducible from the seeds.
 #![allow(dead_code)]
@@ -8,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mesh_core::{Config, Event, Input, Node};
+use mesh_core::{Config, Event, Input, Node, Role};
 use mesh_emu::{Emulator, Latencies, Sampling, Scheduled, World};
 use mesh_proto::identity::Keypair;
 use mesh_proto::signal::SessionId;
@@ -33,6 +34,10 @@ pub struct Net {
     pub tamper: Option<Tamper>,
     /// Nodes whose transport fails every session they answer.
     pub failing_answerers: Vec<usize>,
+    /// Nodes no link with ever comes up, silently ([`mesh_emu::World::unlinkable`]).
+    pub unlinkable: Vec<usize>,
+    /// The sessions nodes opened, in order: (node, peer, role).
+    pub opened: Vec<(usize, NodeId, Role)>,
     left: Vec<bool>,
 }
 
@@ -44,6 +49,8 @@ struct View<'a> {
     events: &'a mut Vec<(usize, Event)>,
     tamper: &'a mut Option<Tamper>,
     failing_answerers: &'a [usize],
+    unlinkable: &'a [usize],
+    opened: &'a mut Vec<(usize, NodeId, Role)>,
 }
 
 impl World<()> for View<'_> {
@@ -67,14 +74,25 @@ impl World<()> for View<'_> {
     fn fails_answering(&self, i: u32) -> bool {
         self.failing_answerers.contains(&(i as usize))
     }
+    fn unlinkable(&self, i: u32) -> bool {
+        self.unlinkable.contains(&(i as usize))
+    }
+    fn on_open_session(&mut self, i: u32, peer: NodeId, role: Role) {
+        self.opened.push((i as usize, peer, role));
+    }
 }
 
 impl Net {
     /// `n` nodes (not yet joined), each with its own deterministic key and seed.
-    pub fn new(n: usize, mut config: Config) -> Self {
+    pub fn new(n: usize, config: Config) -> Self {
+        Self::with_latencies(n, config, Latencies::ZERO)
+    }
+
+    /// [`Net::new`] with the emulator's `latencies` (seeded draws) instead of zero.
+    pub fn with_latencies(n: usize, mut config: Config, latencies: Latencies) -> Self {
         config.bootstrap.get_or_insert_with(bootstrap);
         let network = mesh_emu::Config {
-            latencies: Latencies::ZERO,
+            latencies,
             sampling: Sampling::Newest,
             welcome: 8,
             peers: 16,
@@ -99,6 +117,8 @@ impl Net {
             events: Vec::new(),
             tamper: None,
             failing_answerers: Vec::new(),
+            unlinkable: Vec::new(),
+            opened: Vec::new(),
             left: vec![false; n],
         }
     }
@@ -202,6 +222,8 @@ impl Net {
             events: &mut self.events,
             tamper: &mut self.tamper,
             failing_answerers: &self.failing_answerers,
+            unlinkable: &self.unlinkable,
+            opened: &mut self.opened,
         };
         (&mut self.emu, view)
     }

@@ -48,19 +48,22 @@ impl fmt::Display for CandidateKind {
 pub enum CandidateProtocol {
     /// UDP.
     Udp,
-    /// TCP (ICE-TCP, RFC 6544).
+    /// TCP: ICE-TCP (RFC 6544), or for a local relay candidate, TURN over TCP.
     Tcp,
+    /// For a local relay candidate: TURN over TLS (`turns:`).
+    Tls,
     /// Not known.
     #[default]
     Unknown,
 }
 
 impl CandidateProtocol {
-    /// `udp`, `tcp`, or `unknown`.
+    /// `udp`, `tcp`, `tls`, or `unknown`.
     pub fn as_str(self) -> &'static str {
         match self {
             CandidateProtocol::Udp => "udp",
             CandidateProtocol::Tcp => "tcp",
+            CandidateProtocol::Tls => "tls",
             CandidateProtocol::Unknown => "unknown",
         }
     }
@@ -77,8 +80,10 @@ impl fmt::Display for CandidateProtocol {
 pub struct Candidate {
     /// Where the address comes from.
     pub kind: CandidateKind,
-    /// The protocol of the candidate's address (for a relay candidate, of the relayed
-    /// address: UDP, however the TURN server is reached).
+    /// The protocol of the candidate's address; for this node's own relay candidate, how
+    /// the node reaches its TURN server instead: `udp`, `tcp` or `tls` (the relayed address
+    /// itself is UDP in every case). A remote relay candidate reads `udp`: how the peer
+    /// reaches its TURN server is not signaled.
     pub protocol: CandidateProtocol,
 }
 

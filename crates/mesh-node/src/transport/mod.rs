@@ -155,4 +155,10 @@ pub trait Transport: Send + Sync + 'static {
     fn use_server_stun(&self, url: Option<String>) {
         let _ = url;
     }
+
+    /// What the transport's TURN-over-TCP/TLS connections did (see
+    /// [`webrtc::Config::with_ice_servers`]). The default has none: all zero.
+    fn turn_stream_stats(&self) -> webrtc::TurnStreamStats {
+        webrtc::TurnStreamStats::default()
+    }
 }

@@ -56,9 +56,11 @@ mod handler;
 mod ice;
 mod sdp;
 mod session;
+mod turn_stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -70,6 +72,7 @@ use tokio::sync::{mpsc, oneshot};
 use webrtc::peer_connection::PeerConnection;
 
 pub use self::ice::IceServer;
+pub use self::turn_stream::TurnStreamStats;
 use crate::transport::{
     CandidatePairsFuture, Role, SendError, SignalBody, Transport, TransportEvent,
 };
@@ -89,6 +92,7 @@ pub struct Config {
     max_early_candidates: usize,
     dtls_timeout: Duration,
     oversize_sends: bool,
+    turn_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -105,6 +109,7 @@ impl Default for Config {
             max_early_candidates: Self::DEFAULT_MAX_EARLY_CANDIDATES,
             dtls_timeout: Self::DEFAULT_DTLS_TIMEOUT,
             oversize_sends: false,
+            turn_ca: None,
         }
     }
 }
@@ -157,8 +162,11 @@ impl Config {
     }
 
     /// STUN/TURN servers used to gather server-reflexive and relay candidates. Check them
-    /// with [`Config::validate`]; webrtc-rs 0.21.1 uses only `stun:` and UDP `turn:` URLs
-    /// ([`IceServer::unsupported_urls`] names the others).
+    /// with [`Config::validate`]. `stun:` and UDP `turn:` URLs go to webrtc-rs as they are;
+    /// TURN over TCP (`turn:…?transport=tcp`) and over TLS (`turns:`), which webrtc-rs
+    /// 0.21.1 does not speak, go through a local bridge (one TCP or TLS connection per
+    /// allocation, see [`TurnStreamStats`] and docs/architecture.md). `stuns:` and TURN
+    /// over DTLS are not used ([`IceServer::unsupported_urls`]).
     ///
     /// Default: none (host candidates only). With no `stun:` server here, sessions opened
     /// after the bootstrap server announced its STUN responder use it
@@ -269,6 +277,17 @@ impl Config {
         self
     }
 
+    /// A PEM file of CA certificates trusted for TURN over TLS (`turns:`) besides the
+    /// system's store: for a TURN server whose certificate a private CA signed. The server's
+    /// certificate must name the URL's host (a DNS name, or an IP address SAN for
+    /// `turns:192.0.2.1`). Read by [`Config::validate`] and when the transport starts.
+    ///
+    /// Default: none (the system's CA store only).
+    pub fn with_turn_ca(mut self, path: Option<PathBuf>) -> Self {
+        self.turn_ca = path;
+        self
+    }
+
     /// Lets the link's writer send messages over [`Config::MAX_MESSAGE_SIZE`] and over the
     /// remote's announced `a=max-message-size` (up to [`Config::MAX_READ_SIZE`]), which
     /// protocol.md §10.1 forbids: for tests of how a peer handles oversized input, with
@@ -286,6 +305,9 @@ impl Config {
     /// server to relay through. [`crate::Node::join`] calls it.
     pub fn validate(&self) -> Result<(), crate::Error> {
         self.ice_servers.iter().try_for_each(IceServer::validate)?;
+        if let Some(path) = &self.turn_ca {
+            turn_stream::read_ca(path).map_err(|why| crate::Error::TurnCa { why })?;
+        }
         let has_turn = self.ice_servers.iter().any(|server| {
             server
                 .urls
@@ -300,6 +322,11 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// See [`Config::with_turn_ca`].
+    pub fn turn_ca(&self) -> Option<&Path> {
+        self.turn_ca.as_deref()
     }
 
     /// See [`Config::with_bind_addrs`].
@@ -366,11 +393,17 @@ impl WebRtcTransport {
     /// A transport reporting on `events`. Must be called from within a Tokio runtime;
     /// otherwise every [`Transport::open`] fails.
     pub fn new(config: Config, events: mpsc::Sender<TransportEvent>) -> Self {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let turn_streams = match &runtime {
+            Some(runtime) => start_turn_streams(&config, runtime),
+            None => turn_stream::Bridges::default(),
+        };
         Self {
             shared: Arc::new(Shared {
                 config,
                 events,
-                runtime: tokio::runtime::Handle::try_current().ok(),
+                runtime,
+                turn_streams,
                 server_stun: Mutex::new(None),
                 sessions: Mutex::new(HashMap::new()),
                 next_serial: AtomicU64::new(0),
@@ -394,6 +427,34 @@ impl WebRtcTransport {
     pub fn ice_servers(&self) -> Vec<IceServer> {
         self.shared.ice_servers()
     }
+
+    /// What the TURN-over-TCP/TLS bridges did so far (all zero without such a server).
+    pub fn turn_stream_stats(&self) -> TurnStreamStats {
+        self.shared.turn_streams.stats()
+    }
+}
+
+/// The bridges for the TCP/TLS TURN URLs of `config`, one loopback socket per address
+/// family the PeerConnections bind.
+fn start_turn_streams(config: &Config, runtime: &tokio::runtime::Handle) -> turn_stream::Bridges {
+    let trust = match config.turn_ca.as_deref().map(turn_stream::read_ca) {
+        Some(Ok(certs)) => certs,
+        Some(Err(why)) => {
+            tracing::error!("TURN over TLS: {why}; trusting the system's CAs only");
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    let families = (
+        config.bind_addrs.iter().any(SocketAddr::is_ipv4),
+        config.bind_addrs.iter().any(SocketAddr::is_ipv6),
+    );
+    // webrtc-rs runs one TURN client per socket of a PeerConnection, and a connection binds
+    // one socket per bind address.
+    let max_flows = config
+        .max_sessions
+        .saturating_mul(config.bind_addrs.len().max(1));
+    turn_stream::Bridges::start(&config.ice_servers, families, &trust, max_flows, runtime)
 }
 
 impl Transport for WebRtcTransport {
@@ -481,16 +542,21 @@ impl Transport for WebRtcTransport {
                 .map(|session| table.get(session).and_then(|entry| entry.pc.clone()))
                 .collect()
         };
+        let relays = self.shared.turn_streams.protocols();
         Box::pin(async move {
             let mut pairs = Vec::with_capacity(pcs.len());
             for pc in pcs {
                 pairs.push(match pc.and_then(|pc| pc.upgrade()) {
-                    Some(pc) => ice::selected_pair(pc).await,
+                    Some(pc) => ice::selected_pair(pc, |addr| relays.of(addr)).await,
                     None => None,
                 });
             }
             pairs
         })
+    }
+
+    fn turn_stream_stats(&self) -> TurnStreamStats {
+        self.shared.turn_streams.stats()
     }
 
     fn use_server_stun(&self, url: Option<String>) {
@@ -526,6 +592,8 @@ struct Shared {
     config: Config,
     events: mpsc::Sender<TransportEvent>,
     runtime: Option<tokio::runtime::Handle>,
+    /// The local bridges to TCP/TLS TURN servers; stopped when the last session is gone.
+    turn_streams: turn_stream::Bridges,
     /// The bootstrap server's STUN responder, from its last `Welcome`.
     server_stun: Mutex<Option<String>>,
     sessions: Mutex<HashMap<SessionId, Entry>>,
@@ -572,7 +640,8 @@ impl Shared {
             .server_stun
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        ice::effective_servers(&self.config.ice_servers, server_stun.as_deref())
+        let servers = ice::effective_servers(&self.config.ice_servers, server_stun.as_deref());
+        self.turn_streams.rewrite(servers)
     }
 }
 

@@ -1,6 +1,7 @@
 //! STUN and TURN servers: their URLs checked the way webrtc-rs reads them, the servers a new
 //! PeerConnection uses, and the candidate pair ICE selected for a link.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rtc::ice::url::{ProtoType, SchemeType, Url};
@@ -10,20 +11,21 @@ use crate::transport::{Candidate, CandidateKind, CandidatePair, CandidateProtoco
 
 /// One STUN or TURN server.
 ///
-/// What webrtc-rs 0.21.1 does with each kind of URL (read in its sources, and measured
-/// against coturn: `tests/webrtc_turn_relay_candidates.rs`):
+/// What a PeerConnection gathers with each kind of URL (measured against coturn:
+/// `tests/webrtc_turn_relay_candidates.rs`):
 ///
 /// | URL | gathers |
 /// |---|---|
 /// | `stun:host:port` | a server-reflexive candidate per local UDP socket |
 /// | `turn:host:port` or `?transport=udp` | a relay candidate (UDP relay, UDP to the server) |
-/// | `turn:…?transport=tcp` | nothing: the TURN gatherer skips non-UDP URLs |
-/// | `turns:…`, `stuns:…` | nothing: the gatherers skip secure URLs |
+/// | `turn:…?transport=tcp` | a relay candidate (UDP relay, TCP to the server) |
+/// | `turns:host:port` | a relay candidate (UDP relay, TLS over TCP to the server) |
+/// | `stuns:…`, `turns:…?transport=udp` | nothing: not supported |
 ///
-/// The skips are in `webrtc-0.21.1/src/peer_connection/transport/turn_relayer.rs`
-/// (`gather`: "Skipping unsupported secure TURN url", "Skipping unsupported non-UDP TURN
-/// url"; every TURN client it builds is `TransportProtocol::UDP`) and `stun_gatherer.rs`
-/// ("Skipping unsupported secure STUN url"). Such URLs are accepted, with
+/// webrtc-rs 0.21.1 speaks TURN over UDP only (`turn_relayer.rs`, `gather`: "Skipping
+/// unsupported non-UDP TURN url", "Skipping unsupported secure TURN url"), so the transport
+/// bridges TCP and TLS TURN URLs (`turn_stream.rs`). It skips `stuns:` too
+/// (`stun_gatherer.rs`); TURN over DTLS has no bridge. Such URLs are accepted, with
 /// [`IceServer::unsupported_urls`] saying why they will not be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IceServer {
@@ -84,8 +86,8 @@ impl IceServer {
         Ok(())
     }
 
-    /// The URLs that parse but that webrtc-rs 0.21.1 never uses, each with the reason: TURN
-    /// over TCP, and the secure `turns:`/`stuns:` schemes (see [`IceServer`]).
+    /// The URLs that parse but are never used, each with the reason: `stuns:` and TURN
+    /// over DTLS (`turns:…?transport=udp`) (see [`IceServer`]).
     pub fn unsupported_urls(&self) -> Vec<(String, &'static str)> {
         self.urls
             .iter()
@@ -123,18 +125,15 @@ pub(crate) fn is_turn(url: &Url) -> bool {
     matches!(url.scheme, SchemeType::Turn | SchemeType::Turns)
 }
 
-/// Why webrtc-rs 0.21.1 will not use `url`, if it will not.
+/// Why `url` will not be used, if it will not.
 fn unsupported(url: &Url) -> Option<&'static str> {
-    match url.scheme {
-        SchemeType::Turns => {
-            Some("webrtc-rs 0.21.1 does not gather over TURN with TLS (turns:); it skips the URL")
-        }
-        SchemeType::Stuns => {
+    match (url.scheme, url.proto) {
+        (SchemeType::Stuns, _) => {
             Some("webrtc-rs 0.21.1 does not gather over STUN with TLS (stuns:); it skips the URL")
         }
-        SchemeType::Turn if url.proto == ProtoType::Tcp => Some(
-            "webrtc-rs 0.21.1 gathers no relay candidate through TURN over TCP \
-             (?transport=tcp); it skips the URL: use ?transport=udp",
+        (SchemeType::Turns, ProtoType::Udp) => Some(
+            "TURN over DTLS (turns:…?transport=udp) is not supported: use turns: (TLS over \
+             TCP) or turn:…?transport=udp",
         ),
         _ => None,
     }
@@ -162,7 +161,13 @@ pub(super) fn effective_servers(
 /// protocol, the pair is reported with that candidate's type, which says what the address
 /// is (with signaling relayed through the mesh, the peer's check often beats its signaled
 /// candidate, so the prflx would otherwise hide a host, srflx or relay address).
-pub(super) async fn selected_pair(pc: Arc<dyn PeerConnection>) -> Option<CandidatePair> {
+///
+/// A local relay candidate reads how the node reaches its TURN server: `relay_protocol`
+/// of its (relayed) address, `relay/tcp` or `relay/tls` through a bridge, else `relay/udp`.
+pub(super) async fn selected_pair(
+    pc: Arc<dyn PeerConnection>,
+    relay_protocol: impl Fn(SocketAddr) -> CandidateProtocol,
+) -> Option<CandidatePair> {
     let ice = pc.sctp().await?.transport().ice_transport();
     let pair = ice.get_selected_candidate_pair().await.ok()??;
     let (local, remote) = (pair.local(), pair.remote());
@@ -179,10 +184,16 @@ pub(super) async fn selected_pair(pc: Arc<dyn PeerConnection>) -> Option<Candida
         remote_kind = kind(same.typ);
         tracing::trace!("the selected remote prflx candidate was signaled as {remote_kind}");
     }
+    let local_protocol = match local.typ {
+        RTCIceCandidateType::Relay => local.address.parse().map_or(CandidateProtocol::Udp, |ip| {
+            relay_protocol(SocketAddr::new(ip, local.port))
+        }),
+        _ => protocol(local.protocol),
+    };
     Some(CandidatePair {
         local: Candidate {
             kind: kind(local.typ),
-            protocol: protocol(local.protocol),
+            protocol: local_protocol,
         },
         remote: Candidate {
             kind: remote_kind,
@@ -278,13 +289,14 @@ mod tests {
     }
 
     #[test]
-    fn tcp_and_secure_urls_are_flagged_as_unused() {
+    fn only_stuns_and_dtls_urls_are_flagged_as_unused() {
         let server = IceServer {
             urls: vec![
                 "turn:192.0.2.1:3478?transport=udp".into(),
                 "turn:192.0.2.1:3478".into(),
                 "turn:192.0.2.1:3478?transport=tcp".into(),
                 "turns:192.0.2.1:5349".into(),
+                "turns:192.0.2.1:5349?transport=udp".into(),
                 "stun:192.0.2.1".into(),
                 "stuns:192.0.2.1".into(),
             ],
@@ -298,11 +310,7 @@ mod tests {
             .collect();
         assert_eq!(
             flagged,
-            [
-                "turn:192.0.2.1:3478?transport=tcp",
-                "turns:192.0.2.1:5349",
-                "stuns:192.0.2.1"
-            ]
+            ["turns:192.0.2.1:5349?transport=udp", "stuns:192.0.2.1"]
         );
     }
 
