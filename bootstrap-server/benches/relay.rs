@@ -18,6 +18,17 @@
 //! 3. Flood: one sender without flow control, to show what the server does with frames it
 //!    cannot deliver (drops them with `TARGET_BUSY` to the sender, per its metrics).
 //!
+//! With `--fleet` (or `RELAY_BENCH_FLEET=1`) it measures a fleet instead: three servers on
+//! one real Redis (`redis-server`, started on a loopback port; see `mesh_testkit::redis_server`)
+//! next to a single server, side by side in one run:
+//!
+//! 4. Ping-pong latency between two clients of one server and between two clients at two
+//!    servers of the fleet (every frame through Redis), interleaved round by round.
+//! 5. One-way throughput as in 2 with 1, 2 and 3 servers of the fleet (pair `i`'s sender at
+//!    server `i mod n`, its receiver at the next: every frame crosses servers), and the
+//!    single server as the baseline.
+//! 6. Registrations per second, and Redis's memory per registered node.
+//!
 //! The rate limits are raised out of the way. Everything talks to 127.0.0.1 only, every
 //! wait has a deadline and every loop a bound: the whole run is cut off after
 //! [`TOTAL_DEADLINE`].
@@ -44,7 +55,11 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-/// The whole benchmark is abandoned (with an error) past this.
+#[path = "relay/fleet.rs"]
+mod fleet;
+
+/// The whole benchmark is abandoned (with an error) past this (twice that with `--fleet`,
+/// which measures four set-ups).
 const TOTAL_DEADLINE: Duration = Duration::from_secs(50);
 /// Any single send, receive or connect.
 const OP_DEADLINE: Duration = Duration::from_secs(10);
@@ -113,6 +128,8 @@ fn main() -> Result<()> {
             .init();
     }
     let args: Vec<String> = std::env::args().collect();
+    let fleet = args.iter().any(|a| a == "--fleet")
+        || std::env::var("RELAY_BENCH_FLEET").is_ok_and(|v| !v.is_empty() && v != "0");
     let quick = args.iter().any(|a| a == "--quick")
         || !args.iter().any(|a| a == "--bench")
         || std::env::var("RELAY_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
@@ -126,17 +143,30 @@ fn main() -> Result<()> {
         .build()
         .context("building the tokio runtime")?;
     println!(
-        "relay bench ({}): server, echo baseline and clients share one tokio runtime \
+        "relay bench ({}{}): server, echo baseline and clients share one tokio runtime \
          ({} worker threads) on {} cores; loopback only",
         if quick { "quick" } else { "full" },
+        if fleet { ", fleet" } else { "" },
         runtime.metrics().num_workers(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     let started = Instant::now();
     runtime.block_on(async {
-        tokio::time::timeout(TOTAL_DEADLINE, run(settings))
+        let run = async {
+            if fleet {
+                fleet::run(settings).await
+            } else {
+                run(settings).await
+            }
+        };
+        let deadline = if fleet {
+            TOTAL_DEADLINE * 2
+        } else {
+            TOTAL_DEADLINE
+        };
+        tokio::time::timeout(deadline, run)
             .await
-            .with_context(|| format!("the benchmark did not finish within {TOTAL_DEADLINE:?}"))?
+            .with_context(|| format!("the benchmark did not finish within {deadline:?}"))?
     })?;
     println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
     // Do not wait for sessions the server may still be closing.
@@ -153,13 +183,13 @@ async fn run(settings: Settings) -> Result<()> {
     let before = server.metrics().await;
     let mut totals = ThroughputTotals::default();
     for payload in settings.throughput_payloads {
-        let end = throughput(&server, settings, payload).await?;
+        let end = throughput(&[&server], settings, payload, "").await?;
         totals.sent += end.sent;
         totals.acks += end.acks;
         totals.delivered += end.delivered;
         totals.busy += end.busy;
     }
-    check_server_metrics(&server, &before, &totals).await?;
+    check_server_metrics(&[&server], &[before], &totals).await?;
     flood(&server, settings).await?;
 
     echo.stop().await;
@@ -171,12 +201,15 @@ async fn run(settings: Settings) -> Result<()> {
 
 /// The real bootstrap server with rate limits raised out of the way.
 async fn start_server() -> TestServer {
-    let config = Config::default()
+    TestServer::start(bench_config()).await
+}
+
+fn bench_config() -> Config {
+    Config::default()
         .with_frames_per_second(10_000_000)
         .with_frame_burst(10_000_000)
-        .with_max_connections(64)
-        .with_shutdown_grace(Duration::from_secs(2));
-    TestServer::start(config).await
+        .with_max_connections(4096)
+        .with_shutdown_grace(Duration::from_secs(2))
 }
 
 /// A minimal axum WebSocket echo server: the cost of one server hop with nothing on it.
@@ -298,6 +331,32 @@ where
 // ---------------------------------------------------------------------------------------
 // Ping-pong latency
 
+/// Prints a latency table, and the ratios of the first path to the second.
+fn print_latency(paths: &[(&str, &Stats)], ratio: &str) {
+    println!(
+        "{:<34} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "path", "n", "mean µs", "p50 µs", "p90 µs", "p99 µs", "max µs"
+    );
+    for (name, s) in paths {
+        println!(
+            "{name:<34} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            s.n, s.mean, s.p50, s.p90, s.p99, s.max
+        );
+    }
+    let (a, b) = (paths[0].1, paths[1].1);
+    println!(
+        // No ratio of maxima: a single preempted round trip decides those.
+        "{:<34} {:>7} {:>8.2}× {:>8.2}× {:>8.2}× {:>8.2}× {:>9}",
+        ratio,
+        "",
+        a.mean / b.mean,
+        a.p50 / b.p50,
+        a.p90 / b.p90,
+        a.p99 / b.p99,
+        "-",
+    );
+}
+
 async fn ping_pong(server: &TestServer, echo: &EchoServer, settings: Settings) -> Result<()> {
     let url = server.url();
     let (mut a, _) = join(&url, "ping").await?;
@@ -341,29 +400,12 @@ async fn ping_pong(server: &TestServer, echo: &EchoServer, settings: Settings) -
         settings.rounds,
         settings.round_trips_per_round
     );
-    println!(
-        "{:<34} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "path", "n", "mean µs", "p50 µs", "p90 µs", "p99 µs", "max µs"
-    );
-    for (name, s) in [
-        ("relay  A→server→B→server→A", &relay),
-        ("echo   A→echo→A (baseline)", &echoed),
-    ] {
-        println!(
-            "{name:<34} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            s.n, s.mean, s.p50, s.p90, s.p99, s.max
-        );
-    }
-    println!(
-        // No ratio of maxima: a single preempted round trip decides those.
-        "{:<34} {:>7} {:>8.2}× {:>8.2}× {:>8.2}× {:>8.2}× {:>9}",
+    print_latency(
+        &[
+            ("relay  A→server→B→server→A", &relay),
+            ("echo   A→echo→A (baseline)", &echoed),
+        ],
         "ratio relay / echo",
-        "",
-        relay.mean / echoed.mean,
-        relay.p50 / echoed.p50,
-        relay.p90 / echoed.p90,
-        relay.p99 / echoed.p99,
-        "-",
     );
     round_ratios.sort_by(f64::total_cmp);
     println!(
@@ -499,18 +541,23 @@ struct ThroughputTotals {
 }
 
 /// Runs the windowed throughput test for one payload size; returns the final counts.
+///
+/// With several servers (a fleet), pair `i`'s sender is at server `i mod n` and its receiver
+/// at the next one, so every frame crosses from one server to another.
 async fn throughput(
-    server: &TestServer,
+    servers: &[&TestServer],
     settings: Settings,
     payload_len: usize,
+    label: &str,
 ) -> Result<Snapshot> {
-    let url = server.url();
+    let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
     let room = format!("throughput-{payload_len}");
     let stop = CancellationToken::new();
     // Register everyone first, so no frame goes to a peer that is not there yet.
     let mut joined = Vec::new();
-    for _ in 0..settings.pairs {
-        joined.push((join(&url, &room).await?, join(&url, &room).await?));
+    for i in 0..settings.pairs {
+        let (from, to) = (&urls[i % urls.len()], &urls[(i + 1) % urls.len()]);
+        joined.push((join(from, &room).await?, join(to, &room).await?));
     }
     let mut counters = Vec::new();
     let mut tasks = Vec::new();
@@ -547,7 +594,7 @@ async fn throughput(
 
     let secs = (end.at - start.at).as_secs_f64();
     let rate = |a: u64, b: u64| (b - a) as f64 / secs;
-    if payload_len == settings.throughput_payloads[0] {
+    if payload_len == settings.throughput_payloads[0] && label.is_empty() {
         println!(
             "one-way relay throughput, {} concurrent sender→receiver pairs in one room, \
              window of {WINDOW} frames per sender (acknowledged every {ACK_EVERY}), \
@@ -561,7 +608,7 @@ async fn throughput(
         );
     }
     println!(
-        "{:>6} B {:>14.0} {:>13.1} {:>10.1} {:>10} {:>8}",
+        "{label}{:>6} B {:>14.0} {:>13.1} {:>10.1} {:>10} {:>8}",
         payload_len,
         rate(start.delivered, end.delivered),
         rate(start.payload_bytes, end.payload_bytes) / 1e6,
@@ -715,14 +762,26 @@ async fn flood(server: &TestServer, settings: Settings) -> Result<()> {
 /// Compares the server's own counters over the throughput runs with the clients' counts,
 /// and prints the server's mean unicast latency under load.
 async fn check_server_metrics(
-    server: &TestServer,
-    before: &Metrics,
+    servers: &[&TestServer],
+    before: &[Metrics],
     totals: &ThroughputTotals,
 ) -> Result<()> {
     // The last acknowledgements may still be on their way into the server: retry briefly.
     for attempt in 0.. {
-        let after = server.metrics().await;
-        let delta = |series: &str| (after.value(series) - before.value(series)) as u64;
+        let mut after = Vec::new();
+        for server in servers {
+            after.push(server.metrics().await);
+        }
+        // Summed over the servers (a fleet: each frame is counted in at its sender's).
+        let sum = |series: &str| -> f64 {
+            after
+                .iter()
+                .zip(before)
+                // A series a server never counted yet is absent: zero.
+                .map(|(a, b)| a.get(series).unwrap_or(0.0) - b.get(series).unwrap_or(0.0))
+                .sum()
+        };
+        let delta = |series: &str| sum(series) as u64;
         let unicasts_in = delta("bootstrap_frames_in_total{kind=\"unicast\"}");
         let dropped = delta("bootstrap_frames_dropped_total");
         if (unicasts_in != totals.sent + totals.acks || dropped != totals.busy) && attempt < 20 {
@@ -739,8 +798,7 @@ async fn check_server_metrics(
             totals.delivered,
             totals.busy
         );
-        let latency_sum = after.value("bootstrap_unicast_latency_seconds_sum")
-            - before.value("bootstrap_unicast_latency_seconds_sum");
+        let latency_sum = sum("bootstrap_unicast_latency_seconds_sum");
         let latency_count = delta("bootstrap_unicast_latency_seconds_count");
         if latency_count > 0 {
             println!(

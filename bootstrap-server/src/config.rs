@@ -1,6 +1,9 @@
 //! Server configuration: every limit, with documented defaults.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use mesh_proto::{Limits, MAX_FRAME_SIZE};
@@ -72,6 +75,97 @@ pub struct Config {
     /// `/pkg/…`, all embedded in the binary; see [`crate::web`]). Off, those paths answer
     /// 404; `/ws`, `/healthz` and `/metrics` are the same either way. Default `true`.
     pub web_page: bool,
+    /// The Redis (or Valkey) through which this server shares its rooms with the other
+    /// servers of its fleet: every server given the same URL and [`Config::fleet_prefix`]
+    /// serves the same rooms (docs/architecture.md, "The fleet"). Default `None`: one server,
+    /// everything in this process, no external service.
+    pub redis: Option<RedisUrl>,
+    /// A PEM file of the certificate authorities that a `rediss://` Redis's certificate is
+    /// checked against, instead of the system's. Default `None`: the system's store.
+    pub redis_ca: Option<PathBuf>,
+    /// The name of the fleet: every key and channel it uses in Redis starts with it and a
+    /// colon, so several fleets (or other users) can share one Redis. 1 to 64 bytes, no
+    /// whitespace or control character. Default `mesh-fleet`.
+    pub fleet_prefix: String,
+    /// How long a fleet server's lease lasts in Redis: it renews it every third of this,
+    /// and the nodes of a server that stopped renewing (killed, cut off from Redis) leave
+    /// every sample within it. Registrations themselves are kept ten times as long
+    /// ([`Config::fleet_registration_ttl`]), renewed as often. Default 6 s.
+    pub fleet_lease: Duration,
+    /// The longest a fleet server waits for Redis on behalf of a session (a registration's
+    /// sample, a `GetPeers`): past it, the session is answered from this server's own rooms
+    /// and the server counts Redis as unreachable. Default 1 s.
+    pub fleet_timeout: Duration,
+    /// Frames and updates queued towards Redis (unicasts and broadcasts to other servers,
+    /// unregistrations) before further ones are refused (`TARGET_BUSY`) or dropped. Default
+    /// 4 096.
+    pub fleet_queue: usize,
+}
+
+/// The URL of a Redis (or Valkey) server: `redis://[[user]:password@]host[:port][/db]`, or
+/// `rediss://…` for TLS. Shown (`Display`, `Debug`, logs) with its password replaced by
+/// `***`; [`RedisUrl::expose`] gives the URL itself, to connect.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    url: String,
+    redacted: String,
+}
+
+impl RedisUrl {
+    /// The URL with its password, to connect with. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether the URL asks for TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        self.url.starts_with("rediss://")
+    }
+}
+
+impl FromStr for RedisUrl {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str, shown: &str| {
+            Err(crate::Error::InvalidConfig(format!(
+                "invalid Redis URL {shown}: {why} (expected redis://[[user]:password@]host[:port][/db] or rediss://...)"
+            )))
+        };
+        let Ok(mut parsed) = url::Url::parse(s) else {
+            // Do not echo what may hold a password.
+            return bad("it does not parse as a URL", "(not shown)");
+        };
+        if parsed.password().is_some() {
+            let _ = parsed.set_password(Some("***"));
+        }
+        let redacted = parsed.to_string();
+        if !matches!(parsed.scheme(), "redis" | "rediss") {
+            return bad("the scheme must be redis or rediss", &redacted);
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return bad("it names no host", &redacted);
+        }
+        if let Err(e) = redis::Client::open(s) {
+            return bad(&e.to_string(), &redacted);
+        }
+        Ok(Self {
+            url: s.to_owned(),
+            redacted,
+        })
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({})", self.redacted)
+    }
 }
 
 impl Default for Config {
@@ -98,6 +192,12 @@ impl Default for Config {
             stun_source_burst: 50,
             id_difficulty: 0,
             web_page: true,
+            redis: None,
+            redis_ca: None,
+            fleet_prefix: "mesh-fleet".to_owned(),
+            fleet_lease: Duration::from_secs(6),
+            fleet_timeout: Duration::from_secs(1),
+            fleet_queue: 4096,
         }
     }
 }
@@ -156,6 +256,18 @@ builders! {
     with_id_difficulty => id_difficulty: u32;
     /// Sets [`Config::web_page`].
     with_web_page => web_page: bool;
+    /// Sets [`Config::redis`].
+    with_redis => redis: Option<RedisUrl>;
+    /// Sets [`Config::redis_ca`].
+    with_redis_ca => redis_ca: Option<PathBuf>;
+    /// Sets [`Config::fleet_prefix`].
+    with_fleet_prefix => fleet_prefix: String;
+    /// Sets [`Config::fleet_lease`].
+    with_fleet_lease => fleet_lease: Duration;
+    /// Sets [`Config::fleet_timeout`].
+    with_fleet_timeout => fleet_timeout: Duration;
+    /// Sets [`Config::fleet_queue`].
+    with_fleet_queue => fleet_queue: usize;
 }
 
 impl Config {
@@ -207,7 +319,35 @@ impl Config {
                 mesh_proto::puzzle::MAX_DIFFICULTY
             ));
         }
+        let prefix = &self.fleet_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 64
+            || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return bad(
+                "fleet_prefix must be 1 to 64 bytes with no whitespace or control character",
+            );
+        }
+        if self.fleet_lease < Duration::from_secs(1) {
+            return bad("fleet_lease must be at least 1 s (it is renewed every third of it)");
+        }
+        if self.fleet_timeout.is_zero() || self.fleet_timeout >= self.fleet_lease {
+            return bad("fleet_timeout must be non-zero and shorter than fleet_lease");
+        }
+        if self.fleet_queue == 0 {
+            return bad("fleet_queue must be at least 1");
+        }
+        if self.redis_ca.is_some() && !self.redis.as_ref().is_some_and(RedisUrl::is_tls) {
+            return bad("redis_ca must come with a rediss:// redis URL");
+        }
         Ok(())
+    }
+
+    /// How long a registration is kept in Redis without renewal: ten leases
+    /// ([`Config::fleet_lease`]), at least a minute. What a fleet leaves in Redis after it
+    /// stopped (killed, not shut down) is gone after this.
+    pub fn fleet_registration_ttl(&self) -> Duration {
+        (self.fleet_lease * 10).max(Duration::from_secs(60))
     }
 
     /// The limits announced to clients in the `Challenge` frame.
@@ -228,6 +368,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn redis_urls_never_show_their_password() {
+        let url: RedisUrl = "redis://:s3cret@127.0.0.1:6379/0".parse().unwrap();
+        assert_eq!(url.expose(), "redis://:s3cret@127.0.0.1:6379/0");
+        for shown in [
+            url.to_string(),
+            format!("{url:?}"),
+            format!("{:?}", Config::default().with_redis(Some(url.clone()))),
+        ] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("127.0.0.1:6379"), "{shown}");
+        }
+        let tls: RedisUrl = "rediss://user:pw@redis.example:6380".parse().unwrap();
+        assert!(tls.is_tls());
+        for bad in ["http://:s3cret@h/", "redis://", "not a url s3cret"] {
+            let err = bad.parse::<RedisUrl>().unwrap_err().to_string();
+            assert!(err.contains("invalid Redis URL"), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+    }
+
+    #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
     }
@@ -244,6 +405,10 @@ mod tests {
             Config::default().with_max_sample(0),
             Config::default().with_stun_answers_per_source(0),
             Config::default().with_id_difficulty(25),
+            Config::default().with_fleet_prefix("two words".into()),
+            Config::default().with_fleet_lease(Duration::from_millis(500)),
+            Config::default().with_fleet_timeout(Duration::from_secs(6)),
+            Config::default().with_redis_ca(Some("ca.pem".into())),
         ] {
             let err = config.validate().unwrap_err().to_string();
             assert!(err.contains("must"), "{err}");

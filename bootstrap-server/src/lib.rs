@@ -65,7 +65,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::Config;
+pub use config::{Config, RedisUrl};
 
 /// Everything that can go wrong running the server.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +102,7 @@ pub enum Error {
 pub(crate) struct Shared {
     config: Config,
     registry: registry::Registry,
-    metrics: metrics::Metrics,
+    metrics: Arc<metrics::Metrics>,
     connections: Arc<Semaphore>,
     /// The bound UDP port of the STUN responder, announced in every `Welcome`.
     stun_port: Option<u16>,
@@ -259,9 +259,25 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let grace = config.shutdown_grace;
+    let metrics = Arc::new(metrics::Metrics::new(config.redis.is_some()));
+    let local = registry::Local::new(config.max_peers_per_room);
+    let registry = if config.redis.is_some() {
+        let about = listener
+            .local_addr()
+            .map(|addr| format!("ws://{addr}/ws"))
+            .unwrap_or_default();
+        registry::Registry::Fleet(registry::Fleet::start(
+            &config,
+            metrics.clone(),
+            about,
+            local,
+        )?)
+    } else {
+        registry::Registry::Local(local)
+    };
     let shared = Arc::new(Shared {
-        registry: registry::Registry::new(config.max_peers_per_room),
-        metrics: metrics::Metrics::new(),
+        registry,
+        metrics,
         connections: Arc::new(Semaphore::new(config.max_connections)),
         stun_port: stun.as_ref().map(|(_, addr)| addr.port()),
         shutdown: CancellationToken::new(),
@@ -313,6 +329,7 @@ async fn serve(
             "sessions still open after the grace period"
         );
     }
+    shared.registry.close().await;
     Ok(())
 }
 
@@ -344,9 +361,13 @@ async fn ws_handler(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> 
         })
 }
 
+/// `ok`; `degraded: …` (still 200: the server serves, as a single server, and a load
+/// balancer must not take a whole fleet out when Redis goes); 503 `shutting down`.
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     if shared.shutdown.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if let Some(why) = shared.registry.degraded() {
+        format!("degraded: {why}\n").into_response()
     } else {
         "ok\n".into_response()
     }

@@ -16,8 +16,10 @@ use tracing_subscriber::EnvFilter;
 /// broadcast → transfer-broadcast) and nothing else. `/healthz` and `/metrics` (Prometheus)
 /// are served on the same address, and at `/` a browser page embedded in the binary (unless
 /// --no-web-page). With --stun-listen it also answers STUN Binding requests over UDP, so
-/// nodes behind a NAT learn their public address. Logs go to stderr; set RUST_LOG (e.g.
-/// `debug`) for more.
+/// nodes behind a NAT learn their public address. With --redis it is one server of a fleet:
+/// every server on the same Redis serves the same rooms, and nodes given several servers'
+/// URLs move to another when one fails. Logs go to stderr; set RUST_LOG (e.g. `debug`) for
+/// more.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
@@ -104,6 +106,35 @@ struct Args {
     /// unchanged.
     #[arg(long, env = "BOOTSTRAP_NO_WEB_PAGE", value_parser = clap::builder::BoolishValueParser::new())]
     no_web_page: bool,
+    /// Join a fleet: share rooms with every bootstrap server given the same Redis (or
+    /// Valkey) URL and --fleet-prefix, so a node registered at one is introduced to, and
+    /// reached from, nodes at the others. redis://[[user]:password@]host[:port][/db], or
+    /// rediss://... for TLS. Prefer the environment variable for a URL with a password (the
+    /// command line is visible to other users); logs show it with the password as ***.
+    /// While Redis is unreachable, the server serves its own registrations alone and
+    /// /healthz says degraded. Default: no fleet, no external service.
+    #[arg(long, env = "BOOTSTRAP_REDIS")]
+    // Parsed after clap, whose errors would echo the value (and its password).
+    redis: Option<String>,
+    /// A PEM file of the certificate authorities a rediss:// server's certificate is checked
+    /// against, instead of the system's.
+    #[arg(long, env = "BOOTSTRAP_REDIS_CA", requires = "redis")]
+    redis_ca: Option<std::path::PathBuf>,
+    /// The fleet's name: every Redis key and channel it uses starts with it, so several
+    /// fleets can share one Redis.
+    #[arg(long, env = "BOOTSTRAP_FLEET_PREFIX", default_value_t = Config::default().fleet_prefix, requires = "redis")]
+    fleet_prefix: String,
+    /// Seconds a server's lease in Redis lasts (renewed every third of it): the nodes of a
+    /// server that died leave every sample within it.
+    #[arg(long, env = "BOOTSTRAP_FLEET_LEASE", default_value_t = Config::default().fleet_lease.as_secs_f64(), requires = "redis")]
+    fleet_lease: f64,
+    /// Seconds a session waits for Redis (its Welcome's sample, GetPeers) before it is
+    /// answered from this server's own registrations.
+    #[arg(long, env = "BOOTSTRAP_FLEET_TIMEOUT", default_value_t = Config::default().fleet_timeout.as_secs_f64(), requires = "redis")]
+    fleet_timeout: f64,
+    /// Frames and updates queued towards Redis before further ones are refused.
+    #[arg(long, env = "BOOTSTRAP_FLEET_QUEUE", default_value_t = Config::default().fleet_queue, requires = "redis")]
+    fleet_queue: usize,
 }
 
 /// Descriptors the process holds besides its connections (stdio, the listener, the runtime's,
@@ -180,7 +211,13 @@ async fn main() -> anyhow::Result<()> {
         .with_stun_answers_per_source(args.stun_answers_per_source)
         .with_stun_source_burst(args.stun_source_burst)
         .with_id_difficulty(args.id_difficulty)
-        .with_web_page(!args.no_web_page);
+        .with_web_page(!args.no_web_page)
+        .with_redis(args.redis.as_deref().map(str::parse).transpose()?)
+        .with_redis_ca(args.redis_ca)
+        .with_fleet_prefix(args.fleet_prefix)
+        .with_fleet_lease(seconds("fleet-lease", args.fleet_lease)?)
+        .with_fleet_timeout(seconds("fleet-timeout", args.fleet_timeout)?)
+        .with_fleet_queue(args.fleet_queue);
     config.validate()?;
     raise_open_files_limit(config.max_connections);
     let shutdown = shutdown_signal();

@@ -46,10 +46,20 @@ pub(crate) struct Metrics {
     pub accept_errors: Family<Reason, Counter>,
     pub accept_refused: Counter,
     pub web_requests: Counter,
+    /// Whether a fleet server reaches Redis (1) or serves only its own registrations (0).
+    pub fleet_redis_up: Gauge,
+    pub fleet_outages: Counter,
+    pub fleet_redis_errors: Counter,
+    pub fleet_published: Family<Kind, Counter>,
+    pub fleet_received: Family<Kind, Counter>,
+    pub fleet_bad_data: Counter,
+    pub fleet_reannounced: Counter,
+    pub fleet_queue_full: Counter,
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The server's metrics; the `bootstrap_fleet_*` ones only for a server of a fleet.
+    pub fn new(fleet: bool) -> Self {
         let mut registry = Registry::with_prefix("bootstrap");
         let connections = Gauge::default();
         let peers = Gauge::default();
@@ -126,7 +136,66 @@ impl Metrics {
             "Requests for the browser page and its assets (/, /app.js, /pkg/...), whatever the answer",
             web_requests.clone(),
         );
+        let fleet_redis_up = Gauge::default();
+        let fleet_outages = Counter::default();
+        let fleet_redis_errors = Counter::default();
+        let fleet_published = Family::<Kind, Counter>::default();
+        let fleet_received = Family::<Kind, Counter>::default();
+        let fleet_bad_data = Counter::default();
+        let fleet_reannounced = Counter::default();
+        let fleet_queue_full = Counter::default();
+        if fleet {
+            let fleet = registry.sub_registry_with_prefix("fleet");
+            fleet.register(
+                "redis_up",
+                "1 while this server reaches Redis (commands and its subscription), 0 while it serves its own registrations only",
+                fleet_redis_up.clone(),
+            );
+            fleet.register(
+                "outages",
+                "Times this server lost Redis (commands failing, timing out, or its subscription closed)",
+                fleet_outages.clone(),
+            );
+            fleet.register(
+                "redis_errors",
+                "Redis commands or batches of commands that failed or timed out",
+                fleet_redis_errors.clone(),
+            );
+            fleet.register(
+                "published",
+                "Messages published to other servers through Redis, by kind (unicast, broadcast, kick, failed)",
+                fleet_published.clone(),
+            );
+            fleet.register(
+                "received",
+                "Messages received from other servers through Redis, by kind (unicast, broadcast, kick, failed)",
+                fleet_received.clone(),
+            );
+            fleet.register(
+                "bad_data",
+                "Values and messages read from Redis that did not decode (logged and skipped)",
+                fleet_bad_data.clone(),
+            );
+            fleet.register(
+                "reannounced",
+                "Registrations written again to Redis: lease renewals and re-announcements after an outage",
+                fleet_reannounced.clone(),
+            );
+            fleet.register(
+                "queue_full",
+                "Unicasts (answered TARGET_BUSY) and broadcasts not sent to other servers because the queue towards Redis was full",
+                fleet_queue_full.clone(),
+            );
+        }
         Self {
+            fleet_redis_up,
+            fleet_outages,
+            fleet_redis_errors,
+            fleet_published,
+            fleet_received,
+            fleet_bad_data,
+            fleet_reannounced,
+            fleet_queue_full,
             registry,
             connections,
             peers,

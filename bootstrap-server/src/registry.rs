@@ -1,19 +1,28 @@
-//! Who is registered where: rooms of peers, each peer with its outgoing queue.
+//! Who is registered where: the one registry type the sessions talk to.
 //!
-//! Every operation is non-blocking (`try_send` under a shard lock, never an `.await`), so
-//! a slow peer can never stall the sessions that deliver to it.
+//! Two implementations sit behind it. [`Local`] holds the rooms of one process in memory: a
+//! single server is that alone. [`Fleet`] is a server of a fleet ([`crate::Config::redis`]):
+//! its own sessions are in a [`Local`] as well, and the rooms are shared with the other
+//! servers through Redis (leases, cross-server delivery, samples drawn across the whole
+//! room). The session code never asks which one it has: it registers, unregisters, delivers,
+//! broadcasts and samples, and the registry does what its kind needs.
+//!
+//! `deliver` and `broadcast` never wait (a fleet hands what is not local to a bounded queue
+//! that one task writes to Redis); `register` and `sample` may await Redis, within
+//! [`crate::Config::fleet_timeout`], and fall back to the local rooms when it does not answer.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+mod fleet;
+mod local;
 
 use bytes::Bytes;
-use dashmap::DashMap;
 use mesh_proto::identity::PublicKey;
 use mesh_proto::{ErrorCode, NodeId, RoomName};
-use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+pub(crate) use fleet::Fleet;
+pub(crate) use local::Local;
 
 /// One encoded frame on its way to a connection.
 #[derive(Debug)]
@@ -24,25 +33,6 @@ pub(crate) struct Outbound {
     pub kind: &'static str,
     /// When a unicast was received, to measure its latency through the server.
     pub received: Option<Instant>,
-}
-
-/// A registered session, as seen by others.
-#[derive(Debug)]
-struct Peer {
-    public_key: PublicKey,
-    session: u64,
-    tx: mpsc::Sender<Outbound>,
-    /// Cancelled when a new session with the same key replaces this one.
-    replaced: CancellationToken,
-    /// Position in `Room::order`.
-    index: usize,
-}
-
-#[derive(Debug, Default)]
-struct Room {
-    peers: HashMap<NodeId, Peer>,
-    /// The same ids as `peers`, in a vector for O(k) random sampling.
-    order: Vec<NodeId>,
 }
 
 /// What a new registration brings in.
@@ -59,296 +49,100 @@ pub(crate) struct Registration {
 /// The result of delivering a frame to one peer.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Delivery {
+    /// Queued for a session of this server.
     Queued,
+    /// Handed to the fleet for the server that holds the peer: if it is nowhere, or its
+    /// queue is full, the sender gets the error notice later, from the fleet.
+    Forwarded,
     UnknownPeer,
     Busy,
 }
 
-/// All rooms of one server.
+/// The rooms a server serves: its own alone, or shared with a fleet.
 #[derive(Debug)]
-pub(crate) struct Registry {
-    rooms: DashMap<RoomName, Room>,
-    max_peers_per_room: usize,
+pub(crate) enum Registry {
+    /// One server: everything in this process.
+    Local(Local),
+    /// A server of a fleet sharing its rooms through Redis.
+    Fleet(Fleet),
 }
 
 impl Registry {
-    pub fn new(max_peers_per_room: usize) -> Self {
-        Self {
-            rooms: DashMap::new(),
-            max_peers_per_room,
+    /// The sessions of this process, whatever the kind.
+    fn local(&self) -> &Local {
+        match self {
+            Self::Local(local) => local,
+            Self::Fleet(fleet) => fleet.local(),
         }
     }
 
-    /// Registers a session. A node id already held by the same key is taken over (the old
-    /// session's `replaced` token is cancelled); held by another key, it is refused.
-    pub fn register(&self, reg: Registration) -> Result<(), ErrorCode> {
-        let mut room = self.rooms.entry(reg.room).or_default();
-        let room = &mut *room;
-        let len = room.order.len();
-        match room.peers.entry(reg.node_id) {
-            Entry::Occupied(mut held) => {
-                if held.get().public_key != reg.public_key {
-                    return Err(ErrorCode::NODE_ID_IN_USE);
-                }
-                let index = held.get().index;
-                let old = held.insert(Peer {
-                    public_key: reg.public_key,
-                    session: reg.session,
-                    tx: reg.tx,
-                    replaced: reg.replaced,
-                    index,
-                });
-                old.replaced.cancel();
+    /// Registers a session and returns a sample of up to `k` other peers of its room for
+    /// its `Welcome`. A node id already held by the same key is taken over (in a fleet, at
+    /// whichever server held it); held by another key, it is refused.
+    pub async fn register(&self, reg: Registration, k: usize) -> Result<Vec<NodeId>, ErrorCode> {
+        match self {
+            Self::Local(local) => {
+                let (room, node) = (reg.room.clone(), reg.node_id);
+                local.register(reg)?;
+                Ok(local.sample(&room, &node, k))
             }
-            Entry::Vacant(slot) => {
-                if len >= self.max_peers_per_room {
-                    return Err(ErrorCode::ROOM_FULL);
-                }
-                slot.insert(Peer {
-                    public_key: reg.public_key,
-                    session: reg.session,
-                    tx: reg.tx,
-                    replaced: reg.replaced,
-                    index: len,
-                });
-                room.order.push(reg.node_id);
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes `node_id` from `room` if it is still held by `session` (a replaced session
-    /// must not remove its successor). Empty rooms are dropped. Returns whether it removed.
-    pub fn unregister(&self, room_name: &RoomName, node_id: &NodeId, session: u64) -> bool {
-        let removed = self.rooms.get_mut(room_name).is_some_and(|mut room| {
-            let room = &mut *room;
-            if room.peers.get(node_id).is_none_or(|p| p.session != session) {
-                return false;
-            }
-            let Some(peer) = room.peers.remove(node_id) else {
-                return false;
-            };
-            room.order.swap_remove(peer.index);
-            if let Some(moved) = room.order.get(peer.index)
-                && let Some(p) = room.peers.get_mut(moved)
-            {
-                p.index = peer.index;
-            }
-            true
-        });
-        self.rooms
-            .remove_if(room_name, |_, room| room.peers.is_empty());
-        removed
-    }
-
-    /// Queues `out` for `to` without waiting.
-    pub fn deliver(&self, room: &RoomName, to: &NodeId, out: Outbound) -> Delivery {
-        let Some(room) = self.rooms.get(room) else {
-            return Delivery::UnknownPeer;
-        };
-        let Some(peer) = room.peers.get(to) else {
-            return Delivery::UnknownPeer;
-        };
-        match peer.tx.try_send(out) {
-            Ok(()) => Delivery::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => Delivery::Busy,
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::UnknownPeer,
+            Self::Fleet(fleet) => fleet.register(reg, k).await,
         }
     }
 
-    /// Queues `bytes` for every peer of `room` but `from`. Returns (queued, dropped).
+    /// Removes `node_id` from `room` if it is still held by `session`.
+    pub fn unregister(&self, room: &RoomName, node_id: &NodeId, session: u64) {
+        match self {
+            Self::Local(local) => {
+                local.unregister(room, node_id, session);
+            }
+            Self::Fleet(fleet) => fleet.unregister(room, node_id, session),
+        }
+    }
+
+    /// Queues `out` (a `Transfer` from `from`) for `to` without waiting.
+    pub fn deliver(&self, room: &RoomName, from: &NodeId, to: &NodeId, out: Outbound) -> Delivery {
+        match self {
+            Self::Local(local) => local.deliver(room, to, out),
+            Self::Fleet(fleet) => fleet.deliver(room, from, to, out),
+        }
+    }
+
+    /// Queues `bytes` (a `TransferBroadcast`) for every peer of `room` but `from`: those of
+    /// this server, and in a fleet those of the others. Returns (queued, dropped) here.
     pub fn broadcast(&self, room: &RoomName, from: &NodeId, bytes: &Bytes) -> (usize, usize) {
-        let Some(room) = self.rooms.get(room) else {
-            return (0, 0);
-        };
-        let (mut queued, mut dropped) = (0, 0);
-        for (id, peer) in &room.peers {
-            if id == from {
-                continue;
-            }
-            let out = Outbound {
-                bytes: bytes.clone(),
-                kind: "transfer_broadcast",
-                received: None,
-            };
-            match peer.tx.try_send(out) {
-                Ok(()) => queued += 1,
-                Err(_) => dropped += 1,
-            }
+        match self {
+            Self::Local(local) => local.broadcast(room, from, bytes),
+            Self::Fleet(fleet) => fleet.broadcast(room, from, bytes),
         }
-        (queued, dropped)
     }
 
-    /// A uniformly random sample of up to `k` peers of `room`, never `exclude`. O(k).
-    pub fn sample(&self, room: &RoomName, exclude: &NodeId, k: usize) -> Vec<NodeId> {
-        let Some(room) = self.rooms.get(room) else {
-            return Vec::new();
-        };
-        let n = room.order.len();
-        let mut rng = rand::rng();
-        // Draw one extra so that skipping `exclude` still leaves k.
-        let draw = (k + 1).min(n);
-        let mut picked: Vec<NodeId> = rand::seq::index::sample(&mut rng, n, draw)
-            .into_iter()
-            .map(|i| room.order[i])
-            .filter(|id| id != exclude)
-            .collect();
-        picked.truncate(k);
-        // `index::sample` may return indices in order; shuffle so truncation is fair.
-        for i in (1..picked.len()).rev() {
-            picked.swap(i, rng.random_range(0..=i));
+    /// A uniformly random sample of up to `k` peers of `room`, never `exclude`.
+    pub async fn sample(&self, room: &RoomName, exclude: &NodeId, k: usize) -> Vec<NodeId> {
+        match self {
+            Self::Local(local) => local.sample(room, exclude, k),
+            Self::Fleet(fleet) => fleet.sample(room, exclude, k).await,
         }
-        picked
     }
 
-    /// (rooms, registered peers), for metrics.
+    /// (rooms, registered peers) of this server's own sessions, for metrics.
     pub fn counts(&self) -> (usize, usize) {
-        let peers = self.rooms.iter().map(|r| r.peers.len()).sum();
-        (self.rooms.len(), peers)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use mesh_proto::identity::Keypair;
-
-    fn reg(
-        room: &RoomName,
-        key: &Keypair,
-        session: u64,
-    ) -> (Registration, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(2);
-        let reg = Registration {
-            room: room.clone(),
-            node_id: key.node_id(),
-            public_key: key.public(),
-            session,
-            tx,
-            replaced: CancellationToken::new(),
-        };
-        (reg, rx)
+        self.local().counts()
     }
 
-    fn out() -> Outbound {
-        Outbound {
-            bytes: Bytes::from_static(b"x"),
-            kind: "transfer",
-            received: None,
+    /// Why the server is degraded (a fleet server that cannot reach Redis), if it is.
+    pub fn degraded(&self) -> Option<String> {
+        match self {
+            Self::Local(_) => None,
+            Self::Fleet(fleet) => fleet.degraded(),
         }
     }
 
-    #[test]
-    fn room_limit_is_enforced() {
-        let registry = Registry::new(2);
-        let room = RoomName::default();
-        let keys: Vec<_> = (0..3u8).map(|i| Keypair::from_seed([i; 32])).collect();
-        let mut rxs = Vec::new();
-        for (i, key) in keys.iter().enumerate().take(2) {
-            let (r, rx) = reg(&room, key, i as u64);
-            registry.register(r).unwrap();
-            rxs.push(rx);
+    /// On shutdown, after the sessions ended: a fleet server writes what is still queued and
+    /// takes its lease out of Redis (bounded by [`crate::Config::fleet_timeout`]).
+    pub async fn close(&self) {
+        if let Self::Fleet(fleet) = self {
+            fleet.close().await;
         }
-        let (r, _rx) = reg(&room, &keys[2], 9);
-        assert_eq!(registry.register(r), Err(ErrorCode::ROOM_FULL));
-        // Another room is independent.
-        let (r, _rx2) = reg(&"other".parse().unwrap(), &keys[2], 9);
-        registry.register(r).unwrap();
-        assert_eq!(registry.counts(), (2, 3));
-    }
-
-    #[test]
-    fn same_key_replaces_other_key_is_refused() {
-        let registry = Registry::new(10);
-        let room = RoomName::default();
-        let key = Keypair::from_seed([1; 32]);
-        let (first, _rx1) = reg(&room, &key, 1);
-        let first_token = first.replaced.clone();
-        registry.register(first).unwrap();
-
-        // A different key claiming the same id.
-        let (mut forged, _rx) = reg(&room, &Keypair::from_seed([2; 32]), 2);
-        forged.node_id = key.node_id();
-        assert_eq!(registry.register(forged), Err(ErrorCode::NODE_ID_IN_USE));
-        assert!(!first_token.is_cancelled());
-
-        let (second, mut rx2) = reg(&room, &key, 3);
-        registry.register(second).unwrap();
-        assert!(first_token.is_cancelled());
-        // The old session's cleanup must not remove the new one.
-        assert!(!registry.unregister(&room, &key.node_id(), 1));
-        assert_eq!(
-            registry.deliver(&room, &key.node_id(), out()),
-            Delivery::Queued
-        );
-        assert!(rx2.try_recv().is_ok());
-        assert!(registry.unregister(&room, &key.node_id(), 3));
-        assert_eq!(registry.counts(), (0, 0));
-    }
-
-    #[test]
-    fn full_queue_is_busy_not_blocking() {
-        let registry = Registry::new(10);
-        let room = RoomName::default();
-        let key = Keypair::from_seed([1; 32]);
-        let (r, _rx) = reg(&room, &key, 1);
-        registry.register(r).unwrap();
-        assert_eq!(
-            registry.deliver(&room, &key.node_id(), out()),
-            Delivery::Queued
-        );
-        assert_eq!(
-            registry.deliver(&room, &key.node_id(), out()),
-            Delivery::Queued
-        );
-        assert_eq!(
-            registry.deliver(&room, &key.node_id(), out()),
-            Delivery::Busy
-        );
-        let stranger = Keypair::from_seed([5; 32]).node_id();
-        assert_eq!(
-            registry.deliver(&room, &stranger, out()),
-            Delivery::UnknownPeer
-        );
-    }
-
-    #[test]
-    fn samples_are_bounded_distinct_and_exclude_the_asker() {
-        let registry = Registry::new(100);
-        let room = RoomName::default();
-        let keys: Vec<_> = (0..20u8).map(|i| Keypair::from_seed([i; 32])).collect();
-        let _rxs: Vec<_> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let (r, rx) = reg(&room, k, i as u64);
-                registry.register(r).unwrap();
-                rx
-            })
-            .collect();
-        let me = keys[0].node_id();
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..200 {
-            let s = registry.sample(&room, &me, 5);
-            assert_eq!(s.len(), 5);
-            assert!(!s.contains(&me));
-            let distinct: std::collections::HashSet<_> = s.iter().collect();
-            assert_eq!(distinct.len(), 5);
-            seen.extend(s);
-        }
-        // Every other peer shows up eventually: the sample is not stuck on a prefix.
-        assert_eq!(seen.len(), 19);
-        assert_eq!(registry.sample(&room, &me, 100).len(), 19);
-
-        // Removing from the middle keeps the index consistent.
-        for (i, k) in keys.iter().enumerate().skip(1).step_by(2) {
-            assert!(registry.unregister(&room, &k.node_id(), i as u64));
-        }
-        let rest = registry.sample(&room, &me, 100);
-        assert_eq!(rest.len(), 9);
-        assert!(
-            rest.iter()
-                .all(|id| keys.iter().step_by(2).any(|k| k.node_id() == *id))
-        );
     }
 }

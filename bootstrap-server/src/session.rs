@@ -1,8 +1,10 @@
 //! One WebSocket connection: a reader loop that owns the session state, and a writer task
 //! that drains the connection's bounded outgoing queue and sends pings.
 //!
-//! The reader never awaits anything but the socket, its deadlines and its cancellation:
-//! frames to other peers and replies to its own client are queued with `try_send`.
+//! The reader never awaits anything but the socket, its deadlines and its cancellation, and
+//! in a fleet the registry's answer to its own `Register` and `GetPeers` (a sample drawn in
+//! Redis, bounded by `Config::fleet_timeout`): frames to other peers and replies to its own
+//! client are queued with `try_send`.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::Shared;
-use crate::metrics::{Code, Kind};
+use crate::metrics::{Code, Kind, Metrics};
 use crate::registry::{Delivery, Outbound, Registration};
 
 /// After the server ends a connection with an `Error` frame, how long it goes on reading
@@ -98,7 +100,7 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, permit: OwnedSem
 /// Sends one error frame and closes: for connections refused before a session starts.
 pub(crate) async fn refuse(mut socket: WebSocket, shared: Arc<Shared>, code: ErrorCode, why: &str) {
     debug!(%code, "refusing connection: {why}");
-    let frame = error_frame(&shared, code, None, why);
+    let frame = error_frame(&shared.metrics, code, None, why);
     shared
         .metrics
         .frames_out
@@ -215,7 +217,7 @@ impl Session {
                         }
                     };
                     self.last_seen = Instant::now();
-                    if let Err(end) = self.on_message(msg) {
+                    if let Err(end) = self.on_message(msg).await {
                         return end;
                     }
                 }
@@ -231,7 +233,7 @@ impl Session {
         }
     }
 
-    fn on_message(&mut self, msg: Message) -> Result<(), End> {
+    async fn on_message(&mut self, msg: Message) -> Result<(), End> {
         let bytes = match msg {
             Message::Binary(bytes) => bytes,
             Message::Pong(_) => return Ok(()),
@@ -272,7 +274,7 @@ impl Session {
                     room,
                     signature,
                 },
-            ) => self.register(public_key, node_id, room, signature),
+            ) => self.register(public_key, node_id, room, signature).await,
             (Some(_), Frame::Register { .. }) => Err(fatal(
                 ErrorCode::ALREADY_REGISTERED,
                 "this connection is already registered",
@@ -292,7 +294,7 @@ impl Session {
             }
             (Some((room, me)), Frame::GetPeers { max }) => {
                 let k = usize::from(max).min(self.shared.config.max_sample);
-                let peers = self.shared.registry.sample(room, me, k);
+                let peers = self.shared.registry.sample(room, me, k).await;
                 self.reply(&Frame::Peers { peers })
             }
             (None, Frame::Unicast { .. } | Frame::Broadcast { .. } | Frame::GetPeers { .. }) => {
@@ -334,7 +336,7 @@ impl Session {
         Ok(())
     }
 
-    fn register(
+    async fn register(
         &mut self,
         public_key: identity::PublicKey,
         node_id: NodeId,
@@ -370,20 +372,20 @@ impl Session {
             tx: self.tx.clone(),
             replaced: self.cancel.clone(),
         };
-        if let Err(code) = self.shared.registry.register(registration) {
-            let why = match code {
-                ErrorCode::ROOM_FULL => format!("room {room} is full"),
-                _ => format!("node id {node_id} is registered with another key"),
-            };
-            return Err(End::Fatal(code, why));
-        }
+        let k = self.shared.config.welcome_sample;
+        let peers = match self.shared.registry.register(registration, k).await {
+            Ok(peers) => peers,
+            Err(code) => {
+                let why = match code {
+                    ErrorCode::ROOM_FULL => format!("room {room} is full"),
+                    _ => format!("node id {node_id} is registered with another key"),
+                };
+                return Err(End::Fatal(code, why));
+            }
+        };
         tracing::Span::current().record("node", tracing::field::display(node_id));
         info!(%room, "registered");
         self.shared.metrics.registrations.inc();
-        let peers = self
-            .shared
-            .registry
-            .sample(&room, &node_id, self.shared.config.welcome_sample);
         self.registered = Some((room, node_id));
         self.reply(&Frame::Welcome {
             node_id,
@@ -404,8 +406,8 @@ impl Session {
             kind: "transfer",
             received: Some(Instant::now()),
         };
-        let code = match self.shared.registry.deliver(room, &to, out) {
-            Delivery::Queued => return Ok(()),
+        let code = match self.shared.registry.deliver(room, &me, &to, out) {
+            Delivery::Queued | Delivery::Forwarded => return Ok(()),
             Delivery::UnknownPeer => ErrorCode::UNKNOWN_PEER,
             Delivery::Busy => {
                 self.shared.metrics.dropped.inc();
@@ -415,7 +417,7 @@ impl Session {
         // A notice, not a reply: if the sender's own queue is full (it is outpacing its
         // recipient), the notice is dropped rather than the sender.
         let why = format!("unicast to {to} not delivered: {}", code.label());
-        let bytes = error_frame(&self.shared, code, Some(to), &why);
+        let bytes = error_frame(&self.shared.metrics, code, Some(to), &why);
         if self
             .tx
             .try_send(Outbound {
@@ -500,7 +502,7 @@ async fn write_loop(
     }
     // Everything queued before the session ended has been written; now the ending.
     if let Ok(End::Fatal(code, why)) = fin.await {
-        let frame = error_frame(&shared, code, None, &why);
+        let frame = error_frame(&shared.metrics, code, None, &why);
         shared
             .metrics
             .frames_out
@@ -518,16 +520,20 @@ fn fatal(code: ErrorCode, why: &str) -> End {
     End::Fatal(code, why.to_owned())
 }
 
-fn encode(frame: &Frame) -> Bytes {
+pub(crate) fn encode(frame: &Frame) -> Bytes {
     // Frames built here are within the server's limits (payloads were checked, samples
     // are capped), far below the protocol maximum, so encoding cannot fail.
     Bytes::from(mesh_proto::encode(frame).expect("server frames fit the protocol limit"))
 }
 
 /// Encodes an error frame and counts it.
-fn error_frame(shared: &Shared, code: ErrorCode, target: Option<NodeId>, why: &str) -> Bytes {
-    shared
-        .metrics
+pub(crate) fn error_frame(
+    metrics: &Metrics,
+    code: ErrorCode,
+    target: Option<NodeId>,
+    why: &str,
+) -> Bytes {
+    metrics
         .errors
         .get_or_create(&Code { code: code.label() })
         .inc();

@@ -39,6 +39,12 @@ fn help_explains_every_flag() {
         "--stun-answers-per-source",
         "--stun-source-burst",
         "--no-web-page",
+        "--redis",
+        "--redis-ca",
+        "--fleet-prefix",
+        "--fleet-lease",
+        "--fleet-timeout",
+        "--fleet-queue",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
@@ -47,6 +53,97 @@ fn help_explains_every_flag() {
         help.contains("BOOTSTRAP_NO_WEB_PAGE") && help.contains("browser page"),
         "--help says what --no-web-page turns off"
     );
+}
+
+#[test]
+fn fleet_flags_without_redis_and_bad_redis_urls_are_refused_without_the_password() {
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--fleet-prefix", "x"])
+        .env_remove("BOOTSTRAP_REDIS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--redis"));
+    for bad in [
+        "http://:hunter2@127.0.0.1:6379",
+        "redis://:hunter2@",
+        "hunter2",
+    ] {
+        let out = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--redis", bad])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("invalid Redis URL"), "{err}");
+        assert!(!err.contains("hunter2"), "the password is shown: {err}");
+    }
+}
+
+/// With Redis unreachable (a closed port) the server still serves, degraded, and its logs
+/// name the Redis without its password.
+#[tokio::test]
+async fn a_fleet_server_without_its_redis_serves_degraded_and_never_logs_the_password() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--fleet-timeout", "0.2"])
+        .env(
+            "BOOTSTRAP_REDIS",
+            format!("redis://:hunter2@127.0.0.1:{port}/0"),
+        )
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let mut addr = None;
+    let start = Instant::now();
+    while addr.is_none() || !log.iter().any(|l: &String| l.contains("redis unreachable")) {
+        assert!(start.elapsed() < DEADLINE, "log so far: {log:#?}");
+        let Ok(line) = rx.recv_timeout(DEADLINE) else {
+            break;
+        };
+        if addr.is_none()
+            && let Some(rest) = line.split_once("listening: ws://").map(|(_, r)| r)
+        {
+            addr = rest.split('/').next().map(str::to_owned);
+        }
+        log.push(line);
+    }
+    let addr: std::net::SocketAddr = addr.expect("a listening line").parse().unwrap();
+    let (status, body) = mesh_testkit::server::http_get(addr, "/healthz").await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("degraded: redis unreachable"), "{body}");
+    // It registers (its own rooms) while degraded.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(first, Message::Binary(_)));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    log.extend(rx.try_iter());
+    let text = log.join("\n");
+    assert!(
+        text.contains("redis://:***@127.0.0.1"),
+        "the redacted URL is logged: {text}"
+    );
+    assert!(!text.contains("hunter2"), "the password is logged: {text}");
 }
 
 #[test]

@@ -485,3 +485,51 @@ pub async fn next_message(node: &mut MeshNode) -> mesh_node::Event {
         .await
         .expect("no message within the deadline")
 }
+
+/// Builds the workspace's binaries `names` (`bootstrap-server`, `mesh-node`) with the cargo
+/// running this test, in the same profile (a no-op when they are fresh); their paths. For
+/// tests that run the real binaries as processes (the NAT lab, the fleet of processes).
+pub fn built_binaries<const N: usize>(names: [&str; N]) -> Result<[String; N], String> {
+    let mut args = vec![
+        "build".to_owned(),
+        "--quiet".to_owned(),
+        "--locked".to_owned(),
+        "--offline".to_owned(),
+    ];
+    for name in names {
+        let package = match name {
+            "mesh-node" => "mesh-cli",
+            other => other,
+        };
+        args.extend(["-p".to_owned(), package.to_owned()]);
+    }
+    if !cfg!(debug_assertions) {
+        args.push("--release".to_owned());
+    }
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(&args)
+        .output()
+        .map_err(|e| format!("cargo {}: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    // A test runs from target/<profile>/deps/; the binaries are in target/<profile>/.
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .ok_or("cannot find the target directory")?;
+    let mut paths = Vec::with_capacity(N);
+    for name in names {
+        let path = dir.join(name);
+        if !path.is_file() {
+            return Err(format!("{path:?} is missing after `cargo build`"));
+        }
+        paths.push(path.display().to_string());
+    }
+    Ok(paths.try_into().expect("N paths"))
+}

@@ -197,35 +197,8 @@ fn turn_transport(n: u8) -> &'static str {
 /// Builds the two binaries (a no-op when they are fresh) with the cargo running this test,
 /// in the same profile; their paths.
 fn binaries() -> Result<(String, String), String> {
-    let mut args = vec![
-        "build",
-        "--quiet",
-        "--locked",
-        "--offline",
-        "-p",
-        "bootstrap-server",
-        "-p",
-        "mesh-cli",
-    ];
-    if !cfg!(debug_assertions) {
-        args.push("--release");
-    }
-    lab::run(&[&[env!("CARGO")][..], &args].concat())?;
-    // This test runs from target/<profile>/deps/; the binaries are in target/<profile>/.
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot find the target directory")?;
-    let find = |name: &str| -> Result<String, String> {
-        let path: PathBuf = dir.join(name);
-        if path.is_file() {
-            Ok(path.display().to_string())
-        } else {
-            Err(format!("{path:?} is missing after `cargo build`"))
-        }
-    };
-    Ok((find("bootstrap-server")?, find("mesh-node")?))
+    let [server, node] = mesh_e2e::built_binaries(["bootstrap-server", "mesh-node"])?;
+    Ok((server, node))
 }
 
 /// The bootstrap server (door and STUN) and coturn, on the WAN.

@@ -23,6 +23,8 @@ use tracing_subscriber::EnvFilter;
 ///
 /// Joins the mesh through a bootstrap server, opens its first WebRTC link with signaling
 /// carried by the server, and every further link with signaling carried by the mesh.
+/// Several --bootstrap URLs (repeated, or comma-separated) are several servers of one
+/// fleet: the node spreads over them and moves to the next when one fails.
 /// Prints its own node id on the first line of stdout. With --door, it also runs a door
 /// for its neighbours: one that later loses every link rejoins through it, even with the
 /// bootstrap server gone.
@@ -64,14 +66,22 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(version, about, long_about, verbatim_doc_comment)]
 struct Args {
-    /// The bootstrap server's WebSocket URL.
+    /// The bootstrap server's WebSocket URL (ws:// or wss://). Repeat it, or separate URLs
+    /// with commas (also in MESH_BOOTSTRAP), for several servers of one fleet: the node
+    /// spreads over them and moves to the next when one fails. Each node starts at the one
+    /// its id picks (so newcomers spread evenly), and when that one refuses, is unreachable
+    /// or dies, registers at the next in the list, in turn; at most 16.
     #[arg(
         long,
         env = "MESH_BOOTSTRAP",
+        value_name = "URL",
+        action = clap::ArgAction::Append,
+        value_delimiter = ',',
+        value_parser = bootstrap_url,
         default_value = "ws://127.0.0.1:8080/ws",
         conflicts_with = "serve"
     )]
-    bootstrap: String,
+    bootstrap: Vec<mesh_proto::ServerUrl>,
     /// Also run a bootstrap server (the door for other nodes) at this address, with default
     /// limits, and join through it: one command, no external service.
     #[arg(long, env = "MESH_SERVE")]
@@ -147,6 +157,16 @@ struct Args {
     /// (including webrtc-rs). RUST_LOG, if set, wins.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+}
+
+/// Parses a --bootstrap URL.
+fn bootstrap_url(raw: &str) -> Result<mesh_proto::ServerUrl, String> {
+    raw.parse().map_err(|_| {
+        format!(
+            "{raw} is not a bootstrap server URL: expected ws://HOST:PORT/PATH or \
+             wss://HOST/PATH, e.g. ws://127.0.0.1:8080/ws (several: comma-separated)"
+        )
+    })
 }
 
 /// Parses a --stun URL: a STUN URL as webrtc-rs reads it.
@@ -268,8 +288,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let ice = ice_servers(&args)?;
+    if args.bootstrap.len() > mesh_core::MAX_BOOTSTRAPS {
+        anyhow::bail!(
+            "{} --bootstrap URLs: at most {} (give a few of the fleet's servers)",
+            args.bootstrap.len(),
+            mesh_core::MAX_BOOTSTRAPS
+        );
+    }
 
-    let mut bootstrap = args.bootstrap.clone();
+    let mut bootstraps = args.bootstrap.clone();
     if let Some(addr) = args.serve {
         let config = bootstrap_server::Config::default()
             .with_stun_listen(args.serve_stun)
@@ -279,9 +306,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot start the embedded bootstrap server on {addr}"))?;
         let addr = server.local_addr()?;
-        bootstrap = format!("ws://{addr}/ws");
+        let url: mesh_proto::ServerUrl = format!("ws://{addr}/ws")
+            .parse()
+            .context("the embedded server's address makes no valid URL")?;
         // Notices for the person who started it, whatever the log level.
-        eprintln!("bootstrap server for other nodes: --bootstrap {bootstrap}");
+        eprintln!("bootstrap server for other nodes: --bootstrap {url}");
+        bootstraps = vec![url];
         if let Some(stun) = server.stun_addr() {
             eprintln!("its STUN responder: stun:{stun} (UDP), announced in its Welcome");
         }
@@ -312,10 +342,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_target_degree(degree)
         .with_min_degree(degree.min(3))
         .with_max_degree(degree + (degree / 2).max(2));
-    let bootstrap: mesh_proto::ServerUrl = bootstrap
-        .parse()
-        .context("--bootstrap must be a ws:// or wss:// URL")?;
-    let mut config = Config::new(bootstrap.clone())
+    let through = bootstraps
+        .iter()
+        .map(mesh_proto::ServerUrl::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let first = bootstraps.first().cloned().context("no --bootstrap URL")?;
+    let mut config = Config::new(first)
+        .with_bootstraps(bootstraps)
         .with_room(args.room.clone())
         .with_overlay(overlay)
         .with_id_difficulty(args.id_difficulty);
@@ -329,7 +363,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_relay_only(args.relay_only);
     let node = Node::join(config, key, transport)
         .await
-        .with_context(|| format!("cannot join the mesh through {bootstrap}"))?;
+        .with_context(|| format!("cannot join the mesh through {through}"))?;
     let mut events = node.events().context("events already taken")?;
     let mut chat = chat::Chat::new(node);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();

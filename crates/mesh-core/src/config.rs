@@ -2,9 +2,14 @@
 
 use std::time::Duration;
 
-use mesh_proto::{RoomName, ServerUrl};
+use mesh_proto::{NodeId, RoomName, ServerUrl};
 
 use crate::budget::Rate;
+
+/// Most bootstrap servers a node is given ([`Config::bootstraps`]): a fleet's doors, more
+/// than enough for a fleet (each costs a registration attempt per round at worst), and
+/// few enough that a round through all of them stays short.
+pub const MAX_BOOTSTRAPS: usize = 16;
 
 /// Configuration of a mesh node's overlay logic. Defaults suit a mesh of tens to thousands
 /// of nodes; set fields with the `with_*` builders.
@@ -93,10 +98,15 @@ pub struct Config {
     /// Most sessions tracked at once: linked ones and those under way, in and out. An
     /// offer beyond it is refused `FULL`. Default 32.
     pub max_sessions: usize,
-    /// The bootstrap server's URL: where the node joins (its driver registers it there
-    /// before the node starts) and registers again when it needs a server and no door it
-    /// knows takes it. Default none: the node then rejoins through doors only.
-    pub bootstrap: Option<ServerUrl>,
+    /// The bootstrap servers' URLs: several servers of one fleet (sharing rooms), or one.
+    /// Where the node joins and registers again when it needs a server and no door it
+    /// knows takes it. The node starts at [`Config::first_bootstrap`] (its id modulo the
+    /// list's length, so that newcomers spread over the fleet; its driver registers it
+    /// there before the node starts), and after a failed or lost registration at one goes
+    /// to the next in the list, in turn (docs/architecture.md, "Rendezvous"). No URL twice
+    /// ([`Config::with_bootstraps`] drops repeats), at most [`MAX_BOOTSTRAPS`]
+    /// ([`Config::validate`]). Default none: the node then rejoins through doors only.
+    pub bootstraps: Vec<ServerUrl>,
     /// Time allowed to connect and register at the bootstrap server or the own door.
     /// Default 10 s.
     pub register_timeout: Duration,
@@ -227,7 +237,7 @@ impl Default for Config {
             replay_capacity: 4096,
             replay_ttl: Duration::from_secs(600),
             max_sessions: 32,
-            bootstrap: None,
+            bootstraps: Vec::new(),
             register_timeout: Duration::from_secs(10),
             door_timeout: Duration::from_secs(3),
             reconnect_min: Duration::from_millis(500),
@@ -296,7 +306,6 @@ builders! {
     with_replay_capacity => replay_capacity: usize;
     with_replay_ttl => replay_ttl: Duration;
     with_max_sessions => max_sessions: usize;
-    with_bootstrap => bootstrap: Option<ServerUrl>;
     with_register_timeout => register_timeout: Duration;
     with_door_timeout => door_timeout: Duration;
     with_door_stay => door_stay: Duration;
@@ -322,6 +331,35 @@ builders! {
 }
 
 impl Config {
+    /// Sets [`Config::bootstraps`] to one bootstrap server, or to none.
+    pub fn with_bootstrap(mut self, bootstrap: Option<ServerUrl>) -> Self {
+        self.bootstraps = bootstrap.into_iter().collect();
+        self
+    }
+
+    /// Sets [`Config::bootstraps`]: the URLs of a fleet's servers, in the order the node
+    /// goes through them; a URL given twice counts once (the first time). More than
+    /// [`MAX_BOOTSTRAPS`] fail [`Config::validate`].
+    pub fn with_bootstraps(mut self, bootstraps: impl IntoIterator<Item = ServerUrl>) -> Self {
+        self.bootstraps.clear();
+        for url in bootstraps {
+            if !self.bootstraps.contains(&url) {
+                self.bootstraps.push(url);
+            }
+        }
+        self
+    }
+
+    /// The bootstrap server a node with id `id` joins through first: the one at its id (a
+    /// big-endian 128-bit number) modulo the number of [`Config::bootstraps`]. Ids are
+    /// uniform, so newcomers spread evenly over a fleet; deterministic, so a driver that
+    /// registers before its node starts knows where the core expects it
+    /// ([`crate::Node::joining_at`]). `None` without bootstrap servers.
+    pub fn first_bootstrap(&self, id: &NodeId) -> Option<&ServerUrl> {
+        self.bootstraps
+            .get(crate::rendezvous::first_index(id, self.bootstraps.len())?)
+    }
+
     /// Sets [`Config::reconnect_min`] and [`Config::reconnect_max`].
     pub fn with_reconnect(mut self, min: Duration, max: Duration) -> Self {
         self.reconnect_min = min;
@@ -363,6 +401,22 @@ impl Config {
         if self.reconnect_min.is_zero() || self.reconnect_max < self.reconnect_min {
             return bad("reconnect_min must be non-zero and at most reconnect_max");
         }
+        if self.bootstraps.len() > MAX_BOOTSTRAPS {
+            return bad(&format!(
+                "at most {MAX_BOOTSTRAPS} bootstrap servers (got {}): give a few of the fleet's",
+                self.bootstraps.len()
+            ));
+        }
+        if let Some((i, url)) = self
+            .bootstraps
+            .iter()
+            .enumerate()
+            .find(|(i, url)| self.bootstraps[..*i].contains(url))
+        {
+            return bad(&format!(
+                "bootstrap server {url} is listed twice (at {i}): list each once"
+            ));
+        }
         if self.lookup_paths == 0 {
             return bad("lookup_paths must be at least 1");
         }
@@ -403,6 +457,48 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn url(s: &str) -> ServerUrl {
+        format!("ws://{s}/ws").parse().unwrap()
+    }
+
+    #[test]
+    fn bootstraps_are_deduplicated_and_bounded() {
+        let config = Config::default().with_bootstraps([url("a"), url("b"), url("a")]);
+        assert_eq!(config.bootstraps, [url("a"), url("b")]);
+        assert!(config.validate().is_ok());
+        let one = Config::default().with_bootstrap(Some(url("a")));
+        assert_eq!(one.bootstraps, [url("a")]);
+        assert!(Config::default().with_bootstrap(None).bootstraps.is_empty());
+        let many = (0..=MAX_BOOTSTRAPS).map(|i| url(&format!("s{i}")));
+        let err = Config::default()
+            .with_bootstraps(many)
+            .validate()
+            .expect_err("17 refused");
+        assert!(err.to_string().contains("at most 16"), "{err}");
+        let twice = Config {
+            bootstraps: vec![url("a"), url("b"), url("a")],
+            ..Config::default()
+        };
+        let err = twice.validate().expect_err("a repeat refused");
+        assert!(err.to_string().contains("ws://a/ws"), "{err}");
+    }
+
+    #[test]
+    fn the_first_bootstrap_is_the_id_modulo_the_list() {
+        let config = Config::default().with_bootstraps([url("a"), url("b"), url("c")]);
+        let id = |last: u8| {
+            let mut bytes = [0xff; 16];
+            bytes[15] = last;
+            NodeId::from_bytes(bytes)
+        };
+        // 2^128 - 256 + last, and 2^128 ≡ 256 ≡ 1 (mod 3): the id is `last` (mod 3).
+        assert_eq!(config.first_bootstrap(&id(0)), Some(&url("a")));
+        assert_eq!(config.first_bootstrap(&id(1)), Some(&url("b")));
+        assert_eq!(config.first_bootstrap(&id(2)), Some(&url("c")));
+        assert_eq!(config.first_bootstrap(&id(3)), Some(&url("a")));
+        assert_eq!(Config::default().first_bootstrap(&id(1)), None);
+    }
 
     #[test]
     fn the_longest_reliable_delivery_is_the_key_wait_and_every_try() {

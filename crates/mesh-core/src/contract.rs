@@ -33,7 +33,8 @@ pub enum Role {
 #[derive(Debug)]
 pub enum Input {
     /// The driver registered the node at `server`, as an [`Output::Register`] asked (or,
-    /// at the start, at [`Config::bootstrap`]); `peers` is the server's `Welcome` sample.
+    /// at the start, at [`crate::Node::joining_at`]); `peers` is the server's `Welcome`
+    /// sample.
     Registered {
         /// The server.
         server: ServerUrl,
@@ -178,13 +179,13 @@ pub enum Event {
     ServerConnected {
         /// The server.
         server: ServerUrl,
-        /// Whether it is a neighbour's door rather than the bootstrap server.
+        /// Whether it is a neighbour's door rather than a bootstrap server.
         door: bool,
     },
     /// No longer registered at `server`: the connection is gone, or the node left a door
     /// it no longer needs. It registers again only while it needs a server (no link, or
     /// stranded on an island): at every door it knows at once, then at the bootstrap
-    /// server.
+    /// servers, one at a time, in turn.
     ServerDisconnected {
         /// The server.
         server: ServerUrl,

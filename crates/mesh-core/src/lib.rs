@@ -54,7 +54,7 @@ mod rendezvous;
 mod resend;
 mod sessions;
 
-pub use config::Config;
+pub use config::{Config, MAX_BOOTSTRAPS};
 pub use contract::{Carrier, Event, Input, LinkDownReason, Output, Role};
 pub use node::{MAX_MESSAGE_SIZE, Node};
 /// The monotonic time the core takes as input: the standard `Instant` on native targets, one

@@ -183,7 +183,7 @@ impl Node {
             id,
             key,
             rng,
-            rendezvous: Rendezvous::new(&config, now),
+            rendezvous: Rendezvous::new(&config, &id, now),
             leaving: false,
             sessions: sessions::Table::new(config.max_sessions),
             links: Links::default(),
@@ -285,6 +285,15 @@ impl Node {
     /// if it is registered at one.
     pub fn server(&self) -> Option<&ServerUrl> {
         self.rendezvous.attached()
+    }
+
+    /// The bootstrap server a registration of this node is under way at, if any. At the
+    /// start it is [`Config::first_bootstrap`] for this node's id: the one its driver
+    /// registers it at before it starts (should that fail, the driver reports
+    /// [`Input::RegisterFailed`] and the node asks for the next one in turn with
+    /// [`Output::Register`]).
+    pub fn joining_at(&self) -> Option<&ServerUrl> {
+        self.rendezvous.joining_at()
     }
 
     /// Whether the node is registered at its own door ([`Config::door`]).

@@ -9,14 +9,21 @@
 //!   Needing one and registered nowhere, it starts a **round**: a registration at every
 //!   door it knows at once (not its own, not a linked peer's, each URL once; the first to
 //!   register it wins and the others are abandoned), or, once the round's doors failed, at
-//!   the bootstrap server. A failed registration at the bootstrap server ends the round:
-//!   the next one starts after a pause that doubles from `reconnect_min` to
-//!   `reconnect_max`, and goes back to `reconnect_min` on success.
+//!   a bootstrap server.
+//! - The bootstrap servers (`Config::bootstraps`, a fleet's doors) are tried one at a time,
+//!   in turn: the node starts at `Config::first_bootstrap` (its id modulo their number, so
+//!   newcomers spread over the fleet); after a failed registration at the `i`-th, the
+//!   `(i + 1)`-th (modulo their number) at once, while the round has one it did not try;
+//!   once every one failed, the round ends: the next one starts, at the next in turn, after
+//!   a pause that doubles from `reconnect_min` to `reconnect_max`, and goes back to
+//!   `reconnect_min` on success. A lost bootstrap server also ends a round (one pause, not
+//!   doubled), and the next round starts at another one: `1..n-1` past it, by the node's id
+//!   (`loss_step`), so the nodes of a server that died spread over the rest.
 //! - A node leaves a neighbour's door once it no longer needs a server (the door's owner
-//!   keeps a place for the next newcomer), or after `door_stay`; then the bootstrap server
-//!   is next, so a door whose sessions keep failing cannot hold a node. The bootstrap server
+//!   keeps a place for the next newcomer), or after `door_stay`; then a bootstrap server
+//!   is next, so a door whose sessions keep failing cannot hold a node. A bootstrap server
 //!   is kept for as long as the connection lasts.
-//! - A node that runs a door of its own (`Config::door`, other than the bootstrap server)
+//! - A node that runs a door of its own (`Config::door`, none of the bootstrap servers)
 //!   stays registered there, retrying with the same pauses. A peer whose signaling came
 //!   through the own door is a **door client** for `door_client_ttl` after its last frame
 //!   that way, and until its frames come through the server: the node's frames to it go
@@ -29,6 +36,27 @@ use mesh_proto::{NodeId, ServerUrl};
 use web_time::Instant;
 
 use crate::{Config, Output};
+
+/// The index of the first of `n` bootstrap servers for `id` ([`Config::first_bootstrap`]).
+pub(crate) fn first_index(id: &NodeId, n: usize) -> Option<usize> {
+    let n = u128::try_from(n).ok().filter(|n| *n > 0)?;
+    usize::try_from(u128::from_be_bytes(*id.as_bytes()) % n).ok()
+}
+
+/// How far past a lost bootstrap server (of `n`) node `id` starts its next round: `1` to
+/// `n - 1`, from the id's next digit in base `n` (independent of its first pick), so that
+/// the nodes of a server that died spread over the others instead of all moving to the
+/// next one. 1 with fewer than three servers.
+pub(crate) fn loss_step(id: &NodeId, n: usize) -> usize {
+    let Ok(wide) = u128::try_from(n) else {
+        return 1;
+    };
+    if n < 3 {
+        return 1;
+    }
+    let digit = u128::from_be_bytes(*id.as_bytes()) / wide % (wide - 1);
+    1 + usize::try_from(digit).unwrap_or(0)
+}
 
 /// Peers remembered as door clients: the most recent ones.
 const DOOR_CLIENTS: usize = 64;
@@ -84,18 +112,26 @@ pub(crate) enum Change {
     },
 }
 
-/// The registrations of one node: at most one server it signals through (the bootstrap
+/// The registrations of one node: at most one server it signals through (a bootstrap
 /// server or a neighbour's door), plus its own door.
 #[derive(Debug)]
 pub(crate) struct Rendezvous {
-    bootstrap: Option<ServerUrl>,
-    /// The node's own door, unless it is the bootstrap server itself.
+    /// The bootstrap servers, each once (`Config::validate`), in the order they are tried.
+    bootstraps: Vec<ServerUrl>,
+    /// The bootstrap server a round tries next (an index into `bootstraps`).
+    next_bootstrap: usize,
+    /// Bootstrap servers this round has not tried yet: none once the round's last one is
+    /// under way (its failure ends the round).
+    bootstraps_left: usize,
+    /// How far past a lost bootstrap server the next round starts (`loss_step`).
+    loss_step: usize,
+    /// The node's own door, unless it is one of the bootstrap servers.
     own_door: Option<ServerUrl>,
     /// Where the node signals through, and since when.
     attached: Option<(ServerUrl, Instant)>,
-    /// Registrations under way for `attached`: a round's doors, or the bootstrap server.
+    /// Registrations under way for `attached`: a round's doors, or one bootstrap server.
     attempts: Vec<ServerUrl>,
-    /// Whether this round's doors were tried (the bootstrap server is next).
+    /// Whether this round's doors were tried (a bootstrap server is next).
     doors_tried: bool,
     reconnect: Retry,
     own_registered: bool,
@@ -107,17 +143,19 @@ pub(crate) struct Rendezvous {
 }
 
 impl Rendezvous {
-    /// A node's at its start: its driver is registering it at the bootstrap server (a
-    /// node joins through it: the driver reports how that went).
-    pub fn new(config: &Config, now: Instant) -> Self {
-        let bootstrap = config.bootstrap.clone();
-        let own_door = config
-            .door
-            .clone()
-            .filter(|d| Some(d) != bootstrap.as_ref());
+    /// A node's at its start: its driver is registering node `id` at its first bootstrap
+    /// server (`Config::first_bootstrap`: a node joins through it, and the driver reports
+    /// how that went); should that fail, the next one is tried at once.
+    pub fn new(config: &Config, id: &NodeId, now: Instant) -> Self {
+        let bootstraps = config.bootstraps.clone();
+        let own_door = config.door.clone().filter(|d| !bootstraps.contains(d));
+        let first = first_index(id, bootstraps.len());
         Self {
-            attempts: bootstrap.iter().cloned().collect(),
-            bootstrap,
+            attempts: first.map(|i| bootstraps[i].clone()).into_iter().collect(),
+            next_bootstrap: first.unwrap_or(0),
+            bootstraps_left: bootstraps.len().saturating_sub(1),
+            loss_step: loss_step(id, bootstraps.len()),
+            bootstraps,
             own_door,
             attached: None,
             doors_tried: false,
@@ -127,6 +165,20 @@ impl Rendezvous {
             own_retry: Retry::new(now, config.reconnect_min),
             door_clients: VecDeque::new(),
         }
+    }
+
+    /// The bootstrap server a registration is under way at, if any: at the start, where
+    /// the node's driver registers it before the node starts.
+    pub fn joining_at(&self) -> Option<&ServerUrl> {
+        self.attached
+            .is_none()
+            .then(|| self.attempts.first())
+            .flatten()
+            .filter(|url| self.is_bootstrap(url))
+    }
+
+    fn is_bootstrap(&self, url: &ServerUrl) -> bool {
+        self.bootstraps.contains(url)
     }
 
     /// The server the node signals through, if it is registered at one.
@@ -145,7 +197,7 @@ impl Rendezvous {
         let mut wake: Option<Instant> = None;
         let mut at = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
         match &self.attached {
-            Some((server, since)) if Some(server) != self.bootstrap.as_ref() && wants_server => {
+            Some((server, since)) if !self.is_bootstrap(server) && wants_server => {
                 at(*since + config.door_stay)
             }
             None if wants_server && self.attempts.is_empty() => at(self.reconnect.next),
@@ -172,7 +224,7 @@ impl Rendezvous {
     ) -> Option<Change> {
         let mut change = None;
         if let Some((server, since)) = &self.attached
-            && Some(server) != self.bootstrap.as_ref()
+            && !self.is_bootstrap(server)
             && (!wants_server || now.saturating_duration_since(*since) >= config.door_stay)
         {
             let server = server.clone();
@@ -183,7 +235,7 @@ impl Rendezvous {
             self.attached = None;
             self.reconnect.wait(now);
             if wants_server {
-                // Stayed long enough for nothing: the bootstrap server next.
+                // Stayed long enough for nothing: a bootstrap server next.
                 self.doors_tried = true;
             }
             out.push_back(Output::Unregister {
@@ -220,7 +272,9 @@ impl Rendezvous {
         linked: impl Fn(&NodeId) -> bool,
         out: &mut VecDeque<Output>,
     ) {
-        if !self.doors_tried {
+        // Doors first, unless they were tried or the round is going through the bootstrap
+        // servers.
+        if !self.doors_tried && self.bootstraps_left == 0 {
             for (peer, url) in doors {
                 // Not the own door, nor one of a linked peer (it cannot lead anywhere new),
                 // and each server once: two registrations of one key at one server replace
@@ -228,7 +282,7 @@ impl Rendezvous {
                 // can list a URL twice).
                 if linked(&peer)
                     || Some(url) == self.own_door.as_ref()
-                    || Some(url) == self.bootstrap.as_ref()
+                    || self.bootstraps.contains(url)
                     || self.attempts.contains(url)
                 {
                     continue;
@@ -238,8 +292,13 @@ impl Rendezvous {
         }
         if self.attempts.is_empty() {
             self.doors_tried = false;
-            match &self.bootstrap {
+            match self.bootstraps.get(self.next_bootstrap) {
                 Some(bootstrap) => {
+                    if self.bootstraps_left == 0 {
+                        // A round's first bootstrap server: every other one is left to try.
+                        self.bootstraps_left = self.bootstraps.len();
+                    }
+                    self.bootstraps_left -= 1;
                     self.attempts.push(bootstrap.clone());
                     out.push_back(Output::Register {
                         server: bootstrap.clone(),
@@ -289,13 +348,19 @@ impl Rendezvous {
         for other in self.attempts.drain(..) {
             out.push_back(Output::Unregister { server: other });
         }
-        let door = Some(&server) != self.bootstrap.as_ref();
+        let door = !self.is_bootstrap(&server);
         if door && !wants_server {
             out.push_back(Output::Unregister { server });
             return None;
         }
         if !door {
             self.reconnect.reset(config.reconnect_min);
+            self.bootstraps_left = 0;
+            if let Some(i) = self.bootstraps.iter().position(|b| *b == server) {
+                // Should it be lost, the next round starts at another one, chosen by the id
+                // so that a dead server's nodes spread over the rest.
+                self.next_bootstrap = (i + self.loss_step) % self.bootstraps.len();
+            }
         }
         self.doors_tried = false;
         self.attached = Some((server.clone(), now));
@@ -303,8 +368,9 @@ impl Rendezvous {
     }
 
     /// The driver could not register the node at `server` (refused, unreachable, timed
-    /// out). Once the last of a round's doors failed the bootstrap server is next, at once;
-    /// once the bootstrap server failed, the next round after a pause.
+    /// out). Once the last of a round's doors failed a bootstrap server is next, at once;
+    /// once a bootstrap server failed, the next one in turn, at once, unless the round
+    /// tried them all: then the next round after a pause ([`Rendezvous::upkeep`] registers).
     pub fn register_failed(&mut self, config: &Config, now: Instant, server: &ServerUrl) {
         if Some(server) == self.own_door.as_ref() && self.own_attempt {
             self.own_attempt = false;
@@ -315,8 +381,12 @@ impl Rendezvous {
             return;
         };
         self.attempts.swap_remove(at);
-        if Some(server) == self.bootstrap.as_ref() {
-            self.reconnect.fail(now, config.reconnect_max);
+        if let Some(i) = self.bootstraps.iter().position(|b| b == server) {
+            self.next_bootstrap = (i + 1) % self.bootstraps.len();
+            // Unless it was the round's last, the round goes on with the next one, at once.
+            if self.bootstraps_left == 0 {
+                self.reconnect.fail(now, config.reconnect_max);
+            }
         }
     }
 
@@ -328,6 +398,8 @@ impl Rendezvous {
         server: &ServerUrl,
     ) -> Option<Change> {
         if self.attached.as_ref().is_some_and(|(s, _)| s == server) {
+            // The next round after a pause: from a bootstrap server, at another one (set
+            // when it registered the node).
             self.attached = None;
             self.reconnect.wait(now);
             return Some(Change::Detached {
@@ -375,9 +447,39 @@ impl Rendezvous {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_lost_servers_nodes_spread_over_the_others() {
+        for n in [1, 2, 3, 4, 7] {
+            let mut steps = vec![0usize; n.max(2)];
+            let mut firsts = vec![0usize; n];
+            for i in 0..6000u32 {
+                let mut bytes = [0u8; 16];
+                bytes[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+                bytes[12..].copy_from_slice(&i.to_be_bytes());
+                let id = NodeId::from_bytes(bytes);
+                let step = loss_step(&id, n);
+                assert!((1..n.max(2)).contains(&step), "n {n}: step {step}");
+                steps[step] += 1;
+                firsts[first_index(&id, n).unwrap()] += 1;
+            }
+            if n >= 3 {
+                // Among the nodes of any one server (first pick), every other server is
+                // someone's next: roughly evenly.
+                for (s, count) in steps.iter().enumerate().skip(1) {
+                    let share = *count as f64 / 6000.0;
+                    let even = 1.0 / (n - 1) as f64;
+                    assert!((share - even).abs() < 0.05, "n {n}: step {s} {share}");
+                }
+            }
+        }
+    }
+
     fn url(s: &str) -> ServerUrl {
         format!("ws://{s}/ws").parse().unwrap()
     }
+
+    /// This node's id: 0, so its first bootstrap server is the first of the list.
+    const ME: NodeId = NodeId::from_bytes([0; 16]);
 
     fn config() -> Config {
         Config::default()
@@ -397,7 +499,7 @@ mod tests {
 
     /// A node registered at the bootstrap server and at its own door.
     fn settled(config: &Config, t0: Instant) -> (Rendezvous, VecDeque<Output>) {
-        let mut r = Rendezvous::new(config, t0);
+        let mut r = Rendezvous::new(config, &ME, t0);
         let mut out = VecDeque::new();
         let change = r.registered(config, t0, url("bootstrap"), true, &mut out);
         assert_eq!(
@@ -469,7 +571,7 @@ mod tests {
     fn the_first_door_to_register_wins_and_is_left_once_linked() {
         let config = config();
         let t0 = Instant::now();
-        let mut r = Rendezvous::new(&config, t0);
+        let mut r = Rendezvous::new(&config, &ME, t0);
         let mut out = VecDeque::new();
         r.register_failed(&config, t0, &url("bootstrap"));
         let (a, b) = (NodeId::from_bytes([1; 16]), NodeId::from_bytes([2; 16]));
@@ -531,7 +633,7 @@ mod tests {
     fn a_door_is_left_as_soon_as_the_node_is_linked_again() {
         let config = config();
         let t0 = Instant::now();
-        let mut r = Rendezvous::new(&config, t0);
+        let mut r = Rendezvous::new(&config, &ME, t0);
         let mut out = VecDeque::new();
         r.register_failed(&config, t0, &url("bootstrap"));
         let a = NodeId::from_bytes([1; 16]);
@@ -628,5 +730,145 @@ mod tests {
             &mut out,
         );
         assert_eq!(outputs(&mut out), ["register ws://own/ws 10s"]);
+    }
+
+    fn fleet() -> Config {
+        Config::default().with_bootstraps([url("b0"), url("b1"), url("b2")])
+    }
+
+    /// An id whose first bootstrap server is the `k`-th of three (2^128 - 256 + k ≡ k).
+    fn id_at(k: u8) -> NodeId {
+        let mut bytes = [0xff; 16];
+        bytes[15] = k;
+        NodeId::from_bytes(bytes)
+    }
+
+    #[test]
+    fn a_node_starts_at_its_own_bootstrap_server_of_the_fleet() {
+        let config = fleet();
+        let t0 = Instant::now();
+        for k in 0..3u8 {
+            let r = Rendezvous::new(&config, &id_at(k), t0);
+            let expected = url(&format!("b{k}"));
+            assert_eq!(r.joining_at(), Some(&expected));
+            assert_eq!(config.first_bootstrap(&id_at(k)), Some(&expected));
+        }
+    }
+
+    #[test]
+    fn failed_bootstrap_servers_are_tried_in_turn_then_the_round_pauses() {
+        let config = fleet();
+        let t0 = Instant::now();
+        let mut r = Rendezvous::new(&config, &id_at(2), t0);
+        let mut out = VecDeque::new();
+        let none = || std::iter::empty();
+        let doors = [(NodeId::from_bytes([1; 16]), url("door"))];
+        // The first one (b2, its id's) fails: b0, the next in turn, at once (no doors
+        // within the round's bootstrap servers), then b1.
+        r.register_failed(&config, t0, &url("b2"));
+        r.upkeep(
+            &config,
+            t0,
+            true,
+            doors.iter().map(|(p, u)| (*p, u)),
+            |_: &NodeId| false,
+            &mut out,
+        );
+        assert_eq!(outputs(&mut out), ["register ws://b0/ws 10s"]);
+        assert_eq!(r.joining_at(), Some(&url("b0")));
+        r.register_failed(&config, t0, &url("b0"));
+        r.upkeep(&config, t0, true, none(), |_: &NodeId| false, &mut out);
+        assert_eq!(outputs(&mut out), ["register ws://b1/ws 10s"]);
+        // All three failed: the round ends, the next one after a pause, doors first, then
+        // b2, the one after the last tried.
+        r.register_failed(&config, t0, &url("b1"));
+        r.upkeep(&config, t0, true, none(), |_: &NodeId| false, &mut out);
+        assert!(out.is_empty());
+        let t1 = t0 + config.reconnect_min;
+        assert_eq!(r.next_wake(&config, true), Some(t1));
+        r.upkeep(
+            &config,
+            t1,
+            true,
+            doors.iter().map(|(p, u)| (*p, u)),
+            |_: &NodeId| false,
+            &mut out,
+        );
+        assert_eq!(outputs(&mut out), ["register ws://door/ws 3s"]);
+        r.register_failed(&config, t1, &url("door"));
+        r.upkeep(&config, t1, true, none(), |_: &NodeId| false, &mut out);
+        assert_eq!(outputs(&mut out), ["register ws://b2/ws 10s"]);
+        r.register_failed(&config, t1, &url("b2"));
+        r.upkeep(&config, t1, true, none(), |_: &NodeId| false, &mut out);
+        assert_eq!(outputs(&mut out), ["register ws://b0/ws 10s"]);
+        let change = r.registered(&config, t1, url("b0"), true, &mut out);
+        assert_eq!(
+            change,
+            Some(Change::Attached {
+                server: url("b0"),
+                door: false
+            })
+        );
+        // Registered: it stays (nothing to leave), linked or not.
+        r.upkeep(
+            &config,
+            t1 + config.door_stay,
+            true,
+            none(),
+            |_: &NodeId| false,
+            &mut out,
+        );
+        r.upkeep(
+            &config,
+            t1 + config.door_stay,
+            false,
+            none(),
+            |_: &NodeId| false,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        assert_eq!(r.attached(), Some(&url("b0")));
+    }
+
+    #[test]
+    fn a_lost_bootstrap_server_is_followed_by_the_next_after_a_pause() {
+        let config = fleet();
+        let t0 = Instant::now();
+        let mut r = Rendezvous::new(&config, &id_at(1), t0);
+        let mut out = VecDeque::new();
+        r.registered(&config, t0, url("b1"), true, &mut out);
+        let t1 = t0 + Duration::from_secs(60);
+        let change = r.server_down(&config, t1, &url("b1"));
+        assert_eq!(change, Some(Change::Detached { server: url("b1") }));
+        r.upkeep(
+            &config,
+            t1,
+            true,
+            std::iter::empty(),
+            |_: &NodeId| false,
+            &mut out,
+        );
+        assert!(out.is_empty(), "not before a pause");
+        let t2 = t1 + config.reconnect_min;
+        r.upkeep(
+            &config,
+            t2,
+            true,
+            std::iter::empty(),
+            |_: &NodeId| false,
+            &mut out,
+        );
+        assert_eq!(outputs(&mut out), ["register ws://b2/ws 10s"]);
+        // That one refuses too: the next in turn (past the end: the first) at once.
+        r.register_failed(&config, t2, &url("b2"));
+        r.upkeep(
+            &config,
+            t2,
+            true,
+            std::iter::empty(),
+            |_: &NodeId| false,
+            &mut out,
+        );
+        assert_eq!(outputs(&mut out), ["register ws://b0/ws 10s"]);
     }
 }

@@ -381,7 +381,7 @@ fn the_stagger_is_kept_to_the_instant_between_ticks() {
     let config = test_config()
         .with_tick_interval(Duration::from_secs(4))
         .with_entry_stagger(Duration::from_millis(700));
-    let server = config.bootstrap.clone().expect("a bootstrap server");
+    let server = config.bootstraps[0].clone();
     let t0 = Instant::now();
     let mut node = Node::new(config, support::key(0, 0), t0, 0).unwrap();
     let peers: Vec<NodeId> = (1..3).map(|i| support::key(i, 0).node_id()).collect();

@@ -13,7 +13,8 @@
 //! | what | model |
 //! |---|---|
 //! | server latency | each node's server connection has a one-way latency drawn once, uniform in [`Latencies::server`]; frames on it stay in order |
-//! | registration | `Register` reaches the bootstrap server 3 one-way latencies after the node's start (WebSocket upgrade round trip, then the challenge); `Input::Registered` one more later, with a sample of the registered nodes ([`Sampling`]); a stopped server refuses after one latency |
+//! | registration | `Register` reaches the node's first bootstrap server ([`mesh_core::Node::joining_at`]) 3 one-way latencies after the node's start (WebSocket upgrade round trip, then the challenge); `Input::Registered` one more later, with a sample of the registered nodes ([`Sampling`]); a stopped server refuses after one latency |
+//! | a fleet | several bootstrap URLs ([`Emulator::with_bootstraps`]; one, [`bootstrap_url`], by default) share one registry, as a fleet's servers share rooms: samples and `Unicast`s reach every node registered at any of them, a `Transfer` comes through the target's own server. One can be killed ([`Emulator::kill_bootstrap`]): the nodes registered there hear `ServerDown` after their latency and leave the registry; later attempts there are refused after one latency |
 //! | server `Unicast` | `Transfer` to the target after the sender's plus the target's latency, or `Error UNKNOWN_PEER` back if the target is not registered |
 //! | link latency | each link gets a one-way latency drawn once, uniform in [`Latencies::link`]; every message on it takes exactly that (FIFO each way, as a reliable ordered DataChannel); no loss |
 //! | transport signaling | `OpenSession` (offerer) → `LocalSignal(Offer)` at once; `RemoteSignal(Offer)` (answerer) → `Answer` at once; no trickle (offer and answer carry their candidates), so a session costs two signed messages; the tokens name the node's id after `a=fingerprint:` |
@@ -193,6 +194,8 @@ struct Peer {
     /// The room it registers in.
     room: u32,
     server_latency: Ns,
+    /// The bootstrap server it is registered at (an index into the fleet), if any.
+    at: Option<usize>,
     /// The time of the node's scheduled timer event.
     tick_at: Ns,
 }
@@ -218,15 +221,17 @@ pub struct Emulator<U> {
     rooms: Vec<Pool>,
     /// Registration order, for [`Sampling::Newest`].
     order: Vec<u32>,
-    /// Whether the bootstrap server runs.
+    /// Whether the bootstrap servers run (all of them: [`Emulator::stop_server`]).
     pub server_up: bool,
     /// Door owner → the nodes registered at its door.
     door_rooms: FastMap<u32, Vec<u32>>,
     pairs: FastMap<SessionId, Pair>,
     /// `Unicast`s the bootstrap server relayed.
     pub server_unicasts: u64,
-    /// [`bootstrap_url`], parsed once.
-    bootstrap: ServerUrl,
+    /// The fleet's bootstrap servers ([`bootstrap_url`] alone by default).
+    bootstraps: Vec<ServerUrl>,
+    /// Which of them were killed ([`Emulator::kill_bootstrap`]).
+    bootstraps_down: Vec<bool>,
 }
 
 impl<U> std::fmt::Debug for Emulator<U> {
@@ -259,7 +264,57 @@ impl<U> Emulator<U> {
             door_rooms: FastMap::default(),
             pairs: FastMap::default(),
             server_unicasts: 0,
-            bootstrap: bootstrap_url(),
+            bootstraps: vec![bootstrap_url()],
+            bootstraps_down: vec![false],
+        }
+    }
+
+    /// The network with `bootstraps` as its bootstrap servers: a fleet sharing one
+    /// registry (see the table above). Give each node's core the same list.
+    ///
+    /// # Panics
+    /// If `bootstraps` is empty.
+    pub fn with_bootstraps(mut self, bootstraps: Vec<ServerUrl>) -> Self {
+        assert!(!bootstraps.is_empty(), "a fleet of at least one server");
+        self.bootstraps_down = vec![false; bootstraps.len()];
+        self.bootstraps = bootstraps;
+        self
+    }
+
+    /// The bootstrap servers.
+    pub fn bootstraps(&self) -> &[ServerUrl] {
+        &self.bootstraps
+    }
+
+    /// The bootstrap server node `i` is registered at, if any.
+    pub fn bootstrap_of(&self, i: u32) -> Option<&ServerUrl> {
+        self.peers[i as usize].at.map(|k| &self.bootstraps[k])
+    }
+
+    fn bootstrap_index(&self, url: &ServerUrl) -> Option<usize> {
+        self.bootstraps.iter().position(|b| b == url)
+    }
+
+    fn bootstrap_up(&self, k: usize) -> bool {
+        self.server_up && !self.bootstraps_down[k]
+    }
+
+    /// Bootstrap server `url` dies (a `kill -9`): every node registered there hears
+    /// `ServerDown` after its latency and is no longer registered; frames still travelling
+    /// to it vanish, and later attempts to register there are refused. The fleet's other
+    /// servers go on.
+    pub fn kill_bootstrap(&mut self, url: &ServerUrl) {
+        let Some(k) = self.bootstrap_index(url) else {
+            return;
+        };
+        self.bootstraps_down[k] = true;
+        let members: Vec<u32> = (0..self.peers.len() as u32)
+            .filter(|i| self.peers[*i as usize].at == Some(k))
+            .collect();
+        for i in members {
+            self.deregister(i);
+            let server = url.clone();
+            self.server_send(i, Input::ServerDown { server });
         }
     }
 
@@ -325,6 +380,7 @@ impl<U> Emulator<U> {
             id,
             room,
             server_latency,
+            at: None,
             tick_at: Ns::MAX,
         });
         self.index.insert(id, i);
@@ -338,22 +394,25 @@ impl<U> Emulator<U> {
         self.index.insert(id, i);
     }
 
-    /// Node `i` connects to the bootstrap server now: its `Register` arrives 3 latencies
-    /// later (WebSocket upgrade round trip, then the challenge).
+    /// Node `i` connects to its first bootstrap server now ([`mesh_core::Node::joining_at`]):
+    /// its `Register` arrives 3 latencies later (WebSocket upgrade round trip, then the
+    /// challenge).
     pub fn connect(&mut self, i: u32) {
         let latency = self.peers[i as usize].server_latency;
         self.push(self.now + 3 * latency, Scheduled::Register(i));
     }
 
-    /// Registers node `i` at the bootstrap server now, with exactly `peers` in its
+    /// Registers node `i` at the (first) bootstrap server now, with exactly `peers` in its
     /// `Welcome` (delivered after its latency).
     pub fn register_with(&mut self, i: u32, peers: Vec<NodeId>) {
-        self.insert_registered(i);
-        let server = self.bootstrap.clone();
+        self.insert_registered(i, 0);
+        let server = self.bootstraps[0].clone();
         self.server_send(i, Input::Registered { server, peers });
     }
 
-    fn insert_registered(&mut self, i: u32) {
+    /// Node `i` is registered at bootstrap server `k` (in the fleet's registry).
+    fn insert_registered(&mut self, i: u32, k: usize) {
+        self.peers[i as usize].at = Some(k);
         if !self.registry.contains(i) {
             self.registry.insert(i);
             let room = self.peers[i as usize].room as usize;
@@ -365,8 +424,9 @@ impl<U> Emulator<U> {
         }
     }
 
-    /// Node `i` is no longer registered at the bootstrap server.
+    /// Node `i` is no longer registered at a bootstrap server.
     fn deregister(&mut self, i: u32) {
+        self.peers[i as usize].at = None;
         self.registry.remove(i);
         if let Some(room) = self.rooms.get_mut(self.peers[i as usize].room as usize) {
             room.remove(i);
@@ -385,15 +445,20 @@ impl<U> Emulator<U> {
         self.doors_on_gone(i);
     }
 
-    /// The bootstrap server stops: every node of `alive` hears `ServerDown` after its
-    /// latency; frames still travelling to it vanish.
+    /// The bootstrap servers stop (all of them): every node of `alive` hears `ServerDown`
+    /// (of the server it is registered at; of the first without one) after its latency;
+    /// frames still travelling to them vanish.
     pub fn stop_server(&mut self, alive: &[u32]) {
         self.server_up = false;
         self.registry = Pool::default();
         self.rooms.clear();
         for &i in alive {
-            let server = self.bootstrap.clone();
+            let k = self.peers[i as usize].at.take().unwrap_or(0);
+            let server = self.bootstraps[k].clone();
             self.server_send(i, Input::ServerDown { server });
+        }
+        for peer in &mut self.peers {
+            peer.at = None;
         }
     }
 
@@ -473,9 +538,12 @@ impl<U> Emulator<U> {
                         let timeout = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX / 2);
                         self.door_register(world, i, j, timeout);
                     }
-                    None if server == self.bootstrap => {
+                    None if self.bootstrap_index(&server).is_some() => {
                         // Refused at once by a stopped server.
-                        let after = if self.server_up { 3 * latency } else { latency };
+                        let up = self
+                            .bootstrap_index(&server)
+                            .is_some_and(|k| self.bootstrap_up(k));
+                        let after = if up { 3 * latency } else { latency };
                         self.push(self.now + after, Scheduled::Registering(i, server));
                     }
                     // A host nobody runs: the attempt times out.
@@ -488,7 +556,12 @@ impl<U> Emulator<U> {
             }
             Output::Unregister { server } => match door_owner(&server) {
                 Some(j) => self.leave_room(i, j),
-                None if server == self.bootstrap => self.deregister(i),
+                None if self
+                    .bootstrap_index(&server)
+                    .is_some_and(|k| self.peers[i as usize].at == Some(k)) =>
+                {
+                    self.deregister(i)
+                }
                 None => {}
             },
             Output::SendLink { session, mut bytes } => {
@@ -684,18 +757,29 @@ impl<U> Emulator<U> {
 
     // --- the emulated bootstrap server ----------------------------------------------
 
-    /// Node `i`'s registration at the bootstrap server arrives there.
+    /// Node `i`'s first registration arrives at its first bootstrap server.
     fn register<W: World<U>>(&mut self, world: &mut W, i: u32) {
-        if world.node(i).is_none() {
+        let Some(node) = world.node(i) else {
             return;
-        }
-        let server = self.bootstrap.clone();
-        if !self.server_up {
+        };
+        let server = node
+            .joining_at()
+            .cloned()
+            .unwrap_or_else(|| self.bootstraps[0].clone());
+        self.register_at(world, i, server);
+    }
+
+    /// Node `i`'s registration arrives at bootstrap server `server`.
+    fn register_at<W: World<U>>(&mut self, world: &mut W, i: u32, server: ServerUrl) {
+        let Some(k) = self
+            .bootstrap_index(&server)
+            .filter(|k| self.bootstrap_up(*k))
+        else {
             self.feed(world, i, Input::RegisterFailed { server });
             return;
-        }
+        };
         let peers = self.sample(self.config.welcome, i);
-        self.insert_registered(i);
+        self.insert_registered(i, k);
         self.server_send(i, Input::Registered { server, peers });
     }
 
@@ -706,7 +790,7 @@ impl<U> Emulator<U> {
         }
         match door_owner(server) {
             Some(j) => self.door_registering(world, i, j),
-            None => self.register(world, i),
+            None => self.register_at(world, i, server.clone()),
         }
     }
 
@@ -715,7 +799,10 @@ impl<U> Emulator<U> {
             self.at_door(world, i, j, frame);
             return;
         }
-        if *server != self.bootstrap || !self.server_up || !self.registry.contains(i) {
+        let Some(k) = self.bootstrap_index(server) else {
+            return;
+        };
+        if !self.bootstrap_up(k) || self.peers[i as usize].at != Some(k) {
             return;
         }
         match frame {
@@ -728,7 +815,11 @@ impl<U> Emulator<U> {
                 if target.is_some() {
                     self.server_unicasts += 1;
                 }
-                self.relay_unicast(self.bootstrap.clone(), i, to, target, payload);
+                // Through the fleet: the target hears it from its own server.
+                let via = target
+                    .and_then(|t| self.peers[t as usize].at)
+                    .map_or_else(|| server.clone(), |k| self.bootstraps[k].clone());
+                self.relay_unicast(via, i, to, target, payload);
             }
             Frame::GetPeers { max } => {
                 let peers = self.sample(self.config.peers.min(max.into()), i);
@@ -850,7 +941,7 @@ mod tests {
             let mut emu: Emulator<()> = Emulator::new(config, rand::SeedableRng::seed_from_u64(1));
             for k in 0..12u8 {
                 let i = emu.add_in_room(NodeId::from([k; 16]), u32::from(k % 3));
-                emu.insert_registered(i);
+                emu.insert_registered(i, 0);
             }
             for i in 0..12u32 {
                 let peers = emu.sample(16, i);
@@ -865,5 +956,38 @@ mod tests {
             emu.deregister(3);
             assert_eq!(emu.sample(16, 0).len(), 2);
         }
+    }
+
+    #[test]
+    fn a_killed_bootstrap_server_drops_only_its_own_nodes() {
+        let config = Config {
+            latencies: Latencies::ZERO,
+            sampling: Sampling::Newest,
+            welcome: 8,
+            peers: 16,
+        };
+        let fleet: Vec<ServerUrl> = ["ws://a.fleet/ws", "ws://b.fleet/ws"]
+            .map(|u| u.parse().unwrap())
+            .to_vec();
+        let mut emu: Emulator<()> = Emulator::new(config, rand::SeedableRng::seed_from_u64(1))
+            .with_bootstraps(fleet.clone());
+        for k in 0..4u8 {
+            let i = emu.add(NodeId::from([k; 16]));
+            emu.insert_registered(i, usize::from(k % 2));
+        }
+        // One registry for the fleet: node 0 (at a) samples the nodes at b too.
+        assert_eq!(emu.sample(16, 0).len(), 3);
+        emu.kill_bootstrap(&fleet[0]);
+        assert_eq!(emu.bootstrap_of(0), None);
+        assert_eq!(emu.bootstrap_of(1), Some(&fleet[1]));
+        assert_eq!(emu.sample(16, 1).len(), 1, "only node 3, at b, is left");
+        assert!(!emu.bootstrap_up(0) && emu.bootstrap_up(1));
+        let mut told = Vec::new();
+        while let Some(entry) = emu.heap.pop() {
+            if let Scheduled::Deliver(i, Input::ServerDown { server }) = entry.event {
+                told.push((i, server));
+            }
+        }
+        assert_eq!(told, [(0, fleet[0].clone()), (2, fleet[0].clone())]);
     }
 }

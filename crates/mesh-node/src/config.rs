@@ -7,13 +7,19 @@ use mesh_proto::{RoomName, ServerUrl};
 /// Configuration of a node. Build with [`Config::new`] and the `with_*` builders.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The bootstrap server's WebSocket URL, e.g. `ws://127.0.0.1:8080/ws`.
-    pub bootstrap: ServerUrl,
+    /// The bootstrap servers' WebSocket URLs, e.g. `ws://127.0.0.1:8080/ws`: one, or
+    /// several servers of one fleet (sharing rooms). The node joins at the one its id picks
+    /// (`mesh_core::Config::first_bootstrap`: newcomers spread over the fleet), and after a
+    /// failed or lost registration goes to the next in the list, in turn. At least one
+    /// ([`crate::Node::join`] refuses an empty list), each once, at most
+    /// [`mesh_core::MAX_BOOTSTRAPS`]. Set with [`Config::new`] (one) or
+    /// [`Config::with_bootstraps`].
+    pub bootstraps: Vec<ServerUrl>,
     /// The room (mesh) to join. Default `default`.
     pub room: RoomName,
     /// The overlay's settings (degree, timers, table sizes, and when to register where:
     /// `register_timeout`, `door_timeout`, `reconnect_min`, `reconnect_max`, ...). Its
-    /// `bootstrap` is set from [`Config::bootstrap`] when the node starts.
+    /// `bootstraps` are set from [`Config::bootstraps`] when the node starts.
     pub overlay: mesh_core::Config,
     /// Events queued for the application before further events are dropped (and counted
     /// in [`crate::NodeStats::events_dropped`]). Default 1024.
@@ -26,12 +32,30 @@ impl Config {
     /// A configuration that joins through the bootstrap server at `bootstrap`.
     pub fn new(bootstrap: ServerUrl) -> Self {
         Self {
-            bootstrap,
+            bootstraps: vec![bootstrap],
             room: RoomName::default(),
             overlay: mesh_core::Config::default(),
             event_queue: 1024,
             transport_queue: 4096,
         }
+    }
+
+    /// Sets [`Config::bootstraps`]: the URLs of several servers of one fleet, in the order
+    /// the node goes through them (it starts at the one its id picks). A URL given twice
+    /// counts once. For example, with a fleet of three:
+    ///
+    /// ```
+    /// let url = |s: &str| s.parse::<mesh_proto::ServerUrl>().unwrap();
+    /// let config = mesh_node::Config::new(url("wss://a.example/ws"))
+    ///     .with_bootstraps([url("wss://a.example/ws"), url("wss://b.example/ws"), url("wss://c.example/ws")]);
+    /// assert_eq!(config.bootstraps.len(), 3);
+    /// ```
+    pub fn with_bootstraps(mut self, bootstraps: impl IntoIterator<Item = ServerUrl>) -> Self {
+        // The core's own rule: each URL once, in order.
+        self.bootstraps = mesh_core::Config::default()
+            .with_bootstraps(bootstraps)
+            .bootstraps;
+        self
     }
 
     /// Sets [`Config::room`].
@@ -46,7 +70,7 @@ impl Config {
         self
     }
 
-    /// Sets the time allowed to connect and register at the bootstrap server or the own
+    /// Sets the time allowed to connect and register at a bootstrap server or the own
     /// door (`overlay.register_timeout`, default 10 s).
     pub fn with_bootstrap_timeout(mut self, d: Duration) -> Self {
         self.overlay.register_timeout = d;

@@ -78,6 +78,9 @@ pub(crate) struct Driver<T> {
     /// Registrations under way, as the core asked.
     connecting: JoinSet<(ServerUrl, Result<ServerLink, Error>)>,
     attempts: HashMap<ServerUrl, AbortHandle>,
+    /// What the core asked for while the node was joining, other than the join's own
+    /// registrations: carried out first by [`Driver::flush`].
+    early: VecDeque<Output>,
     stats: NodeStats,
     link_setup: LinkSetupTimes,
 }
@@ -90,11 +93,15 @@ impl<T: Transport> Driver<T> {
         transport_rx: mpsc::Receiver<TransportEvent>,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<Event>,
-        server: ServerLink,
     ) -> Result<Self, Error> {
         let now = Instant::now();
         let seed = key.to_seed();
-        config.overlay.bootstrap = Some(config.bootstrap.clone());
+        if config.bootstraps.is_empty() {
+            return Err(Error::Core(mesh_core::Error::InvalidConfig(
+                "no bootstrap server: give at least one URL (mesh_node::Config::new)".into(),
+            )));
+        }
+        config.overlay = config.overlay.with_bootstraps(config.bootstraps.clone());
         config.overlay.room = config.room.clone();
         if config.overlay.seal_epoch.is_none() {
             // Epochs must grow from run to run of one key: the wall clock, in microseconds
@@ -106,7 +113,7 @@ impl<T: Transport> Driver<T> {
             config.overlay.seal_epoch = Some(micros);
         }
         let core = mesh_core::Node::new(config.overlay.clone(), key, now, rand::random())?;
-        let mut driver = Self {
+        Ok(Self {
             seed,
             core,
             transport,
@@ -116,14 +123,51 @@ impl<T: Transport> Driver<T> {
             servers: HashMap::new(),
             connecting: JoinSet::new(),
             attempts: HashMap::new(),
+            early: VecDeque::new(),
             stats: NodeStats::default(),
             link_setup: LinkSetupTimes::default(),
             config,
-        };
-        // The first registration, made by `Node::join`, is the one the core starts with.
-        let bootstrap = driver.config.bootstrap.clone();
-        driver.registered(bootstrap, server);
-        Ok(driver)
+        })
+    }
+
+    /// The first registration, before the node runs, so that a wrong URL or a refusal is
+    /// `Node::join`'s error: at the bootstrap server the core starts with
+    /// ([`mesh_core::Node::joining_at`], picked by the node's id); should it fail, at the
+    /// next one the core asks for at once, in turn, until one takes the node or the core's
+    /// round ends (each was tried once): then the join fails with every attempt's error.
+    pub async fn join(&mut self) -> Result<(), Error> {
+        let mut errors = Vec::new();
+        let mut next = self.core.joining_at().cloned();
+        while let Some(server) = next.take() {
+            let key = Keypair::from_seed(self.seed);
+            let timeout = self.config.overlay.register_timeout;
+            match server::connect(server.as_str(), &self.config.room, &key, timeout).await {
+                Ok(link) => {
+                    self.registered(server, link);
+                    return Ok(());
+                }
+                Err(e) => {
+                    info!(url = %server, "registering failed: {}", Chain(&e));
+                    errors.push(e);
+                    let input = Input::RegisterFailed { server };
+                    self.core.handle_input(Instant::now(), input);
+                }
+            }
+            while let Some(output) = self.core.poll_output() {
+                match output {
+                    Output::Register { server, .. }
+                        if next.is_none() && self.config.bootstraps.contains(&server) =>
+                    {
+                        next = Some(server)
+                    }
+                    other => self.early.push_back(other),
+                }
+            }
+        }
+        Err(match errors.len() {
+            1 => errors.remove(0),
+            _ => Error::NoBootstrap(errors),
+        })
     }
 
     pub async fn run(mut self) {
@@ -339,7 +383,7 @@ impl<T: Transport> Driver<T> {
 
     /// Carries out everything the core asked for.
     fn flush(&mut self) {
-        while let Some(output) = self.core.poll_output() {
+        while let Some(output) = self.early.pop_front().or_else(|| self.core.poll_output()) {
             match output {
                 Output::SendServer { server, frame } => match self.servers.get(&server) {
                     Some(link) => {

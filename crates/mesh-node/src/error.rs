@@ -20,6 +20,10 @@ pub enum Error {
         #[source]
         source: BootstrapError,
     },
+    /// None of several bootstrap servers took the node when it joined: each was tried
+    /// once, in turn (one of them alone fails with its own error).
+    #[error("no bootstrap server took the node: {}", list(.0))]
+    NoBootstrap(Vec<Error>),
     /// The bootstrap server refused the node.
     #[error("the bootstrap server refused: {code}: {message}")]
     Refused {
@@ -134,6 +138,12 @@ impl std::fmt::Display for Chain<'_> {
         }
         Ok(())
     }
+}
+
+/// The errors of several attempts, each with its sources, joined by `"; "`.
+fn list(errors: &[Error]) -> String {
+    let all: Vec<String> = errors.iter().map(|e| Chain(e).to_string()).collect();
+    all.join("; ")
 }
 
 #[cfg(test)]

@@ -60,10 +60,12 @@ const COMMAND_QUEUE: usize = 256;
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Node {
-    /// Joins the mesh over real WebRTC links: registers with the bootstrap server and
+    /// Joins the mesh over real WebRTC links: registers with a bootstrap server and
     /// starts the node. Fails if `webrtc`'s ICE servers are unusable
     /// ([`crate::transport::webrtc::Config::validate`]) or the first registration fails (a
-    /// wrong URL, a refusal).
+    /// wrong URL, a refusal): with several bootstrap servers ([`Config::bootstraps`]), the
+    /// one the node's id picks first, then each other in turn, at once, until one takes it
+    /// ([`Error::NoBootstrap`] if none does).
     pub async fn join(
         config: Config,
         key: Keypair,
@@ -92,26 +94,12 @@ impl Node {
                 required,
             }));
         }
-        let server = crate::server::connect(
-            config.bootstrap.as_str(),
-            &config.room,
-            &key,
-            config.overlay.register_timeout,
-        )
-        .await?;
         let (transport_tx, transport_rx) = mpsc::channel(config.transport_queue);
         let transport = make(transport_tx);
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (event_tx, event_rx) = mpsc::channel(config.event_queue);
-        let driver = Driver::new(
-            config,
-            key,
-            transport,
-            transport_rx,
-            command_rx,
-            event_tx,
-            server,
-        )?;
+        let mut driver = Driver::new(config, key, transport, transport_rx, command_rx, event_tx)?;
+        driver.join().await?;
         let span = tracing::info_span!("node", node = %id);
         let task = tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
         Ok(Node {

@@ -17,6 +17,17 @@ pub use scenario::{AttackKind, Hostile, Kill, Scenario, TransportKind};
 
 /// Runs `scenario` to completion.
 pub async fn run(scenario: &Scenario, progress: bool) -> anyhow::Result<Report> {
+    if scenario.servers > 1 && scenario.redis.is_none() {
+        anyhow::bail!(
+            "{} servers need a Redis to share the room through (--redis redis://HOST:PORT/)",
+            scenario.servers
+        );
+    }
+    if scenario.transport == TransportKind::Memory
+        && (scenario.servers > 1 || scenario.redis.is_some())
+    {
+        anyhow::bail!("--servers and --redis are for the webrtc transport (real servers)");
+    }
     match scenario.transport {
         TransportKind::Webrtc => webrtc::run(scenario, progress).await,
         TransportKind::Memory => Ok(memory::run(scenario, progress)),

@@ -136,6 +136,16 @@ struct RunArgs {
     /// 12 s after the end for them instead).
     #[arg(long)]
     reliable: bool,
+    /// Embedded bootstrap servers (webrtc transport): more than one form a fleet on
+    /// --redis, and every node is given every server's URL (it starts at the one its id
+    /// picks, so the joins spread over the fleet).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    servers: u32,
+    /// The Redis (redis://HOST:PORT/) the embedded servers share rooms through: needed with
+    /// --servers above 1; keys are prefixed with a name unique to the run. Prefer the
+    /// environment variable for a URL with a password.
+    #[arg(long, env = "MESH_SIM_REDIS", value_name = "URL")]
+    redis: Option<String>,
     #[command(flatten)]
     output: Output,
 }
@@ -177,6 +187,8 @@ impl RunArgs {
                 }),
             rooms: self.rooms as usize,
             reliable: self.reliable,
+            servers: self.servers as usize,
+            redis: None,
         }
     }
 }
@@ -264,10 +276,23 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
         )
         .init();
-    let (scenario, output) = match &cli.command {
+    let (mut scenario, output) = match &cli.command {
         Command::Run(args) => (args.scenario(), &args.output),
         Command::Demo(output) => (demo(), output),
     };
+    if let Command::Run(RunArgs {
+        redis: Some(url), ..
+    }) = &cli.command
+    {
+        // Parsed here, not by clap, whose errors would echo the URL and its password.
+        match url.parse() {
+            Ok(url) => scenario.redis = Some(url),
+            Err(e) => {
+                eprintln!("mesh-sim: --redis: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -337,6 +362,26 @@ mod tests {
         assert_eq!(s.duration, Duration::from_millis(1500));
         assert_eq!(s.kill.map(|k| k.fraction), Some(0.5));
         assert!(Cli::try_parse_from(["mesh-sim", "run", "--duration", "0"]).is_err());
+        assert!(Cli::try_parse_from(["mesh-sim", "run", "--servers", "17"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_fleet_without_redis_or_on_the_memory_transport_is_refused() {
+        let cli = Cli::try_parse_from(["mesh-sim", "run", "--servers", "3"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let s = args.scenario();
+        assert_eq!(s.servers, 3);
+        let err = mesh_sim::run(&s, false).await.unwrap_err().to_string();
+        assert!(err.contains("need a Redis"), "{err}");
+        let memory = Scenario {
+            transport: TransportKind::Memory,
+            redis: Some("redis://127.0.0.1:1/".parse().unwrap()),
+            ..Scenario::default()
+        };
+        let err = mesh_sim::run(&memory, false).await.unwrap_err().to_string();
+        assert!(err.contains("webrtc transport"), "{err}");
     }
 
     #[test]

@@ -444,6 +444,10 @@ pub struct Report {
     /// The rooms; absent with one room.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rooms: Option<Rooms>,
+    /// The embedded bootstrap servers of a fleet (`--servers`, on Redis); absent with one
+    /// server and no Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet_servers: Option<usize>,
     /// Peak resident memory of the process, MB.
     pub rss_mb_peak: f64,
     /// CPU used while idle at the end, % of one core.
@@ -478,6 +482,9 @@ impl Report {
         ));
         let mut row = |k: &str, v: String| s.push_str(&format!("| {k} | {v} |\n"));
         let p = |x: &Percentiles| format!("p50 {:.1}, p90 {:.1}, p99 {:.1}", x.p50, x.p90, x.p99);
+        if let Some(n) = self.fleet_servers {
+            row("bootstrap servers", format!("{n}, a fleet on Redis"));
+        }
         row("join → first link (ms)", p(&self.join_ms));
         row("join → min degree (ms)", p(&self.full_degree_ms));
         row(

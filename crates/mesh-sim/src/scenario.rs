@@ -110,6 +110,13 @@ pub struct Scenario {
     /// `longest_reliable_delivery` + 1 s before the end (memory transport; the webrtc
     /// transport waits that long for them after the end instead). Default off.
     pub reliable: bool,
+    /// Embedded bootstrap servers (webrtc transport): more than one form a fleet sharing
+    /// the room through [`Scenario::redis`], and every node is given every server's URL
+    /// (each starts at the one its id picks). Default 1.
+    pub servers: usize,
+    /// The Redis of the fleet of embedded servers (needed with `servers` > 1; with 1, that
+    /// one server is a fleet of one). Shown without its password. Default none.
+    pub redis: Option<bootstrap_server::RedisUrl>,
 }
 
 impl Default for Scenario {
@@ -131,6 +138,8 @@ impl Default for Scenario {
             hostile: None,
             rooms: 1,
             reliable: false,
+            servers: 1,
+            redis: None,
         }
     }
 }

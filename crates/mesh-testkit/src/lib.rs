@@ -8,6 +8,8 @@
 //! - [`TestPki`]: a test CA and a server certificate it signed, as PEM files (for coturn's
 //!   TLS port in the TURN-over-TLS tests).
 //! - [`turn::Coturn`]: a real TURN server (coturn) on 127.0.0.1, UDP, TCP and TLS.
+//! - [`redis_server::Redis`]: a real Redis (`redis-server`) on 127.0.0.1, with a password
+//!   and TLS on request, that a test can kill and start again (the bootstrap fleet's tests).
 //! - [`wait_until`]: polls a condition until it holds, with a deadline. A test waits for a
 //!   condition, never for a fixed sleep; when the deadline passes, the panic names what was
 //!   awaited and the last state the condition observed.
@@ -35,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod metrics;
+pub mod redis_server;
 pub mod server;
 pub mod tls;
 pub mod turn;

@@ -77,31 +77,7 @@ impl TestServer {
     ///
     /// If the request fails or takes longer than [`DEADLINE`].
     pub async fn http_get(&self, path: &str) -> (u16, String) {
-        let fetch = async {
-            let mut stream = TcpStream::connect(self.addr).await?;
-            let request = format!(
-                "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                self.addr
-            );
-            stream.write_all(request.as_bytes()).await?;
-            let mut response = String::new();
-            stream.read_to_string(&mut response).await?;
-            std::io::Result::Ok(response)
-        };
-        let response = tokio::time::timeout(DEADLINE, fetch)
-            .await
-            .unwrap_or_else(|_| panic!("GET {path}: no answer within {DEADLINE:?}"))
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("GET {path}: no status line in {response:?}"));
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        http_get(self.addr, path).await
     }
 
     /// `/metrics`, parsed.
@@ -110,10 +86,7 @@ impl TestServer {
     ///
     /// If the GET fails, does not answer 200, or the text does not parse.
     pub async fn metrics(&self) -> Metrics {
-        let (status, text) = self.http_get("/metrics").await;
-        assert_eq!(status, 200, "GET /metrics answered {status}: {text}");
-        text.parse()
-            .unwrap_or_else(|e| panic!("{e}; the whole text:\n{text}"))
+        metrics(self.addr).await
     }
 
     /// Asks the server to shut down and waits for `run` to return; its result.
@@ -130,4 +103,46 @@ impl TestServer {
             .unwrap_or_else(|_| panic!("the test server did not stop within {DEADLINE:?}"))
             .expect("the test server's task panicked")
     }
+}
+
+/// `GET path` from a server at `addr` (this process's or another's); (status, body).
+///
+/// # Panics
+///
+/// If the request fails or takes longer than [`DEADLINE`].
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let fetch = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        std::io::Result::Ok(response)
+    };
+    let response = tokio::time::timeout(DEADLINE, fetch)
+        .await
+        .unwrap_or_else(|_| panic!("GET {path}: no answer within {DEADLINE:?}"))
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("GET {path}: no status line in {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// `/metrics` of a server at `addr`, parsed.
+///
+/// # Panics
+///
+/// If the GET fails, does not answer 200, or the text does not parse.
+pub async fn metrics(addr: SocketAddr) -> Metrics {
+    let (status, text) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200, "GET /metrics answered {status}: {text}");
+    text.parse()
+        .unwrap_or_else(|e| panic!("{e}; the whole text:\n{text}"))
 }

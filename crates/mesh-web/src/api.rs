@@ -65,10 +65,17 @@ impl MeshNode {
     /// Joins the mesh through the bootstrap server at `url` (`ws://` or `wss://`, e.g.
     /// `ws://host:8080/ws`). Resolves once the node is registered there; from then on it
     /// links with peers by itself. Rejects if the server cannot be reached or refuses.
-    pub async fn join(url: String, options: JsValue) -> Result<MeshNode, JsError> {
-        let bootstrap: ServerUrl = url
-            .parse()
-            .map_err(|e| JsError::new(&format!("bad server URL {url:?}: {e}")))?;
+    ///
+    /// `url` may also name several servers of one fleet: an array of URLs, or one string
+    /// of comma-separated URLs (at most 16). The node then spreads over them and moves to
+    /// the next when one fails: it joins at the one its id picks, and when that one
+    /// refuses, is unreachable or dies, registers at the next in the list, in turn (the
+    /// rules of `mesh_core`, as mesh-node's); `join` rejects once each was tried.
+    pub async fn join(
+        #[wasm_bindgen(unchecked_param_type = "string | string[]")] url: JsValue,
+        options: JsValue,
+    ) -> Result<MeshNode, JsError> {
+        let bootstraps = bootstrap_urls(&url)?;
         let options = Options::read(&options)?;
         let key = match &options.key_storage {
             Some(name) => stored_key(name),
@@ -86,13 +93,12 @@ impl MeshNode {
             overlay.max_degree = n;
         }
         overlay.register_timeout = options.register_timeout;
-        overlay.bootstrap = Some(bootstrap.clone());
+        overlay = overlay.with_bootstraps(bootstraps);
         overlay.room = options.room.clone();
         // Epochs grow from run to run of one key: the wall clock, in microseconds.
         overlay.seal_epoch = Some((js_sys::Date::now() * 1000.0) as u64);
         let settings = Settings {
             room: options.room,
-            bootstrap,
             register_timeout: options.register_timeout,
             ice_servers: options.ice_servers,
             max_links: options.max_links,
@@ -280,6 +286,49 @@ impl Options {
             ),
         })
     }
+}
+
+/// `join`'s `url`: one URL, comma-separated URLs, or an array of URLs; each checked, the
+/// first bad one named.
+fn bootstrap_urls(url: &JsValue) -> Result<Vec<ServerUrl>, JsError> {
+    let texts: Vec<String> = if let Some(text) = url.as_string() {
+        text.split(',').map(|s| s.trim().to_owned()).collect()
+    } else if js_sys::Array::is_array(url) {
+        let array = js_sys::Array::from(url);
+        let mut texts = Vec::new();
+        for item in array.iter() {
+            let text = item.as_string().ok_or_else(|| {
+                JsError::new("bad server URL: every element of the array must be a string")
+            })?;
+            texts.push(text.trim().to_owned());
+        }
+        texts
+    } else {
+        return Err(JsError::new(
+            "bad server URL: expected a string (URLs separated by commas) or an array of strings",
+        ));
+    };
+    let urls: Vec<ServerUrl> = texts
+        .iter()
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse()
+                .map_err(|e| JsError::new(&format!("bad server URL {t:?}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    if urls.is_empty() {
+        return Err(JsError::new(
+            "no server URL: give at least one (ws:// or wss://)",
+        ));
+    }
+    if urls.len() > mesh_core::MAX_BOOTSTRAPS {
+        return Err(JsError::new(&format!(
+            "{} server URLs: at most {} (a few of the fleet's servers)",
+            urls.len(),
+            mesh_core::MAX_BOOTSTRAPS
+        )));
+    }
+    Ok(urls)
 }
 
 fn parse_id(s: &str) -> Result<NodeId, JsError> {

@@ -67,7 +67,6 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub room: RoomName,
-    pub bootstrap: ServerUrl,
     pub register_timeout: Duration,
     /// ICE servers given by the page (`[{ urls, username?, credential? }]`), or none: then
     /// the bootstrap server's STUN responder when it announces one.
@@ -98,6 +97,11 @@ pub(crate) struct Driver {
     calls: Vec<(js_sys::Function, JsValue)>,
     /// `join`'s promise: resolved at the first registration, rejected if it fails.
     join: Option<(js_sys::Function, js_sys::Function)>,
+    /// The bootstrap servers that failed while joining, in the order they were tried.
+    join_failures: Vec<ServerUrl>,
+    /// What the core asked for while joining, other than the join's own registrations:
+    /// carried out first once it runs.
+    early: VecDeque<Output>,
     /// The pending timer: its handle and when it fires.
     timer: Option<(i32, Instant)>,
     weak: Weak<Shared>,
@@ -122,8 +126,9 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// Starts a driver: registers at the bootstrap server; `resolve`/`reject` settle `join`'s
-/// promise when that succeeds or fails.
+/// Starts a driver: registers at the bootstrap server the core picks
+/// (`mesh_core::Node::joining_at`), and should that fail at the next ones in turn, as the
+/// core asks; `resolve`/`reject` settle `join`'s promise when one succeeds or all failed.
 pub(crate) fn start(
     overlay: mesh_core::Config,
     key: Keypair,
@@ -150,6 +155,8 @@ pub(crate) fn start(
             waiting: VecDeque::new(),
             calls: Vec::new(),
             join: Some(join),
+            join_failures: Vec::new(),
+            early: VecDeque::new(),
             timer: None,
             weak: weak.clone(),
             poster: {
@@ -164,7 +171,11 @@ pub(crate) fn start(
     *shared.timer.borrow_mut() = Some(Closure::new(move || post(&weak, Ev::Timer)));
     {
         let mut driver = shared.driver.borrow_mut();
-        let bootstrap = driver.settings.bootstrap.clone();
+        let Some(bootstrap) = driver.core.joining_at().cloned() else {
+            return Err(mesh_core::Error::InvalidConfig(
+                "no bootstrap server URL: give at least one".into(),
+            ));
+        };
         let timeout = driver.settings.register_timeout;
         // The core starts once this registration succeeds (as mesh-node's `join`).
         driver.connect(bootstrap, timeout);
@@ -392,15 +403,7 @@ impl Driver {
         let registered = conn.registered();
         conn.close();
         if !self.started {
-            // Joining failed: nothing runs without the first registration.
-            if let Some((_, reject)) = self.join.take() {
-                let why = format!(
-                    "could not register at the bootstrap server {url}: see the console; \
-                     is the server running and the URL right?"
-                );
-                self.calls.push((reject, js_sys::Error::new(&why).into()));
-            }
-            self.stop();
+            self.join_failed(now, url);
             return;
         }
         let input = if registered {
@@ -409,6 +412,39 @@ impl Driver {
             Input::RegisterFailed { server: url }
         };
         self.core.handle_input(now, input);
+    }
+
+    /// Joining at bootstrap server `url` failed: the next one the core asks for, at once;
+    /// once every one failed, joining fails (nothing runs without the first registration).
+    fn join_failed(&mut self, now: Instant, url: ServerUrl) {
+        self.join_failures.push(url.clone());
+        self.core
+            .handle_input(now, Input::RegisterFailed { server: url });
+        let mut next = None;
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Register { server, timeout }
+                    if next.is_none() && self.core.config().bootstraps.contains(&server) =>
+                {
+                    next = Some((server, timeout))
+                }
+                other => self.early.push_back(other),
+            }
+        }
+        if let Some((server, timeout)) = next {
+            self.connect(server, timeout);
+            return;
+        }
+        if let Some((_, reject)) = self.join.take() {
+            let tried: Vec<&str> = self.join_failures.iter().map(ServerUrl::as_str).collect();
+            let why = format!(
+                "could not register at the bootstrap server {}: see the console; \
+                 is the server running and the URL right?",
+                tried.join(", ")
+            );
+            self.calls.push((reject, js_sys::Error::new(&why).into()));
+        }
+        self.stop();
     }
 
     /// Opens a connection to `url` and registers there (a registration attempt of its own).
@@ -438,7 +474,7 @@ impl Driver {
         if !self.started || self.stopped {
             return;
         }
-        while let Some(output) = self.core.poll_output() {
+        while let Some(output) = self.early.pop_front().or_else(|| self.core.poll_output()) {
             match output {
                 Output::SendServer { server, frame } => match self.servers.get(&server) {
                     Some(conn) if conn.registered() => {

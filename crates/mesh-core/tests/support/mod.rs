@@ -90,14 +90,17 @@ impl Net {
 
     /// [`Net::new`] with the emulator's `latencies` (seeded draws) instead of zero.
     pub fn with_latencies(n: usize, mut config: Config, latencies: Latencies) -> Self {
-        config.bootstrap.get_or_insert_with(bootstrap);
+        if config.bootstraps.is_empty() {
+            config.bootstraps.push(bootstrap());
+        }
         let network = mesh_emu::Config {
             latencies,
             sampling: Sampling::Newest,
             welcome: 8,
             peers: 16,
         };
-        let mut emu = Emulator::new(network, rand::rngs::StdRng::seed_from_u64(0));
+        let mut emu = Emulator::new(network, rand::rngs::StdRng::seed_from_u64(0))
+            .with_bootstraps(config.bootstraps.clone());
         let now = emu.instant_now();
         let nodes: Vec<Node> = (0..n)
             .map(|i| {
@@ -167,6 +170,61 @@ impl Net {
         let peers = peers.iter().map(|j| self.id(*j)).collect();
         self.registered.push(i);
         self.emu.register_with(i as u32, peers);
+    }
+
+    /// Node `i` starts as a driver starts it: it registers at its first bootstrap server
+    /// (`Node::joining_at`) through the emulated network, which answers with a sample of
+    /// the nodes registered anywhere in the fleet.
+    pub fn start(&mut self, i: usize) {
+        self.registered.push(i);
+        self.emu.connect(i as u32);
+        let (emu, view) = self.view();
+        emu.arm_timer(&view, i as u32);
+    }
+
+    /// Bootstrap server `url` of the fleet dies: the nodes registered there hear
+    /// `ServerDown`; later attempts there are refused.
+    pub fn kill_bootstrap(&mut self, url: &ServerUrl) {
+        self.emu.kill_bootstrap(url);
+        self.settle();
+    }
+
+    /// The bootstrap server node `i` is registered at (as the emulated fleet sees it).
+    pub fn bootstrap_of(&self, i: usize) -> Option<&ServerUrl> {
+        self.emu.bootstrap_of(i as u32)
+    }
+
+    /// The connected components of the nodes that started and did not leave, by their
+    /// links (each sorted, the components by their first node).
+    pub fn components(&self) -> Vec<Vec<usize>> {
+        let mut live = self.registered.clone();
+        live.sort_unstable();
+        live.dedup();
+        let mut seen = vec![false; self.nodes.len()];
+        let mut components = Vec::new();
+        for &start in &live {
+            if seen[start] {
+                continue;
+            }
+            seen[start] = true;
+            let mut component = vec![start];
+            let mut next = 0;
+            while next < component.len() {
+                let i = component[next];
+                next += 1;
+                for peer in self.nodes[i].neighbours() {
+                    if let Some(&j) = self.index.get(&peer)
+                        && !seen[j]
+                    {
+                        seen[j] = true;
+                        component.push(j);
+                    }
+                }
+            }
+            component.sort_unstable();
+            components.push(component);
+        }
+        components
     }
 
     /// Stops the simulated server: every node hears ServerDown.

@@ -453,6 +453,7 @@ impl Sim<'_> {
             repair: self.repair(),
             attack: self.attack(),
             rooms: self.rooms(),
+            fleet_servers: None,
             rss_mb_peak: 0.0,
             cpu_idle_pct_of_one_core: 0.0,
             wall_s: 0.0,

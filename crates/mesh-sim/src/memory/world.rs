@@ -145,7 +145,7 @@ impl<'a> Sim<'a> {
         let room = i % self.rooms.len() as u32;
         let mut config = self.config.clone();
         config.room = self.rooms[room as usize].clone();
-        config.bootstrap = Some(bootstrap_url());
+        config.bootstraps = vec![bootstrap_url()];
         if self.scenario.doors {
             config.door = Some(door_url(i));
         }

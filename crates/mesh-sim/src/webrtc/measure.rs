@@ -290,6 +290,7 @@ impl Sim<'_> {
             repair: self.repair(&traffic),
             attack: self.attack(&traffic, &honest),
             rooms: None,
+            fleet_servers: s.redis.is_some().then_some(s.servers),
             rss_mb_peak: procfs::peak_rss_mb(),
             cpu_idle_pct_of_one_core: cpu_idle,
             wall_s,

@@ -66,9 +66,10 @@ pub(super) type JoinResult = (usize, Result<Node, mesh_node::Error>);
 pub(super) struct Sim<'a> {
     pub(super) scenario: &'a Scenario,
     pub(super) overlay: mesh_core::Config,
-    pub(super) url: mesh_proto::ServerUrl,
-    pub(super) server_stop: Option<oneshot::Sender<()>>,
-    pub(super) server: Option<JoinHandle<Result<(), bootstrap_server::Error>>>,
+    /// The embedded servers' URLs (one, or a fleet's), given to every node.
+    pub(super) urls: Vec<mesh_proto::ServerUrl>,
+    pub(super) server_stop: Vec<oneshot::Sender<()>>,
+    pub(super) servers: Vec<JoinHandle<Result<(), bootstrap_server::Error>>>,
     pub(super) shared: Arc<Shared>,
     pub(super) slots: Vec<Slot>,
     pub(super) joins: JoinSet<JoinResult>,
@@ -103,7 +104,7 @@ pub(super) struct Sim<'a> {
 }
 
 impl<'a> Sim<'a> {
-    /// Starts the server on `127.0.0.1:0`; no node yet.
+    /// Starts the server (or the fleet's servers) on `127.0.0.1:0`; no node yet.
     pub(super) async fn start(scenario: &'a Scenario, progress: bool) -> anyhow::Result<Sim<'a>> {
         let n = scenario.nodes;
         let overlay = scenario.overlay();
@@ -112,21 +113,39 @@ impl<'a> Sim<'a> {
             .context("the scenario's overlay configuration")?;
         // Room for every node, churn's newcomers and reconnections.
         let limit = (4 * n + 64).max(10_000);
-        let config = bootstrap_server::Config::default()
+        let mut config = bootstrap_server::Config::default()
             .with_max_connections(limit)
             .with_max_peers_per_room(limit)
             .with_shutdown_grace(Duration::from_secs(2));
-        // The server's own listen backlog (1,024): hundreds of nodes connect at once.
-        let listening = bootstrap_server::Server::listen((Ipv4Addr::LOCALHOST, 0).into(), config)
-            .await
-            .context("starting the embedded bootstrap server on 127.0.0.1")?;
-        let url: mesh_proto::ServerUrl = format!("ws://{}/ws", listening.local_addr()?)
-            .parse()
-            .map_err(std::io::Error::other)?;
-        let (server_stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(listening.run(async move {
-            let _ = stopped.await;
-        }));
+        if let Some(redis) = &scenario.redis {
+            // A name of this run's own: nothing of an earlier run is in its rooms.
+            let prefix = format!("mesh-sim-{}-{}", std::process::id(), scenario.seed);
+            config = config
+                .with_redis(Some(redis.clone()))
+                .with_fleet_prefix(prefix);
+        }
+        let (mut urls, mut server_stop, mut servers) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..scenario.servers {
+            // The server's own listen backlog (1,024): hundreds of nodes connect at once.
+            let listening =
+                bootstrap_server::Server::listen((Ipv4Addr::LOCALHOST, 0).into(), config.clone())
+                    .await
+                    .context("starting an embedded bootstrap server on 127.0.0.1")?;
+            let addr = listening.local_addr()?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            servers.push(tokio::spawn(listening.run(async move {
+                let _ = stopped.await;
+            })));
+            server_stop.push(stop);
+            if scenario.redis.is_some() {
+                wait_reaches_redis(addr).await?;
+            }
+            urls.push(
+                format!("ws://{addr}/ws")
+                    .parse()
+                    .map_err(std::io::Error::other)?,
+            );
+        }
         let shared = Arc::new(Shared {
             start: Instant::now(),
             initial: n,
@@ -154,9 +173,9 @@ impl<'a> Sim<'a> {
         Ok(Sim {
             scenario,
             overlay,
-            url,
-            server_stop: Some(server_stop),
-            server: Some(server),
+            urls,
+            server_stop,
+            servers,
             shared,
             slots: Vec::with_capacity(n),
             joins: JoinSet::new(),
@@ -186,8 +205,9 @@ impl<'a> Sim<'a> {
         let seed: [u8; 32] = self.keys.random();
         let key = Keypair::from_seed(seed);
         let record = Arc::new(Mutex::new(Record::default()));
-        let mut config =
-            mesh_node::Config::new(self.url.clone()).with_overlay(self.overlay.clone());
+        let mut config = mesh_node::Config::new(self.urls[0].clone())
+            .with_bootstraps(self.urls.iter().cloned())
+            .with_overlay(self.overlay.clone());
         let transport = mesh_node::transport::webrtc::Config::new()
             .with_bind_addrs(vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))]);
         let (door_stop, door_stopped) = oneshot::channel::<()>();
@@ -354,10 +374,10 @@ impl<'a> Sim<'a> {
         if left.is_err() {
             warn!("nodes still leaving after {TEARDOWN:?}");
         }
-        if let Some(stop) = self.server_stop.take() {
+        for stop in self.server_stop.drain(..) {
             let _ = stop.send(());
         }
-        if let Some(server) = self.server.take() {
+        for server in self.servers.drain(..) {
             match tokio::time::timeout(TEARDOWN, server).await {
                 Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(e))) => warn!("the bootstrap server failed: {e}"),
@@ -389,6 +409,33 @@ where
         }
     }
     answers
+}
+
+/// Waits (up to 10 s) until the fleet server at `addr` reaches its Redis: its `/healthz`
+/// says `ok`, not `degraded`.
+async fn wait_reaches_redis(addr: SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let mut answer = String::new();
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await {
+            let request =
+                format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            if stream.write_all(request.as_bytes()).await.is_ok() {
+                let _ = stream.read_to_string(&mut answer).await;
+            }
+        }
+        if answer.ends_with("\r\n\r\nok\n") {
+            return Ok(());
+        }
+        last = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.trim().to_owned())
+            .unwrap_or(answer);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the fleet server at {addr} did not reach its Redis within 10 s: {last}")
 }
 
 /// Starts a node's door (`Scenario::doors`): a bootstrap server on 127.0.0.1, with default

@@ -105,8 +105,8 @@ impl Sim<'_> {
                 next_repair_check = (!repaired).then(|| Instant::now() + REPAIR_POLL);
             }
             if server_kill_at.is_some_and(|at| at.at(now)) {
-                info!("stopping the bootstrap server");
-                if let Some(stop) = self.server_stop.take() {
+                info!("stopping the bootstrap server(s)");
+                for stop in self.server_stop.drain(..) {
                     let _ = stop.send(());
                 }
                 server_kill_at = None;
