@@ -31,21 +31,31 @@
 //! [`Fleet::sample`]; unicasts, broadcasts and unregistrations go through one bounded queue
 //! that a task writes in pipelined batches, in order.
 
+mod health;
+mod layout;
+mod tasks;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use mesh_proto::fleet::Message;
 use mesh_proto::{ErrorCode, NodeId, RoomName};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisResult, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior, interval, sleep, timeout};
+use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use self::health::{Health, Part};
+use self::layout::{
+    Keys, REANNOUNCE, REGISTER, SAMPLE, SAMPLE_FN, Script, Scripts, UNICAST, UNREGISTER,
+    parse_value, script,
+};
+use self::tasks::{keep_lease, subscribe, write_ops};
 use super::{Delivery, Local, Outbound, Registration};
 use crate::Error;
 use crate::config::Config;
@@ -57,156 +67,6 @@ const BATCH: usize = 256;
 
 /// Failed unregistrations remembered to retry when Redis is back; beyond, the keys expire.
 const MAX_PENDING_REMOVALS: usize = 65_536;
-
-/// Pauses between attempts to subscribe again.
-const RESUBSCRIBE_MIN: Duration = Duration::from_millis(100);
-const RESUBSCRIBE_MAX: Duration = Duration::from_secs(2);
-
-/// A sample drawn across the room, skipping (and cleaning) members that no longer count:
-/// their key expired, or their server's lease lapsed. Draws `2k + 1` members, so that a
-/// few stale ones still leave `k`.
-const SAMPLE_FN: &str = r"
-local function sample(room_key, prefix, room, exclude, k)
-  local out = {}
-  if k <= 0 then return out end
-  local ids = redis.call('SRANDMEMBER', room_key, 2 * k + 1)
-  for _, id in ipairs(ids) do
-    if #out >= k then break end
-    if id ~= exclude then
-      local node_key = prefix .. ':node:' .. room .. ':' .. id
-      local v = redis.call('GET', node_key)
-      if not v then
-        redis.call('SREM', room_key, id)
-      else
-        local sid = string.match(v, '^(%x+) ')
-        if sid then
-          if redis.call('EXISTS', prefix .. ':srv:' .. sid) == 1 then
-            table.insert(out, id)
-          else
-            redis.call('DEL', node_key)
-            redis.call('SREM', room_key, id)
-          end
-        end
-      end
-    end
-  end
-  return out
-end
-";
-
-/// KEYS: node, room. ARGV: value, ttl (s), node id, prefix, room, k. Writes the
-/// registration and returns the key's previous value (or '') followed by a sample.
-const REGISTER: &str = r"
-local old = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-local out = sample(KEYS[2], ARGV[4], ARGV[5], ARGV[3], tonumber(ARGV[6]))
-table.insert(out, 1, old or '')
-return out
-";
-
-/// KEYS: room. ARGV: prefix, room, exclude, k.
-const SAMPLE: &str = r"
-return sample(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))
-";
-
-/// KEYS: node, room. ARGV: value, ttl (s), node id, prefix, this server. Renews a
-/// registration, unless another live server holds the key: then returns 0.
-const REANNOUNCE: &str = r"
-local old = redis.call('GET', KEYS[1])
-if old and old ~= ARGV[1] then
-  local sid = string.match(old, '^(%x+) ')
-  if sid and sid ~= ARGV[5] and redis.call('EXISTS', ARGV[4] .. ':srv:' .. sid) == 1 then
-    return 0
-  end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return 1
-";
-
-/// KEYS: node, room. ARGV: value, node id. Removes a registration if it is still the one
-/// this session wrote.
-const UNREGISTER: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('SREM', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-";
-
-/// KEYS: node. ARGV: prefix, message. Publishes to the channel of the node's server:
-/// returns the subscribers reached, -1 without a key, -2 for a value that does not decode.
-const UNICAST: &str = r"
-local v = redis.call('GET', KEYS[1])
-if not v then return -1 end
-local sid = string.match(v, '^(%x+) ')
-if not sid then return -2 end
-return redis.call('PUBLISH', ARGV[1] .. ':to:' .. sid, ARGV[2])
-";
-
-/// A script's text and its SHA-1, for `EVALSHA`.
-#[derive(Debug)]
-struct Script {
-    text: &'static str,
-    sha: String,
-}
-
-impl Script {
-    fn new(text: &'static str) -> Self {
-        Self {
-            text,
-            sha: redis::Script::new(text).get_hash().to_owned(),
-        }
-    }
-}
-
-/// The scripts sent with every frame or update, by hash.
-#[derive(Debug)]
-struct Scripts {
-    unicast: Script,
-    unregister: Script,
-}
-
-/// `EVALSHA sha` or `EVAL text`, to which the caller adds the keys and arguments.
-fn script<'p>(
-    pipe: &'p mut redis::Pipeline,
-    script: &Script,
-    by_hash: bool,
-) -> &'p mut redis::Pipeline {
-    if by_hash {
-        pipe.cmd("EVALSHA").arg(&script.sha)
-    } else {
-        pipe.cmd("EVAL").arg(script.text)
-    }
-}
-
-/// The names of a fleet's keys and channels.
-#[derive(Debug)]
-struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    fn server(&self, server: &str) -> String {
-        format!("{}:srv:{server}", self.prefix)
-    }
-    fn node(&self, room: &RoomName, node: &NodeId) -> String {
-        format!("{}:node:{room}:{node}", self.prefix)
-    }
-    fn room(&self, room: &RoomName) -> String {
-        format!("{}:room:{room}", self.prefix)
-    }
-    fn channel(&self, server: &str) -> String {
-        format!("{}:to:{server}", self.prefix)
-    }
-    fn broadcast(&self) -> String {
-        format!("{}:broadcast", self.prefix)
-    }
-}
 
 /// What the queue towards Redis carries.
 #[derive(Debug)]
@@ -236,25 +96,6 @@ enum Op {
         message: Vec<u8>,
         kind: &'static str,
     },
-}
-
-/// The two ways a server reaches Redis, each healthy or not.
-#[derive(Clone, Copy, Debug)]
-enum Part {
-    Commands,
-    Subscription,
-}
-
-#[derive(Debug)]
-struct Health {
-    commands: Result<(), String>,
-    subscription: Result<(), String>,
-    /// Since when the server is degraded, if it is.
-    down_since: Option<Instant>,
-    /// Whether it ever reached Redis fully (an outage is counted only after).
-    was_up: bool,
-    /// Whether the failure to reach Redis at start was logged.
-    told: bool,
 }
 
 /// A server of a fleet. See the module documentation.
@@ -354,13 +195,7 @@ impl Fleet {
             conn,
             ops,
             up: AtomicBool::new(false),
-            health: Mutex::new(Health {
-                commands: Err("not connected to redis yet".into()),
-                subscription: Err("not subscribed yet".into()),
-                down_since: Some(Instant::now()),
-                was_up: false,
-                told: false,
-            }),
+            health: Mutex::new(Health::starting()),
             dirty: AtomicBool::new(true),
             removals: Mutex::new(Vec::new()),
             metrics,
@@ -491,16 +326,7 @@ impl Fleet {
     }
 
     pub fn degraded(&self) -> Option<String> {
-        let health = lock(&self.inner.health);
-        let since = health.down_since?;
-        let why = match (&health.commands, &health.subscription) {
-            (Err(why), _) | (_, Err(why)) => why.clone(),
-            _ => "redis unreachable".into(),
-        };
-        Some(format!(
-            "redis unreachable for {:.0?}: {why}; serving this server's own registrations only",
-            since.elapsed()
-        ))
+        lock(&self.inner.health).degraded()
     }
 
     pub async fn close(&self) {
@@ -540,60 +366,6 @@ impl Inner {
             result.as_ref().map(|_| ()).map_err(Clone::clone),
         );
         result
-    }
-
-    fn report(&self, part: Part, result: Result<(), String>) {
-        if result.is_err() {
-            self.metrics.fleet_redis_errors.inc();
-        }
-        let mut health = lock(&self.health);
-        match part {
-            Part::Commands => health.commands = result,
-            Part::Subscription => health.subscription = result,
-        }
-        let ok = health.commands.is_ok() && health.subscription.is_ok();
-        match (ok, health.down_since) {
-            (true, Some(since)) => {
-                health.down_since = None;
-                health.was_up = true;
-                self.up.store(true, Ordering::Relaxed);
-                self.metrics.fleet_redis_up.set(1);
-                self.dirty.store(true, Ordering::Relaxed);
-                info!(
-                    down_for = ?since.elapsed(),
-                    "fleet: redis reachable; re-announcing this server's registrations"
-                );
-            }
-            (false, Some(_)) if !health.was_up && !health.told => {
-                // Not reached yet since the start: said once, not counted as an outage.
-                health.told = true;
-                let why = match (&health.commands, &health.subscription) {
-                    (Err(why), _) | (_, Err(why)) => why.as_str(),
-                    _ => "",
-                };
-                if !why.starts_with("not ") {
-                    warn!(
-                        "fleet: redis unreachable at start ({why}); serving this server's own registrations only until it answers"
-                    );
-                } else {
-                    health.told = false;
-                }
-            }
-            (false, None) => {
-                health.down_since = Some(Instant::now());
-                self.up.store(false, Ordering::Relaxed);
-                self.metrics.fleet_redis_up.set(0);
-                self.metrics.fleet_outages.inc();
-                let why = match (&health.commands, &health.subscription) {
-                    (Err(why), _) | (_, Err(why)) => why.as_str(),
-                    _ => "",
-                };
-                warn!(
-                    "fleet: redis unreachable ({why}); serving this server's own registrations only"
-                );
-            }
-            _ => {}
-        }
     }
 
     fn bad_data(&self, what: std::fmt::Arguments<'_>) {
@@ -780,7 +552,7 @@ impl Inner {
                     room: room.clone(),
                     from: *from,
                     to: *to,
-                    frame: frame.clone(),
+                    frame: frame.to_vec(),
                 };
                 script(pipe, &self.scripts.unicast, by_hash)
                     .arg(1)
@@ -793,7 +565,7 @@ impl Inner {
                     origin: self.id,
                     room: room.clone(),
                     from: *from,
-                    frame: frame.clone(),
+                    frame: frame.to_vec(),
                 };
                 pipe.cmd("PUBLISH")
                     .arg(self.keys.broadcast())
@@ -918,7 +690,7 @@ impl Inner {
                 frame,
             } => {
                 let out = Outbound {
-                    bytes: frame,
+                    bytes: Bytes::from(frame),
                     kind: "transfer",
                     received: Some(Instant::now()),
                 };
@@ -949,7 +721,7 @@ impl Inner {
             Message::Broadcast {
                 room, from, frame, ..
             } => {
-                let (_, dropped) = self.local.broadcast(&room, &from, &frame);
+                let (_, dropped) = self.local.broadcast(&room, &from, &Bytes::from(frame));
                 self.metrics.dropped.inc_by(dropped as u64);
             }
             Message::Kick {
@@ -975,462 +747,8 @@ impl Inner {
     }
 }
 
-/// Writes the queued operations to Redis, a batch at a time.
-async fn write_ops(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>, stop: CancellationToken) {
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        let first = tokio::select! {
-            biased;
-            op = rx.recv() => op,
-            // Only once the queue is empty: what was queued before the stop is written.
-            () = stop.cancelled() => None,
-        };
-        let Some(first) = first else { return };
-        batch.push(first);
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        inner.write(&mut batch).await;
-    }
-}
-
-/// Renews the lease, and re-announces what this server holds when Redis lost it (or this
-/// server lost Redis), and every third of the registrations' TTL.
-async fn keep_lease(inner: Arc<Inner>, stop: CancellationToken) {
-    let mut tick = interval(inner.lease / 3);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut renewed: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(inner.keys.server(&inner.me))
-            .arg(&inner.about)
-            .arg("PX")
-            .arg(u64::try_from(inner.lease.as_millis()).unwrap_or(u64::MAX))
-            .arg("GET");
-        let Ok(previous) = inner.query::<Option<Vec<u8>>>(&cmd).await else {
-            inner.dirty.store(true, Ordering::Relaxed);
-            continue;
-        };
-        let lapsed = previous.is_none();
-        let due = renewed.is_none_or(|at| at.elapsed() >= inner.ttl / 3);
-        if lapsed || due || inner.dirty.swap(false, Ordering::Relaxed) {
-            if lapsed && renewed.is_some() {
-                warn!(
-                    "fleet: this server's lease was gone from redis (restarted, or cut off for longer than the lease): re-announcing"
-                );
-            }
-            match inner.reannounce().await {
-                Ok(()) => renewed = Some(Instant::now()),
-                Err(why) => {
-                    debug!("re-announcement failed: {why}");
-                    inner.dirty.store(true, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-}
-
-/// Keeps a subscription to this server's channel and the broadcast channel.
-async fn subscribe(inner: Arc<Inner>, stop: CancellationToken) {
-    let mut pause = RESUBSCRIBE_MIN;
-    loop {
-        let connect = async {
-            let mut pubsub = inner.client.get_async_pubsub().await?;
-            pubsub.subscribe(inner.keys.channel(&inner.me)).await?;
-            pubsub.subscribe(inner.keys.broadcast()).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        let connected = tokio::select! {
-            () = stop.cancelled() => return,
-            connected = timeout(inner.timeout, connect) => connected,
-        };
-        match connected {
-            Ok(Ok(pubsub)) => {
-                pause = RESUBSCRIBE_MIN;
-                // Kicks sent while unsubscribed were missed: the re-announcement finds them.
-                inner.dirty.store(true, Ordering::Relaxed);
-                inner.report(Part::Subscription, Ok(()));
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        message = messages.next() => match message {
-                            Some(message) => inner.on_message(message.get_payload_bytes()),
-                            None => break,
-                        },
-                    }
-                }
-                inner.report(
-                    Part::Subscription,
-                    Err("the subscription to redis was closed".into()),
-                );
-            }
-            Ok(Err(e)) => inner.report(Part::Subscription, Err(format!("cannot subscribe: {e}"))),
-            Err(_) => inner.report(
-                Part::Subscription,
-                Err(format!("cannot subscribe within {:?}", inner.timeout)),
-            ),
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = sleep(pause) => {}
-        }
-        pause = (pause * 2).min(RESUBSCRIBE_MAX);
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// `"{server} {session}"`: 16 hex digits, a space, a decimal u64.
-fn parse_value(value: &[u8]) -> Option<(u64, u64)> {
-    let text = std::str::from_utf8(value).ok()?;
-    let (server, session) = text.split_once(' ')?;
-    if server.len() != 16 {
-        return None;
-    }
-    Some((u64::from_str_radix(server, 16).ok()?, session.parse().ok()?))
-}
-
-/// A message between the servers of a fleet, on their Redis channels (docs/protocol.md §11.3).
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Message {
-    /// 1: a `Transfer` frame for a node the receiving server holds.
-    Unicast {
-        origin: u64,
-        room: RoomName,
-        from: NodeId,
-        to: NodeId,
-        frame: Bytes,
-    },
-    /// 2: a `TransferBroadcast` frame for the room's members.
-    Broadcast {
-        origin: u64,
-        room: RoomName,
-        from: NodeId,
-        frame: Bytes,
-    },
-    /// 3: the session `session` of `node` is replaced by a registration elsewhere.
-    Kick {
-        room: RoomName,
-        node: NodeId,
-        session: u64,
-    },
-    /// 4: a unicast from `from` to `to` was not delivered, with the code to tell `from`.
-    Failed {
-        room: RoomName,
-        from: NodeId,
-        to: NodeId,
-        code: ErrorCode,
-    },
-}
-
-/// Why a fleet message did not decode.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum MessageError {
-    #[error("message ends early")]
-    Truncated,
-    #[error("unknown version {0}")]
-    Version(u8),
-    #[error("unknown kind {0}")]
-    Kind(u8),
-    #[error("bad room name")]
-    Room,
-    #[error("frame of {0} bytes is over the limit")]
-    TooLarge(usize),
-    #[error("{0} bytes after the end")]
-    Trailing(usize),
-}
-
-/// The version byte of fleet messages.
-const VERSION: u8 = 1;
-
-impl Message {
-    fn kind(&self) -> &'static str {
-        match self {
-            Self::Unicast { .. } => "unicast",
-            Self::Broadcast { .. } => "broadcast",
-            Self::Kick { .. } => "kick",
-            Self::Failed { .. } => "failed",
-        }
-    }
-
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = vec![VERSION];
-        let room = |out: &mut Vec<u8>, room: &RoomName| {
-            // At most RoomName::MAX_LEN (64) bytes.
-            out.push(room.as_str().len() as u8);
-            out.extend_from_slice(room.as_str().as_bytes());
-        };
-        match self {
-            Self::Unicast {
-                origin,
-                room: r,
-                from,
-                to,
-                frame,
-            } => {
-                out.push(1);
-                out.extend_from_slice(&origin.to_be_bytes());
-                room(&mut out, r);
-                out.extend_from_slice(from.as_bytes());
-                out.extend_from_slice(to.as_bytes());
-                out.extend_from_slice(frame);
-            }
-            Self::Broadcast {
-                origin,
-                room: r,
-                from,
-                frame,
-            } => {
-                out.push(2);
-                out.extend_from_slice(&origin.to_be_bytes());
-                room(&mut out, r);
-                out.extend_from_slice(from.as_bytes());
-                out.extend_from_slice(frame);
-            }
-            Self::Kick {
-                room: r,
-                node,
-                session,
-            } => {
-                out.push(3);
-                room(&mut out, r);
-                out.extend_from_slice(node.as_bytes());
-                out.extend_from_slice(&session.to_be_bytes());
-            }
-            Self::Failed {
-                room: r,
-                from,
-                to,
-                code,
-            } => {
-                out.push(4);
-                room(&mut out, r);
-                out.extend_from_slice(from.as_bytes());
-                out.extend_from_slice(to.as_bytes());
-                out.extend_from_slice(&code.0.to_be_bytes());
-            }
-        }
-        out
-    }
-
-    pub(crate) fn decode(bytes: &[u8], max_frame: usize) -> Result<Self, MessageError> {
-        let mut r = Reader(bytes);
-        let version = r.u8()?;
-        if version != VERSION {
-            return Err(MessageError::Version(version));
-        }
-        let kind = r.u8()?;
-        let message = match kind {
-            1 => {
-                let origin = r.u64()?;
-                let room = r.room()?;
-                let (from, to) = (r.node()?, r.node()?);
-                let frame = r.frame(max_frame)?;
-                Self::Unicast {
-                    origin,
-                    room,
-                    from,
-                    to,
-                    frame,
-                }
-            }
-            2 => {
-                let origin = r.u64()?;
-                let room = r.room()?;
-                let from = r.node()?;
-                let frame = r.frame(max_frame)?;
-                Self::Broadcast {
-                    origin,
-                    room,
-                    from,
-                    frame,
-                }
-            }
-            3 => Self::Kick {
-                room: r.room()?,
-                node: r.node()?,
-                session: r.u64()?,
-            },
-            4 => Self::Failed {
-                room: r.room()?,
-                from: r.node()?,
-                to: r.node()?,
-                code: ErrorCode(u16::from_be_bytes(r.take::<2>()?)),
-            },
-            other => return Err(MessageError::Kind(other)),
-        };
-        if !r.0.is_empty() {
-            return Err(MessageError::Trailing(r.0.len()));
-        }
-        Ok(message)
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], MessageError> {
-        let (head, rest) = self
-            .0
-            .split_first_chunk::<N>()
-            .ok_or(MessageError::Truncated)?;
-        self.0 = rest;
-        Ok(*head)
-    }
-    fn u8(&mut self) -> Result<u8, MessageError> {
-        Ok(self.take::<1>()?[0])
-    }
-    fn u64(&mut self) -> Result<u64, MessageError> {
-        Ok(u64::from_be_bytes(self.take::<8>()?))
-    }
-    fn node(&mut self) -> Result<NodeId, MessageError> {
-        Ok(NodeId::from_bytes(self.take::<16>()?))
-    }
-    fn room(&mut self) -> Result<RoomName, MessageError> {
-        let len = usize::from(self.u8()?);
-        if self.0.len() < len {
-            return Err(MessageError::Truncated);
-        }
-        let (name, rest) = self.0.split_at(len);
-        self.0 = rest;
-        let name = std::str::from_utf8(name).map_err(|_| MessageError::Room)?;
-        RoomName::try_from(name.to_owned()).map_err(|_| MessageError::Room)
-    }
-    /// The rest: an encoded frame, at most `max` bytes.
-    fn frame(&mut self, max: usize) -> Result<Bytes, MessageError> {
-        if self.0.len() > max {
-            return Err(MessageError::TooLarge(self.0.len()));
-        }
-        if self.0.is_empty() {
-            return Err(MessageError::Truncated);
-        }
-        let frame = Bytes::copy_from_slice(self.0);
-        self.0 = &[];
-        Ok(frame)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn node(b: u8) -> NodeId {
-        NodeId::from_bytes([b; 16])
-    }
-
-    #[test]
-    fn messages_round_trip() {
-        let room: RoomName = "lobby".to_owned().try_into().unwrap();
-        for message in [
-            Message::Unicast {
-                origin: 0xfeed,
-                room: room.clone(),
-                from: node(1),
-                to: node(2),
-                frame: Bytes::from_static(b"frame"),
-            },
-            Message::Broadcast {
-                origin: 7,
-                room: room.clone(),
-                from: node(3),
-                frame: Bytes::from_static(b"b"),
-            },
-            Message::Kick {
-                room: room.clone(),
-                node: node(4),
-                session: 99,
-            },
-            Message::Failed {
-                room,
-                from: node(5),
-                to: node(6),
-                code: ErrorCode::TARGET_BUSY,
-            },
-        ] {
-            let bytes = message.encode();
-            assert_eq!(Message::decode(&bytes, 64), Ok(message));
-        }
-    }
-
-    #[test]
-    fn the_kick_of_protocol_md_11_3_is_these_bytes() {
-        let mut id = [0; 16];
-        id[15] = 1;
-        let kick = Message::Kick {
-            room: "lobby".parse().unwrap(),
-            node: NodeId::from_bytes(id),
-            session: 7,
-        };
-        let hex: Vec<String> = kick.encode().iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(
-            hex.join(" "),
-            "01 03 05 6c 6f 62 62 79 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 \
-             00 00 00 00 00 00 00 07"
-        );
-    }
-
-    #[test]
-    fn bad_messages_are_typed_errors() {
-        let kick = Message::Kick {
-            room: RoomName::default(),
-            node: node(1),
-            session: 1,
-        }
-        .encode();
-        assert_eq!(Message::decode(&[], 64), Err(MessageError::Truncated));
-        assert_eq!(Message::decode(&[2, 3], 64), Err(MessageError::Version(2)));
-        assert_eq!(Message::decode(&[1, 9], 64), Err(MessageError::Kind(9)));
-        assert_eq!(
-            Message::decode(&kick[..kick.len() - 1], 64),
-            Err(MessageError::Truncated)
-        );
-        let mut long = kick.clone();
-        long.push(0);
-        assert_eq!(Message::decode(&long, 64), Err(MessageError::Trailing(1)));
-        let mut bad_room = kick;
-        bad_room[3] = 0x07; // a control character in the room name
-        assert_eq!(Message::decode(&bad_room, 64), Err(MessageError::Room));
-        let big = Message::Broadcast {
-            origin: 1,
-            room: RoomName::default(),
-            from: node(1),
-            frame: Bytes::from(vec![0; 65]),
-        }
-        .encode();
-        assert_eq!(Message::decode(&big, 64), Err(MessageError::TooLarge(65)));
-    }
-
-    #[test]
-    fn registration_values_parse_or_are_refused() {
-        assert_eq!(parse_value(b"00000000000000ff 42"), Some((255, 42)));
-        for bad in [
-            &b""[..],
-            b"ff 42",
-            b"00000000000000ff",
-            b"00000000000000fg 1",
-            b"00000000000000ff x",
-        ] {
-            assert_eq!(parse_value(bad), None, "{bad:?}");
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn any_bytes_decode_or_fail_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = Message::decode(&bytes, 128);
-        }
-    }
 }

@@ -30,6 +30,7 @@
 
 pub mod authored;
 pub mod codec;
+pub mod fleet;
 pub mod frame;
 pub mod id;
 pub mod identity;

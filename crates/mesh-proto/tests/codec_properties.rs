@@ -469,3 +469,36 @@ proptest! {
         }
     }
 }
+
+// The fleet's messages between bootstrap servers (docs/protocol.md §11.3).
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn fleet_messages_round_trip(
+        origin in any::<u64>(),
+        room in room(),
+        from in node_id(),
+        to in node_id(),
+        frame in prop::collection::vec(any::<u8>(), 1..200),
+        session in any::<u64>(),
+        code in any::<u16>(),
+        kind in 0u8..4,
+    ) {
+        use mesh_proto::fleet::Message;
+        let message = match kind {
+            0 => Message::Unicast { origin, room, from, to, frame },
+            1 => Message::Broadcast { origin, room, from, frame },
+            2 => Message::Kick { room, node: from, session },
+            _ => Message::Failed { room, from, to, code: ErrorCode(code) },
+        };
+        prop_assert_eq!(Message::decode(&message.encode(), 200), Ok(message));
+    }
+
+    #[test]
+    fn any_bytes_decode_as_a_fleet_message_or_fail_without_panicking(
+        bytes in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let _ = mesh_proto::fleet::Message::decode(&bytes, 128);
+    }
+}
